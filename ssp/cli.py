@@ -1,0 +1,220 @@
+"""`ssp train`, `ssp eval` and `ssp summary` (registered through entry points; torch is imported only when they run)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["register_train", "register_eval", "register_summary"]
+
+
+def _need_model_extra() -> None:
+    try:
+        import torch  # noqa: F401
+    except ModuleNotFoundError:
+        from .errors import SSPError
+
+        raise SSPError("this command needs PyTorch: pip install 'ssp-edge[model]'") from None
+
+
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except Exception:  # pragma: no cover - transformers missing is reported where it is used
+        pass
+
+
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    from .errors import SSPError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise SSPError(f"--set {item!r}: expected KEY=VALUE, e.g. --set decoder=bilinear")
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
+# ----------------------------------------------------------------------------- train
+
+def register_train(sub: argparse._SubParsersAction) -> None:
+    from .train import TrainOptions
+
+    d = TrainOptions()
+    p = sub.add_parser("train", help="train an SSP model (superpixel pretraining, then SSP)",
+                       description="Train an SSP model on RefShapes or a RefCOCO-format folder. Resumes from "
+                                   "OUT/state.json when present. Writes OUT/final.safetensors.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", default="ssp_lite", help="model config: ssp_lite or ssp_paper")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set decoder=bilinear (repeatable)")
+    p.add_argument("--out", default=d.out, help="run folder (checkpoints, log.jsonl, state)")
+    p.add_argument("--data", default=d.data, help="training data spec: refshapes:train or "
+                                                   "refcoco:ROOT:DATASET:SPLITBY:SPLIT")
+    p.add_argument("--val", default=d.val, help="validation data spec")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--images-per-batch", type=int, default=d.images_per_batch)
+    p.add_argument("--exprs-per-image", type=int, default=d.exprs_per_image,
+                   help="expressions per RefShapes scene (share one image encoding)")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--backbone-lr", type=float, default=d.backbone_lr)
+    p.add_argument("--spixel-steps", type=int, default=d.spixel_steps, help="superpixel pretraining steps")
+    p.add_argument("--val-every", type=int, default=d.val_every)
+    p.add_argument("--val-samples", type=int, default=d.val_samples)
+    p.add_argument("--time-budget", type=float, default=None, metavar="MIN", help="stop and save after MIN minutes")
+    p.add_argument("--init", default=None, help="start from this checkpoint's weights")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing run state in --out")
+    p.add_argument("--no-bf16", action="store_true", help="train in float32 (bf16 autocast is the default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    _need_model_extra()
+    _quiet_transformers()
+    from .config import get_config
+    from .train import TrainOptions, train
+
+    cfg = get_config(args.config, **_parse_overrides(args.overrides))
+    opt = TrainOptions(out=args.out, data=args.data, val=args.val, steps=args.steps,
+                       images_per_batch=args.images_per_batch, exprs_per_image=args.exprs_per_image, lr=args.lr,
+                       backbone_lr=args.backbone_lr, spixel_steps=args.spixel_steps, val_every=args.val_every,
+                       val_samples=args.val_samples, time_budget_min=args.time_budget, init=args.init,
+                       resume=not args.no_resume, bf16=not args.no_bf16, seed=args.seed)
+    final = train(cfg, opt)
+    print(f"wrote {final}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- eval
+
+def register_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint (oIoU, mIoU, Prec@X, N-acc, T-acc)",
+                       description="Evaluate a checkpoint with PyTorch on a data set. --json prints one JSON object.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", default="ssp_lite_refshapes", help="shipped checkpoint name or .safetensors path")
+    p.add_argument("--data", default="refshapes:test", help="refshapes:SPLIT or refcoco:ROOT:DATASET:SPLITBY:SPLIT")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--save-vis", default=None, metavar="PNG", help="also write a grid of predictions to this PNG")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    _need_model_extra()
+    _quiet_transformers()
+    import torch
+
+    from .checkpoint import load_checkpoint, read_checkpoint_info
+    from .data.spec import open_data
+    from .errors import SSPError
+    from .evaluate import evaluate
+
+    if args.limit is not None and args.limit <= 0:
+        raise SSPError(f"--limit must be positive, got {args.limit}")
+    cfg = read_checkpoint_info(args.checkpoint).config  # cheap checks first: header, then the data
+    data = open_data(args.data, cfg.input_size)
+    if len(data) == 0:
+        raise SSPError(f"data {args.data!r} has no samples")
+    model, info = load_checkpoint(args.checkpoint)
+    with torch.inference_mode():
+        summary = evaluate(model, cfg, data, limit=args.limit, batch=args.batch, progress=not args.json)
+    summary = {"checkpoint": str(info.path.name), "data": args.data, **summary}
+    if args.save_vis:
+        from .visualize import save_prediction_grid
+
+        save_prediction_grid(model, cfg, data, args.save_vis)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    rows = [("samples", summary["n"]), ("oIoU", summary["oIoU"]), ("mIoU", summary["mIoU"]),
+            ("gIoU", summary["gIoU"])] + [(k, v) for k, v in summary.items() if k.startswith("prec@")] + \
+           [("N-acc", summary["N-acc"]), ("T-acc", summary["T-acc"])] + \
+           [(f"mIoU[{k}]", v) for k, v in summary["by_type"].items()]
+    for k, v in rows:
+        print(f"{k:>18}  {v:.4f}" if isinstance(v, float) else f"{k:>18}  {v}")
+    if args.save_vis:
+        print(f"{'visualization':>18}  {args.save_vis}", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------- summary
+
+def register_summary(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("summary", help="parameter counts per part and one forward pass at the input size",
+                       description="Build a config (or a checkpoint's model), count parameters per SSP part and run "
+                                   "one forward pass at the config's input size. ssp_paper is random init.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--config", default=None, help="config name: ssp_lite or ssp_paper")
+    g.add_argument("--checkpoint", default=None, help="shipped checkpoint name or .safetensors path")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-forward", action="store_true", help="only count parameters")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_run_summary)
+
+
+def _run_summary(args: argparse.Namespace) -> int:
+    _need_model_extra()
+    _quiet_transformers()
+    import time
+
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .config import get_config
+    from .models.ssp import build_model
+
+    if args.checkpoint:
+        model, info = load_checkpoint(args.checkpoint)
+        cfg = info.config
+    else:
+        cfg = get_config(args.config or "ssp_lite", **_parse_overrides(args.overrides))
+        model = build_model(cfg).eval()
+
+    def count(m: torch.nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters())
+
+    d = model.decoder
+    parts = {
+        "text_encoder": count(model.text),
+        "backbone": count(model.image.backbone),
+        "superpixel_net": count(model.image.spixel),
+        "image_neck": count(model.image) - count(model.image.backbone) - count(model.image.spixel),
+        "PWT": count(d.pwt) + count(d.coarse),
+        "SWT": count(d.swt) + count(d.sp_in) + count(d.rel_z) + count(d.rel_s),
+        "EPT": count(d.ept) + count(d.ept_norm) + count(d.prior),
+        "decoder_" + cfg.decoder: count(d.decoder),
+        "heads": count(d.exists) + count(d.sent_gate),
+    }
+    out: dict[str, Any] = {"config": cfg.name, "input_size": cfg.input_size, "parameters": count(model),
+                           "parameters_by_part": parts}
+    if not args.no_forward:
+        from .models.text import Tokenizer
+
+        t = Tokenizer(cfg.max_tokens)(["the red circle left of the blue square"])
+        x = torch.randn(1, 3, cfg.input_size, cfg.input_size)
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            o = model(x, t.input_ids, t.attention_mask)
+            out["forward_seconds"] = round(time.perf_counter() - t0, 3)
+        out["outputs"] = {"mask_logits": list(o.mask_logits.shape), "target_logit": list(o.target_logit.shape),
+                          "q": list(o.q.shape)}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{cfg.name}: {out['parameters'] / 1e6:.2f} M parameters at {cfg.input_size}x{cfg.input_size}")
+    for k, v in parts.items():
+        print(f"  {k:>16}  {v / 1e6:8.3f} M")
+    if "outputs" in out:
+        print(f"  forward pass (batch 1, CPU): {out['forward_seconds']:.2f} s, mask {out['outputs']['mask_logits']}")
+    return 0

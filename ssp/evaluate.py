@@ -1,0 +1,79 @@
+"""Evaluate a checkpoint on a data set: batched PyTorch inference with letterboxing and its inverse."""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .config import SSPConfig
+from .data.sample import Sample
+from .data.transforms import letterbox, normalize, unletterbox
+from .metrics import SegMeter
+from .models.ssp import SSP
+from .models.text import Tokenizer
+
+__all__ = ["Predictor", "evaluate"]
+
+
+class Predictor:
+    """Image + expressions -> probability maps and target scores at the source resolution."""
+
+    def __init__(self, model: SSP, cfg: SSPConfig, mask_threshold: float = 0.5, exists_threshold: float = 0.5):
+        self.model = model.eval()
+        self.cfg = cfg
+        self.tok = Tokenizer(cfg.max_tokens)
+        self.mask_threshold = mask_threshold
+        self.exists_threshold = exists_threshold
+        self.pad = tuple(int(round(m * 255)) for m in cfg.mean)
+
+    def prepare(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list]:
+        xs, lbs = [], []
+        for im in images:
+            lb_im, lb = letterbox(im, self.cfg.input_size, self.pad)  # type: ignore[arg-type]
+            xs.append(normalize(lb_im, self.cfg.mean, self.cfg.std))
+            lbs.append(lb)
+        return torch.from_numpy(np.stack(xs)), lbs
+
+    @torch.no_grad()
+    def predict(self, images: Sequence[np.ndarray], expressions: Sequence[str]) -> list[tuple[np.ndarray, float]]:
+        """One (probability map (H,W) float32, target probability) per (image, expression) pair."""
+        x, lbs = self.prepare(images)
+        t = self.tok(expressions)
+        out = self.model(x, t.input_ids, t.attention_mask)
+        probs = torch.sigmoid(out.mask_logits[:, 0]).numpy()
+        tp = torch.sigmoid(out.target_logit).numpy()
+        return [(unletterbox(p, lb), float(s)) for p, lb, s in zip(probs, lbs, tp)]
+
+    def binarize(self, prob: np.ndarray, target_prob: float) -> np.ndarray:
+        if target_prob < self.exists_threshold:
+            return np.zeros(prob.shape, np.uint8)
+        return (prob > self.mask_threshold).astype(np.uint8)
+
+
+def _batches(samples: Iterable[Sample], n: int) -> Iterable[list[Sample]]:
+    buf: list[Sample] = []
+    for s in samples:
+        buf.append(s)
+        if len(buf) == n:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+def evaluate(model: SSP, cfg: SSPConfig, data, limit: int | None = None, batch: int = 8,
+             progress: bool = True) -> dict:
+    """Metrics (see :class:`ssp.metrics.SegMeter`) over the first ``limit`` samples of ``data``."""
+    pred = Predictor(model, cfg)
+    n = len(data) if limit is None else min(limit, len(data))
+    meter = SegMeter()
+    it = (data[i] for i in range(n))
+    with tqdm(total=n, desc="eval", disable=not progress, unit="sample") as bar:
+        for chunk in _batches(it, batch):
+            res = pred.predict([s.image for s in chunk], [s.expression for s in chunk])
+            for s, (p, tp) in zip(chunk, res):
+                meter.update(pred.binarize(p, tp), s.mask, s.exists, s.type)
+            bar.update(len(chunk))
+    return meter.summary()

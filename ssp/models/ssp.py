@@ -1,0 +1,194 @@
+"""The SSP model, split along the three deployment graphs (ARCHITECTURE.md §4):
+
+* :class:`TextEncoder`  input_ids, attention_mask -> words (B,L,C), sentence (B,C)
+* :class:`ImageEncoder` image -> f1, f2, f4, f8, f16, spix (superpixel tokens), q (associations)
+* :class:`MaskDecoder`  image features + words -> mask_logits (B,1,H,W), target_logit (B,)
+
+:class:`SSP` composes them for training and evaluation; export takes the three parts as they are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import SSPConfig
+from .attention import FFN, Attention, FusionLayer, pos2d
+from .backbones import build_backbone
+from .decoder import UpDecoder
+from .ops import nearest_replicate, superpixel_aggregate, superpixel_propagate
+from .superpixel import SuperpixelNet
+from .text import build_text_encoder
+
+__all__ = ["SSP", "TextEncoder", "ImageEncoder", "MaskDecoder", "SSPOutput", "IMAGE_FEATURES", "build_model"]
+
+#: names of the image encoder outputs, in order (also the mask decoder's first inputs)
+IMAGE_FEATURES = ("f1", "f2", "f4", "f8", "f16", "spix", "q")
+
+
+def _conv_bn(cin: int, cout: int, k: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, 1, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def _dw_sep(c: int) -> nn.Sequential:
+    """Depthwise 3x3 + pointwise conv (cheap smoothing at high resolution)."""
+    return nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, groups=c, bias=False), nn.Conv2d(c, c, 1, bias=False),
+                         nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+
+
+class TextEncoder(nn.Module):
+    """BERT-family encoder + projection to width C; the sentence is the masked mean of word states."""
+
+    def __init__(self, cfg: SSPConfig):
+        super().__init__()
+        self.encoder = build_text_encoder(cfg.text_encoder, cfg.pretrained)
+        self.word_proj = nn.Sequential(nn.Linear(self.encoder.width, cfg.dim), nn.LayerNorm(cfg.dim))
+        self.sent_proj = nn.Sequential(nn.Linear(self.encoder.width, cfg.dim), nn.LayerNorm(cfg.dim))
+
+    def project(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = attention_mask.to(hidden.dtype).unsqueeze(-1)
+        sent = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return self.word_proj(hidden), self.sent_proj(sent)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.project(self.encoder(input_ids, attention_mask), attention_mask)
+
+
+class ImageEncoder(nn.Module):
+    """Language-free: backbone + FPN to width C, superpixel associations Q and superpixel tokens."""
+
+    def __init__(self, cfg: SSPConfig):
+        super().__init__()
+        self.cell = cfg.cell
+        self.eps = cfg.eps
+        c = cfg.dim
+        self.backbone = build_backbone(cfg.backbone, cfg.input_size, cfg.pretrained)
+        c2, c4, c8, c16, c32 = self.backbone.channels
+        self.lat32 = nn.Conv2d(c32, c, 1)
+        self.lat16 = nn.Conv2d(c16, c, 1)
+        self.lat8 = nn.Conv2d(c8, c, 1)
+        c4o = cfg.decoder_channels[1]
+        self.lat4 = nn.Conv2d(c4, c4o, 1)
+        self.td4 = nn.Conv2d(c, c4o, 1)
+        self.smooth4 = _dw_sep(c4o)
+        self.smooth8 = _dw_sep(c)
+        self.stem2 = _conv_bn(c2, cfg.decoder_channels[2], 1)
+        self.stem1 = _conv_bn(3, cfg.decoder_channels[3], 3)
+        self.spixel = SuperpixelNet(cfg.spixel_width)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        b2, b4, b8, b16, b32 = self.backbone(image)
+        l16 = self.lat16(b16) + nearest_replicate(self.lat32(b32), 2)
+        l8 = self.lat8(b8) + nearest_replicate(l16, 2)
+        l4 = self.lat4(b4) + nearest_replicate(self.td4(l8), 2)
+        f4 = self.smooth4(l4)
+        q = self.spixel(image)
+        spix = superpixel_aggregate(f4, q, self.cell, self.eps)
+        return self.stem1(image), self.stem2(b2), f4, self.smooth8(l8), l16, spix, q
+
+
+class MaskDecoder(nn.Module):
+    """PWT + SWT (purified by language relevance) + EPT + RUS decoder + mask and target-exists heads.
+
+    Image features with batch 1 are broadcast to the expression batch inside the graph, so K prompts on
+    one frame share one image encoding.
+    """
+
+    def __init__(self, cfg: SSPConfig):
+        super().__init__()
+        c, g = cfg.dim, cfg.grid
+        s16 = cfg.input_size // 16
+        self.cell = cfg.cell
+        self.register_buffer("pos_pix", pos2d(s16, s16, c), persistent=False)
+        self.register_buffer("pos_sp", pos2d(g, g, c), persistent=False)
+        self.sp_in = nn.Linear(cfg.decoder_channels[1], c)
+        self.pwt = nn.ModuleList(FusionLayer(c, cfg.heads, cfg.ffn_ratio) for _ in range(cfg.pwt_layers))
+        self.coarse = nn.Sequential(nn.LayerNorm(c), nn.Linear(c, 1))
+        self.swt = nn.ModuleList(FusionLayer(c, cfg.heads, cfg.ffn_ratio) for _ in range(cfg.swt_layers))
+        self.rel_z = nn.Sequential(nn.LayerNorm(c), nn.Linear(c, c))
+        self.rel_s = nn.Linear(c, c)
+        self.ept = nn.ModuleList(FusionLayer(c, cfg.heads, cfg.ffn_ratio, self_attn=False) for _ in range(cfg.ept_layers))
+        self.ept_norm = nn.LayerNorm(c)
+        self.prior = nn.Linear(c, cfg.prior_channels)
+        dc = cfg.decoder_channels
+        skips = (c, dc[1] + 1 + cfg.prior_channels, dc[2], dc[3])
+        self.decoder = UpDecoder(c, dc, skips, cfg.decoder)
+        self.exists = nn.Sequential(nn.Linear(2 * c, c), nn.GELU(), nn.Linear(c, 1))
+        self.sent_gate = nn.Linear(c, c)
+
+    def forward(self, f1: torch.Tensor, f2: torch.Tensor, f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor,
+                spix: torch.Tensor, q: torch.Tensor, words: torch.Tensor, attention_mask: torch.Tensor,
+                sentence: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.forward_all(f1, f2, f4, f8, f16, spix, q, words, attention_mask, sentence)[:2]
+
+    def forward_all(self, f1: torch.Tensor, f2: torch.Tensor, f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor,
+                    spix: torch.Tensor, q: torch.Tensor, words: torch.Tensor, attention_mask: torch.Tensor,
+                    sentence: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Returns (mask_logits, target_logit, coarse_logits (B,1,h16,w16), relevance_logits (B,1,h,w))."""
+        k = words.shape[0]
+        if f16.shape[0] != k:  # one image, K expressions: broadcast inside the graph
+            f1, f2, f4, f8, f16, spix, q = (t.expand(k, -1, -1, -1) for t in (f1, f2, f4, f8, f16, spix, q))
+        b, c, h16, w16 = f16.shape
+        gh, gw = spix.shape[-2], spix.shape[-1]
+        gate = torch.sigmoid(self.sent_gate(sentence))[:, None, :]
+        # PWT: pixel-word perception at stride 16 -> P and the coarse "potential target" map
+        p = f16.flatten(2).transpose(1, 2) * gate
+        for layer in self.pwt:
+            p = layer(p, self.pos_pix, words, None, attention_mask)
+        coarse = self.coarse(p).transpose(1, 2).reshape(b, 1, h16, w16)
+        # SWT: superpixel-word perception, purified by language relevance r
+        z = self.sp_in(spix.flatten(2).transpose(1, 2)) * gate
+        for layer in self.swt:
+            z = layer(z, self.pos_sp, words, None, attention_mask)
+        rel = (self.rel_z(z) * self.rel_s(sentence)[:, None, :]).sum(-1, keepdim=True) * (c ** -0.5)
+        r = torch.sigmoid(rel)
+        zp = z * r
+        # EPT: pixels attend to the purified superpixel knowledge; r propagated as a stride-4 prior
+        for layer in self.ept:
+            p = layer(p, self.pos_pix, zp, self.pos_sp, None)
+        p = self.ept_norm(p)
+        sp_map = torch.cat([r, self.prior(zp)], dim=2).transpose(1, 2).reshape(b, -1, gh, gw)
+        prior = superpixel_propagate(sp_map, q, self.cell)
+        x16 = p.transpose(1, 2).reshape(b, c, h16, w16)
+        mask = self.decoder(x16, (f8, torch.cat([f4, prior], 1), f2, f1))
+        att = coarse.flatten(2).softmax(-1)  # (B,1,N)
+        pooled = torch.matmul(att, p)[:, 0]
+        target = self.exists(torch.cat([pooled, sentence], dim=1))[:, 0]
+        return mask, target, coarse, rel.transpose(1, 2).reshape(b, 1, gh, gw)
+
+
+@dataclass
+class SSPOutput:
+    mask_logits: torch.Tensor  # (B,1,H,W)
+    target_logit: torch.Tensor  # (B,)
+    coarse_logits: torch.Tensor  # (B,1,H/16,W/16)
+    relevance_logits: torch.Tensor  # (B,1,h,w)
+    q: torch.Tensor  # (B,9,H/4,W/4)
+
+
+class SSP(nn.Module):
+    """Full model = TextEncoder + ImageEncoder + MaskDecoder."""
+
+    def __init__(self, cfg: SSPConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.text = TextEncoder(cfg)
+        self.image = ImageEncoder(cfg)
+        self.decoder = MaskDecoder(cfg)
+
+    def forward(self, image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                text_hidden: torch.Tensor | None = None) -> SSPOutput:
+        if text_hidden is None:
+            words, sent = self.text(input_ids, attention_mask)
+        else:  # precomputed (frozen) encoder states
+            words, sent = self.text.project(text_hidden, attention_mask)
+        feats = self.image(image)
+        mask, target, coarse, rel = self.decoder.forward_all(*feats, words, attention_mask, sent)
+        return SSPOutput(mask, target, coarse, rel, feats[-1])
+
+
+def build_model(cfg: SSPConfig) -> SSP:
+    """Build an SSP model for a config (pretrained parts loaded offline when ``cfg.pretrained``)."""
+    return SSP(cfg)

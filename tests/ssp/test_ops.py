@@ -1,0 +1,313 @@
+"""The three SSP custom ops (ARCHITECTURE.md §3b) against naive loops written from the contract, and the
+RUS / bilinear decoder blocks against references assembled by hand from their own layers."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssp.models.decoder import BilinearBlock, RUSBlock, UpDecoder
+from ssp.models.ops import (NEIGHBOURS, nearest_replicate, replication_upsample, superpixel_aggregate,
+                            superpixel_propagate)
+
+# --------------------------------------------------------------------------- references (from §3b)
+
+
+def _offset(k: int) -> tuple[int, int]:
+    """Neighbour index k = (dy + 1) * 3 + (dx + 1)  ->  (dy, dx)."""
+    return k // 3 - 1, k % 3 - 1
+
+
+def ref_aggregate(x: np.ndarray, q: np.ndarray, cell: int, eps: float = 1e-8) -> np.ndarray:
+    b_, c_, h4, w4 = x.shape
+    h, w = h4 // cell, w4 // cell
+    num = np.zeros((b_, c_, h, w), np.float64)
+    den = np.zeros((b_, h, w), np.float64)
+    for b in range(b_):
+        for y in range(h4):
+            for xx in range(w4):
+                ci, cj = y // cell, xx // cell
+                for k in range(9):
+                    dy, dx = _offset(k)
+                    i, j = ci + dy, cj + dx
+                    if 0 <= i < h and 0 <= j < w:
+                        num[b, :, i, j] += q[b, k, y, xx] * x[b, :, y, xx]
+                        den[b, i, j] += q[b, k, y, xx]
+    return num / (den[:, None] + eps)
+
+
+def ref_propagate(z: np.ndarray, q: np.ndarray, cell: int) -> np.ndarray:
+    b_, c_, h, w = z.shape
+    h4, w4 = q.shape[-2:]
+    out = np.zeros((b_, c_, h4, w4), np.float64)
+    for b in range(b_):
+        for y in range(h4):
+            for xx in range(w4):
+                ci, cj = y // cell, xx // cell
+                for k in range(9):
+                    dy, dx = _offset(k)
+                    i, j = ci + dy, cj + dx
+                    if 0 <= i < h and 0 <= j < w:
+                        out[b, :, y, xx] += q[b, k, y, xx] * z[b, :, i, j]
+    return out
+
+
+def ref_replication_upsample_loop(x: np.ndarray, g: np.ndarray, yy: np.ndarray, s: int) -> np.ndarray:
+    b_, c_, h, w = x.shape
+    out = np.zeros((b_, c_, h * s, w * s), np.float64)
+    for b, c, y, xx in itertools.product(range(b_), range(c_), range(h * s), range(w * s)):
+        out[b, c, y, xx] = (x[b, c, y // s, xx // s] * g[b, 0, y, xx]
+                            + yy[b, c * s * s + (y % s) * s + (xx % s), y // s, xx // s])
+    return out
+
+
+def ref_replication_upsample_torch(x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, s: int) -> torch.Tensor:
+    rep = x.repeat_interleave(s, dim=2).repeat_interleave(s, dim=3)
+    return rep * g + F.pixel_shuffle(y, s)
+
+
+def _random_q(rng: np.random.Generator, b: int, h4: int, w4: int, sharp: float = 2.0) -> np.ndarray:
+    logits = rng.normal(size=(b, 9, h4, w4)) * sharp
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _t(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+# --------------------------------------------------------------------------- SuperpixelAggregate / Propagate
+
+GRIDS = [(1, 1), (2, 2), (3, 5), (5, 3), (1, 4)]
+
+
+@pytest.mark.parametrize("cell", [1, 2, 4])
+@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
+@pytest.mark.parametrize("batch,channels", [(1, 1), (3, 3), (1, 8)])
+def test_aggregate_matches_loop(cell, grid, batch, channels):
+    rng = np.random.default_rng([cell, grid[0], grid[1], batch, channels])
+    h4, w4 = grid[0] * cell, grid[1] * cell
+    x = rng.normal(size=(batch, channels, h4, w4))
+    q = _random_q(rng, batch, h4, w4)
+    got = superpixel_aggregate(_t(x), _t(q), cell).numpy()
+    assert got.shape == (batch, channels, grid[0], grid[1])
+    np.testing.assert_allclose(got, ref_aggregate(x, q, cell), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", [1, 2, 4])
+@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
+@pytest.mark.parametrize("batch,channels", [(1, 1), (3, 3), (1, 8)])
+def test_propagate_matches_loop(cell, grid, batch, channels):
+    rng = np.random.default_rng([10 + cell, grid[0], grid[1], batch, channels])
+    h4, w4 = grid[0] * cell, grid[1] * cell
+    z = rng.normal(size=(batch, channels, grid[0], grid[1]))
+    q = _random_q(rng, batch, h4, w4)
+    got = superpixel_propagate(_t(z), _t(q), cell).numpy()
+    assert got.shape == (batch, channels, h4, w4)
+    np.testing.assert_allclose(got, ref_propagate(z, q, cell), rtol=1e-10, atol=1e-12)
+
+
+def test_neighbour_order_is_the_contract():
+    assert NEIGHBOURS == tuple(_offset(k) for k in range(9))
+    assert NEIGHBOURS[4] == (0, 0) and NEIGHBOURS[0] == (-1, -1) and NEIGHBOURS[5] == (0, 1)
+
+
+@pytest.mark.parametrize("k", range(9))
+def test_aggregate_one_hot_direction_and_out_of_grid(k):
+    """All mass on neighbour k: cell (i, j) averages exactly the pixels of cell (i - dy, j - dx); cells whose
+    sender would be outside the grid get nothing (num = den = 0 -> Z = 0)."""
+    cell, h, w = 2, 3, 4
+    rng = np.random.default_rng(k)
+    x = rng.normal(size=(1, 2, h * cell, w * cell))
+    q = np.zeros((1, 9, h * cell, w * cell))
+    q[:, k] = 1.0
+    z = superpixel_aggregate(_t(x), _t(q), cell).numpy()
+    dy, dx = _offset(k)
+    for i, j in itertools.product(range(h), range(w)):
+        si, sj = i - dy, j - dx
+        if 0 <= si < h and 0 <= sj < w:
+            block = x[0, :, si * cell:(si + 1) * cell, sj * cell:(sj + 1) * cell]
+            # den = cell * cell, so eps = 1e-8 perturbs the mean by ~2.5e-9 relative
+            np.testing.assert_allclose(z[0, :, i, j], block.mean(axis=(1, 2)), rtol=1e-7, atol=1e-12)
+        else:
+            np.testing.assert_array_equal(z[0, :, i, j], 0.0)
+
+
+@pytest.mark.parametrize("k", range(9))
+def test_propagate_one_hot_direction_and_out_of_grid(k):
+    cell, h, w = 2, 3, 4
+    rng = np.random.default_rng(100 + k)
+    z = rng.normal(size=(1, 3, h, w))
+    q = np.zeros((1, 9, h * cell, w * cell))
+    q[:, k] = 1.0
+    out = superpixel_propagate(_t(z), _t(q), cell).numpy()
+    dy, dx = _offset(k)
+    for y, xx in itertools.product(range(h * cell), range(w * cell)):
+        i, j = y // cell + dy, xx // cell + dx
+        want = z[0, :, i, j] if (0 <= i < h and 0 <= j < w) else np.zeros(3)
+        np.testing.assert_array_equal(out[0, :, y, xx], want)
+
+
+def test_aggregate_eps_is_added_to_the_denominator():
+    rng = np.random.default_rng(7)
+    cell = 2
+    x = rng.normal(size=(2, 3, 6, 10))
+    q = _random_q(rng, 2, 6, 10)
+    for eps in (0.0, 1e-8, 0.5, 3.0):
+        got = superpixel_aggregate(_t(x), _t(q), cell, eps).numpy()
+        np.testing.assert_allclose(got, ref_aggregate(x, q, cell, eps), rtol=1e-10, atol=1e-12)
+
+
+def test_aggregate_of_a_constant_is_that_constant():
+    """Z is a weighted mean: a constant feature map pools to the same constant in every cell (den > 0)."""
+    rng = np.random.default_rng(3)
+    q = _random_q(rng, 2, 12, 20)
+    x = np.full((2, 4, 12, 20), 2.5)
+    z = superpixel_aggregate(_t(x), _t(q), 4, eps=0.0).numpy()
+    np.testing.assert_allclose(z, 2.5, rtol=1e-12)
+
+
+def test_ops_float32_close_to_float64_reference():
+    rng = np.random.default_rng(11)
+    cell = 4
+    x = rng.normal(size=(3, 8, 12, 20))
+    q = _random_q(rng, 3, 12, 20)
+    z32 = superpixel_aggregate(_t(x).float(), _t(q).float(), cell)
+    assert z32.dtype == torch.float32
+    np.testing.assert_allclose(z32.numpy(), ref_aggregate(x, q, cell), rtol=1e-4, atol=1e-5)
+    zz = rng.normal(size=(3, 8, 3, 5))
+    p32 = superpixel_propagate(_t(zz).float(), _t(q).float(), cell)
+    np.testing.assert_allclose(p32.numpy(), ref_propagate(zz, q, cell), rtol=1e-4, atol=1e-5)
+
+
+def test_superpixel_ops_gradcheck():
+    rng = np.random.default_rng(5)
+    cell = 2
+    x = _t(rng.normal(size=(1, 2, 4, 6))).requires_grad_()
+    q = _t(_random_q(rng, 1, 4, 6)).requires_grad_()
+    z = _t(rng.normal(size=(1, 2, 2, 3))).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: superpixel_aggregate(a, b, cell), (x, q))
+    assert torch.autograd.gradcheck(lambda a, b: superpixel_propagate(a, b, cell), (z, q))
+
+
+def test_gradients_reach_q_through_pool_then_propagate():
+    """The SpixelFCN reconstruction path (aggregate -> propagate) gives Q a non-zero gradient."""
+    rng = np.random.default_rng(9)
+    x = _t(rng.normal(size=(2, 3, 8, 8)))
+    logits = torch.randn(2, 9, 8, 8, dtype=torch.float64, requires_grad=True)
+    q = logits.softmax(1)
+    rec = superpixel_propagate(superpixel_aggregate(x, q, 4), q, 4)
+    ((rec - x) ** 2).mean().backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- ReplicationUpsample
+
+
+@pytest.mark.parametrize("s", [2, 4, 8])
+@pytest.mark.parametrize("b,c,h,w", [(1, 1, 1, 1), (2, 3, 2, 3), (1, 2, 3, 1)])
+def test_replication_upsample_matches_references(s, b, c, h, w):
+    rng = np.random.default_rng([s, b, c, h, w])
+    x = rng.normal(size=(b, c, h, w))
+    g = 1.0 / (1.0 + np.exp(-rng.normal(size=(b, 1, h * s, w * s))))
+    y = rng.normal(size=(b, c * s * s, h, w))
+    got = replication_upsample(_t(x), _t(g), _t(y), s)
+    assert got.shape == (b, c, h * s, w * s)
+    np.testing.assert_allclose(got.numpy(), ref_replication_upsample_loop(x, g, y, s), rtol=1e-12, atol=1e-12)
+    ref = ref_replication_upsample_torch(_t(x), _t(g), _t(y), s)
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("s", [1, 2, 3, 4])
+def test_nearest_replicate_is_nearest_upsampling(s):
+    x = torch.randn(2, 3, 3, 5, dtype=torch.float64)
+    want = F.interpolate(x, scale_factor=s, mode="nearest")
+    assert torch.equal(nearest_replicate(x, s), want)
+
+
+def test_replication_upsample_gradcheck():
+    s = 2
+    x = torch.randn(1, 2, 2, 3, dtype=torch.float64, requires_grad=True)
+    g = torch.rand(1, 1, 4, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(1, 2 * s * s, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b, c: replication_upsample(a, b, c, s), (x, g, y))
+
+
+# --------------------------------------------------------------------------- decoder blocks
+
+
+def _randomize_bn(module: torch.nn.Module, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+
+
+@pytest.mark.parametrize("fuse_k", [1, 3])
+@pytest.mark.parametrize("scale", [2, 4])
+def test_rus_block_equals_hand_built_reference(fuse_k, scale):
+    torch.manual_seed(0)
+    blk = RUSBlock(cin=6, cout=4, cskip=5, scale=scale, fuse_k=fuse_k).double()
+    _randomize_bn(blk, 1)
+    blk.eval()
+    x = torch.randn(2, 6, 3, 5, dtype=torch.float64)
+    skip = torch.randn(2, 5, 3 * scale, 5 * scale, dtype=torch.float64)
+    with torch.no_grad():
+        got = blk(x, skip)
+        sr = blk.sr(x)
+        rep = sr.repeat_interleave(scale, 2).repeat_interleave(scale, 3)
+        gate = torch.sigmoid(blk.gate(skip))
+        assert gate.shape == (2, 1, 3 * scale, 5 * scale)
+        cr = F.pixel_shuffle(blk.cr(x), scale)
+        conv, bn = blk.fuse[0], blk.fuse[1]
+        h = rep * gate + cr + blk.skip(skip)
+        h = F.conv2d(h, conv.weight, None, 1, fuse_k // 2)
+        h = (h - bn.running_mean[None, :, None, None]) / torch.sqrt(bn.running_var[None, :, None, None] + bn.eps)
+        want = torch.relu(h * bn.weight[None, :, None, None] + bn.bias[None, :, None, None])
+    assert got.shape == (2, 4, 3 * scale, 5 * scale)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_rus_block_gradients_flow_to_every_parameter():
+    torch.manual_seed(0)
+    blk = RUSBlock(6, 4, 5)
+    x = torch.randn(2, 6, 3, 5, requires_grad=True)
+    skip = torch.randn(2, 5, 6, 10, requires_grad=True)
+    blk(x, skip).square().mean().backward()
+    for name, p in blk.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert x.grad.abs().sum() > 0 and skip.grad.abs().sum() > 0
+
+
+def test_bilinear_block_equals_hand_built_reference():
+    torch.manual_seed(1)
+    blk = BilinearBlock(6, 4, 5, 2, 3).double()
+    _randomize_bn(blk, 2)
+    blk.eval()
+    x = torch.randn(2, 6, 3, 5, dtype=torch.float64)
+    skip = torch.randn(2, 5, 6, 10, dtype=torch.float64)
+    with torch.no_grad():
+        got = blk(x, skip)
+        up = F.interpolate(blk.proj(x), size=(6, 10), mode="bilinear", align_corners=False)
+        want = blk.fuse(up + blk.skip(skip))
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind,block", [("rus", RUSBlock), ("bilinear", BilinearBlock)])
+def test_up_decoder_goes_from_stride_16_to_stride_1(kind, block):
+    torch.manual_seed(2)
+    channels, skips = (16, 8, 8, 4), (12, 10, 6, 3)
+    dec = UpDecoder(12, channels, skips, kind).eval()
+    assert all(isinstance(b, block) for b in dec.blocks) and len(dec.blocks) == 4
+    h16, w16 = 2, 3
+    x = torch.randn(2, 12, h16, w16)
+    sk = [torch.randn(2, c, h16 * 2 ** (i + 1), w16 * 2 ** (i + 1)) for i, c in enumerate(skips)]
+    with torch.no_grad():
+        out = dec(x, sk)
+    assert out.shape == (2, 1, h16 * 16, w16 * 16)
