@@ -46,7 +46,7 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- train
 
 def register_train(sub: argparse._SubParsersAction) -> None:
-    from .train import TrainOptions
+    from .options import TrainOptions
 
     d = TrainOptions()
     p = sub.add_parser("train", help="train an SSP model (superpixel pretraining, then SSP)",
@@ -81,7 +81,8 @@ def _run_train(args: argparse.Namespace) -> int:
     _need_model_extra()
     _quiet_transformers()
     from .config import get_config
-    from .train import TrainOptions, train
+    from .options import TrainOptions
+    from .train import train
 
     cfg = get_config(args.config, **_parse_overrides(args.overrides))
     opt = TrainOptions(out=args.out, data=args.data, val=args.val, steps=args.steps,

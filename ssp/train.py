@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,42 +24,14 @@ from .data.refshapes import RefShapes
 from .data.sample import Sample
 from .data.spec import open_data
 from .data.transforms import normalize
-from .errors import SSPError
 from .evaluate import evaluate
 from .models.losses import ssp_loss
 from .models.ssp import SSP, build_model
 from .models.superpixel import spixel_loss
 from .models.text import Tokenizer
+from .options import TrainOptions
 
 __all__ = ["TrainOptions", "train"]
-
-
-@dataclass
-class TrainOptions:
-    out: str = "runs/ssp_lite"
-    data: str = "refshapes:train"
-    val: str = "refshapes:val"
-    steps: int = 1300
-    images_per_batch: int = 4
-    exprs_per_image: int = 4
-    lr: float = 6e-4
-    backbone_lr: float = 1e-4
-    weight_decay: float = 0.01
-    warmup: int = 60
-    backbone_trainable_from: int = 5  # EfficientNet-Lite0 block index (5 = stride 16 and deeper)
-    spixel_steps: int = 250
-    finetune_spixel: bool = False
-    val_every: int = 250
-    val_samples: int = 150
-    bf16: bool = True
-    seed: int = 0
-    init: str | None = None  # start from a checkpoint's weights
-    resume: bool = True
-    time_budget_min: float | None = None  # stop (and save) when exceeded
-    # RefShapes expression-type mix for training: more of the types that need spatial reasoning
-    type_weights: dict[str, float] = field(default_factory=lambda: {
-        "attribute": 0.14, "position": 0.22, "relation": 0.27, "ordinal": 0.23, "no_target": 0.14})
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _to_tensor_batch(cfg: SSPConfig, images: list[np.ndarray]) -> torch.Tensor:

@@ -51,9 +51,9 @@ def test_corrupt_checkpoint_is_one_line(tmp_path):
     assert_one_line_error(run_ssp("eval", "--checkpoint", str(bad), "--limit", "1"), "bad.safetensors")
 
 
-def test_refcoco_root_with_missing_files_is_one_line(tmp_path):
+def test_refcoco_root_with_missing_files_is_one_line(tmp_path, tiny_checkpoint):
     (tmp_path / "refcoco").mkdir()
-    r = run_ssp("eval", "--checkpoint", "ssp_lite_refshapes", "--data", f"refcoco:{tmp_path}:refcoco:unc:val",
+    r = run_ssp("eval", "--checkpoint", str(tiny_checkpoint), "--data", f"refcoco:{tmp_path}:refcoco:unc:val",
                 "--limit", "1")
     assert_one_line_error(r, "refs(unc).p")
 
@@ -62,9 +62,10 @@ def test_malformed_data_spec_is_one_line():
     assert_one_line_error(run_ssp("eval", "--data", "coco:/x", "--limit", "1"), "coco:/x")
 
 
-@pytest.mark.slow
-def test_eval_json_on_a_small_checkpoint(tmp_path):
-    """--json prints exactly one JSON object with the documented keys (tiny random model, 4 samples)."""
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A small random-init checkpoint (no pretrained weights), written by a separate process."""
+    tmp_path = tmp_path_factory.mktemp("ckpt")
     code = (
         "from ssp.config import get_config; from ssp.models.ssp import build_model; "
         "from ssp.checkpoint import save_checkpoint; import torch; torch.manual_seed(0); "
@@ -73,8 +74,13 @@ def test_eval_json_on_a_small_checkpoint(tmp_path):
         f"save_checkpoint(build_model(cfg), cfg, r'{tmp_path / 'tiny.safetensors'}')"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=300)
-    r = run_ssp("eval", "--checkpoint", str(tmp_path / "tiny.safetensors"), "--data", "refshapes:test",
-                "--limit", "4", "--json")
+    return tmp_path / "tiny.safetensors"
+
+
+@pytest.mark.slow
+def test_eval_json_on_a_small_checkpoint(tiny_checkpoint):
+    """--json prints exactly one JSON object with the documented keys (tiny random model, 4 samples)."""
+    r = run_ssp("eval", "--checkpoint", str(tiny_checkpoint), "--data", "refshapes:test", "--limit", "4", "--json")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 1

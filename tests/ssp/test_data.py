@@ -334,3 +334,31 @@ def test_normalize():
     out = normalize(img, (0.5, 0.5, 0.5), (0.25, 0.5, 1.0))
     assert out.shape == (3, 1, 1) and out.dtype == np.float32
     np.testing.assert_allclose(out[:, 0, 0], [(0 - 0.5) / 0.25, (128 / 255 - 0.5) / 0.5, (1 - 0.5) / 1.0], atol=1e-6)
+
+
+def test_render_video_writes_moving_shapes(tmp_path):
+    """The camera-demo video: readable mp4, the requested frame count, a red circle present and moving."""
+    import cv2
+    import numpy as np
+
+    from ssp.data.refshapes import render_video
+
+    path = tmp_path / "demo.mp4"
+    objs = render_video(str(path), seed=1, frames=12, fps=10, size=160, n_objects=3)
+    assert objs[0].colour == "red" and objs[0].shape == "circle"
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    cap.release()
+    assert len(frames) == 12 and frames[0].shape == (160, 160, 3)
+
+    def red_centroid(bgr: np.ndarray) -> np.ndarray:
+        b, g, r = (bgr[..., i].astype(int) for i in range(3))
+        ys, xs = np.nonzero((r > 150) & (g < 90) & (b < 90))
+        return np.array([xs.mean(), ys.mean()])
+
+    assert np.linalg.norm(red_centroid(frames[0]) - red_centroid(frames[-1])) > 3

