@@ -30,6 +30,14 @@ class CheckpointInfo:
     config: SSPConfig
     metadata: dict[str, Any]
 
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Mask / target-exists probability thresholds tuned on validation data (0.5 / 0.5 if none)."""
+        th = {"mask": 0.5, "exists": 0.5}
+        if "thresholds" in self.metadata:
+            th.update({k: float(v) for k, v in json.loads(self.metadata["thresholds"]).items() if k in th})
+        return th
+
 
 def named_checkpoints() -> list[str]:
     return sorted(p.stem for p in CHECKPOINT_DIR.glob("*.safetensors"))

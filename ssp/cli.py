@@ -128,12 +128,14 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise SSPError(f"data {args.data!r} has no samples")
     model, info = load_checkpoint(args.checkpoint)
     with torch.inference_mode():
-        summary = evaluate(model, cfg, data, limit=args.limit, batch=args.batch, progress=not args.json)
+        summary = evaluate(model, cfg, data, limit=args.limit, batch=args.batch, progress=not args.json,
+                           thresholds=info.thresholds)
+    summary["thresholds"] = info.thresholds
     summary = {"checkpoint": str(info.path.name), "data": args.data, **summary}
     if args.save_vis:
         from .visualize import save_prediction_grid
 
-        save_prediction_grid(model, cfg, data, args.save_vis)
+        save_prediction_grid(model, cfg, data, args.save_vis, thresholds=info.thresholds)
     if args.json:
         print(json.dumps(summary))
         return 0

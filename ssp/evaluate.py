@@ -14,7 +14,7 @@ from .metrics import SegMeter
 from .models.ssp import SSP
 from .models.text import Tokenizer
 
-__all__ = ["Predictor", "evaluate"]
+__all__ = ["Predictor", "evaluate", "tune_thresholds"]
 
 
 class Predictor:
@@ -64,9 +64,12 @@ def _batches(samples: Iterable[Sample], n: int) -> Iterable[list[Sample]]:
 
 
 def evaluate(model: SSP, cfg: SSPConfig, data, limit: int | None = None, batch: int = 8,
-             progress: bool = True) -> dict:
-    """Metrics (see :class:`ssp.metrics.SegMeter`) over the first ``limit`` samples of ``data``."""
-    pred = Predictor(model, cfg)
+             progress: bool = True, thresholds: dict[str, float] | None = None) -> dict:
+    """Metrics (see :class:`ssp.metrics.SegMeter`) over the first ``limit`` samples of ``data``.
+
+    ``thresholds`` ({"mask": p, "exists": p}) default to 0.5 / 0.5."""
+    th = thresholds or {}
+    pred = Predictor(model, cfg, th.get("mask", 0.5), th.get("exists", 0.5))
     n = len(data) if limit is None else min(limit, len(data))
     meter = SegMeter()
     it = (data[i] for i in range(n))
@@ -77,3 +80,28 @@ def evaluate(model: SSP, cfg: SSPConfig, data, limit: int | None = None, batch: 
                 meter.update(pred.binarize(p, tp), s.mask, s.exists, s.type)
             bar.update(len(chunk))
     return meter.summary()
+
+
+def tune_thresholds(model: SSP, cfg: SSPConfig, data, limit: int = 300, batch: int = 8,
+                    mask_grid: Sequence[float] = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6),
+                    exists_grid: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7)) -> dict:
+    """Pick the mask / target-exists thresholds that maximise gIoU on a validation set (GRES: mIoU on
+    target expressions and correct empty masks on no-target ones count alike). Returns the chosen pair
+    and the score of every pair."""
+    pred = Predictor(model, cfg)
+    n = min(limit, len(data))
+    cached: list[tuple[np.ndarray, float, Sample]] = []
+    for chunk in _batches((data[i] for i in range(n)), batch):
+        for s, (p, tp) in zip(chunk, pred.predict([s.image for s in chunk], [s.expression for s in chunk])):
+            cached.append((p, tp, s))
+    scores = {}
+    for mt in mask_grid:
+        for et in exists_grid:
+            meter = SegMeter()
+            for p, tp, s in cached:
+                m = (p > mt).astype(np.uint8) if tp >= et else np.zeros(p.shape, np.uint8)
+                meter.update(m, s.mask, s.exists, s.type)
+            scores[(mt, et)] = meter.summary()["gIoU"]
+    best = max(scores, key=lambda k: (round(scores[k], 4), -abs(k[0] - 0.5) - abs(k[1] - 0.5)))
+    return {"mask": best[0], "exists": best[1], "gIoU": scores[best], "n": n,
+            "grid": {f"{a}/{b}": round(v, 4) for (a, b), v in scores.items()}}

@@ -14,10 +14,10 @@ class TrainOptions:
     out: str = "runs/ssp_lite"
     data: str = "refshapes:train"
     val: str = "refshapes:val"
-    steps: int = 1400
+    steps: int = 1300
     images_per_batch: int = 4
     exprs_per_image: int = 4
-    lr: float = 6e-4
+    lr: float = 8e-4
     backbone_lr: float = 1e-4
     weight_decay: float = 0.01
     warmup: int = 60

@@ -28,9 +28,10 @@ def overlay(image: np.ndarray, mask: np.ndarray, text: str, gt: np.ndarray | Non
 
 
 def save_prediction_grid(model: SSP, cfg: SSPConfig, data, path: str | Path, n: int = 8, cols: int = 4,
-                         tile: int = 320) -> Path:
+                         tile: int = 320, thresholds: dict[str, float] | None = None) -> Path:
     """Predict the first ``n`` samples of ``data`` and write a grid PNG (red = prediction, green = GT)."""
-    pred = Predictor(model, cfg)
+    th = thresholds or {}
+    pred = Predictor(model, cfg, th.get("mask", 0.5), th.get("exists", 0.5))
     tiles = []
     for i in range(min(n, len(data))):
         s = data[i]

@@ -63,6 +63,7 @@ class UpDecoder(nn.Module):
             self.blocks.append(block(cin, c, s, 2, ks[i]))
             cin = c
         self.head = nn.Conv2d(cin, 1, 1)
+        nn.init.constant_(self.head.bias, -2.0)  # start from "mostly background" (p ~ 0.12)
 
     def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor]) -> torch.Tensor:
         for blk, s in zip(self.blocks, skips):

@@ -19,7 +19,7 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> t
 
 def ssp_loss(mask_logits: torch.Tensor, target_logit: torch.Tensor, coarse: torch.Tensor, rel: torch.Tensor,
              q: torch.Tensor, gt: torch.Tensor, exists: torch.Tensor, cell: int,
-             aux_weight: float = 0.4) -> dict[str, torch.Tensor]:
+             aux_weight: float = 0.5) -> dict[str, torch.Tensor]:
     """gt: (B,1,H,W) float {0,1}; exists: (B,) float. Returns the parts and their weighted ``total``."""
     mask_logits, target_logit, coarse, rel = (t.float() for t in (mask_logits, target_logit, coarse, rel))
     bce = F.binary_cross_entropy_with_logits(mask_logits, gt)
@@ -32,5 +32,8 @@ def ssp_loss(mask_logits: torch.Tensor, target_logit: torch.Tensor, coarse: torc
     with torch.no_grad():
         gsp = superpixel_aggregate(g4, q.detach().float(), cell).clamp(0, 1)
     aux_r = F.binary_cross_entropy_with_logits(rel, gsp)
+    if pos.any():  # Dice on the coarse maps gives the grounding layers a direct, well-scaled signal
+        aux_c = aux_c + dice_loss(coarse[pos], g16[pos]).mean()
+        aux_r = aux_r + dice_loss(rel[pos], gsp[pos]).mean()
     total = bce * 2 + dice + ex * 0.5 + aux_weight * (aux_c + aux_r)
     return {"total": total, "bce": bce, "dice": dice, "exists": ex, "coarse": aux_c, "relevance": aux_r}

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..config import SSPConfig
-from .attention import FFN, Attention, FusionLayer, pos2d
+from .attention import FusionLayer, pos2d
 from .backbones import build_backbone
 from .decoder import UpDecoder
 from .ops import nearest_replicate, superpixel_aggregate, superpixel_propagate
@@ -149,10 +148,13 @@ class MaskDecoder(nn.Module):
         for layer in self.ept:
             p = layer(p, self.pos_pix, zp, self.pos_sp, None)
         p = self.ept_norm(p)
-        sp_map = torch.cat([r, self.prior(zp)], dim=2).transpose(1, 2).reshape(b, -1, gh, gw)
-        prior = superpixel_propagate(sp_map, q, self.cell)
+        # one propagation carries the relevance logit (the structure-preserving mask prior), r and the
+        # purified superpixel features to stride 4
+        sp_map = torch.cat([rel, r, self.prior(zp)], dim=2).transpose(1, 2).reshape(b, -1, gh, gw)
+        prop = superpixel_propagate(sp_map, q, self.cell)
         x16 = p.transpose(1, 2).reshape(b, c, h16, w16)
-        mask = self.decoder(x16, (f8, torch.cat([f4, prior], 1), f2, f1))
+        # the decoder refines the propagated superpixel prior: mask = decoder + replicate(prior logit)
+        mask = self.decoder(x16, (f8, torch.cat([f4, prop[:, 1:]], 1), f2, f1)) + nearest_replicate(prop[:, :1], 4)
         att = coarse.flatten(2).softmax(-1)  # (B,1,N)
         pooled = torch.matmul(att, p)[:, 0]
         target = self.exists(torch.cat([pooled, sentence], dim=1))[:, 0]

@@ -29,7 +29,7 @@ def test_shipped_checkpoint_reproduces_recorded_metrics():
     recorded = json.loads(RECORD.read_text())["refshapes:test[:100]"]
     model, info = load_checkpoint(NAME)
     with torch.inference_mode():
-        got = evaluate(model, info.config, RefShapes("test"), limit=100, progress=False)
+        got = evaluate(model, info.config, RefShapes("test"), limit=100, progress=False, thresholds=info.thresholds)
     assert got["n"] == recorded["n"] == 100
     # same seeds, same weights: differences come only from float summation order across CPUs
     for key in ("mIoU", "oIoU", "prec@0.5"):

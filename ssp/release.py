@@ -1,0 +1,63 @@
+"""Ship a trained checkpoint into ``ssp/checkpoints``: tune the mask / target-exists thresholds on
+RefShapes val, write the checkpoint with those thresholds and its training record in the metadata, and
+record the RefShapes test metrics the tests re-check (``<name>.eval.json``).
+
+    python -m ssp.release runs/ssp_lite_refshapes/final.safetensors ssp_lite_refshapes
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
+from .data.refshapes import RefShapes
+from .evaluate import evaluate, tune_thresholds
+
+__all__ = ["ship"]
+
+
+def ship(src: str | Path, name: str, val_samples: int = 300, test_samples: int = 500) -> dict:
+    """Tune, write ``CHECKPOINT_DIR/<name>.safetensors`` and ``<name>.eval.json``; return the record."""
+    model, info = load_checkpoint(src)
+    cfg = info.config
+    run = Path(src).parent
+    with torch.inference_mode():
+        th = tune_thresholds(model, cfg, RefShapes("val", size=cfg.input_size), limit=val_samples)
+    thresholds = {"mask": th["mask"], "exists": th["exists"]}
+    training = {}
+    if (run / "options.json").is_file():
+        training["options"] = json.loads((run / "options.json").read_text())
+    if (run / "state.json").is_file():
+        training["state"] = json.loads((run / "state.json").read_text())
+    dst = save_checkpoint(model, cfg, CHECKPOINT_DIR / f"{name}.safetensors",
+                          {"thresholds": thresholds, "training": training, "threshold_tuning": {
+                              "data": f"refshapes:val[:{th['n']}]", "gIoU": th["gIoU"]}})
+    model, info = load_checkpoint(dst)  # evaluate exactly what was written
+    with torch.inference_mode():
+        test = RefShapes("test", size=cfg.input_size)
+        full = evaluate(model, cfg, test, limit=test_samples, thresholds=info.thresholds)
+        head = evaluate(model, cfg, test, limit=100, progress=False, thresholds=info.thresholds)
+    record = {"checkpoint": dst.name, "thresholds": thresholds, f"refshapes:test[:{test_samples}]": full,
+              "refshapes:test[:100]": head, "threshold_tuning": th}
+    (CHECKPOINT_DIR / f"{name}.eval.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ssp.release", description=__doc__.split("\n\n")[0])
+    p.add_argument("src", help="trained checkpoint (e.g. runs/ssp_lite_refshapes/final.safetensors)")
+    p.add_argument("name", help="shipped name, e.g. ssp_lite_refshapes")
+    p.add_argument("--val-samples", type=int, default=300)
+    p.add_argument("--test-samples", type=int, default=500)
+    a = p.parse_args(argv)
+    rec = ship(a.src, a.name, a.val_samples, a.test_samples)
+    print(json.dumps({k: v for k, v in rec.items() if k != "threshold_tuning"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
