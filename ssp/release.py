@@ -42,9 +42,37 @@ def ship(src: str | Path, name: str, val_samples: int = 300, test_samples: int =
         full = evaluate(model, cfg, test, limit=test_samples, thresholds=info.thresholds)
         head = evaluate(model, cfg, test, limit=100, progress=False, thresholds=info.thresholds)
     record = {"checkpoint": dst.name, "thresholds": thresholds, f"refshapes:test[:{test_samples}]": full,
-              "refshapes:test[:100]": head, "threshold_tuning": th}
+              "refshapes:test[:100]": head, "threshold_tuning": th,
+              "training_state": {k: training.get("state", {}).get(k) for k in ("step", "minutes")}}
     (CHECKPOINT_DIR / f"{name}.eval.json").write_text(json.dumps(record, indent=1) + "\n")
+    _write_readme_table(name, record, test_samples)
     return record
+
+
+def _write_readme_table(name: str, record: dict, test_samples: int) -> None:
+    """Replace the metrics block of ``checkpoints/README.md`` with the numbers just measured."""
+    readme = CHECKPOINT_DIR / "README.md"
+    text = readme.read_text()
+    begin, end = "<!-- metrics:begin -->", "<!-- metrics:end -->"
+    if begin not in text or end not in text:
+        return
+    m = record[f"refshapes:test[:{test_samples}]"]
+    th = record["thresholds"]
+    state = record.get("training_state") or {}
+    rows = [f"`ssp eval --checkpoint {name} --data refshapes:test --limit {test_samples} --json` prints "
+            f"(thresholds: mask {th['mask']}, target-exists {th['exists']}):", "",
+            "| metric | value |", "|---|---|"]
+    for k in ("n", "n_target", "n_no_target", "mIoU", "oIoU", "gIoU", "prec@0.5", "prec@0.6", "prec@0.7",
+              "prec@0.8", "prec@0.9", "N-acc", "T-acc"):
+        v = m[k]
+        rows.append(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |")
+    for t, v in m["by_type"].items():
+        rows.append(f"| mIoU [{t}] | {v:.4f} |")
+    if state.get("step"):
+        rows += ["", f"Training reached step {state['step']} in {state['minutes']:.1f} min of SSP training on this "
+                     "2-core CPU (plus the superpixel pretraining)."]
+    block = "\n".join([begin, *rows, end])
+    readme.write_text(text[: text.index(begin)] + block + text[text.index(end) + len(end):])
 
 
 def main(argv: list[str] | None = None) -> int:
