@@ -238,8 +238,8 @@ def _row_scene() -> list[Obj]:
 
 
 @pytest.mark.parametrize("gen,typ", [
-    (lambda o, r: _gen_attribute(o, r), "attribute"), (lambda o, r: _gen_position(o, r), "position"),
-    (lambda o, r: _gen_ordinal(o, r), "ordinal"), (lambda o, r: _gen_relation(o, r, 320), "relation"),
+    (lambda o, r: _gen_attribute(o, r), "attribute"), (lambda o, r: _gen_position(o, r, 320), "position"),
+    (lambda o, r: _gen_ordinal(o, r, 320), "ordinal"), (lambda o, r: _gen_relation(o, r, 320), "relation"),
     (lambda o, r: _gen_no_target(o, r), "no_target")], ids=lambda v: v if isinstance(v, str) else "")
 def test_generators_on_a_hand_built_scene(gen, typ):
     objs = _row_scene()
