@@ -98,9 +98,9 @@ def tune_thresholds(model: SSP, cfg: SSPConfig, data, limit: int = 300, batch: i
     for mt in mask_grid:
         for et in exists_grid:
             meter = SegMeter()
+            pred.mask_threshold, pred.exists_threshold = mt, et
             for p, tp, s in cached:
-                m = (p > mt).astype(np.uint8) if tp >= et else np.zeros(p.shape, np.uint8)
-                meter.update(m, s.mask, s.exists, s.type)
+                meter.update(pred.binarize(p, tp), s.mask, s.exists, s.type)
             scores[(mt, et)] = meter.summary()["gIoU"]
     best = max(scores, key=lambda k: (round(scores[k], 4), -abs(k[0] - 0.5) - abs(k[1] - 0.5)))
     return {"mask": best[0], "exists": best[1], "gIoU": scores[best], "n": n,
