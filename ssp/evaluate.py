@@ -28,6 +28,12 @@ class Predictor:
         self.exists_threshold = exists_threshold
         self.pad = tuple(int(round(m * 255)) for m in cfg.mean)
 
+    @classmethod
+    def with_thresholds(cls, model: SSP, cfg: SSPConfig, thresholds: dict[str, float] | None) -> "Predictor":
+        """A predictor using {"mask": p, "exists": p} (each defaults to 0.5), e.g. a checkpoint's tuned ones."""
+        th = thresholds or {}
+        return cls(model, cfg, th.get("mask", 0.5), th.get("exists", 0.5))
+
     def prepare(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list]:
         xs, lbs = [], []
         for im in images:
@@ -68,8 +74,7 @@ def evaluate(model: SSP, cfg: SSPConfig, data, limit: int | None = None, batch: 
     """Metrics (see :class:`ssp.metrics.SegMeter`) over the first ``limit`` samples of ``data``.
 
     ``thresholds`` ({"mask": p, "exists": p}) default to 0.5 / 0.5."""
-    th = thresholds or {}
-    pred = Predictor(model, cfg, th.get("mask", 0.5), th.get("exists", 0.5))
+    pred = Predictor.with_thresholds(model, cfg, thresholds)
     n = len(data) if limit is None else min(limit, len(data))
     meter = SegMeter()
     it = (data[i] for i in range(n))

@@ -30,8 +30,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, text: str, gt: np.ndarray | Non
 def save_prediction_grid(model: SSP, cfg: SSPConfig, data, path: str | Path, n: int = 8, cols: int = 4,
                          tile: int = 320, thresholds: dict[str, float] | None = None) -> Path:
     """Predict the first ``n`` samples of ``data`` and write a grid PNG (red = prediction, green = GT)."""
-    th = thresholds or {}
-    pred = Predictor(model, cfg, th.get("mask", 0.5), th.get("exists", 0.5))
+    pred = Predictor.with_thresholds(model, cfg, thresholds)
     tiles = []
     for i in range(min(n, len(data))):
         s = data[i]
