@@ -18,7 +18,7 @@ $(PY):
 $(STAMP): setup.cfg pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[model,dev]'
+	$(PY) -m pip install -q -e '.[model,convert,dev]'
 	touch $@
 
 demo: $(STAMP)

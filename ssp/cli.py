@@ -184,22 +184,12 @@ def _run_summary(args: argparse.Namespace) -> int:
         cfg = get_config(args.config or "ssp_lite", **_parse_overrides(args.overrides))
         model = build_model(cfg).eval()
 
-    def count(m: torch.nn.Module) -> int:
-        return sum(p.numel() for p in m.parameters())
+    from .models.parts import PARTS, count_parameters, part_modules
 
-    d = model.decoder
-    parts = {
-        "text_encoder": count(model.text),
-        "backbone": count(model.image.backbone),
-        "superpixel_net": count(model.image.spixel),
-        "image_neck": count(model.image) - count(model.image.backbone) - count(model.image.spixel),
-        "PWT": count(d.pwt) + count(d.coarse),
-        "SWT": count(d.swt) + count(d.sp_in) + count(d.rel_z) + count(d.rel_s),
-        "EPT": count(d.ept) + count(d.ept_norm) + count(d.prior),
-        "decoder_" + cfg.decoder: count(d.decoder),
-        "heads": count(d.exists) + count(d.sent_gate),
-    }
-    out: dict[str, Any] = {"config": cfg.name, "input_size": cfg.input_size, "parameters": count(model),
+    parts = {k: count_parameters(part_modules(model, k)) for k in PARTS}
+    if cfg.decoder != "rus":
+        parts["bilinear_decoder"] = parts.pop("RUS_decoder")
+    out: dict[str, Any] = {"config": cfg.name, "input_size": cfg.input_size, "parameters": count_parameters(model),
                            "parameters_by_part": parts}
     if not args.no_forward:
         from .models.text import Tokenizer

@@ -3,8 +3,14 @@
 These are the single source of truth for the math that the ONNX `ssp::` nodes and the TensorRT
 plugins implement. They are written with export-friendly ops only (pad, slice, avg-pool, expand),
 so the portable ONNX flavour is just these functions traced.
+
+:func:`use_implementations` swaps in other implementations for a scope (the converter uses it to emit
+``ssp::`` custom nodes for the plugin flavour) without this package knowing about ONNX.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +21,29 @@ __all__ = [
     "superpixel_propagate",
     "replication_upsample",
     "nearest_replicate",
+    "use_implementations",
+    "OP_NAMES",
+    "REFERENCE",
 ]
+
+#: the ops that have custom-node / plugin counterparts (keys of :func:`use_implementations`)
+OP_NAMES = ("superpixel_aggregate", "superpixel_propagate", "replication_upsample")
+_OVERRIDES: dict[str, Callable[..., torch.Tensor]] = {}
+
+
+@contextmanager
+def use_implementations(**impls: Callable[..., torch.Tensor]) -> Iterator[None]:
+    """Within the scope, route the named ops (see :data:`OP_NAMES`) to ``impls`` (same signatures)."""
+    unknown = sorted(set(impls) - set(OP_NAMES))
+    if unknown:
+        raise ValueError(f"use_implementations: unknown ops {unknown}; known: {OP_NAMES}")
+    saved = dict(_OVERRIDES)
+    _OVERRIDES.update(impls)
+    try:
+        yield
+    finally:
+        _OVERRIDES.clear()
+        _OVERRIDES.update(saved)
 
 #: (dy, dx) of neighbour index k = (dy + 1) * 3 + (dx + 1).
 NEIGHBOURS: tuple[tuple[int, int], ...] = tuple((k // 3 - 1, k % 3 - 1) for k in range(9))
@@ -44,6 +72,12 @@ def superpixel_aggregate(x: torch.Tensor, q: torch.Tensor, cell: int, eps: float
     x: (B,C,H4,W4) features, q: (B,9,H4,W4) associations -> (B,C,H4/cell,W4/cell).
     """
     _check(x, q, cell)
+    if "superpixel_aggregate" in _OVERRIDES:
+        return _OVERRIDES["superpixel_aggregate"](x, q, cell, eps)
+    return _aggregate(x, q, cell, eps)
+
+
+def _aggregate(x: torch.Tensor, q: torch.Tensor, cell: int, eps: float) -> torch.Tensor:
     num = None
     den = None
     for k, (dy, dx) in enumerate(NEIGHBOURS):
@@ -71,6 +105,13 @@ def superpixel_propagate(z: torch.Tensor, q: torch.Tensor, cell: int) -> torch.T
     if q.shape[1] != 9 or tuple(q.shape[-2:]) != (h * cell, w * cell):
         raise ValueError(f"superpixel_propagate: Q must be (B,9,h*cell,w*cell) for Z {tuple(z.shape)} and "
                          f"cell={cell}; got Q {tuple(q.shape)}")
+    if "superpixel_propagate" in _OVERRIDES:
+        return _OVERRIDES["superpixel_propagate"](z, q, cell)
+    return _propagate(z, q, cell)
+
+
+def _propagate(z: torch.Tensor, q: torch.Tensor, cell: int) -> torch.Tensor:
+    h, w = z.shape[-2], z.shape[-1]
     zp = F.pad(z, (1, 1, 1, 1))
     out = None
     for k, (dy, dx) in enumerate(NEIGHBOURS):
@@ -86,4 +127,18 @@ def replication_upsample(x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, scal
 
     x: (B,C,h,w), g: (B,1,s*h,s*w) (already a sigmoid), y: (B,C*s*s,h,w) -> (B,C,s*h,s*w).
     """
+    if "replication_upsample" in _OVERRIDES:
+        return _OVERRIDES["replication_upsample"](x, g, y, scale)
+    return _replication(x, g, y, scale)
+
+
+def _replication(x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, scale: int) -> torch.Tensor:
     return nearest_replicate(x, scale) * g + F.pixel_shuffle(y, scale)
+
+
+#: the reference implementations, never overridden (kernels of the converter's custom ops call these)
+REFERENCE: dict[str, Callable[..., torch.Tensor]] = {
+    "superpixel_aggregate": _aggregate,
+    "superpixel_propagate": _propagate,
+    "replication_upsample": _replication,
+}

@@ -127,8 +127,11 @@ class MaskDecoder(nn.Module):
                     sentence: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Returns (mask_logits, target_logit, coarse_logits (B,1,h16,w16), relevance_logits (B,1,h,w))."""
         k = words.shape[0]
-        if f16.shape[0] != k:  # one image, K expressions: broadcast inside the graph
+        if f16.shape[0] == 1:  # one image, K expressions: broadcast inside the graph (static when exported)
             f1, f2, f4, f8, f16, spix, q = (t.expand(k, -1, -1, -1) for t in (f1, f2, f4, f8, f16, spix, q))
+        elif f16.shape[0] != k:
+            raise ValueError(f"MaskDecoder: image features have batch {f16.shape[0]}, expressions {k}: give one "
+                             "image for all expressions or one per expression")
         b, c, h16, w16 = f16.shape
         gh, gw = spix.shape[-2], spix.shape[-1]
         gate = torch.sigmoid(self.sent_gate(sentence))[:, None, :]

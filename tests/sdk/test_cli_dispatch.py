@@ -2,27 +2,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def run_ssp(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sdk.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def assert_one_line_error(r: subprocess.CompletedProcess, *words: str) -> None:
-    assert r.returncode == 2, r.stderr
-    assert "Traceback" not in r.stderr
-    lines = [ln for ln in r.stderr.strip().splitlines() if ln.startswith("ssp")]
-    assert len(lines) == 1, r.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
+from helpers import assert_one_line_error, run_ssp
 
 
 def test_help_lists_registered_subcommands():
@@ -60,21 +42,6 @@ def test_refcoco_root_with_missing_files_is_one_line(tmp_path, tiny_checkpoint):
 
 def test_malformed_data_spec_is_one_line():
     assert_one_line_error(run_ssp("eval", "--data", "coco:/x", "--limit", "1"), "coco:/x")
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A small random-init checkpoint (no pretrained weights), written by a separate process."""
-    tmp_path = tmp_path_factory.mktemp("ckpt")
-    code = (
-        "from ssp.config import get_config; from ssp.models.ssp import build_model; "
-        "from ssp.checkpoint import save_checkpoint; import torch; torch.manual_seed(0); "
-        "cfg = get_config('ssp_lite', pretrained=False, dim=32, heads=2, decoder_channels=(16, 8, 8, 4), "
-        "prior_channels=4, input_size=128); "
-        f"save_checkpoint(build_model(cfg), cfg, r'{tmp_path / 'tiny.safetensors'}')"
-    )
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=300)
-    return tmp_path / "tiny.safetensors"
 
 
 @pytest.mark.slow

@@ -1,0 +1,216 @@
+"""Export a checkpoint to a bundle: the three deployment graphs (text_encoder, image_encoder,
+mask_decoder) in the plugin flavour (``ssp::`` custom nodes) and/or the portable flavour (standard ONNX
+ops), each simplified with onnxsim and validated by the ONNX checker with full shape inference.
+
+Dynamic axes: ``frames`` (image_encoder batch) and ``expressions`` (text_encoder and mask_decoder
+batch). The mask decoder takes the image features of one frame (batch 1) and broadcasts them to the
+expressions inside the graph, so K prompts share one image encoding.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import onnx
+import torch
+from tqdm import tqdm
+
+import ssp
+from sdk.bundle import Bundle, GraphEntry, Manifest, TensorSpec
+from ssp.config import SSPConfig
+from ssp.errors import SSPError
+from ssp.models.ssp import IMAGE_FEATURES, SSP
+from ssp.models.text import tokenizer_path
+
+from .schemas import DOMAIN, register_schemas
+from .torch_ops import TRANSLATIONS, plugin_ops
+
+__all__ = ["OPSET", "FLAVOURS", "GRAPH_IO", "ExportResult", "export_bundle", "expected_custom_ops", "graph_file"]
+
+OPSET = 18
+FLAVOURS = ("plugin", "portable")
+#: graph -> (input names, output names)
+GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "text_encoder": (("input_ids", "attention_mask"), ("words", "sentence")),
+    "image_encoder": (("image",), IMAGE_FEATURES),
+    "mask_decoder": (IMAGE_FEATURES + ("words", "attention_mask", "sentence"), ("mask_logits", "target_logit")),
+}
+_DEFAULT_AXES = {"frames": [1, 1, 4], "expressions": [1, 4, 16]}
+
+
+@dataclass
+class ExportResult:
+    bundle: Path
+    seconds: dict[str, float] = field(default_factory=dict)  # "graph/flavour" -> export seconds
+
+
+def expected_custom_ops(cfg: SSPConfig, graph: str, flavour: str) -> dict[str, int]:
+    """The ``ssp::`` nodes a graph must contain: none in the portable flavour or the text encoder."""
+    if flavour == "portable" or graph == "text_encoder":
+        return {}
+    if graph == "image_encoder":
+        return {f"{DOMAIN}::SuperpixelAggregate": 1}
+    ops = {f"{DOMAIN}::SuperpixelPropagate": 1}
+    if cfg.decoder == "rus":
+        ops[f"{DOMAIN}::ReplicationUpsample"] = len(cfg.decoder_channels)
+    return ops
+
+
+def graph_file(graph: str, flavour: str, precision: str = "fp32") -> str:
+    """File name in the bundle; the text encoder has no custom ops, so both flavours share one file."""
+    base = graph if graph == "text_encoder" else f"{graph}.{flavour}"
+    return f"{base}.onnx" if precision == "fp32" else f"{base}.{precision}.onnx"
+
+
+def _example_inputs(model: SSP, cfg: SSPConfig, graph: str, n: int) -> tuple[torch.Tensor, ...]:
+    """Real-shaped example inputs (batch n for the dynamic axis) for tracing."""
+    g = torch.Generator().manual_seed(0)
+    s, L = cfg.input_size, cfg.max_tokens
+    ids = torch.randint(1000, 2000, (n, L), generator=g)
+    mask = torch.ones(n, L, dtype=torch.int64)
+    mask[:, L // 2 :] = 0
+    if graph == "text_encoder":
+        return ids, mask
+    image = torch.randn(1 if graph == "mask_decoder" else n, 3, s, s, generator=g)
+    if graph == "image_encoder":
+        return (image,)
+    with torch.no_grad():
+        feats = model.image(image)
+        words, sent = model.text(ids, mask)
+    return (*feats, words, mask, sent)
+
+
+def _dynamic_shapes(graph: str) -> dict[str, Any]:
+    ins = GRAPH_IO[graph][0]
+    if graph == "image_encoder":
+        return {"image": {0: torch.export.Dim("frames", min=1, max=64)}}
+    e = torch.export.Dim("expressions", min=1, max=256)
+    return {k: ({0: e} if k in ("input_ids", "attention_mask", "words", "sentence") else None) for k in ins}
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The dynamo exporter prints progress lines and warnings per graph; keep them out of the user's way."""
+    buf = io.StringIO()
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._export", "torch.export", "torch._dynamo",
+                                              "onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+def _export_graph(model: SSP, cfg: SSPConfig, graph: str, flavour: str, path: Path, simplify: bool) -> onnx.ModelProto:
+    module = {"text_encoder": model.text, "image_encoder": model.image, "mask_decoder": model.decoder}[graph]
+    ins, outs = GRAPH_IO[graph]
+    args = _example_inputs(model, cfg, graph, 2)
+    scope = plugin_ops() if flavour == "plugin" else contextlib.nullcontext()
+    with scope, _quiet(), torch.no_grad():
+        prog = torch.onnx.export(module, args, dynamo=True, opset_version=OPSET, input_names=list(ins),
+                                 output_names=list(outs), dynamic_shapes=_dynamic_shapes(graph),
+                                 custom_translation_table=TRANSLATIONS if flavour == "plugin" else None,
+                                 external_data=False, optimize=True)
+    m = prog.model_proto
+    if simplify:
+        m = _simplify(m, graph)
+    _strip_metadata(m)
+    m.producer_name, m.producer_version = "ssp-edge", ssp.__version__
+    register_schemas()
+    onnx.checker.check_model(m, full_check=True)
+    onnx.save(m, str(path))
+    return m
+
+
+def _simplify(m: onnx.ModelProto, graph: str) -> onnx.ModelProto:
+    import onnxsim
+
+    with _quiet():
+        out, ok = onnxsim.simplify(m, check_n=0)
+    if not ok:  # pragma: no cover - onnxsim reports failure only with check_n > 0
+        raise SSPError(f"onnxsim could not simplify {graph}")
+    return out
+
+
+def _strip_metadata(m: onnx.ModelProto) -> None:
+    """Drop the exporter's per-node/value debug metadata (stack traces, fx names): smaller, reproducible files."""
+    for n in m.graph.node:
+        del n.metadata_props[:]
+    for v in list(m.graph.input) + list(m.graph.output) + list(m.graph.value_info):
+        del v.metadata_props[:]
+    del m.metadata_props[:]
+
+
+_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.INT64: "int64",
+           onnx.TensorProto.INT32: "int32", onnx.TensorProto.BOOL: "bool"}
+
+
+def tensor_specs(values) -> list[TensorSpec]:
+    """Graph inputs / outputs as manifest specs (dynamic dims by name)."""
+    specs = []
+    for v in values:
+        tt = v.type.tensor_type
+        shape: list[int | str] = [d.dim_param or d.dim_value for d in tt.shape.dim]
+        specs.append(TensorSpec(v.name, shape, _DTYPES.get(tt.elem_type, str(tt.elem_type))))
+    return specs
+
+
+def custom_op_counts(m: onnx.ModelProto) -> dict[str, int]:
+    """``domain::op_type`` -> count for every node outside the standard domains."""
+    counts: dict[str, int] = {}
+    for n in m.graph.node:
+        if n.domain not in ("", "ai.onnx"):
+            key = f"{n.domain}::{n.op_type}"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def export_bundle(model: SSP, cfg: SSPConfig, out: str | Path, source: dict[str, Any],
+                  thresholds: dict[str, float], flavours: tuple[str, ...] = FLAVOURS, simplify: bool = True,
+                  dynamic_axes: dict[str, list[int]] | None = None, progress: bool = True) -> ExportResult:
+    """Write every (graph, flavour) ONNX file, ``tokenizer.json`` and ``manifest.json`` into ``out``."""
+    for f in flavours:
+        if f not in FLAVOURS:
+            raise SSPError(f"unknown flavour {f!r}; choose plugin, portable or both")
+    out = Path(out)
+    model = model.eval()
+    manifest = Manifest(config=_config_dict(cfg), input_size=cfg.input_size, mean=list(cfg.mean), std=list(cfg.std),
+                        max_tokens=cfg.max_tokens, thresholds=dict(thresholds), source=source,
+                        dynamic_axes=dynamic_axes or dict(_DEFAULT_AXES), created_by=f"ssp-edge {ssp.__version__}")
+    bundle = Bundle.create(out, manifest)
+    shutil.copyfile(tokenizer_path(), out / manifest.tokenizer)
+    bundle.add_file(manifest.tokenizer)
+    jobs = [(g, f) for g in GRAPH_IO for f in flavours]
+    result = ExportResult(out)
+    done_text: str | None = None
+    for graph, flavour in tqdm(jobs, desc="export", unit="graph", disable=not progress):
+        name = graph_file(graph, flavour)
+        t0 = time.time()
+        if graph == "text_encoder" and done_text is not None:
+            m = onnx.load(str(out / done_text))
+        else:
+            m = _export_graph(model, cfg, graph, flavour, out / name, simplify)
+            done_text = name if graph == "text_encoder" else done_text
+        result.seconds[f"{graph}/{flavour}"] = round(time.time() - t0, 2)
+        bundle.add_graph(GraphEntry(graph, flavour, "fp32", name, tensor_specs(m.graph.input),
+                                    tensor_specs(m.graph.output), custom_op_counts(m)))
+    bundle.save()
+    return result
+
+
+def _config_dict(cfg: SSPConfig) -> dict[str, Any]:
+    import json
+
+    return json.loads(cfg.to_json())

@@ -1,0 +1,54 @@
+"""`ssp convert info`: what a bundle holds (graphs, flavours, precisions, engines, sizes) and the
+parameters / FLOPs per graph and per SSP module at the bundle's input size."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from sdk.bundle import Bundle
+
+__all__ = ["bundle_info", "format_info"]
+
+
+def bundle_info(path: str | Path) -> dict[str, Any]:
+    from ssp.config import config_from_json
+    from ssp.flops import model_cost
+    from ssp.models.ssp import build_model
+
+    import json
+
+    import torch
+
+    bundle = Bundle.open(path)
+    man = bundle.manifest
+    cfg = config_from_json(json.dumps(man.config)).replace(pretrained=False)  # counting needs no weights
+    torch.manual_seed(0)
+    cost = model_cost(build_model(cfg), cfg)
+    return {
+        "bundle": str(path), "config": cfg.name, "input_size": man.input_size, "max_tokens": man.max_tokens,
+        "source": man.source, "thresholds": man.thresholds, "dynamic_axes": man.dynamic_axes,
+        "graphs": [{"name": g.name, "flavour": g.flavour, "precision": g.precision, "file": g.file,
+                    "mbytes": round(bundle.path(g.file).stat().st_size / 2 ** 20, 2), "custom_ops": g.custom_ops}
+                   for g in man.graphs],
+        "engines": [dataclasses.asdict(e) for e in man.engines],
+        "cost": dataclasses.asdict(cost),
+    }
+
+
+def format_info(info: dict[str, Any]) -> str:
+    c = info["cost"]
+    lines = [f"bundle {info['bundle']}: {info['config']} at {info['input_size']}x{info['input_size']}, "
+             f"max {info['max_tokens']} tokens, source {info['source']}", "", "graphs:"]
+    for g in info["graphs"]:
+        ops = ", ".join(f"{k} x{v}" for k, v in g["custom_ops"].items()) or "standard ops only"
+        lines.append(f"  {g['name']:<14} {g['flavour']:<9} {g['precision']:<5} {g['mbytes']:>7.2f} MB  {ops}")
+    lines.append("engines: " + (", ".join(e["file"] for e in info["engines"]) or "none (ssp convert build)"))
+    lines += ["", f"cost of one frame + one expression: {c['parameters'] / 1e6:.2f} M parameters, "
+                  f"{c['flops'] / 1e9:.3f} GFLOPs (multiply-add = 2)", f"  {'graph':<16}{'params (M)':>12}{'GFLOPs':>10}"]
+    for k, v in c["graphs"].items():
+        lines.append(f"  {k:<16}{v['parameters'] / 1e6:>12.3f}{v['flops'] / 1e9:>10.3f}")
+    lines.append(f"  {'module':<16}{'params (M)':>12}{'GFLOPs':>10}")
+    for k, v in c["parts"].items():
+        lines.append(f"  {k:<16}{v['parameters'] / 1e6:>12.3f}{v['flops'] / 1e9:>10.3f}")
+    return "\n".join(lines)

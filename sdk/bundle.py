@@ -1,0 +1,216 @@
+"""The deployment bundle: one folder with ``manifest.json``, ``tokenizer.json``, ONNX graphs and engines.
+
+This is the one reader/writer of manifests, used by the converter, the calibration tools and the SDK
+(numpy-free, torch-free: json + hashlib only). Every file the manifest names carries its sha256, and
+opening a bundle verifies them, so a tampered or truncated file is refused before anything runs it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import BundleError
+
+__all__ = ["FORMAT", "MANIFEST", "GRAPHS", "TensorSpec", "GraphEntry", "EngineEntry", "Manifest", "Bundle",
+           "sha256_file", "atomic_write_bytes"]
+
+FORMAT = "ssp-edge-bundle/1"
+MANIFEST = "manifest.json"
+#: the three deployment graphs, in the order a frame runs them
+GRAPHS = ("text_encoder", "image_encoder", "mask_decoder")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write to a temporary file beside ``path`` and rename it: readers never see a partial file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class TensorSpec:
+    """A graph input or output: name, shape (ints, or names of dynamic axes) and dtype name."""
+
+    name: str
+    shape: list[int | str]
+    dtype: str
+
+
+@dataclass
+class GraphEntry:
+    """One ONNX graph of the bundle in one flavour ("portable" | "plugin") and precision."""
+
+    name: str  # one of GRAPHS
+    flavour: str
+    precision: str  # "fp32" | "fp16" | "int8"
+    file: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    custom_ops: dict[str, int] = field(default_factory=dict)  # "ssp::Op" -> count
+
+
+@dataclass
+class EngineEntry:
+    """A TensorRT engine built from one graph, valid for one TensorRT version and GPU architecture."""
+
+    name: str
+    flavour: str
+    precision: str
+    file: str
+    tensorrt_version: str
+    compute_capability: str  # e.g. "8.7"
+    source: str  # the ONNX file it was built from
+    plugin_library: str | None = None  # file in the bundle or None
+    profiles: dict[str, list[int]] = field(default_factory=dict)  # dynamic axis -> [min, opt, max]
+    version_compatible: bool = False
+
+
+@dataclass
+class Manifest:
+    """Everything the runtime needs to preprocess, run and postprocess without the training code."""
+
+    config: dict[str, Any]  # the SSPConfig as a dict
+    input_size: int
+    mean: list[float]
+    std: list[float]
+    max_tokens: int
+    thresholds: dict[str, float]
+    source: dict[str, Any]  # checkpoint name / path / sha256, or {"random_init_seed": n}
+    dynamic_axes: dict[str, list[int]]  # "frames" / "expressions" -> [min, opt, max]
+    tokenizer: str = "tokenizer.json"
+    graphs: list[GraphEntry] = field(default_factory=list)
+    engines: list[EngineEntry] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+    format: str = FORMAT
+    created_by: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = MANIFEST) -> "Manifest":
+        if data.get("format") != FORMAT:
+            raise BundleError(f"{where}: format {data.get('format')!r} is not {FORMAT!r}; re-export the bundle with "
+                              "`ssp convert export` from this ssp-edge version")
+        try:
+            d = dict(data)
+            d["graphs"] = [GraphEntry(**{**g, "inputs": [TensorSpec(**t) for t in g["inputs"]],
+                                         "outputs": [TensorSpec(**t) for t in g["outputs"]]})
+                           for g in d.get("graphs", [])]
+            d["engines"] = [EngineEntry(**e) for e in d.get("engines", [])]
+            return cls(**d)
+        except (TypeError, KeyError) as e:
+            raise BundleError(f"{where}: malformed manifest ({e}); re-export the bundle with `ssp convert export`") \
+                from None
+
+
+class Bundle:
+    """A bundle folder and its manifest. ``Bundle.open`` verifies; ``Bundle.create`` starts a new one."""
+
+    def __init__(self, root: Path, manifest: Manifest):
+        self.root = Path(root)
+        self.manifest = manifest
+
+    # ---- reading
+    @classmethod
+    def open(cls, root: str | os.PathLike[str], verify: bool = True) -> "Bundle":
+        """Read ``root/manifest.json``; with ``verify`` check every listed file exists and matches its sha256."""
+        root = Path(root)
+        mf = root / MANIFEST
+        if not root.is_dir():
+            raise BundleError(f"bundle {str(root)!r} is not a folder; create one with "
+                              "`ssp convert export --checkpoint NAME --out DIR`")
+        if not mf.is_file():
+            raise BundleError(f"bundle {str(root)!r} has no {MANIFEST}; create it with "
+                              "`ssp convert export --checkpoint NAME --out DIR`")
+        try:
+            data = json.loads(mf.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BundleError(f"{mf}: not valid JSON ({e}); re-export the bundle") from None
+        bundle = cls(root, Manifest.from_dict(data, str(mf)))
+        if verify:
+            bundle.verify()
+        return bundle
+
+    def verify(self, names: Iterable[str] | None = None) -> None:
+        """Raise :class:`BundleError` for a missing file or a sha256 mismatch (all files, or ``names``)."""
+        files = self.manifest.files
+        for rel in (names if names is not None else files):
+            if rel not in files:
+                raise BundleError(f"bundle {str(self.root)!r}: {rel!r} is not listed in {MANIFEST}")
+            p = self.root / rel
+            if not p.is_file():
+                raise BundleError(f"bundle {str(self.root)!r}: {rel} is missing; re-export or rebuild it "
+                                  "(`ssp convert export` / `ssp convert build`)")
+            if sha256_file(p) != files[rel]:
+                raise BundleError(f"bundle {str(self.root)!r}: {rel} does not match its sha256 in {MANIFEST} "
+                                  "(modified or truncated); re-export or rebuild it")
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def graph(self, name: str, flavour: str = "portable", precision: str = "fp32") -> GraphEntry:
+        """The graph entry for (name, flavour, precision); a clear error lists what the bundle has."""
+        for g in self.manifest.graphs:
+            if (g.name, g.flavour, g.precision) == (name, flavour, precision):
+                return g
+        have = ", ".join(sorted({f"{g.name}/{g.flavour}/{g.precision}" for g in self.manifest.graphs})) or "none"
+        hint = ("run `ssp calibrate` to add int8/fp16 graphs" if precision != "fp32"
+                else "re-export with `ssp convert export --flavour both`")
+        raise BundleError(f"bundle {str(self.root)!r} has no {name} graph in flavour {flavour!r}, precision "
+                          f"{precision!r} (has: {have}); {hint}")
+
+    def has_graph(self, name: str, flavour: str = "portable", precision: str = "fp32") -> bool:
+        return any((g.name, g.flavour, g.precision) == (name, flavour, precision) for g in self.manifest.graphs)
+
+    # ---- writing
+    @classmethod
+    def create(cls, root: str | os.PathLike[str], manifest: Manifest) -> "Bundle":
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        return cls(root, manifest)
+
+    def add_file(self, rel: str) -> str:
+        """Record (or refresh) the sha256 of a file already written into the bundle; returns it."""
+        digest = sha256_file(self.root / rel)
+        self.manifest.files[rel] = digest
+        return digest
+
+    def add_graph(self, entry: GraphEntry) -> None:
+        """Add or replace a graph entry (same name, flavour, precision) and record its file's sha256."""
+        self.manifest.graphs = [g for g in self.manifest.graphs
+                                if (g.name, g.flavour, g.precision) != (entry.name, entry.flavour, entry.precision)]
+        self.manifest.graphs.append(entry)
+        self.add_file(entry.file)
+
+    def add_engine(self, entry: EngineEntry) -> None:
+        """Add or replace an engine entry (same file name) and record its sha256."""
+        self.manifest.engines = [e for e in self.manifest.engines if e.file != entry.file]
+        self.manifest.engines.append(entry)
+        self.add_file(entry.file)
+
+    def save(self) -> Path:
+        """Write ``manifest.json`` atomically."""
+        atomic_write_bytes(self.root / MANIFEST, self.manifest.to_json().encode())
+        return self.root / MANIFEST

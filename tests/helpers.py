@@ -1,0 +1,37 @@
+"""Helpers shared by test modules (tests/ is on sys.path via conftest): run the `ssp` CLI in a
+subprocess, assert one-line errors, and write small random-init checkpoints."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_ssp(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sdk.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess, *words: str) -> str:
+    """Exit status 2, no traceback, exactly one `ssp ...: error:` line containing ``words``; returns it."""
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.startswith("ssp")]
+    assert len(lines) == 1, r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def write_tiny_checkpoint(path: Path, **overrides) -> Path:
+    """A small random-init ssp_lite-shaped checkpoint (128x128, C=32), written by a separate process."""
+    cfg = dict(pretrained=False, dim=32, heads=2, decoder_channels=(16, 8, 8, 4), prior_channels=4, input_size=128)
+    cfg.update(overrides)
+    code = ("from ssp.config import get_config; from ssp.models.ssp import build_model; "
+            "from ssp.checkpoint import save_checkpoint; import torch; torch.manual_seed(0); "
+            f"cfg = get_config('ssp_lite', **{cfg!r}); "
+            f"save_checkpoint(build_model(cfg).eval(), cfg, r'{path}')")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=300)
+    return path
