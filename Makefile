@@ -21,10 +21,21 @@ $(STAMP): setup.cfg pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[model,convert,dev]'
 	touch $@
 
-demo: $(STAMP)
+# the main job: the shipped checkpoint -> ONNX bundle -> ssp run on a rendered RefShapes video, ONNX Runtime CPU
+BUNDLE := build/bundle
+DEMO_PROMPTS := --prompt "the red circle" --prompt "the blue square"
+
+$(BUNDLE)/manifest.json: $(STAMP) ssp/checkpoints/ssp_lite_refshapes.safetensors
+	$(SSP) convert export --checkpoint ssp_lite_refshapes --out $(BUNDLE) --force
+
+build/demo_input.mp4: $(STAMP)
 	@mkdir -p build
-	$(SSP) eval --checkpoint ssp_lite_refshapes --data refshapes:test --limit 100 --save-vis build/demo_eval.png
-	@echo "demo: predictions drawn in build/demo_eval.png (red = prediction, green = ground truth)"
+	$(PY) -c "from ssp.data.refshapes import render_video; render_video('$@')"
+
+demo: $(BUNDLE)/manifest.json build/demo_input.mp4
+	$(SSP) run --bundle $(BUNDLE) --source build/demo_input.mp4 $(DEMO_PROMPTS) --backend onnxruntime \
+	    --out build/demo.mp4 --save-frame build/demo.png --no-stdin | tee build/demo_summary.txt
+	@echo "demo: overlay video build/demo.mp4, a frame build/demo.png, summary build/demo_summary.txt"
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from sdk.bundle import GRAPHS, Bundle
 from ssp.data.refshapes import RefShapes
-from ssp.data.transforms import letterbox, normalize
+from sdk.preprocess import letterbox, normalize, pad_value
 from ssp.models.ssp import IMAGE_FEATURES
 from ssp.models.text import Tokenizer
 
@@ -109,7 +109,7 @@ def check_bundle(path: str | Path, samples: int = 8, expressions: int = 3, flavo
     thr = float(man.thresholds.get("mask", 0.5))
     thr_logit = float(np.log(thr / (1 - thr)))
     acc = {(g, f): _Acc() for f in flavours for g in (*GRAPHS, "end_to_end")}
-    pad = tuple(int(round(m * 255)) for m in man.mean)
+    pad = pad_value(man.mean)
     n_expr = 0
     for i in tqdm(range(samples), desc="check", unit="scene", disable=not progress):
         group = data.scene_samples(i, expressions)

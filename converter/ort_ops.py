@@ -76,13 +76,14 @@ def _register() -> None:
         return
     from onnxruntime_extensions import PyCustomOpDef, onnx_op
 
-    f, i64 = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int64
+    f, i64, st = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int64, PyCustomOpDef.dt_string
+    plugin = {"plugin_namespace": st, "plugin_version": st}  # read by TensorRT's parser; unused here
     onnx_op(op_type=f"{DOMAIN}::SuperpixelAggregate", inputs=[f, f], outputs=[f],
-            attrs={"cell": i64, "eps": PyCustomOpDef.dt_float})(
+            attrs={"cell": i64, "eps": PyCustomOpDef.dt_float, **plugin})(
         lambda x, q, **a: aggregate(x, q, int(a["cell"]), float(a.get("eps", 1e-8))))
-    onnx_op(op_type=f"{DOMAIN}::SuperpixelPropagate", inputs=[f, f], outputs=[f], attrs={"cell": i64})(
+    onnx_op(op_type=f"{DOMAIN}::SuperpixelPropagate", inputs=[f, f], outputs=[f], attrs={"cell": i64, **plugin})(
         lambda z, q, **a: propagate(z, q, int(a["cell"])))
-    onnx_op(op_type=f"{DOMAIN}::ReplicationUpsample", inputs=[f, f, f], outputs=[f], attrs={"scale": i64})(
+    onnx_op(op_type=f"{DOMAIN}::ReplicationUpsample", inputs=[f, f, f], outputs=[f], attrs={"scale": i64, **plugin})(
         lambda x, g, y, **a: replication_upsample(x, g, y, int(a["scale"])))
     _REGISTERED = True
 

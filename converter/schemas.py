@@ -11,10 +11,14 @@ from typing import Callable
 import onnx
 from onnx import defs
 
-__all__ = ["DOMAIN", "OPSET_VERSION", "CUSTOM_OPS", "register_schemas"]
+__all__ = ["DOMAIN", "OPSET_VERSION", "PLUGIN_NAMESPACE", "PLUGIN_VERSION", "CUSTOM_OPS", "register_schemas"]
 
 DOMAIN = "ssp"
 OPSET_VERSION = 1
+#: TensorRT's ONNX parser finds a plugin by op_type + these two node attributes (it ignores the domain);
+#: the plugin library registers its creators under this namespace and version
+PLUGIN_NAMESPACE = "ssp"
+PLUGIN_VERSION = "1"
 #: node op_type -> (inputs, outputs, {attribute: (type, default or None)})
 CUSTOM_OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...], dict[str, tuple[str, object]]]] = {
     "SuperpixelAggregate": (("X", "Q"), ("Z",), {"cell": ("int", None), "eps": ("float", 1e-8)}),
@@ -106,6 +110,9 @@ def _schema(op: str) -> defs.OpSchema:
         else:
             attributes.append(defs.OpSchema.Attribute(name, onnx.helper.make_attribute(name, default),
                                                       f"{name} (default {default})"))
+    for name, default in (("plugin_namespace", PLUGIN_NAMESPACE), ("plugin_version", PLUGIN_VERSION)):
+        attributes.append(defs.OpSchema.Attribute(name, onnx.helper.make_attribute(name, default),
+                                                  f"TensorRT plugin {name.split('_')[1]} (default {default!r})"))
     schema = defs.OpSchema(
         op, DOMAIN, OPSET_VERSION, doc=_DOCS[op],
         inputs=[defs.OpSchema.FormalParameter(n, "T") for n in ins],

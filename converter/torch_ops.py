@@ -13,7 +13,7 @@ import torch
 
 from ssp.models import ops as ref
 
-from .schemas import DOMAIN, OPSET_VERSION, register_schemas
+from .schemas import DOMAIN, OPSET_VERSION, PLUGIN_NAMESPACE, PLUGIN_VERSION, register_schemas
 
 __all__ = ["plugin_ops", "TRANSLATIONS"]
 
@@ -50,16 +50,19 @@ def _(x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, scale: int) -> torch.Te
     return x.new_empty(x.shape[0], x.shape[1], g.shape[2], g.shape[3])
 
 
+_PLUGIN = {"plugin_namespace": PLUGIN_NAMESPACE, "plugin_version": PLUGIN_VERSION}
+
+
 def _onnx_aggregate(x, q, cell: int, eps: float):
-    return _ssp.SuperpixelAggregate(x, q, cell=cell, eps=eps)
+    return _ssp.SuperpixelAggregate(x, q, cell=cell, eps=eps, **_PLUGIN)
 
 
 def _onnx_propagate(z, q, cell: int):
-    return _ssp.SuperpixelPropagate(z, q, cell=cell)
+    return _ssp.SuperpixelPropagate(z, q, cell=cell, **_PLUGIN)
 
 
 def _onnx_replication(x, g, y, scale: int):
-    return _ssp.ReplicationUpsample(x, g, y, scale=scale)
+    return _ssp.ReplicationUpsample(x, g, y, scale=scale, **_PLUGIN)
 
 
 #: custom_translation_table for torch.onnx.export

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from .config import SSPConfig
 from .data.sample import Sample
-from .data.transforms import letterbox, normalize, unletterbox
+from .data.transforms import letterbox, normalize, pad_value, unletterbox
 from .metrics import SegMeter
 from .models.ssp import SSP
 from .models.text import Tokenizer
@@ -26,7 +26,7 @@ class Predictor:
         self.tok = Tokenizer(cfg.max_tokens)
         self.mask_threshold = mask_threshold
         self.exists_threshold = exists_threshold
-        self.pad = tuple(int(round(m * 255)) for m in cfg.mean)
+        self.pad = pad_value(cfg.mean)
 
     @classmethod
     def with_thresholds(cls, model: SSP, cfg: SSPConfig, thresholds: dict[str, float] | None) -> "Predictor":

@@ -14,6 +14,12 @@ def run_ssp(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
+def assert_ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """Exit status 0, else fail showing the end of stderr."""
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-3000:]}"
+    return r
+
+
 def assert_one_line_error(r: subprocess.CompletedProcess, *words: str) -> str:
     """Exit status 2, no traceback, exactly one `ssp ...: error:` line containing ``words``; returns it."""
     assert r.returncode == 2, r.stderr

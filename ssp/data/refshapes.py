@@ -10,9 +10,11 @@ streams, so a sample is reproducible on any machine.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import cv2
@@ -470,7 +472,8 @@ class RefShapes:
 def render_video(path: str, seed: int = 0, frames: int = 90, fps: int = 15, size: int = 320,
                  n_objects: int = 4) -> list[Obj]:
     """Render a short mp4 of shapes moving over a photo (for camera demos). Returns the initial objects;
-    a red circle is always present so the demo prompt "the red circle" has a target."""
+    a red circle is always present so the demo prompt "the red circle" has a target. The objects of
+    every frame (colour, shape, centre, radius) go to ``<path>.objects.json`` so demos can be checked."""
     rng = np.random.default_rng([SPLITS["demo"], seed])
     objs = _place(rng, size, n_objects)
     if not objs:
@@ -484,9 +487,12 @@ def render_video(path: str, seed: int = 0, frames: int = 90, fps: int = 15, size
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
     if not writer.isOpened():
         raise SSPError(f"cannot write video {path!r} (OpenCV has no mp4v encoder?)")
+    track: list[list[dict]] = []
     try:
         for _ in range(frames):
             img, _ = render_scene(objs, bg)
+            track.append([{"colour": o.colour, "shape": o.shape, "x": round(o.x, 2), "y": round(o.y, 2),
+                           "r": round(o.r, 2)} for o in objs])
             writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
             for o, (vx, vy) in zip(objs, vel):
                 o.x = min(max(o.x + vx, o.r * 1.3), size - o.r * 1.3)
@@ -495,4 +501,5 @@ def render_video(path: str, seed: int = 0, frames: int = 90, fps: int = 15, size
                     -vy if not o.r * 1.3 < o.y < size - o.r * 1.3 - 1 else vy) for o, (vx, vy) in zip(objs, vel)]
     finally:
         writer.release()
+    Path(f"{path}.objects.json").write_text(json.dumps({"size": size, "fps": fps, "frames": track}))
     return objs

@@ -48,21 +48,17 @@ class Tokenized:
 
 
 class Tokenizer:
-    """Fixed-length tokenizer (pad/truncate to ``max_tokens``) over a ``tokenizer.json``."""
+    """:class:`sdk.tokenizer.Tokenizer` (the one the runtime uses) returning torch tensors."""
 
     def __init__(self, max_tokens: int, path: Path | None = None):
-        from tokenizers import Tokenizer as _Tok
+        from sdk.tokenizer import Tokenizer as _Tok
 
         self.max_tokens = max_tokens
-        self._tok = _Tok.from_file(str(path or tokenizer_path()))
-        self._tok.enable_truncation(max_length=max_tokens)
-        self._tok.enable_padding(length=max_tokens, pad_id=0, pad_token="[PAD]")
+        self._tok = _Tok(path or tokenizer_path(), max_tokens)
 
     def __call__(self, texts: Sequence[str]) -> Tokenized:
-        enc = self._tok.encode_batch(list(texts))
-        ids = torch.tensor([e.ids for e in enc], dtype=torch.int64)
-        mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.int64)
-        return Tokenized(ids, mask)
+        t = self._tok(texts, warn=False)
+        return Tokenized(torch.from_numpy(t.input_ids), torch.from_numpy(t.attention_mask))
 
 
 class HFTextEncoder(nn.Module):

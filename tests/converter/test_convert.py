@@ -24,14 +24,6 @@ EXPECTED_PLUGIN_NODES = {
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
 
-@pytest.fixture(scope="session")
-def lite_bundle(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bundle") / "ssp_lite"
-    r = run_ssp("convert", "export", "--checkpoint", "ssp_lite_refshapes", "--out", str(out))
-    assert r.returncode == 0, r.stderr[-3000:]
-    return out
-
-
 def _node_counts(path: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for n in onnx.load(str(path)).graph.node:

@@ -31,7 +31,7 @@ def _run_node(op: str, inputs: list[np.ndarray], out_shape: list[int] | None, **
     """One ``ssp::op`` node as an ONNX model with symbolic shapes, run by ONNX Runtime."""
     register_schemas()
     names = [f"in{i}" for i in range(len(inputs))]
-    node = helper.make_node(op, names, ["out"], domain=DOMAIN, **attrs)
+    node = helper.make_node(op, names, ["out"], domain=DOMAIN, plugin_namespace="ssp", plugin_version="1", **attrs)
     graph = helper.make_graph(
         [node], op, [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["b"] + list(x.shape[1:]))
                      for n, x in zip(names, inputs)],

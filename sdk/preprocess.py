@@ -1,0 +1,58 @@
+"""Letterbox preprocessing (keep aspect, pad to a square), its exact inverse for masks, normalisation.
+numpy + OpenCV only; the reference model (training, evaluation, export checks) uses these same
+functions, so the SDK's inputs are the model's inputs bit for bit."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = ["Letterbox", "letterbox", "unletterbox", "normalize", "pad_value"]
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where the resized frame sits in the square input: scale, offsets and resized size."""
+
+    scale: float
+    left: int
+    top: int
+    width: int  # resized content width
+    height: int
+    src_width: int
+    src_height: int
+
+
+def letterbox(image: np.ndarray, size: int, pad_value: tuple[int, int, int] = (127, 127, 127),
+              interpolation: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, Letterbox]:
+    """Resize ``image (H,W,C)`` to fit ``size x size``, centred, padded with ``pad_value``."""
+    h, w = image.shape[:2]
+    s = size / max(h, w)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    left, top = (size - nw) // 2, (size - nh) // 2
+    out = np.empty((size, size) + image.shape[2:], image.dtype)
+    out[...] = np.array(pad_value[: image.shape[2]] if image.ndim == 3 else pad_value[0], image.dtype)
+    resized = image if (nw, nh) == (w, h) else cv2.resize(image, (nw, nh), interpolation=interpolation)
+    out[top:top + nh, left:left + nw] = resized.reshape(nh, nw, *image.shape[2:])
+    return out, Letterbox(s, left, top, nw, nh, w, h)
+
+
+def unletterbox(x: np.ndarray, lb: Letterbox, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Map a (size, size) map (probabilities or logits) back to the source frame (H, W)."""
+    crop = np.ascontiguousarray(x[lb.top:lb.top + lb.height, lb.left:lb.left + lb.width])
+    if (lb.width, lb.height) == (lb.src_width, lb.src_height):
+        return crop
+    return cv2.resize(crop, (lb.src_width, lb.src_height), interpolation=interpolation)
+
+
+def normalize(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """uint8 RGB (H,W,3) -> float32 (3,H,W) normalized."""
+    x = image.astype(np.float32) / 255.0
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def pad_value(mean: tuple[float, ...] | list[float]) -> tuple[int, int, int]:
+    """Letterbox fill colour: the normalisation mean in 0..255, so padding normalises to ~0."""
+    return tuple(int(round(m * 255)) for m in mean)  # type: ignore[return-value]
