@@ -66,19 +66,13 @@ def strongly_typed_only() -> bool:
 
 
 def compute_capability(device: int = 0) -> str:
-    """``"8.7"`` for the CUDA device (cuda-python), or a BuildError naming what is missing."""
+    """``"8.7"`` for the CUDA device, or a BuildError naming what is missing."""
+    from sdk.cuda import compute_capability as _cc
+
     try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        try:
-            from cuda import cudart  # type: ignore[no-redef]  # cuda-python < 12.6
-        except ImportError:
-            raise BuildError("cuda-python is needed to query the GPU: pip install 'ssp-edge[trt]'") from None
-    err, major = cudart.cudaDeviceGetAttribute(cudart.cudaDeviceAttr.cudaDevAttrComputeCapabilityMajor, device)
-    err2, minor = cudart.cudaDeviceGetAttribute(cudart.cudaDeviceAttr.cudaDevAttrComputeCapabilityMinor, device)
-    if int(err) or int(err2):
-        raise BuildError(f"no usable CUDA device {device} ({err}); engines must be built on the GPU that runs them")
-    return f"{major}.{minor}"
+        return _cc(device)
+    except SDKError as e:
+        raise BuildError(f"{e}; engines must be built on the GPU that runs them") from None
 
 
 def engine_name(graph: str, flavour: str, precision: str, trt_version: str, cc: str) -> str:

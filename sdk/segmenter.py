@@ -157,7 +157,7 @@ class Segmenter:
         times["preprocess"] = (time.perf_counter() - t0) * 1e3
         times["text_encoder"] = self._encode(self._prompts)
         t0 = time.perf_counter()
-        feats = self.backend.run("image_encoder", {"image": image})
+        feats = self.backend.run("image_encoder", {"image": image}, to_host=False)  # GPU backends keep these
         times["image_encoder"] = (time.perf_counter() - t0) * 1e3
         enc = [self._cache[p] for p in self._prompts]
         t0 = time.perf_counter()

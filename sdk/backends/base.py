@@ -16,12 +16,13 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 
 class Backend(Protocol):
-    """Runs the bundle's three graphs. Outputs come back in the manifest's output order."""
+    """Runs the bundle's three graphs. Outputs come back in the manifest's output order; with
+    ``to_host=False`` they may stay on the device (opaque handles another ``run`` accepts as feeds)."""
 
     name: str
     precisions: dict[str, str]  # graph -> precision actually used
 
-    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> Sequence[np.ndarray]: ...
+    def run(self, graph: str, feeds: dict[str, np.ndarray], to_host: bool = True) -> Sequence[np.ndarray]: ...
 
     def close(self) -> None: ...
 

@@ -45,7 +45,7 @@ class OnnxRuntimeBackend:
             self.precisions[g] = p
         self.providers = providers
 
-    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
+    def run(self, graph: str, feeds: dict[str, np.ndarray], to_host: bool = True) -> Sequence[np.ndarray]:
         return self._sessions[graph].run(self._outputs[graph], feeds)
 
     def close(self) -> None:
