@@ -13,6 +13,9 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ssp.cli import require_modules
+
+    require_modules("torch", "onnx")
     p = sub.add_parser("convert", help="export ONNX bundles, check parity, build TensorRT engines, show costs",
                        description="Turn a trained checkpoint into a deployable bundle and engines.")
     s = p.add_subparsers(dest="convert_command", metavar="STEP", required=True)

@@ -9,6 +9,15 @@ from typing import Any
 __all__ = ["register_train", "register_eval", "register_summary"]
 
 
+def require_modules(*names: str) -> None:
+    """Raise ImportError for the first missing module, so the dispatcher lists the command as unavailable."""
+    import importlib.util
+
+    for n in names:
+        if importlib.util.find_spec(n) is None:
+            raise ImportError(f"No module named {n!r}", name=n)
+
+
 def _need_model_extra() -> None:
     try:
         import torch  # noqa: F401
@@ -46,6 +55,7 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- train
 
 def register_train(sub: argparse._SubParsersAction) -> None:
+    require_modules("torch")
     from .options import TrainOptions
 
     d = TrainOptions()
@@ -98,6 +108,7 @@ def _run_train(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- eval
 
 def register_eval(sub: argparse._SubParsersAction) -> None:
+    require_modules("torch")
     p = sub.add_parser("eval", help="evaluate a checkpoint (oIoU, mIoU, Prec@X, N-acc, T-acc)",
                        description="Evaluate a checkpoint with PyTorch on a data set. --json prints one JSON object.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -153,6 +164,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- summary
 
 def register_summary(sub: argparse._SubParsersAction) -> None:
+    require_modules("torch")
     p = sub.add_parser("summary", help="parameter counts per part and one forward pass at the input size",
                        description="Build a config (or a checkpoint's model), count parameters per SSP part and run "
                                    "one forward pass at the config's input size. ssp_paper is random init.",

@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from converter.schemas import register_schemas
-from helpers import assert_one_line_error, run_ssp
+from helpers import assert_ok, assert_one_line_error, run_ssp
 from sdk.bundle import Bundle, sha256_file
 
 # ssp_lite by construction: one aggregation in the image encoder; one propagation and four RUS steps
@@ -166,3 +166,15 @@ def test_build_with_a_missing_plugin_library_is_one_line(tmp_path):
     b.save()
     assert_one_line_error(run_ssp("convert", "build", str(b.root), "--plugins", str(tmp_path / "libnope.so")),
                           "libnope.so", "cmake")
+
+
+@pytest.mark.slow
+def test_ssp_paper_random_init_exports_and_checks(tmp_path):
+    """ssp_paper (Swin-B + BERT-base, 480x480, random init, batch 1): plugin flavour export + parity."""
+    out = tmp_path / "paper"
+    assert_ok(run_ssp("convert", "export", "--config", "ssp_paper", "--flavour", "plugin", "--out", str(out),
+                      timeout=1200))
+    assert Bundle.open(out).graph("mask_decoder", "plugin").custom_ops == EXPECTED_PLUGIN_NODES["mask_decoder"]
+    r = assert_ok(run_ssp("convert", "check", str(out), "--samples", "1", "--json", timeout=900))
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    assert rep["ok"] and all(x["max_abs_diff"] <= x["tolerance"] for x in rep["results"] if x["graph"] != "end_to_end")

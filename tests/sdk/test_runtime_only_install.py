@@ -1,0 +1,41 @@
+"""The runtime extra alone (no torch, no transformers): `import sdk` and a full `ssp run` on ONNX Runtime."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO
+
+
+@pytest.mark.slow
+def test_runtime_extra_runs_without_torch(lite_bundle, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    py, ssp = venv / "bin" / "python", venv / "bin" / "ssp"
+    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{REPO}[runtime]"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    have = subprocess.run([str(py), "-m", "pip", "list", "--format=json"], capture_output=True, text=True,
+                          check=True).stdout
+    names = {p["name"].lower() for p in json.loads(have)}
+    assert "torch" not in names and "transformers" not in names
+    from ssp.data.refshapes import render_video
+
+    video = tmp_path / "v.mp4"
+    render_video(str(video), frames=4)
+    r = subprocess.run([str(ssp), "run", "--bundle", str(lite_bundle), "--source", str(video), "--prompt",
+                        "the red circle", "--json", "--no-stdin", "--out", str(tmp_path / "o.mp4")],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["frames"] == 4
+    code = ("import sys, sdk, sdk.segmenter, sdk.video, sdk.run; "
+            "assert 'torch' not in sys.modules; print('ok')")
+    assert subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120).stdout.strip() == "ok"
+    h = subprocess.run([str(ssp), "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert h.returncode == 0 and "run" in h.stdout
+    for cmd in ("train", "convert"):  # listed, marked unavailable: they need the model / convert extras
+        assert any(ln.split()[:1] == [cmd] and "unavailable" in ln for ln in h.stdout.splitlines()), h.stdout
