@@ -1,0 +1,125 @@
+"""Markdown and PNG plots of a benchmark result (``bench.md``, ``bench_*.png``)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_markdown", "write_plots"]
+
+_STAGES = ("preprocess", "text_encoder", "image_encoder", "mask_decoder", "postprocess")
+
+
+def _r(x: float | None, fmt: str = "{:.2f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def write_markdown(res: dict[str, Any], out_dir: Path) -> Path:
+    L: list[str] = [f"# ssp bench: {res['config']} at {res['input_size']}x{res['input_size']}", "",
+                    f"Bundle `{res['bundle']}`; {res['settings']['iters']} iterations after {res['settings']['warmup']} "
+                    "warm-up frames, one prompt, all backends measured in one run on this machine "
+                    f"({res['cpu']['cores']} CPU cores, {res['cpu']['isa']}).", "", "## Ratios (measured in this run)", ""]
+    ra = res["ratios"]
+    L += [f"- ONNX Runtime FP32 / PyTorch eager (frame time): **{_r(ra['ort_fp32_over_pytorch'], '{:.3f}')}**",
+          f"- ONNX Runtime INT8 / ONNX Runtime FP32 (frame time): **{_r(ra['ort_int8_over_ort_fp32'], '{:.3f}')}**"
+          + ("" if ra["ort_int8_over_ort_fp32"] is not None else " (INT8 graphs not built: `ssp calibrate`)"),
+          f"- cached / uncached text encoding (frame time): **{_r(ra['cached_over_uncached_text'], '{:.3f}')}**", "",
+          "## Latency per stage (ms, median / p90)", "",
+          "| backend | precision | status | " + " | ".join(_STAGES) + " | total | FPS | peak RSS MB | GFLOP/s |",
+          "|---|---|---|" + "---|" * (len(_STAGES) + 4)]
+    for r in res["rows"]:
+        if r["status"] != "ok":
+            L.append(f"| {r['backend']} | {r['precision']} | {r['reason']} |" + " |" * (len(_STAGES) + 4))
+            continue
+        cells = [f"{r['stages'][s]['median_ms']:.1f} / {r['stages'][s]['p90_ms']:.1f}" for s in (*_STAGES, "total")]
+        L.append(f"| {r['backend']} | {r['precision']} | ok | " + " | ".join(cells) +
+                 f" | {r['fps']:.2f} | {r['peak_rss_mb']:.0f} | {r['gflops_per_s']:.1f} |")
+    L += ["", "## Throughput (prompts per frame)", ""]
+    for name, sweep in res["throughput"].items():
+        L += [f"{name}:", "", "| prompts | frame ms | frames/s | masks/s |", "|---|---|---|---|"]
+        L += [f"| {x['prompts']} | {x['frame_ms']:.1f} | {x['frames_per_s']:.2f} | {x['masks_per_s']:.2f} |"
+              for x in sweep]
+        L.append("")
+    tc = res["text_cache"]
+    if tc:
+        L += ["## Text cache", "", f"{tc['backend']}: {tc['cached_ms']:.1f} ms per frame with cached prompt encodings, "
+                                   f"{tc['uncached_ms']:.1f} ms when every frame encodes its prompt (ratio {tc['ratio']:.3f}).", ""]
+    cpu = res["cpu"]
+    L += ["## Achieved compute", "",
+          f"FLOPs per frame (image encoder + decoder, 1 prompt): {res['frame_gflops']:.2f} GFLOPs. CPU peak "
+          f"(estimate: {cpu['cores']} cores x {cpu['ghz']:.2f} GHz x {cpu['flops_per_cycle']} FLOP/cycle, {cpu['isa']}): "
+          f"{cpu['peak_gflops']:.0f} GFLOP/s.", ""]
+    for r in res["rows"]:
+        if r["status"] == "ok" and r.get("cpu_peak_share") is not None:
+            L.append(f"- {r['backend']} {r['precision']}: {r['gflops_per_s']:.1f} GFLOP/s = "
+                     f"{100 * r['cpu_peak_share']:.1f}% of peak")
+    L += ["", "## Parameters and FLOPs per module (one frame + one prompt)", "",
+          "| model | module | params (M) | GFLOPs |", "|---|---|---|---|"]
+    for key in ("ssp_lite", "ssp_paper"):
+        c = res["flops"][key]
+        for part, v in c["parts"].items():
+            L.append(f"| {key} ({c['input_size']}) | {part} | {v['parameters'] / 1e6:.3f} | {v['flops'] / 1e9:.3f} |")
+        L.append(f"| {key} ({c['input_size']}) | **total** | {c['parameters'] / 1e6:.2f} | {c['flops'] / 1e9:.2f} |")
+    rus, bil = res["flops"]["bundle"], res["flops"]["bundle_bilinear"]
+    rd = rus["parts"].get("RUS_decoder", {})
+    bd = bil["parts"].get("bilinear_decoder", {})
+    if rd and bd:
+        L += ["", f"RUS decoder vs bilinear decoder at {rus['input_size']}x{rus['input_size']}: "
+                  f"{rd['flops'] / 1e9:.3f} vs {bd['flops'] / 1e9:.3f} GFLOPs "
+                  f"({rd['parameters'] / 1e3:.0f}k vs {bd['parameters'] / 1e3:.0f}k parameters; bilinear interpolation "
+                  "counted at 4 multiply-adds per output value). In this reconstruction RUS's gate convolution on the "
+                  "skip feature and its C*s^2 channel-replication conv cost more than one 1x1 projection plus bilinear "
+                  "interpolation; the paper's fewer-FLOPs claim compares against its own heavier baseline."]
+    je = res["jetson_estimates"]
+    L += ["", f"## Estimated FPS on Jetson Orin (an ESTIMATE, not a measurement: {100 * je['utilization']:.0f}% of the "
+              "published peak; INT8 dense = sparse TOPS / 2, FP16 dense = sparse TOPS / 4)", "",
+          "| device | published INT8 TOPS (sparse) | est. FPS FP16 | est. FPS INT8 |", "|---|---|---|---|"]
+    L += [f"| {j['device']} | {j['int8_tops_sparse']:.0f} | {j['fps_fp16']:.0f} | {j['fps_int8']:.0f} |"
+          for j in je["rows"]]
+    path = out_dir / "bench.md"
+    path.write_text("\n".join(L) + "\n")
+    return path
+
+
+def write_plots(res: dict[str, Any], out_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    ok = [r for r in res["rows"] if r["status"] == "ok"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    left = [0.0] * len(ok)
+    labels = [f"{r['backend']}\n{r['precision']}" for r in ok]
+    for s in _STAGES:
+        vals = [r["stages"][s]["median_ms"] for r in ok]
+        ax.barh(labels, vals, left=left, label=s)
+        left = [a + b for a, b in zip(left, vals)]
+    ax.set_xlabel("median ms per frame (1 prompt)")
+    ax.set_title("latency per stage")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(str(out_dir / "bench_latency.png"))
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, sweep in res["throughput"].items():
+        ax.plot([x["prompts"] for x in sweep], [x["masks_per_s"] for x in sweep], marker="o", label=name)
+    ax.set_xlabel("prompts per frame")
+    ax.set_ylabel("masks per second")
+    ax.set_title("throughput")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(str(out_dir / "bench_throughput.png"))
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, ("ssp_lite", "ssp_paper")):
+        parts = res["flops"][key]["parts"]
+        ax.barh(list(parts), [v["flops"] / 1e9 for v in parts.values()])
+        ax.set_title(f"{key}: GFLOPs per module")
+    fig.tight_layout()
+    paths.append(str(out_dir / "bench_flops.png"))
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths

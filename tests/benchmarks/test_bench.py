@@ -1,0 +1,30 @@
+"""`ssp bench --quick --json`: one run writes JSON, Markdown and PNG plots; rows that cannot run say why."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import assert_ok, run_ssp
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_the_three_outputs(lite_bundle, tmp_path):
+    r = assert_ok(run_ssp("bench", str(lite_bundle), "--quick", "--json", "--out-dir", str(tmp_path)))
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (tmp_path / "bench.json").is_file() and (tmp_path / "bench.md").is_file()
+    assert len(res["plots"]) == 3 and all((tmp_path / p.split("/")[-1]).is_file() for p in res["plots"])
+    rows = {(x["backend"], x["precision"]): x for x in res["rows"]}
+    assert rows[("pytorch", "fp32")]["status"] == rows[("onnxruntime", "fp32")]["status"] == "ok"
+    assert rows[("onnxruntime", "int8")]["status"] == "not built"  # this bundle has no Q/DQ graphs
+    for stage in ("preprocess", "image_encoder", "mask_decoder", "postprocess"):
+        st = rows[("onnxruntime", "fp32")]["stages"][stage]
+        assert st["p90_ms"] >= st["median_ms"] > 0
+    assert [x["prompts"] for x in res["throughput"]["onnxruntime fp32"]] == [1, 2, 4, 8]
+    md = (tmp_path / "bench.md").read_text()
+    for phrase in ("ONNX Runtime FP32 / PyTorch eager", "ONNX Runtime INT8 / ONNX Runtime FP32",
+                   "cached / uncached text", "ESTIMATE", "RUS decoder vs bilinear decoder"):
+        assert phrase in md
+    assert res["ratios"]["ort_fp32_over_pytorch"] > 0 and res["ratios"]["cached_over_uncached_text"] > 0
+    lite, paper = res["flops"]["ssp_lite"], res["flops"]["ssp_paper"]
+    assert paper["parameters"] > 5 * lite["parameters"] and paper["flops"] > lite["flops"]
