@@ -78,6 +78,8 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         source.close()
         sink.close()
+    if source.ended:  # a live source that went away: a clean end with the reason, not a crash
+        print(f"ssp run: {source.ended}; stopped after {stats.frames} frames", file=sys.stderr)
     if stats.frames == 0:
         raise SDKError(f"source {args.source!r} delivered no frames")
     if args.save_frame and "image" in last:

@@ -27,7 +27,7 @@ from .errors import SDKError
 from .preprocess import letterbox, normalize, pad_value, unletterbox
 from .tokenizer import Tokenizer
 
-__all__ = ["Result", "Segmenter", "STAGES"]
+__all__ = ["Result", "Segmenter", "STAGES", "to_bgr8"]
 
 STAGES = ("preprocess", "text_encoder", "image_encoder", "mask_decoder", "postprocess")
 IMAGE_FEATURES = ("f1", "f2", "f4", "f8", "f16", "spix", "q")
@@ -47,6 +47,31 @@ class Result:
     @property
     def area(self) -> int:
         return int(self.mask.sum())
+
+
+def to_bgr8(frame: np.ndarray) -> np.ndarray:
+    """Accept what cameras and files deliver: BGR / BGRA / grayscale, 8- or 16-bit -> (H, W, 3) uint8 BGR.
+
+    Anything else (None, empty, float images whose scale is ambiguous, other layouts) is a clear error.
+    """
+    if frame is None:
+        raise SDKError("frame is None (the camera or file read failed?); pass an (H, W, 3) uint8 BGR image")
+    if not isinstance(frame, np.ndarray):
+        raise SDKError(f"frame must be a numpy array (H, W, 3) uint8 BGR, got {type(frame).__name__}")
+    if frame.size == 0 or frame.ndim not in (2, 3) or min(frame.shape[:2]) == 0:
+        raise SDKError(f"frame is empty or not an image (shape {frame.shape}); pass an (H, W, 3) uint8 BGR image")
+    if frame.dtype == np.uint16:  # 16-bit cameras / PNGs: keep the high byte
+        frame = (frame >> 8).astype(np.uint8)
+    elif frame.dtype != np.uint8:
+        raise SDKError(f"frame dtype {frame.dtype} is not supported: pass uint8 (or uint16) BGR; for float images "
+                       "in [0, 1] use (img * 255).astype(np.uint8)")
+    if frame.ndim == 2 or frame.shape[2] == 1:
+        return cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if frame.shape[2] != 3:
+        raise SDKError(f"frame has {frame.shape[2]} channels; pass BGR (3), BGRA (4) or grayscale (1)")
+    return frame
 
 
 @dataclass
@@ -135,13 +160,8 @@ class Segmenter:
 
     # ---- frames
     def preprocess(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, object]:
-        """BGR uint8 frame -> normalized (1,3,S,S) float32 input and its letterbox."""
-        if not isinstance(frame_bgr, np.ndarray) or frame_bgr.ndim != 3 or frame_bgr.shape[2] not in (3, 4) \
-                or frame_bgr.dtype != np.uint8:
-            got = (f"{type(frame_bgr).__name__} {getattr(frame_bgr, 'shape', '')} {getattr(frame_bgr, 'dtype', '')}")
-            raise SDKError(f"segment() needs an (H, W, 3) uint8 BGR frame (as OpenCV reads it), got {got}")
-        code = cv2.COLOR_BGRA2RGB if frame_bgr.shape[2] == 4 else cv2.COLOR_BGR2RGB
-        rgb = cv2.cvtColor(frame_bgr, code)
+        """BGR frame -> normalized (1,3,S,S) float32 input and its letterbox (see :func:`to_bgr8`)."""
+        rgb = cv2.cvtColor(to_bgr8(frame_bgr), cv2.COLOR_BGR2RGB)
         lb_im, lb = letterbox(rgb, self.input_size, pad_value(self.mean))
         return normalize(lb_im, self.mean, self.std)[None], lb
 

@@ -63,7 +63,7 @@ class VideoSource:
     """Iterate frames (``for frame in source``) or ``read()`` the next one (None at the end)."""
 
     def __init__(self, uri: str, policy: str | None = None, reconnect: bool = True, reconnect_attempts: int = 10,
-                 queue_size: int = 64):
+                 queue_size: int = 64, reconnect_delay: float = 0.2):
         if policy not in (None, "latest", "all"):
             raise SDKError(f"frame policy must be 'latest' or 'all', got {policy!r}")
         self.uri = str(uri)
@@ -73,8 +73,10 @@ class VideoSource:
         self.policy = policy or ("latest" if self.is_live else "all")
         self.reconnect = reconnect and self.is_live
         self.reconnect_attempts = reconnect_attempts
+        self.reconnect_delay = reconnect_delay  # seconds, doubled per failed attempt (at most 5 s)
         self.reconnects = 0
         self.dropped = 0
+        self.ended: str | None = None  # why a live source stopped (None: still running, or a file's end)
         self._index = 0
         self._open()
         self._thread: threading.Thread | None = None
@@ -156,11 +158,14 @@ class VideoSource:
             img = self._grab()
             if img is None:
                 if not self.reconnect or failures >= self.reconnect_attempts:
+                    if self.reconnect:
+                        self.ended = (f"source {self.uri!r} disconnected and did not come back after "
+                                      f"{self.reconnect_attempts} reconnect attempts")
                     self._put(None)
                     return
                 failures += 1
                 self.reconnects += 1
-                time.sleep(min(0.2 * 2 ** failures, 5.0))
+                time.sleep(min(self.reconnect_delay * 2 ** (failures - 1), 5.0))
                 try:
                     if self._cap is not None:
                         self._cap.release()
