@@ -7,7 +7,7 @@ SSP    := $(VENV)/bin/ssp
 STAMP  := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: demo test setup clean-venv
+.PHONY: demo test setup clean-venv trt-headers plugins
 
 setup: $(STAMP)
 
@@ -39,6 +39,27 @@ demo: $(BUNDLE)/manifest.json build/demo_input.mp4
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15
+
+# Public TensorRT headers for building the plugin library here (never committed: third_party/ is ignored).
+# Exported from a local mirror of the public NVIDIA/TensorRT repository when one is present; without it the
+# plugin class / library build tests skip with that reason.
+TRT_MIRROR ?= /work/.mirror/NVIDIA+TensorRT/repo
+TRT_HEADER_VERSIONS := 10.3 11.1
+trt-headers:
+	@for v in $(TRT_HEADER_VERSIONS); do \
+	  if [ -f third_party/tensorrt-$$v/include/NvInfer.h ]; then continue; fi; \
+	  if [ -d "$(TRT_MIRROR)" ] && git --git-dir="$(TRT_MIRROR)" rev-parse -q --verify release/$$v >/dev/null; then \
+	    mkdir -p third_party/tensorrt-$$v && \
+	    git --git-dir="$(TRT_MIRROR)" archive release/$$v include | tar -x -C third_party/tensorrt-$$v && \
+	    echo "TensorRT $$v headers -> third_party/tensorrt-$$v/include"; \
+	  else echo "no TensorRT $$v headers (no mirror at $(TRT_MIRROR)): plugin class tests will skip"; fi; \
+	done
+
+# libssp_trt_plugins.so for the default CUDA archs (headers from TENSORRT_INCLUDE_DIR or third_party/)
+TENSORRT_INCLUDE_DIR ?= $(CURDIR)/third_party/tensorrt-11.1/include
+plugins:
+	cmake -S plugins -B build/plugins -DTENSORRT_INCLUDE_DIR=$(TENSORRT_INCLUDE_DIR)
+	cmake --build build/plugins -j2
 
 clean-venv:
 	rm -rf $(VENV)

@@ -154,9 +154,10 @@ def _load_plugins(logger: "trt.ILogger", plugin_lib: str | None) -> None:
 
     trt.init_libnvinfer_plugins(logger, "")
     if plugin_lib:
-        registry = trt.get_plugin_registry()
-        if registry.load_library(str(plugin_lib)) is None:
-            raise BuildError(f"TensorRT could not load plugin library {plugin_lib!r} (wrong TensorRT / CUDA version?)")
+        from sdk.plugins import load_plugin_library, register_with_tensorrt
+
+        load_plugin_library(plugin_lib)
+        register_with_tensorrt(plugin_lib)
 
 
 def _build_one(logger: "trt.ILogger", bundle: Bundle, entry: GraphEntry, fp16_flag: bool, int8_flag: bool,

@@ -1,14 +1,16 @@
 """Finding and loading the SSP TensorRT plugin library (``libssp_trt_plugins.so``, built from plugins/).
 
 Torch-free and TensorRT-free at import: this only locates the file, checks it and maps it into the process with
-ctypes (RTLD_GLOBAL). Registering its creators with TensorRT is the caller's step, once per process and one way
-only (a creator registered twice is refused):
+ctypes (RTLD_GLOBAL). Loading does not register the plugin creators with TensorRT (the library has no load-time
+side effects, so that ``trtexec --dynamicPlugins`` / ``IPluginRegistry::loadLibrary`` can register it): a runtime
+that deserializes plugin engines calls :func:`register_with_tensorrt` once TensorRT is imported (version-compatible
+engines built with the library serialized into them need no registration).
 
-* ``trt.get_plugin_registry().load_library(str(path))`` (what ``trtexec --dynamicPlugins`` does), or
-* ``lib.initLibSspPlugins(None)`` on the handle returned by :func:`load_plugin_library`, after TensorRT is imported.
+Typical use::
 
-Engines built with the library serialized into them (``--setPluginsToSerialize`` / ``plugins_to_serialize``) need
-neither.
+    path = find_plugin_library(bundle.root, plugin_lib)
+    load_plugin_library(path, bundle_library_sha256(bundle.root, path))
+    register_with_tensorrt(trt, path)
 """
 from __future__ import annotations
 
@@ -21,8 +23,8 @@ from pathlib import Path
 from .bundle import MANIFEST, sha256_file
 from .errors import SDKError
 
-__all__ = ["LIBRARY_NAME", "ENV_VAR", "BUILD_HINT", "find_plugin_library", "bundle_library_sha256",
-           "load_plugin_library"]
+__all__ = ["LIBRARY_NAME", "ENV_VAR", "BUILD_HINT", "PLUGIN_NAMES", "PLUGIN_NAMESPACE", "PLUGIN_VERSION",
+           "find_plugin_library", "bundle_library_sha256", "load_plugin_library", "register_with_tensorrt"]
 
 LIBRARY_NAME = "libssp_trt_plugins.so"
 ENV_VAR = "SSP_PLUGIN_LIB"
@@ -30,6 +32,11 @@ BUILD_HINT = ("build it with `cmake -S plugins -B build/plugins && cmake --build
               f"(plugins/README.md) or set {ENV_VAR}=/path/to/{LIBRARY_NAME}")
 #: where `cmake -S plugins -B build/plugins` puts the library in a source checkout
 _REPO_BUILD = Path(__file__).resolve().parents[1] / "build" / "plugins" / LIBRARY_NAME
+
+#: the creators the library registers (plugins/README.md; converter/schemas.py writes the same into the ONNX nodes)
+PLUGIN_NAMES = ("SuperpixelAggregate", "SuperpixelPropagate", "ReplicationUpsample")
+PLUGIN_NAMESPACE = "ssp"
+PLUGIN_VERSION = "1"
 
 _LOADED: dict[str, ctypes.CDLL] = {}
 _LOCK = threading.Lock()
@@ -48,7 +55,7 @@ def _manifest_entries(bundle_root: Path) -> tuple[list[str], dict[str, str]]:
     return [n for n in dict.fromkeys(named) if isinstance(n, str) and n], files
 
 
-def find_plugin_library(bundle_root: str | os.PathLike[str] | None = None, *,
+def find_plugin_library(bundle_root: str | os.PathLike[str] | None = None,
                         explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The plugin library to use, or None when there is none.
 
@@ -121,3 +128,21 @@ def load_plugin_library(path: str | os.PathLike[str] | None, expected_sha256: st
                            f"{BUILD_HINT}")
         _LOADED[key] = lib
         return lib
+
+
+def register_with_tensorrt(path: str | os.PathLike[str]) -> None:
+    """Register the library's creators with TensorRT's plugin registry, through ``registry.load_library`` like
+    ``trtexec --dynamicPlugins``. A no-op when the ssp creators are already registered in this process (a second
+    registration would be refused)."""
+    import tensorrt as trt
+
+    registry = trt.get_plugin_registry()
+    if all(registry.get_creator(n, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None for n in PLUGIN_NAMES):
+        return
+    if registry.load_library(str(Path(path).expanduser())) is None:
+        raise SDKError(f"TensorRT could not register the plugins of {str(path)!r} (built for another TensorRT major "
+                       f"version or CUDA?); {BUILD_HINT}")
+    missing = [n for n in PLUGIN_NAMES if registry.get_creator(n, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None]
+    if missing:
+        raise SDKError(f"{str(path)!r} did not register {', '.join(missing)} (namespace {PLUGIN_NAMESPACE!r}, version "
+                       f"{PLUGIN_VERSION!r}): not this ssp-edge's plugin library; {BUILD_HINT}")

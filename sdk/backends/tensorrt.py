@@ -194,18 +194,19 @@ class TensorRTBackend:
                  cuda_graph: bool = True):
         import tensorrt as trt
 
-        from ..plugins import find_plugin_library, load_plugin_library
+        from ..plugins import bundle_library_sha256, find_plugin_library, load_plugin_library, register_with_tensorrt
 
         engines = select_engines(bundle, trt.__version__, compute_capability(), precision)
         bundle.verify([e.file for e in engines.values()])
         libs = {e.plugin_library for e in engines.values() if e.plugin_library}
         if libs:
-            rel = sorted(libs)[0]
             path = find_plugin_library(bundle.root, plugin_lib)
             if path is None:
-                raise SDKError(f"the {next(iter(engines.values())).flavour} engines need the ssp plugin library "
-                               f"({rel}); put it in the bundle, set SSP_PLUGIN_LIB or pass plugin_lib=")
-            load_plugin_library(path, bundle.manifest.files.get(rel))
+                raise SDKError(f"the plugin engines need the ssp plugin library ({sorted(libs)[0]}); put it in the "
+                               "bundle, set SSP_PLUGIN_LIB or pass plugin_lib=")
+            # the bundle's own copy must match its recorded sha256; a user's own build is taken as given
+            load_plugin_library(path, bundle_library_sha256(bundle.root, path))
+            register_with_tensorrt(path)
         self.logger = trt.Logger(trt.Logger.WARNING)
         trt.init_libnvinfer_plugins(self.logger, "")
         self.runtime = trt.Runtime(self.logger)

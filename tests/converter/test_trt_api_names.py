@@ -25,7 +25,7 @@ _spec.loader.exec_module(trt_api)
 ROOT = Path(__file__).resolve().parents[2]
 
 # Our modules that use the TensorRT Python API, relative to the repository root.
-TRT_MODULES = [Path("converter/trt_build.py"), Path("sdk/backends/tensorrt.py")]
+TRT_MODULES = [Path("converter/trt_build.py"), Path("sdk/backends/tensorrt.py"), Path("sdk/plugins.py")]
 
 # Errors (substrings) accepted for one major version, e.g. a name used only on the other one
 # behind a runtime check mypy cannot follow.

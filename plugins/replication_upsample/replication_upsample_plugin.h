@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: Apache-2.0
+// TensorRT IPluginV3 plugin "ReplicationUpsample" (namespace "ssp", version "1") and its creator.
+#pragma once
+
+#include "../common/ssp_plugin_base.h"
+
+namespace ssp
+{
+
+constexpr char const* kReplicationUpsampleName = "ReplicationUpsample";
+
+class ReplicationUpsamplePlugin final : public SspPluginBase
+{
+public:
+    //! Throws PluginError unless scale is 2, 4 or 8.
+    explicit ReplicationUpsamplePlugin(int32_t scale);
+    ReplicationUpsamplePlugin(ReplicationUpsamplePlugin const&) = default;
+
+    int32_t scale() const noexcept
+    {
+        return mScale;
+    }
+
+    nvinfer1::IPluginV3* clone() noexcept override;
+    char const* getPluginName() const noexcept override
+    {
+        return kReplicationUpsampleName;
+    }
+    int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs,
+        nvinfer1::DimsExprs const* shapeInputs, int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs,
+        int32_t nbOutputs, nvinfer1::IExprBuilder& exprBuilder) noexcept override;
+    int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
+        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
+    nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
+
+protected:
+    int32_t expectedInputs() const noexcept override
+    {
+        return 3;
+    }
+    std::string checkInputDims(nvinfer1::Dims const* in) const override;
+    nvinfer1::Dims outputDims(nvinfer1::Dims const* in) const override;
+
+private:
+    int32_t mScale;
+};
+
+class ReplicationUpsampleCreator final : public SspCreatorBase
+{
+public:
+    ReplicationUpsampleCreator();
+    char const* getPluginName() const noexcept override
+    {
+        return kReplicationUpsampleName;
+    }
+
+protected:
+    nvinfer1::IPluginV3* create(FieldReader const& fields) const override;
+};
+
+} // namespace ssp
