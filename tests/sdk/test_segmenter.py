@@ -73,7 +73,7 @@ def test_prompt_cache_runs_the_text_encoder_once_per_prompt(lite_bundle):
 def test_bad_input_is_clear(seg):
     with pytest.raises(SDKError, match="non-empty prompt"):
         seg.set_prompts(["ok", "  "])
-    with pytest.raises(SDKError, match=r"\(H, W, 3\) uint8 BGR"):
+    with pytest.raises(SDKError, match="dtype float32 is not supported"):
         seg.segment(np.zeros((10, 10), np.float32), ["x"])
     with pytest.raises(SDKError, match="limit of 16"):
         seg.set_prompts([f"p{i}" for i in range(17)])
