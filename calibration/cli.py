@@ -1,0 +1,139 @@
+"""`ssp calibrate DIR --data SPEC ...` (registered through the ``ssp_edge.commands`` entry points as
+``calibrate = calibration.cli:register``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+__all__ = ["register", "main"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ssp.cli import require_modules
+
+    require_modules("torch", "onnx")
+    p = sub.add_parser(
+        "calibrate", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="add INT8 (Q/DQ) and FP16 graphs to a bundle, with an accuracy / latency report",
+        description="Post-training quantization of a bundle: calibrate activation ranges on real frames, find the "
+                    "layers most sensitive to int8, write INT8 Q/DQ graphs (symmetric int8, zero point 0, "
+                    "per-channel weights; TensorRT's explicit-quantization rules) of image_encoder and mask_decoder "
+                    "and FP16 graphs of all three, then measure FP32 / FP16 / INT8 accuracy on a held-out set "
+                    "(ONNX Runtime CPU), output error and latency. Report: DIR/calibration/report.{json,md,png}.")
+    p.add_argument("bundle", metavar="DIR", help="bundle folder (from `ssp convert export`)")
+    p.add_argument("--data", default="refshapes:val",
+                   help="calibration data: refshapes:SPLIT, refcoco:ROOT:DATASET:SPLITBY:SPLIT, or jsonl:PATH (a JSONL "
+                        "file of {\"image\": ..., \"expression\": ...} lines, image paths relative to it, or its folder)")
+    p.add_argument("--method", choices=("entropy", "percentile", "minmax"), default="entropy",
+                   help="activation range: TensorRT's KL-entropy, a percentile of |x|, or the absolute maximum")
+    p.add_argument("--percentile", type=float, default=99.99, help="with --method percentile")
+    p.add_argument("--samples", type=int, default=512, help="calibration frames (images)")
+    p.add_argument("--prompts", type=int, default=2, help="expressions per calibration frame (the decoder's batch)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same frames)")
+    p.add_argument("--exclude", action="append", default=None, metavar="NODE_OR_OP",
+                   help="keep these Conv/Gemm/MatMul nodes in float: node name, weight name (globs allowed, e.g. "
+                        "'decoder.blocks.3.*'), op type or 'depthwise' (repeatable; default: the --keep-fp32 most "
+                        "sensitive nodes of each graph)")
+    p.add_argument("--keep-fp32", type=int, default=3,
+                   help="without --exclude: how many of the most sensitive nodes per graph stay in float")
+    p.add_argument("--group-ratio", type=float, default=2.0,
+                   help="without --exclude: a node group (convolutions, depthwise convolutions, Gemms, attention "
+                        "products, ...) whose quantization alone hurts the masks more than this many times any "
+                        "other group of its graph stays float (0: off)")
+    p.add_argument("--sensitivity-samples", type=int, default=8,
+                   help="frames for the one-node-at-a-time sensitivity pass (0 skips it)")
+    p.add_argument("--sensitivity-candidates", type=int, default=12,
+                   help="per graph: how many nodes (largest local error) the sensitivity pass measures end to end")
+    p.add_argument("--min-intensity", type=float, default=48.0,
+                   help="portable (ONNX Runtime) graphs: nodes with fewer MACs per activation element stay float "
+                        "(int8 does not make them faster on CPU); 0 quantizes every node")
+    p.add_argument("--no-fp16", action="store_true", help="do not write FP16 graphs")
+    p.add_argument("--no-int8", action="store_true", help="do not write INT8 graphs")
+    p.add_argument("--eval-data", default="refshapes:test", help="held-out data with masks (refshapes / refcoco spec)")
+    p.add_argument("--eval-samples", type=int, default=500, help="held-out samples for mIoU / oIoU / Prec@X (0 skips)")
+    p.add_argument("--no-trt-plan-eval", action="store_true",
+                   help="skip evaluating the TensorRT graphs' INT8 plan (every node but the kept ones) on the "
+                        "held-out set")
+    p.add_argument("--error-samples", type=int, default=8, help="held-out frames for the per-graph output error")
+    p.add_argument("--latency-runs", type=int, default=20, help="interleaved timing rounds (median)")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: its default)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: fp32 / fp16 / int8 metrics, latency_ms and the report path")
+    p.set_defaults(func=_calibrate)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import torch  # noqa: F401  (converter.export, which names and describes the graphs)
+    except ImportError as e:
+        from .errors import CalibrationError
+
+        raise CalibrationError(f"ssp calibrate needs {e.name}: pip install 'ssp-edge[calibrate]'") from None
+    from .pipeline import CalibrateOptions, calibrate_bundle
+    from .report import summary
+
+    opts = CalibrateOptions(
+        data=args.data, method=args.method, samples=args.samples, prompts=args.prompts, seed=args.seed,
+        percentile=args.percentile, exclude=args.exclude, keep_fp32=args.keep_fp32,
+        group_ratio=args.group_ratio,
+        sensitivity_samples=args.sensitivity_samples,
+        sensitivity_candidates=args.sensitivity_candidates, min_intensity=args.min_intensity, fp16=not args.no_fp16,
+        int8=not args.no_int8, eval_data=args.eval_data, eval_samples=args.eval_samples,
+        error_samples=args.error_samples, trt_plan_eval=not args.no_trt_plan_eval, latency_runs=args.latency_runs, threads=args.threads,
+        progress=not args.json)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        shown = warnings.showwarning
+
+        def one_line(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, UserWarning) and "calibration" in str(message):
+                print(f"ssp calibrate: warning: {message}", file=sys.stderr)
+            else:  # pragma: no cover - third-party warnings keep their usual form
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = one_line
+        try:
+            res = calibrate_bundle(args.bundle, opts)
+        finally:
+            warnings.showwarning = shown
+    md = res.files.get("report_md", "")
+    if args.json:
+        print(json.dumps(summary(res.report, md)))
+        return 0
+    s = summary(res.report, md)
+    for p in ("fp32", "fp16", "int8", "int8_tensorrt_plan"):
+        if p in s:
+            m = s[p]
+            print(f"{p.upper().replace('_TENSORRT_PLAN', ' (TensorRT plan)'):5s} mIoU {100 * m['mIoU']:.2f}  oIoU {100 * m['oIoU']:.2f}  "
+                  + "  ".join(f"{k} {100 * m[k]:.1f}" for k in m if k.startswith("prec@")))
+    lat = s.get("latency_ms")
+    if lat:
+        parts = [f"{p.upper()} {lat[p]['total']:.1f} ms" for p in ("fp32", "fp16", "int8") if p in lat]
+        ratio = lat.get("fp32_over_int8")
+        print("latency (image_encoder + mask_decoder, ONNX Runtime CPU): " + ", ".join(parts)
+              + (f"; FP32/INT8 = {ratio:.2f}x" if ratio else ""))
+    print(f"added to {res.bundle}: {', '.join(res.graphs)}")
+    print(f"report: {md}")
+    return 0
+
+
+def main(argv=None) -> int:  # pragma: no cover - `ssp calibrate` before the entry point is registered
+    parser = argparse.ArgumentParser(prog="ssp")
+    sub = parser.add_subparsers(dest="command")
+    register(sub)
+    args = parser.parse_args(["calibrate", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.func(args) or 0)
+    except Exception as e:  # noqa: BLE001 - same contract as the `ssp` dispatcher
+        if getattr(e, "user_facing", False):
+            print(f"ssp calibrate: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""What a calibration run measures: accuracy per precision through the SDK (``sdk.Segmenter`` on ONNX
+Runtime CPU), output error of every reduced-precision graph against its FP32 graph, and ONNX Runtime CPU
+latency of image_encoder + mask_decoder per precision (interleaved in one run, median of N)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from sdk.bundle import Bundle
+from ssp.metrics import THRESHOLDS, SegMeter
+
+__all__ = ["METRIC_KEYS", "GraphBackend", "accuracy", "OutputError", "output_errors", "Latency", "latency"]
+
+METRIC_KEYS = ("mIoU", "oIoU", *(f"prec@{t}" for t in THRESHOLDS))
+
+
+class GraphBackend:
+    """An SDK backend over explicit graph files on ONNX Runtime CPU (``ssp::`` nodes, if any, run as the
+    NumPy reference ops of :mod:`converter.ort_ops`): evaluates graphs that are not the bundle's portable
+    entries with the SDK's own pre- and post-processing."""
+
+    name = "onnxruntime-graphs"
+
+    def __init__(self, files: dict[str, tuple[str, list[str], str]], threads: int = 0):
+        """``files``: graph -> (path, output names, precision label)."""
+        from converter.ort_ops import make_session
+
+        self.precisions = {g: v[2] for g, v in files.items()}
+        self._sessions = {g: make_session(v[0], threads) for g, v in files.items()}
+        self._outputs = {g: v[1] for g, v in files.items()}
+
+    def run(self, graph: str, feeds: dict, to_host: bool = True):
+        return self._sessions[graph].run(self._outputs[graph], feeds)
+
+    def close(self) -> None:
+        self._sessions.clear()
+
+
+def accuracy(bundle: Bundle, precision: str, samples: Sequence, threads: int = 0,
+             tick: Callable[[], None] | None = None, backend: GraphBackend | None = None) -> dict:
+    """:class:`ssp.metrics.SegMeter` summary of the SDK pipeline at ``precision`` over ``samples``:
+    ``Segmenter.open(backend="onnxruntime", precision=...)`` exactly as users run it, or the same
+    Segmenter over ``backend``."""
+    from sdk.segmenter import Segmenter
+
+    meter = SegMeter()
+    seg = (Segmenter.open(bundle, backend="onnxruntime", precision=precision, threads=threads) if backend is None
+           else Segmenter(bundle, backend))
+    with seg:
+        used = dict(seg.backend.precisions)
+        for s in samples:
+            if s.expression.strip():
+                bgr = cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR)
+                r = seg.segment(bgr, [s.expression])[0]
+                meter.update(r.mask, s.mask, s.exists, s.type)
+            if tick is not None:
+                tick()
+    out = meter.summary()
+    out["graphs"] = used
+    return out
+
+
+@dataclass
+class OutputError:
+    graph: str
+    flavour: str
+    precision: str
+    output: str
+    max_abs: float
+    mean_abs: float
+    ref_max_abs: float  # max |FP32 output|, for scale
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def output_errors(graph: str, flavour: str, precision: str, ref_session, session, feeds: Sequence[dict]
+                  ) -> list[OutputError]:
+    """Max / mean |output - FP32 output| per output over ``feeds`` (both graphs get identical inputs)."""
+    names = [o.name for o in ref_session.get_outputs()]
+    mx = {n: 0.0 for n in names}
+    sm = {n: 0.0 for n in names}
+    cnt = {n: 0 for n in names}
+    ref_mx = {n: 0.0 for n in names}
+    for f in feeds:
+        a = ref_session.run(names, f)
+        b = session.run(names, f)
+        for n, x, y in zip(names, a, b):
+            d = np.abs(np.asarray(y, np.float64) - np.asarray(x, np.float64))
+            mx[n] = max(mx[n], float(d.max()) if d.size else 0.0)
+            sm[n] += float(d.sum())
+            cnt[n] += d.size
+            ref_mx[n] = max(ref_mx[n], float(np.abs(x).max()) if x.size else 0.0)
+    return [OutputError(graph, flavour, precision, n, mx[n], sm[n] / max(cnt[n], 1), ref_mx[n]) for n in names]
+
+
+@dataclass
+class Latency:
+    """Median milliseconds of image_encoder + mask_decoder per precision, measured interleaved."""
+
+    runs: int
+    prompts: int
+    threads: int
+    ms: dict[str, dict[str, float]] = field(default_factory=dict)  # precision -> {image_encoder, mask_decoder, total}
+
+    def ratio(self, a: str = "fp32", b: str = "int8") -> float | None:
+        if a in self.ms and b in self.ms and self.ms[b]["total"] > 0:
+            return self.ms[a]["total"] / self.ms[b]["total"]
+        return None
+
+    def to_dict(self) -> dict:
+        return {"runs": self.runs, "prompts": self.prompts, "threads": self.threads, "ms": self.ms,
+                "fp32_over_int8": self.ratio()}
+
+
+def latency(bundle: Bundle, precisions: Sequence[str], image: np.ndarray, prompts: Sequence[str], runs: int = 20,
+            threads: int = 0, warmup: int = 3, tick: Callable[[], None] | None = None) -> Latency:
+    """Time image_encoder + mask_decoder of the SDK's ONNX Runtime backend for each precision in turn
+    (round robin, so load changes on a shared machine hit every precision alike); median of ``runs``."""
+    from sdk.segmenter import IMAGE_FEATURES, Segmenter
+
+    segs = {p: Segmenter.open(bundle, backend="onnxruntime", precision=p, threads=threads) for p in precisions}
+    try:
+        feeds = {}
+        for p, seg in segs.items():
+            x, _ = seg.preprocess(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            tok = seg.tokenizer(list(prompts), warn=False)
+            words, sent = seg.backend.run("text_encoder", {"input_ids": tok.input_ids,
+                                                           "attention_mask": tok.attention_mask})
+            feeds[p] = (x, {"words": np.asarray(words), "attention_mask": tok.attention_mask,
+                            "sentence": np.asarray(sent)})
+        times: dict[str, dict[str, list[float]]] = {p: {"image_encoder": [], "mask_decoder": []} for p in segs}
+        for it in range(warmup + runs):
+            for p, seg in segs.items():
+                x, text = feeds[p]
+                t0 = time.perf_counter()
+                feats = seg.backend.run("image_encoder", {"image": x})
+                t1 = time.perf_counter()
+                seg.backend.run("mask_decoder", {**dict(zip(IMAGE_FEATURES, feats)), **text})
+                t2 = time.perf_counter()
+                if it >= warmup:
+                    times[p]["image_encoder"].append((t1 - t0) * 1e3)
+                    times[p]["mask_decoder"].append((t2 - t1) * 1e3)
+            if tick is not None:
+                tick()
+    finally:
+        for seg in segs.values():
+            seg.close()
+    out = Latency(runs, len(prompts), threads)
+    for p, d in times.items():
+        enc, dec = np.asarray(d["image_encoder"]), np.asarray(d["mask_decoder"])
+        out.ms[p] = {"image_encoder": round(float(np.median(enc)), 2), "mask_decoder": round(float(np.median(dec)), 2),
+                     "total": round(float(np.median(enc + dec)), 2)}
+    return out

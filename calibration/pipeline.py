@@ -1,0 +1,640 @@
+"""`ssp calibrate`: INT8 (explicit Q/DQ) and FP16 graphs for a bundle, with an accuracy / error / latency
+report.
+
+Steps (each with a progress bar where it takes time):
+
+1. **Statistics.** Calibration frames (:mod:`calibration.data`) are preprocessed exactly as the SDK does
+   (letterbox, normalise), their expressions tokenized with the bundle's tokenizer. The FP32 text encoder
+   gives words / sentence; the FP32 image encoder, run with every tensor to calibrate as an extra output,
+   gives the frame's features *and* its activation statistics; the FP32 mask decoder then runs on those
+   features with the frame's K expressions (batch-1 image features, as the SDK runs it) and collects its
+   statistics. One streaming pass, nothing kept per sample (:mod:`calibration.stats`).
+2. **Sensitivity.** Each Conv / Gemm / MatMul is quantized alone and the change of the mask probabilities
+   measured end to end, and so is each group of nodes of one kind (:mod:`calibration.sensitivity`);
+   unless ``--exclude`` is given, a group that hurts more than ``group_ratio`` times any other group of its
+   graph (on ssp_lite: the attention products of the mask decoder) and then the ``keep_fp32`` worst nodes
+   of each graph stay in float.
+3. **Graphs.** INT8 Q/DQ graphs of image_encoder and mask_decoder in each flavour (:mod:`calibration.qdq`):
+   the plugin flavour (TensorRT) quantizes every other node with TensorRT's placement; the portable flavour
+   (ONNX Runtime CPU, also buildable by TensorRT) additionally keeps in float the nodes ONNX Runtime runs
+   no faster in int8 (arithmetic intensity below ``min_intensity`` MACs per activation element: depthwise
+   and few-channel full-resolution convolutions, small attention products) and those it cannot fuse.
+   The text encoder stays FP32 in INT8 mode: it runs once per new prompt and is cached. FP16 graphs of all
+   three (:mod:`calibration.fp16`). Every graph passes the ONNX checker; every Q/DQ graph TensorRT's
+   Q/DQ rules (:func:`calibration.qdq.qdq_violations`).
+4. **Measurements** on a held-out set disjoint from the calibration frames: mIoU / oIoU / Prec@X for
+   FP32, FP16 and INT8 through ``sdk.Segmenter`` on ONNX Runtime CPU, per-graph output error against
+   FP32 (both flavours), ONNX Runtime CPU latency FP32 vs INT8 (vs FP16).
+5. **Commit.** Everything is built in a staging folder beside the bundle; only when all of it succeeded are
+   the graphs moved into the bundle (atomic renames), the report written to ``DIR/calibration/`` and,
+   last, ``manifest.json`` saved through :mod:`sdk.bundle`. A failure leaves the bundle as it was.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import onnx
+from tqdm import tqdm
+
+from sdk.bundle import Bundle, GraphEntry, Manifest, atomic_write_bytes
+from sdk.preprocess import letterbox, normalize, pad_value
+from sdk.tokenizer import Tokenizer
+
+from .data import EvalSet, FrameSet, open_eval, open_frames
+from .errors import CalibrationError
+from .qdq import QuantNode, find_quant_nodes, match_excludes, qdq_violations, quantize_model, \
+    range_keys, unfusable_nodes
+from .stats import METHODS, RangeCollector
+
+__all__ = ["CalibrateOptions", "CalibrationResult", "calibrate_bundle", "REPORT_DIR", "arithmetic_intensity"]
+
+REPORT_DIR = "calibration"
+QUANT_GRAPHS = ("image_encoder", "mask_decoder")
+#: placement per flavour (see calibration.qdq)
+PLACEMENT = {"portable": "onnxruntime", "plugin": "tensorrt"}
+#: group errors below this (mask prob. MAE) are noise: such a group is never kept float for its ratio
+_GROUP_FLOOR = 5e-4
+
+
+@dataclass
+class CalibrateOptions:
+    data: str = "refshapes:val"
+    method: str = "entropy"
+    samples: int = 512  # calibration frames
+    prompts: int = 2  # expressions per frame (the decoder's batch)
+    seed: int = 0
+    percentile: float = 99.99
+    exclude: list[str] | None = None  # None: the sensitivity pass decides
+    keep_fp32: int = 3  # per graph, when exclude is None
+    group_ratio: float = 2.0  # a node group whose error is this many times every other group's stays float (0: off)
+    sensitivity_samples: int = 8  # frames; 0 skips the pass
+    sensitivity_candidates: int = 12  # per graph: nodes (worst local error) measured end to end
+    min_intensity: float = 48.0  # portable flavour: MACs per activation element below which a node stays float
+    fp16: bool = True
+    int8: bool = True
+    eval_data: str = "refshapes:test"
+    eval_samples: int = 500  # 0 skips the accuracy evaluation
+    error_samples: int = 8
+    trt_plan_eval: bool = True  # also evaluate the INT8 plan of the TensorRT (plugin) graphs
+    latency_runs: int = 20
+    threads: int = 0  # ONNX Runtime intra-op threads for the accuracy runs (0: its default)
+    progress: bool = True
+
+
+@dataclass
+class CalibrationResult:
+    bundle: str
+    report: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)  # kind -> path (report_json, report_md, report_png, ...)
+    graphs: list[str] = field(default_factory=list)  # files added / replaced in the bundle
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _check_options(o: CalibrateOptions) -> None:
+    if o.method not in METHODS:
+        raise CalibrationError(f"--method {o.method!r}: choose one of {', '.join(METHODS)}")
+    if not 0 < o.percentile <= 100:
+        raise CalibrationError(f"--percentile must be in (0, 100], got {o.percentile}")
+    for name in ("keep_fp32", "sensitivity_samples", "sensitivity_candidates", "eval_samples", "error_samples"):
+        if getattr(o, name) < 0:
+            raise CalibrationError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(o, name)}")
+    if o.latency_runs < 1:
+        raise CalibrationError(f"--latency-runs must be at least 1, got {o.latency_runs}")
+    if o.min_intensity < 0:
+        raise CalibrationError(f"--min-intensity must be 0 or more, got {o.min_intensity}")
+    if not (o.fp16 or o.int8):
+        raise CalibrationError("nothing to do: both --no-int8 and --no-fp16 were given")
+    if importlib.util.find_spec("matplotlib") is None:  # report.png needs it: fail before the long run
+        raise CalibrationError("ssp calibrate draws its report with matplotlib: pip install 'ssp-edge[calibrate]'")
+
+
+def _flavours(bundle: Bundle) -> list[str]:
+    fl = [f for f in ("portable", "plugin") if all(bundle.has_graph(g, f, "fp32") for g in QUANT_GRAPHS)]
+    if "portable" not in fl:
+        raise CalibrationError(f"bundle {str(bundle.root)!r} has no portable FP32 image_encoder / mask_decoder, "
+                               "which calibration runs on ONNX Runtime; re-export with `ssp convert export "
+                               "--flavour both`")
+    if not bundle.has_graph("text_encoder", "portable", "fp32"):
+        raise CalibrationError(f"bundle {str(bundle.root)!r} has no text_encoder graph; re-export it with "
+                               "`ssp convert export`")
+    return fl
+
+
+def _bar(total: int, desc: str, unit: str, on: bool) -> tqdm:
+    return tqdm(total=total, desc=desc, unit=unit, disable=not on, leave=False, dynamic_ncols=True)
+
+
+def _session(path: Path | str, threads: int = 0):
+    from converter.ort_ops import make_session
+
+    return make_session(path, threads)
+
+
+def _load(bundle: Bundle, graph: str, flavour: str) -> onnx.ModelProto:
+    return onnx.load(str(bundle.path(bundle.graph(graph, flavour, "fp32").file)))
+
+
+def arithmetic_intensity(model: onnx.ModelProto, nodes: Sequence[QuantNode]) -> dict[str, float]:
+    """MACs per activation element read or written (batch 1, one expression) of each node: how much
+    integer arithmetic a node has to amortise its int8 conversions. Unknown shapes count as 1."""
+    inf = onnx.shape_inference.infer_shapes(model)
+    dims: dict[str, list[int]] = {}
+    for v in list(inf.graph.value_info) + list(inf.graph.input) + list(inf.graph.output):
+        dims[v.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in v.type.tensor_type.shape.dim]
+    for t in inf.graph.initializer:
+        dims[t.name] = list(t.dims)
+    by_name = {n.name: n for n in inf.graph.node}
+    out = {}
+    for q in nodes:
+        n = by_name[q.name]
+        o = float(np.prod(dims.get(n.output[0], [0])))
+        ins = float(sum(np.prod(dims.get(n.input[i], [0])) for i in q.act_inputs))
+        if q.op_type == "Conv":
+            per_out = float(np.prod(dims[n.input[1]][1:]))
+        elif q.weight_input is not None:
+            w = dims[n.input[1]]
+            per_out = float(w[-2] if q.weight_axis == len(w) - 1 else w[-1])  # the reduced dimension
+        else:
+            per_out = float(dims.get(n.input[0], [1])[-1])
+        out[q.name] = o * per_out / (ins + o) if (ins + o) > 0 else 0.0
+    return out
+
+
+# ----------------------------------------------------------------------------- feeds
+
+class _Feeder:
+    """SDK-identical preprocessing and the FP32 text encoder."""
+
+    def __init__(self, bundle: Bundle):
+        man: Manifest = bundle.manifest
+        self.size = man.input_size
+        self.mean, self.std = tuple(man.mean), tuple(man.std)
+        self.tok = Tokenizer(bundle.path(man.tokenizer), man.max_tokens)
+        self.max_tokens = man.max_tokens
+        self.text = _session(bundle.path(bundle.graph("text_encoder", "portable", "fp32").file))
+        self.truncated: list[str] = []
+
+    def image(self, rgb: np.ndarray) -> np.ndarray:
+        lb, _ = letterbox(rgb, self.size, pad_value(self.mean))
+        return normalize(lb, self.mean, self.std)[None]
+
+    def text_feeds(self, expressions: Sequence[str]) -> dict[str, np.ndarray]:
+        t = self.tok(list(expressions), warn=False)
+        self.truncated += [e for e, c in zip(expressions, t.truncated) if c]
+        words, sent = self.text.run(["words", "sentence"], {"input_ids": t.input_ids,
+                                                            "attention_mask": t.attention_mask})
+        return {"words": words, "attention_mask": t.attention_mask, "sentence": sent}
+
+
+# ----------------------------------------------------------------------------- main entry
+
+def calibrate_bundle(path: str | os.PathLike[str], opts: CalibrateOptions | None = None) -> CalibrationResult:
+    """Run calibration on the bundle at ``path`` (see the module docstring); raises CalibrationError /
+    BundleError / SSPError (one-line, user-facing) for bad input, leaving the bundle unchanged."""
+    o = opts or CalibrateOptions()
+    _check_options(o)
+    t_start = time.time()
+    bundle = Bundle.open(path)
+    flavours = _flavours(bundle)
+    frames = open_frames(o.data, o.samples, o.prompts, o.seed)
+    evalset = open_eval(o.eval_data, o.eval_samples, frames.keys) if o.eval_samples else None
+    root = bundle.root.resolve()
+    with _staging(root) as stage:
+        timings: dict[str, float] = {}
+        report: dict[str, Any] = {"bundle": str(root), "options": asdict(o), "timings_s": timings}
+        feeder = _Feeder(bundle)
+        models = {g: _load(bundle, g, "portable") for g in QUANT_GRAPHS}
+        nodes = {g: find_quant_nodes(models[g]) for g in QUANT_GRAPHS}
+        if o.exclude is not None:
+            _excludes(nodes, {}, o)  # an unknown --exclude pattern fails now, not after the statistics
+
+        # 1. statistics
+        t0 = time.time()
+        ranges, keep = _collect(models, nodes, frames, feeder, o)
+        timings["statistics"] = round(time.time() - t0, 1)
+        if feeder.truncated:
+            warnings.warn(f"{len(feeder.truncated)} calibration expression(s) are longer than {feeder.max_tokens} "
+                          f"tokens and were truncated, e.g. {feeder.truncated[0][:80]!r}", stacklevel=2)
+        report["calibration"] = {"data": frames.spec, "frames": len(frames), "available_frames": frames.available,
+                                 "prompts_per_frame": o.prompts, "expressions": keep["expressions"],
+                                 "truncated_expressions": len(feeder.truncated), "method": o.method,
+                                 "seed": o.seed}
+
+        # 2. sensitivity
+        t0 = time.time()
+        sens = _sensitivity(models, nodes, ranges[o.method], keep, o) if o.sensitivity_samples and o.int8 else {}
+        timings["sensitivity"] = round(time.time() - t0, 1)
+
+        # 3. graphs
+        t0 = time.time()
+        excluded = _excludes(nodes, sens, o)
+        entries: list[GraphEntry] = []
+        plans: dict[str, dict] = {}
+        if o.int8:
+            for g in QUANT_GRAPHS:
+                for fl in flavours:
+                    e, plan = _write_int8(bundle, g, fl, ranges[o.method], excluded[g], stage, o)
+                    entries.append(e)
+                    plans[f"{g}/{fl}"] = plan
+        if o.fp16:
+            entries += _write_fp16(bundle, flavours, stage)
+        timings["graphs"] = round(time.time() - t0, 1)
+        timings["calibration_total"] = round(time.time() - t_start, 1)
+        report["int8_plan"] = plans
+        report["kept_float"] = {g: dict(excluded[g]["reason"]) for g in QUANT_GRAPHS}
+        report["sensitivity"] = {g: [s.to_dict() for s in v] for g, v in (sens.get("nodes") or {}).items()}
+        report["group_sensitivity"] = (sens.get("groups") or {})
+        report["ranges"] = {"method": o.method, "amax": ranges[o.method]}
+
+        # 4. measurements on a staging bundle (the original files linked, the new ones beside them)
+        staged = _staged_bundle(bundle, stage, entries)
+        report.update(_measure(bundle, staged, entries, flavours, evalset, feeder, o, timings))
+        timings["total"] = round(time.time() - t_start, 1)
+
+        # 5. commit
+        from .report import write_report
+
+        rep_files = write_report(stage / REPORT_DIR, report)
+        return _commit(bundle, stage, entries, rep_files, report)
+
+
+@contextlib.contextmanager
+def _staging(root: Path) -> Iterator[Path]:
+    """A temporary folder beside the bundle (same filesystem: renames are atomic), removed afterwards."""
+    parent = root.parent
+    try:
+        d = Path(tempfile.mkdtemp(prefix=f".{root.name}.calibrate-", dir=parent))
+    except OSError:
+        d = Path(tempfile.mkdtemp(prefix=f".{root.name}.calibrate-"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _collect(models: dict[str, onnx.ModelProto], nodes: dict[str, list[QuantNode]], frames: FrameSet,
+             feeder: _Feeder, o: CalibrateOptions) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """One pass over the frames: range keys -> amax ({method: {key: amax}}); the first frames' feeds kept."""
+    rk = {g: range_keys(models[g], nodes[g]) for g in QUANT_GRAPHS}
+    enc = RangeCollector(models["image_encoder"], rk["image_encoder"])
+    dec = RangeCollector(models["mask_decoder"], rk["mask_decoder"])
+    keep: dict[str, Any] = {"frames": [], "expressions": 0}
+    bar = _bar(len(frames), f"calibrate ({o.method} statistics)", "frame", o.progress)
+    try:
+        for i, fr in enumerate(frames):
+            x = feeder.image(fr.image)
+            text = feeder.text_feeds(fr.expressions)
+            feats = enc.run({"image": x})
+            dfeeds = {**feats, **text}
+            dec.run(dfeeds)
+            keep["expressions"] += len(fr.expressions)
+            if i < o.sensitivity_samples:
+                keep["frames"].append(({"image": x}, text))
+            bar.update(1)
+    finally:
+        bar.close()
+    out: dict[str, dict[str, float]] = {}
+    for method in (o.method,):
+        r: dict[str, float] = {}
+        for g, col in (("image_encoder", enc), ("mask_decoder", dec)):
+            am = col.amax(method, o.percentile)
+            for tensor, keys in rk[g].items():
+                for k in keys:
+                    r[k] = float(am[tensor])
+        out[method] = r
+    return out, keep
+
+
+def _sensitivity(models, nodes, ranges, keep, o: CalibrateOptions) -> dict[str, Any]:
+    """Per graph: the end-to-end mask error of each node group (all its nodes quantized at once), the
+    local error of every node, and the end-to-end error of the ``sensitivity_candidates`` nodes with the
+    largest local error, one at a time (see calibration.sensitivity)."""
+    from .sensitivity import NodeSensitivity, SwitchRunner, local_errors, mask_prob_mae, node_groups, rank
+
+    frames = keep["frames"]
+    if not frames:
+        return {}
+    enc_fp32 = _ort(models["image_encoder"])
+    dec_fp32 = _ort(models["mask_decoder"])
+    feat_names = [x.name for x in enc_fp32.get_outputs()]
+    dec_out = [x.name for x in dec_fp32.get_outputs()]
+    batch = {"image": np.concatenate([im["image"] for im, _ in frames])}
+    feats_all = enc_fp32.run(feat_names, batch)
+    ref_feats = [{n: v[k:k + 1] for n, v in zip(feat_names, feats_all)} for k in range(len(frames))]
+    dec_feeds = [{**f, **t} for f, (_, t) in zip(ref_feats, frames)]
+    ref_logits = [dec_fp32.run(dec_out, f)[0] for f in dec_feeds]
+
+    def score(g: str, runner, on: Sequence[int]) -> float:
+        if g == "image_encoder":
+            feats = runner.run(batch, on)
+            errs = [mask_prob_mae(dec_fp32.run(dec_out, {**{n: v[k:k + 1] for n, v in zip(feat_names, feats)},
+                                                         **frames[k][1]})[0], ref_logits[k])
+                    for k in range(len(frames))]
+        else:
+            errs = [mask_prob_mae(runner.run(f, on)[0], ref_logits[k]) for k, f in enumerate(dec_feeds)]
+        return float(np.mean(errs))
+
+    m = max(o.sensitivity_candidates, o.keep_fp32)
+    cands = {g: min(m, len(nodes[g])) for g in QUANT_GRAPHS}
+    groups = {g: node_groups(nodes[g]) for g in QUANT_GRAPHS}
+    bar = _bar(sum(len(v) + 1 for v in groups.values()) + 2 + sum(cands.values()), "sensitivity", "step",
+               o.progress)
+    res: dict[str, list[NodeSensitivity]] = {}
+    gres: dict[str, list[dict]] = {}
+    try:
+        for g in QUANT_GRAPHS:  # groups, and everything at once, through one switchable model of all nodes
+            runner = SwitchRunner(models[g], nodes[g], ranges)
+            rows = []
+            for name, idx in groups[g].items():
+                rows.append({"group": name, "nodes": len(idx), "mask_prob_mae": score(g, runner, idx),
+                             "keys": [nodes[g][j].key for j in idx]})
+                bar.update(1)
+            gres[g] = sorted(rows, key=lambda r: -r["mask_prob_mae"])
+            gres[g].append({"group": "all", "nodes": len(nodes[g]), "keys": [],
+                            "mask_prob_mae": score(g, runner, range(len(nodes[g])))})
+            bar.update(1)
+            del runner
+        for g, feeds in (("image_encoder", [batch]), ("mask_decoder", dec_feeds)):
+            loc = local_errors(models[g], nodes[g], ranges, feeds)
+            res[g] = [NodeSensitivity(g, q.name, q.op_type, q.key, e) for q, e in zip(nodes[g], loc)]
+            bar.update(1)
+        for g in QUANT_GRAPHS:
+            order = sorted(range(len(nodes[g])), key=lambda j: -res[g][j].local)[: cands[g]]
+            if not order:
+                continue
+            runner = SwitchRunner(models[g], [nodes[g][j] for j in order], ranges)
+            for c, j in enumerate(order):
+                res[g][j].score = score(g, runner, [c])
+                bar.update(1)
+    finally:
+        bar.close()
+    return {"nodes": {g: rank(v) for g, v in res.items()}, "groups": gres}
+
+
+def _ort(model: onnx.ModelProto):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _excludes(nodes: dict[str, list[QuantNode]], sens: dict[str, list], o: CalibrateOptions) -> dict[str, dict]:
+    """Per graph: {"keys": excluded weight/node keys, "reason": {key: why}}."""
+    out: dict[str, dict] = {g: {"keys": set(), "reason": {}} for g in QUANT_GRAPHS}
+    if o.exclude is not None:
+        unused = set(o.exclude)
+        for g in QUANT_GRAPHS:
+            hit, miss = match_excludes(nodes[g], o.exclude)
+            unused &= set(miss)
+            for q in nodes[g]:
+                if q.name in hit:
+                    out[g]["keys"].add(q.key)
+                    out[g]["reason"][q.key] = "--exclude"
+        if unused:
+            example = ", ".join(q.name for q in nodes["mask_decoder"][:2])
+            raise CalibrationError(f"--exclude {sorted(unused)[0]!r} matches no Conv/Gemm/MatMul node of "
+                                   f"image_encoder or mask_decoder; give a node name (e.g. {example}), a weight "
+                                   "name (e.g. 'backbone.blocks.0.*'), an op type (Conv, Gemm, MatMul) or "
+                                   "'depthwise'")
+        return out
+    for g in QUANT_GRAPHS:
+        rows = [r for r in (sens.get("groups") or {}).get(g, []) if r["keys"]]
+        for row in rows:
+            others = [r["mask_prob_mae"] for r in rows if r is not row]
+            worst_other = max(others) if others else None
+            if (o.group_ratio > 0 and worst_other is not None and row["mask_prob_mae"] >= _GROUP_FLOOR
+                    and row["mask_prob_mae"] > o.group_ratio * worst_other):
+                for k in row["keys"]:
+                    out[g]["keys"].add(k)
+                    out[g]["reason"][k] = (f"group {row['group']!r} (mask prob. MAE {row['mask_prob_mae']:.2e}, "
+                                           f"{row['mask_prob_mae'] / worst_other:.1f}x the next group)")
+        ranked = [s for s in (sens.get("nodes") or {}).get(g, []) if s.key not in out[g]["keys"] and s.score]
+        for s in ranked[: o.keep_fp32]:
+            out[g]["keys"].add(s.key)
+            out[g]["reason"][s.key] = f"sensitivity (mask prob. MAE {s.score:.2e})"
+    return out
+
+
+def _graph_entry(graph: str, flavour: str, precision: str, file: str, m: onnx.ModelProto) -> GraphEntry:
+    from converter.export import custom_op_counts, tensor_specs
+
+    return GraphEntry(graph, flavour, precision, file, tensor_specs(m.graph.input), tensor_specs(m.graph.output),
+                      custom_op_counts(m))
+
+
+def _check(m: onnx.ModelProto, what: str) -> None:
+    from converter.schemas import register_schemas
+
+    register_schemas()
+    try:
+        onnx.checker.check_model(m, full_check=True)
+    except Exception as e:  # an internal error, not bad input: keep the traceback
+        raise RuntimeError(f"{what} fails the ONNX checker: {e}") from e
+
+
+def _save(m: onnx.ModelProto, path: Path) -> None:
+    atomic_write_bytes(path, m.SerializeToString())
+
+
+def _write_int8(bundle: Bundle, graph: str, flavour: str, ranges: dict[str, float], excl: dict, stage: Path,
+                o: CalibrateOptions) -> tuple[GraphEntry, dict]:
+    from converter.export import graph_file
+
+    m = _load(bundle, graph, flavour)
+    nodes = find_quant_nodes(m)
+    skip: dict[str, str] = {q.name: excl["reason"][q.key] for q in nodes if q.key in excl["keys"]}
+    if flavour == "portable":
+        inten = arithmetic_intensity(m, nodes)
+        for q in nodes:
+            if q.name not in skip and inten[q.name] < o.min_intensity:
+                skip[q.name] = f"ONNX Runtime speed (intensity {inten[q.name]:.0f} < {o.min_intensity:g})"
+        for name in unfusable_nodes(m, nodes):
+            skip.setdefault(name, "ONNX Runtime cannot fuse it (output fans out)")
+    if flavour == "portable" and o.trt_plan_eval:
+        # the plugin flavour's plan (every node but the kept ones, TensorRT placement) on the portable graph:
+        # the same quantization as the TensorRT graph, evaluable on plain ONNX Runtime (not kept in the bundle)
+        trt = quantize_model(m, ranges, [n.name for n in nodes if n.key in excl["keys"]], "tensorrt")
+        (stage / "tensorrt-plan").mkdir(exist_ok=True)
+        _save(trt, stage / "tensorrt-plan" / f"{graph}.onnx")
+    q = quantize_model(m, ranges, skip, PLACEMENT[flavour])
+    _check(q, f"{graph} ({flavour}, int8)")
+    bad = qdq_violations(q)
+    if bad:
+        raise RuntimeError(f"{graph} ({flavour}, int8) breaks TensorRT's Q/DQ rules: {bad[:3]}")
+    file = graph_file(graph, flavour, "int8")
+    _save(q, stage / file)
+    quantized = [n.name for n in nodes if n.name not in skip]
+    plan = {"placement": PLACEMENT[flavour], "quantized": len(quantized), "float": len(skip),
+            "nodes": len(nodes), "kept_float": skip,
+            "qdq_nodes": sum(1 for n in q.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))}
+    return _graph_entry(graph, flavour, "int8", file, q), plan
+
+
+def _write_fp16(bundle: Bundle, flavours: Sequence[str], stage: Path) -> list[GraphEntry]:
+    from converter.export import graph_file
+
+    from .fp16 import convert_fp16
+
+    out = []
+    done: dict[str, onnx.ModelProto] = {}
+    for g in ("text_encoder", *QUANT_GRAPHS):
+        for fl in flavours:
+            file = graph_file(g, fl, "fp16")
+            if file not in done:
+                m = convert_fp16(_load(bundle, g, fl))
+                _check(m, f"{g} ({fl}, fp16)")
+                _save(m, stage / file)
+                done[file] = m
+            out.append(_graph_entry(g, fl, "fp16", file, done[file]))
+    return out
+
+
+def _staged_bundle(bundle: Bundle, stage: Path, entries: list[GraphEntry]) -> Bundle:
+    """A Bundle object rooted at ``stage``: the original files linked in, the new graphs added."""
+    for rel in bundle.manifest.files:
+        dst = stage / rel
+        if dst.exists():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        src = bundle.path(rel).resolve()
+        try:
+            os.symlink(src, dst)
+        except OSError:  # pragma: no cover - filesystems without symlinks
+            shutil.copyfile(src, dst)
+    man = Manifest.from_dict(json.loads(bundle.manifest.to_json()))
+    staged = Bundle(stage, man)
+    for e in entries:
+        staged.add_graph(e)
+    return staged
+
+
+def _measure(bundle: Bundle, staged: Bundle, entries: list[GraphEntry], flavours: Sequence[str],
+             evalset: EvalSet | None, feeder: _Feeder, o: CalibrateOptions, timings: dict) -> dict[str, Any]:
+    from .evaluate import accuracy, latency, output_errors
+
+    out: dict[str, Any] = {}
+    precisions = ["fp32"] + (["fp16"] if o.fp16 else []) + (["int8"] if o.int8 else [])
+    # accuracy
+    t0 = time.time()
+    if evalset is not None:
+        acc = {}
+        for p in precisions:
+            bar = _bar(len(evalset), f"evaluate {p} ({evalset.spec})", "sample", o.progress)
+            try:
+                acc[p] = accuracy(staged, p, evalset, o.threads, lambda: bar.update(1))
+            finally:
+                bar.close()
+        plan = staged.root / "tensorrt-plan"
+        if o.int8 and o.trt_plan_eval and plan.is_dir():
+            from .evaluate import GraphBackend
+
+            files = {"text_encoder": (str(staged.path(staged.graph("text_encoder", "portable", "fp32").file)),
+                                      ["words", "sentence"], "fp32")}
+            for g in QUANT_GRAPHS:
+                files[g] = (str(plan / f"{g}.onnx"), [t.name for t in staged.graph(g, "portable", "fp32").outputs],
+                            "int8 (TensorRT plan)")
+            bar = _bar(len(evalset), f"evaluate int8, TensorRT plan ({evalset.spec})", "sample", o.progress)
+            try:
+                acc["int8_tensorrt_plan"] = accuracy(staged, "int8", evalset, o.threads, lambda: bar.update(1),
+                                                     GraphBackend(files, o.threads))
+            finally:
+                bar.close()
+        out["accuracy"] = {"data": evalset.spec, "samples": len(evalset), "skipped_overlap": evalset.skipped,
+                           **acc}
+    timings["evaluation"] = round(time.time() - t0, 1)
+
+    # output error of every new graph against its FP32 graph, on held-out frames (or calibration ones)
+    t0 = time.time()
+    err_frames = _error_frames(evalset, o)
+    feeds = {"text_encoder": [], "image_encoder": [], "mask_decoder": []}
+    ie = _session(bundle.path(bundle.graph("image_encoder", "portable", "fp32").file))
+    names = [x.name for x in ie.get_outputs()]
+    for rgb, exprs in err_frames:
+        x = feeder.image(rgb)
+        t = feeder.text_feeds(exprs)
+        tok = feeder.tok(list(exprs), warn=False)
+        feeds["text_encoder"].append({"input_ids": tok.input_ids, "attention_mask": tok.attention_mask})
+        feeds["image_encoder"].append({"image": x})
+        feeds["mask_decoder"].append({**dict(zip(names, ie.run(names, {"image": x}))), **t})
+    errors = []
+    bar = _bar(len(entries), "output error vs FP32", "graph", o.progress)
+    try:
+        for e in entries:
+            if e.name == "text_encoder" and e.flavour == "plugin":
+                bar.update(1)
+                continue  # the same file as the portable entry
+            ref = _session(staged.path(staged.graph(e.name, e.flavour, "fp32").file))
+            new = _session(staged.path(e.file))
+            errors += [r.to_dict() for r in output_errors(e.name, e.flavour, e.precision, ref, new, feeds[e.name])]
+            bar.update(1)
+    finally:
+        bar.close()
+    out["output_error"] = {"frames": len(err_frames), "rows": errors}
+    timings["output_error"] = round(time.time() - t0, 1)
+
+    # latency (portable graphs, the SDK's ONNX Runtime backend)
+    t0 = time.time()
+    rgb, exprs = err_frames[0]
+    lat = {}
+    for threads in sorted({o.threads, 1}):
+        bar = _bar(o.latency_runs + 3, f"latency ({threads or 'default'} threads)", "round", o.progress)
+        try:
+            lat[str(threads)] = latency(staged, precisions, rgb, exprs[:1], o.latency_runs, threads,
+                                        tick=lambda: bar.update(1)).to_dict()
+        finally:
+            bar.close()
+    out["latency"] = lat
+    timings["latency"] = round(time.time() - t0, 1)
+    return out
+
+
+def _error_frames(evalset: EvalSet | None, o: CalibrateOptions) -> list[tuple[np.ndarray, list[str]]]:
+    n = max(1, o.error_samples)
+    if evalset is not None and len(evalset):
+        out = []
+        for i in range(min(n, len(evalset))):
+            s = evalset[i]
+            out.append((s.image, [s.expression or "object"]))
+        return out
+    frames = open_frames(o.data, n, o.prompts, o.seed + 1)
+    return [(f.image, f.expressions) for f in frames]
+
+
+def _commit(bundle: Bundle, stage: Path, entries: list[GraphEntry], rep_files: dict[str, Path],
+            report: dict[str, Any]) -> CalibrationResult:
+    """Move the new graphs and the report into the bundle, then save the manifest (last)."""
+    root = bundle.root
+    moved = []
+    for e in {e.file: e for e in entries}.values():
+        _move(stage / e.file, root / e.file)
+        moved.append(e.file)
+    (root / REPORT_DIR).mkdir(exist_ok=True)
+    files: dict[str, str] = {}
+    for kind, p in rep_files.items():
+        dst = root / REPORT_DIR / p.name
+        _move(p, dst)
+        files[kind] = str(dst)
+    for e in entries:
+        bundle.add_graph(e)
+    bundle.save()
+    return CalibrationResult(str(root), report, files, moved)
+
+
+def _move(src: Path, dst: Path) -> None:
+    try:
+        os.replace(src, dst)
+    except OSError:  # another filesystem: copy beside the target, then rename
+        atomic_write_bytes(dst, src.read_bytes())

@@ -1,0 +1,198 @@
+"""`ssp calibrate` end to end on the shipped checkpoint's bundle (small sample counts; the 512 / 500 run is
+measured separately): manifest entries, graphs TensorRT accepts (read from the files), INT8 / FP16 outputs
+against the FP32 graphs, the report, and bad input that leaves the bundle untouched."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, numpy_helper
+
+from calib_data import write_jsonl_set
+from helpers import REPO, assert_one_line_error, run_ssp
+
+
+def run_calibrate(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """`ssp calibrate ...` once the entry point is registered, `python -m calibration.cli` before."""
+    if any(ep.name == "calibrate" for ep in entry_points(group="ssp_edge.commands")):
+        return run_ssp("calibrate", *args, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "calibration.cli", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _copy_bundle(src: Path, dst: Path) -> Path:
+    """Hard-linked copy (the pipeline never writes into existing files: it renames new ones in)."""
+    shutil.copytree(src, dst, copy_function=os.link)
+    return dst
+
+
+def _snapshot(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): (p.read_bytes() if p.name == "manifest.json" else b"")
+            for p in sorted(d.rglob("*"))}
+
+
+QUICK = ["--samples", "6", "--prompts", "2", "--sensitivity-samples", "2", "--sensitivity-candidates", "3",
+         "--keep-fp32", "1", "--eval-samples", "12", "--error-samples", "1", "--latency-runs", "2"]
+
+
+@pytest.fixture(scope="module")
+def calibrated(lite_bundle, tmp_path_factory):
+    root = tmp_path_factory.mktemp("calib")
+    b = _copy_bundle(lite_bundle, root / "bundle")
+    long = "the small red circle that is to the left of the big blue square and above the green triangle " * 2
+    data = write_jsonl_set(root / "data", 6, 1, extra_lines=[{"image": "img/0.png", "expression": long}])
+    r = run_calibrate(str(b), "--data", f"jsonl:{data}", "--method", "percentile", *QUICK, "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return b, r
+
+
+@pytest.mark.slow
+def test_json_summary_and_report(calibrated):
+    b, r = calibrated
+    out = json.loads(r.stdout)
+    for p in ("fp32", "fp16", "int8"):
+        assert set(out[p]) == {"mIoU", "oIoU", "prec@0.5", "prec@0.6", "prec@0.7", "prec@0.8", "prec@0.9"}
+        assert all(0.0 <= v <= 1.0 for v in out[p].values())
+    lat = out["latency_ms"]
+    assert lat["fp32"]["total"] > 0 and lat["int8"]["total"] > 0
+    assert lat["fp32_over_int8"] == pytest.approx(lat["fp32"]["total"] / lat["int8"]["total"], rel=1e-6)
+    md = Path(out["report"])
+    assert md == b / "calibration" / "report.md" and md.is_file()
+    text = md.read_text()
+    for needle in ("mIoU", "FP32 / INT8 =", "Sensitivity (top 10)", "Output error vs FP32"):
+        assert needle in text
+    rep = json.loads((b / "calibration" / "report.json").read_text())
+    assert rep["calibration"]["frames"] == 6 and rep["calibration"]["method"] == "percentile"
+    assert (b / "calibration" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the over-long expression: exactly one warning line, no traceback
+    warn = [ln for ln in r.stderr.splitlines() if "warning" in ln]
+    assert len(warn) == 1 and "truncated" in warn[0] and warn[0].startswith("ssp calibrate: warning:")
+
+
+@pytest.mark.slow
+def test_manifest_lists_the_new_graphs(calibrated):
+    from sdk.bundle import Bundle
+
+    b, _ = calibrated
+    bundle = Bundle.open(b)  # every file's sha256 verified
+    have = {(g.name, g.flavour, g.precision): g for g in bundle.manifest.graphs}
+    for g in ("image_encoder", "mask_decoder"):
+        for fl in ("portable", "plugin"):
+            for p in ("int8", "fp16"):
+                e = have[(g, fl, p)]
+                assert e.file == f"{g}.{fl}.{p}.onnx" and (b / e.file).is_file()
+                assert [t.dtype for t in e.inputs] == [t.dtype for t in have[(g, fl, "fp32")].inputs]
+    assert have[("text_encoder", "portable", "fp16")].file == "text_encoder.fp16.onnx"
+    assert ("text_encoder", "portable", "int8") not in have  # stays FP32: runs once per prompt, cached
+    assert have[("mask_decoder", "plugin", "int8")].custom_ops == have[("mask_decoder", "plugin", "fp32")].custom_ops
+
+
+@pytest.mark.slow
+def test_int8_graphs_follow_tensorrt_rules(calibrated):
+    from converter.schemas import register_schemas
+
+    b, _ = calibrated
+    register_schemas()
+    for f in sorted(b.glob("*.int8.onnx")):
+        m = onnx.load(str(f))
+        onnx.checker.check_model(m, full_check=True)
+        init = {t.name: t for t in m.graph.initializer}
+        qdq = [n for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+        assert len(qdq) > 20, f.name
+        for n in qdq:
+            zp = init[n.input[2]]
+            assert zp.data_type == TensorProto.INT8, (f.name, n.name)
+            assert not numpy_helper.to_array(zp).any(), (f.name, n.name)
+        assert not any(t.data_type == TensorProto.INT32 for t in m.graph.initializer)  # float biases
+        assert not any(t.data_type == TensorProto.UINT8 for t in m.graph.initializer)
+
+
+@pytest.mark.slow
+def test_reduced_precision_outputs_track_fp32(calibrated, lite_bundle):
+    """Same real input through the FP32 and the INT8 / FP16 graph: masks agree."""
+    import cv2
+
+    from sdk.segmenter import Segmenter
+    from ssp.data.refshapes import RefShapes
+
+    b, _ = calibrated
+    s = RefShapes("test")[7]
+    bgr = cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR)
+    probs = {}
+    for p in ("fp32", "fp16", "int8"):
+        with Segmenter.open(b, backend="onnxruntime", precision=p) as seg:
+            assert seg.backend.precisions["image_encoder"] == p
+            probs[p] = seg.segment(bgr, [s.expression])[0].prob
+    assert np.abs(probs["fp16"] - probs["fp32"]).max() < 0.02
+    agree = ((probs["int8"] > 0.5) == (probs["fp32"] > 0.5)).mean()
+    assert agree > 0.97 and np.abs(probs["int8"] - probs["fp32"]).mean() < 0.03
+
+
+def _assert_untouched(b: Path, before: dict[str, bytes]) -> None:
+    assert _snapshot(b) == before
+    assert not list(b.parent.glob(f".{b.name}.calibrate-*"))  # staging folder removed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["empty_folder", "missing_field", "unreadable_image", "eval_without_masks",
+                                  "bad_exclude"])
+def test_bad_input_is_one_line_and_writes_nothing(lite_bundle, tmp_path, case):
+    b = _copy_bundle(lite_bundle, tmp_path / "bundle")
+    before = _snapshot(b)
+    data = tmp_path / "data"
+    data.mkdir()
+    args = ["--data", str(data)]
+    words = []
+    if case == "empty_folder":
+        words = [str(data), "empty"]
+    elif case == "missing_field":
+        write_jsonl_set(data, 1, 1, extra_lines=[{"expression": "the cup"}])
+        words = ["calib.jsonl:2", "'image'"]
+    elif case == "unreadable_image":
+        write_jsonl_set(data, 1, 1, extra_lines=[{"image": "bad.png", "expression": "the cup"}])
+        (data / "bad.png").write_bytes(b"\x89PNG broken")
+        words = ["bad.png", "not a readable image"]
+        args += ["--samples", "2", "--eval-samples", "0"]
+    elif case == "eval_without_masks":
+        write_jsonl_set(data, 1, 1)
+        args += ["--eval-data", f"jsonl:{data}"]
+        words = ["--eval-data", "ground-truth masks"]
+    else:
+        write_jsonl_set(data, 1, 1)
+        args += ["--exclude", "no_such_node", "--samples", "1", "--eval-samples", "0"]
+        words = ["--exclude 'no_such_node'", "matches no"]
+    r = run_calibrate(str(b), *args)
+    assert_one_line_error(r, "ssp calibrate: error:", *words)
+    _assert_untouched(b, before)
+
+
+@pytest.mark.slow
+def test_failure_after_the_graphs_leaves_the_bundle_as_it_was(lite_bundle, tmp_path, monkeypatch):
+    from calibration import pipeline
+
+    b = _copy_bundle(lite_bundle, tmp_path / "bundle")
+    before = _snapshot(b)
+    data = write_jsonl_set(tmp_path / "data", 2, 1)
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated failure while measuring")
+
+    monkeypatch.setattr(pipeline, "_measure", boom)
+    opts = pipeline.CalibrateOptions(data=str(data), samples=2, sensitivity_samples=0, eval_samples=0,
+                                     progress=False)
+    with pytest.raises(RuntimeError, match="simulated"):
+        pipeline.calibrate_bundle(b, opts)
+    _assert_untouched(b, before)
+
+
+def test_missing_bundle_is_one_line(tmp_path):
+    r = run_calibrate(str(tmp_path / "nope"), "--samples", "1")
+    assert_one_line_error(r, "ssp calibrate: error:", "is not a folder")
