@@ -93,7 +93,7 @@ def _frame_and_prompts() -> tuple[np.ndarray, list[str]]:
 
 
 def _backends(bundle: Bundle, s: BenchSettings) -> list[tuple[str, str, Callable[[], Any] | None, str]]:
-    """(backend, precision, factory or None, reason when None)."""
+    """(backend, precision, factory or None, reason when None; the reason starts with its row status)."""
     from sdk.backends.onnxruntime import OnnxRuntimeBackend
     from sdk.backends.tensorrt import TensorRTBackend, tensorrt_unavailable
 
@@ -151,7 +151,8 @@ def run_bench(path: str | Path, settings: BenchSettings, out_dir: str | Path, pr
     for name, precision, factory, reason in bar:
         bar.set_postfix_str(f"{name} {precision}")
         if factory is None:
-            rows.append(BackendRow(name, precision, reason.split(" (")[0].split(":")[0], reason))
+            status = "not built" if reason.startswith("not built") else "not available"
+            rows.append(BackendRow(name, precision, status, reason))
             continue
         _reset_peak_rss()
         try:
