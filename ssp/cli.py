@@ -84,6 +84,10 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-resume", action="store_true", help="ignore an existing run state in --out")
     p.add_argument("--no-bf16", action="store_true", help="train in float32 (bf16 autocast is the default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps before the cosine decay")
+    p.add_argument("--ground-only", action="store_true",
+                   help="grounding phase: train the layers before the upsampling decoder on the stride-16 and "
+                        "superpixel losses only (about 3x more expressions per second); continue with --init")
     p.set_defaults(func=_run_train)
 
 
@@ -99,7 +103,8 @@ def _run_train(args: argparse.Namespace) -> int:
                        images_per_batch=args.images_per_batch, exprs_per_image=args.exprs_per_image, lr=args.lr,
                        backbone_lr=args.backbone_lr, spixel_steps=args.spixel_steps, val_every=args.val_every,
                        val_samples=args.val_samples, time_budget_min=args.time_budget, init=args.init,
-                       resume=not args.no_resume, bf16=not args.no_bf16, seed=args.seed)
+                       resume=not args.no_resume, bf16=not args.no_bf16, seed=args.seed,
+                       warmup=args.warmup, ground_only=args.ground_only)
     final = train(cfg, opt)
     print(f"wrote {final}")
     return 0

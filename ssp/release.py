@@ -69,8 +69,8 @@ def _write_readme_table(name: str, record: dict, test_samples: int) -> None:
     for t, v in m["by_type"].items():
         rows.append(f"| mIoU [{t}] | {v:.4f} |")
     if state.get("step"):
-        rows += ["", f"Training reached step {state['step']} in {state['minutes']:.1f} min of SSP training on this "
-                     "2-core CPU (plus the superpixel pretraining)."]
+        rows += ["", f"The last training command stopped at step {state['step']} after {state['minutes']:.1f} min "
+                     "on this 2-core CPU."]
     block = "\n".join([begin, *rows, end])
     readme.write_text(text[: text.index(begin)] + block + text[text.index(end) + len(end):])
 

@@ -25,7 +25,7 @@ from .data.sample import Sample
 from .data.spec import open_data
 from .data.transforms import normalize
 from .evaluate import evaluate
-from .models.losses import ssp_loss
+from .models.losses import grounding_loss, ssp_loss
 from .models.ssp import SSP, build_model
 from .models.superpixel import spixel_loss
 from .models.text import Tokenizer
@@ -103,7 +103,7 @@ def pretrain_spixel(model: SSP, cfg: SSPConfig, steps: int, seed: int = 0, batch
         optim.zero_grad()
         loss.backward()
         optim.step()
-        loss_v = float(loss)
+        loss_v = float(loss.detach())
         bar.set_postfix(loss=f"{loss_v:.4f}")
     net.eval()
     return loss_v
@@ -209,6 +209,7 @@ def train(cfg: SSPConfig, opt: TrainOptions) -> Path:
     t0 = time.time()
     bar = tqdm(range(start, opt.steps), desc="train", unit="step", initial=start, total=opt.steps)
     last_val: dict = {}
+    recent_recs: list[dict] = []
     for step in bar:
         _train_mode(model, opt)
         f = _lr_factor(step, opt.steps, opt.warmup)
@@ -222,26 +223,42 @@ def train(cfg: SSPConfig, opt: TrainOptions) -> Path:
         exists = torch.tensor([float(s.exists) for s in samples])
         index = torch.tensor(idx)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=opt.bf16):
-            feats = [t.index_select(0, index) for t in model.image(x)]
+            img = model.image(x)
             words, sent = model.text.project(hid, amask)
-            mask, target, coarse, rel = model.decoder.forward_all(*feats, words, amask, sent)
-        losses = ssp_loss(mask, target, coarse, rel, feats[-1], gt, exists, cfg.cell)
+            if opt.ground_only:  # the stride-16 / superpixel layers only: f1..f8 are not read, not expanded
+                g = model.decoder.ground(*img[:4], *(t.index_select(0, index) for t in img[4:]), words, amask, sent)
+            else:
+                feats = [t.index_select(0, index) for t in img]
+                mask, target, coarse, rel = model.decoder.forward_all(*feats, words, amask, sent)
+        if opt.ground_only:
+            losses = grounding_loss(g.target, g.coarse, g.relevance, g.q, gt, exists, cfg.cell)
+        else:
+            losses = ssp_loss(mask, target, coarse, rel, feats[-1], gt, exists, cfg.cell)
         optim.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_([p for g in optim.param_groups for p in g["params"]], 1.0)
         optim.step()
         rec = {"step": step + 1, "lr": optim.param_groups[0]["lr"], "sec": round(time.time() - t_step, 2),
                **{k: round(float(v), 5) for k, v in losses.items()}}
-        bar.set_postfix(loss=f"{rec['total']:.3f}", dice=f"{rec['dice']:.3f}", **{"val_mIoU": last_val.get("mIoU", "-")})
+        bar.set_postfix(loss=f"{rec['total']:.3f}", rel_iou=f"{rec['rel_iou']:.3f}", **{"val_mIoU": last_val.get("mIoU", "-")})
         done = step + 1 == opt.steps
         over = opt.time_budget_min is not None and (time.time() - t0) / 60 > opt.time_budget_min
-        if (step + 1) % opt.val_every == 0 or done or over:
+        if opt.ground_only and ((step + 1) % opt.val_every == 0 or done or over):
+            # the upsampling decoder is untrained in this phase, so full-mask validation means nothing:
+            # report the relevance-map IoU of the last training batches (never-seen scenes) instead
+            recent = [r["rel_iou"] for r in recent_recs[-opt.val_every:]] + [rec["rel_iou"]]
+            rec["train_rel_iou"] = round(float(np.mean(recent)), 4)
+            tqdm.write(f"step {step + 1}: relevance IoU over the last {len(recent)} batches {rec['train_rel_iou']:.4f}")
+            _save_state(run, model, cfg, optim, step + 1, {"rel_iou": rec["train_rel_iou"],
+                                                           "minutes": (time.time() - t0) / 60})
+        elif (step + 1) % opt.val_every == 0 or done or over:
             model.eval()
             summ = evaluate(model, cfg, val, limit=opt.val_samples, progress=False)
             last_val = {"mIoU": round(summ["mIoU"], 4)}
             rec["val"] = {k: summ[k] for k in ("mIoU", "oIoU", "N-acc", "by_type")}
             tqdm.write(f"step {step + 1}: val mIoU {summ['mIoU']:.4f} N-acc {summ['N-acc']} by type {summ['by_type']}")
             _save_state(run, model, cfg, optim, step + 1, {"val": rec["val"], "minutes": (time.time() - t0) / 60})
+        recent_recs.append(rec)
         log_f.write(json.dumps(rec) + "\n")
         log_f.flush()
         if over:

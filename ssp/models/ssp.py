@@ -21,7 +21,7 @@ from .ops import nearest_replicate, superpixel_aggregate, superpixel_propagate
 from .superpixel import SuperpixelNet
 from .text import build_text_encoder
 
-__all__ = ["SSP", "TextEncoder", "ImageEncoder", "MaskDecoder", "SSPOutput", "IMAGE_FEATURES", "build_model"]
+__all__ = ["SSP", "TextEncoder", "ImageEncoder", "MaskDecoder", "Grounding", "SSPOutput", "IMAGE_FEATURES", "build_model"]
 
 #: names of the image encoder outputs, in order (also the mask decoder's first inputs)
 IMAGE_FEATURES = ("f1", "f2", "f4", "f8", "f16", "spix", "q")
@@ -126,6 +126,20 @@ class MaskDecoder(nn.Module):
                     spix: torch.Tensor, q: torch.Tensor, words: torch.Tensor, attention_mask: torch.Tensor,
                     sentence: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Returns (mask_logits, target_logit, coarse_logits (B,1,h16,w16), relevance_logits (B,1,h,w))."""
+        g = self.ground(f1, f2, f4, f8, f16, spix, q, words, attention_mask, sentence)
+        # one propagation carries the relevance logit (the structure-preserving mask prior), r and the
+        # purified superpixel features to stride 4
+        prop = superpixel_propagate(g.sp_map, g.q, self.cell)
+        # the decoder refines the propagated superpixel prior: mask = decoder + replicate(prior logit)
+        mask = self.decoder(g.x16, (g.f8, torch.cat([g.f4, prop[:, 1:]], 1), g.f2, g.f1)) \
+            + nearest_replicate(prop[:, :1], 4)
+        return mask, g.target, g.coarse, g.relevance
+
+    def ground(self, f1: torch.Tensor, f2: torch.Tensor, f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor,
+               spix: torch.Tensor, q: torch.Tensor, words: torch.Tensor, attention_mask: torch.Tensor,
+               sentence: torch.Tensor) -> "Grounding":
+        """PWT + SWT + EPT + target-exists head: everything before the upsampling decoder. Training runs
+        this alone in its grounding phase (the stride-16 / superpixel losses need nothing more)."""
         k = words.shape[0]
         if f16.shape[0] == 1:  # one image, K expressions: broadcast inside the graph (static when exported)
             f1, f2, f4, f8, f16, spix, q = (t.expand(k, -1, -1, -1) for t in (f1, f2, f4, f8, f16, spix, q))
@@ -151,17 +165,28 @@ class MaskDecoder(nn.Module):
         for layer in self.ept:
             p = layer(p, self.pos_pix, zp, self.pos_sp, None)
         p = self.ept_norm(p)
-        # one propagation carries the relevance logit (the structure-preserving mask prior), r and the
-        # purified superpixel features to stride 4
         sp_map = torch.cat([rel, r, self.prior(zp)], dim=2).transpose(1, 2).reshape(b, -1, gh, gw)
-        prop = superpixel_propagate(sp_map, q, self.cell)
         x16 = p.transpose(1, 2).reshape(b, c, h16, w16)
-        # the decoder refines the propagated superpixel prior: mask = decoder + replicate(prior logit)
-        mask = self.decoder(x16, (f8, torch.cat([f4, prop[:, 1:]], 1), f2, f1)) + nearest_replicate(prop[:, :1], 4)
         att = coarse.flatten(2).softmax(-1)  # (B,1,N)
         pooled = torch.matmul(att, p)[:, 0]
         target = self.exists(torch.cat([pooled, sentence], dim=1))[:, 0]
-        return mask, target, coarse, rel.transpose(1, 2).reshape(b, 1, gh, gw)
+        return Grounding(x16, sp_map, target, coarse, rel.transpose(1, 2).reshape(b, 1, gh, gw), f1, f2, f4, f8, q)
+
+
+@dataclass
+class Grounding:
+    """What :meth:`MaskDecoder.ground` hands to the upsampling decoder (features already broadcast to K)."""
+
+    x16: torch.Tensor  # (B,C,h16,w16) language-aware pixel features after EPT
+    sp_map: torch.Tensor  # (B,2+prior,gh,gw): relevance logit, r, purified prior channels
+    target: torch.Tensor  # (B,) target-exists logit
+    coarse: torch.Tensor  # (B,1,h16,w16) PWT coarse logits
+    relevance: torch.Tensor  # (B,1,gh,gw) superpixel relevance logits
+    f1: torch.Tensor
+    f2: torch.Tensor
+    f4: torch.Tensor
+    f8: torch.Tensor
+    q: torch.Tensor
 
 
 @dataclass
