@@ -23,6 +23,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, defs, helper, numpy_helper
 
+from .names import UniqueNames
+
 __all__ = ["FP32_OPS", "convert_fp16", "fp16_node_count"]
 
 #: op types kept in float32 (numerically sensitive: normalisation, softmax, reductions)
@@ -108,7 +110,7 @@ def convert_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = FP32_OPS,
             for o in outs:
                 prec[n.output[o]] = _F16
 
-    names = _Names(g)
+    names = UniqueNames(g)
     casts_after: dict[str, list[onnx.NodeProto]] = {}  # producer output ("" = graph start) -> casts after it
     producer = {o: n for n in g.node for o in n.output}
 
@@ -182,16 +184,3 @@ def fp16_node_count(model: onnx.ModelProto) -> tuple[int, int]:
     return h, f
 
 
-class _Names:
-    def __init__(self, graph: onnx.GraphProto):
-        self.used = {t.name for t in graph.initializer} | {n.name for n in graph.node} | {v.name for v in graph.input}
-        for n in graph.node:
-            self.used.update(n.output)
-
-    def __call__(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.used:
-            k += 1
-            name = f"{base}_{k}"
-        self.used.add(name)
-        return name

@@ -51,6 +51,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .names import UniqueNames
+
 __all__ = ["QUANT_OPS", "PLACEMENTS", "QuantNode", "find_quant_nodes", "range_keys", "match_excludes",
            "quantize_weight", "quantize_model", "unfusable_nodes", "qdq_violations", "ACT_QMAX"]
 
@@ -190,23 +192,6 @@ def unfusable_nodes(model: onnx.ModelProto, nodes: Iterable[QuantNode] | None = 
     return bad
 
 
-class _Names:
-    def __init__(self, graph: onnx.GraphProto):
-        self.used = {t.name for t in graph.initializer} | {n.name for n in graph.node}
-        for n in graph.node:
-            self.used.update(n.input)
-            self.used.update(n.output)
-        self.used.update(v.name for v in graph.input)
-
-    def __call__(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.used:
-            k += 1
-            name = f"{base}_{k}"
-        self.used.add(name)
-        return name
-
-
 def quantize_model(model: onnx.ModelProto, ranges: Mapping[str, float], exclude: Iterable[str] = (),
                    placement: str = "tensorrt") -> onnx.ModelProto:
     """A copy of ``model`` with Q/DQ on the quantizable nodes not named in ``exclude``.
@@ -231,7 +216,7 @@ def quantize_model(model: onnx.ModelProto, ranges: Mapping[str, float], exclude:
     cons = _consumers(g)
     outputs = {o.name for o in g.output}
     init = {t.name: t for t in g.initializer}
-    names = _Names(g)
+    names = UniqueNames(g)
     before: dict[str, list[onnx.NodeProto]] = {}  # node name -> Q/DQ nodes to emit before it
     after: dict[str, list[onnx.NodeProto]] = {}
     new_inits: list[TensorProto] = []
