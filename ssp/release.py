@@ -9,15 +9,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 
 from .checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
-from .data.refshapes import RefShapes
-from .evaluate import evaluate, tune_thresholds
+from .config import SSPConfig
+from .data.refshapes import RefShapes, render_video
+from .evaluate import Predictor, evaluate, tune_thresholds
+from .models.ssp import SSP
 
-__all__ = ["ship"]
+__all__ = ["ship", "demo_check"]
+
+#: the prompt `make demo` follows through the moving-shapes video
+DEMO_PROMPT = "the red circle"
 
 
 def ship(src: str | Path, name: str, val_samples: int = 300, test_samples: int = 500) -> dict:
@@ -41,12 +49,47 @@ def ship(src: str | Path, name: str, val_samples: int = 300, test_samples: int =
         test = RefShapes("test", size=cfg.input_size)
         full = evaluate(model, cfg, test, limit=test_samples, thresholds=info.thresholds)
         head = evaluate(model, cfg, test, limit=100, progress=False, thresholds=info.thresholds)
+    demo = demo_check(model, cfg, info.thresholds)
+    if demo["hits"] < demo["frames"] - 2:
+        print(f"warning: {name} follows {DEMO_PROMPT!r} on only {demo['hits']}/{demo['frames']} demo video frames "
+              f"(lowest target score {demo['min_score']:.2f}, threshold {thresholds['exists']}): `make demo` and "
+              "the video tests will miss it; do not ship this checkpoint", file=sys.stderr)
     record = {"checkpoint": dst.name, "thresholds": thresholds, f"refshapes:test[:{test_samples}]": full,
-              "refshapes:test[:100]": head, "threshold_tuning": th,
+              "refshapes:test[:100]": head, "demo_video": demo, "threshold_tuning": th,
               "training_state": {k: training.get("state", {}).get(k) for k in ("step", "minutes")}}
     (CHECKPOINT_DIR / f"{name}.eval.json").write_text(json.dumps(record, indent=1) + "\n")
     _write_readme_table(name, record, test_samples)
     return record
+
+
+def demo_check(model: SSP, cfg: SSPConfig, thresholds: dict[str, float], frames: int = 30) -> dict:
+    """Follow :data:`DEMO_PROMPT` through the demo video (``render_video``, mp4-compressed like `make demo`):
+    a frame is a hit when the object is called present and the mask centroid lies inside the true circle.
+    Val/test thresholds say nothing about this video, and a checkpoint that misses it breaks the demo."""
+    pred = Predictor.with_thresholds(model, cfg, thresholds)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "demo.mp4")
+        render_video(path, frames=frames)
+        truth = json.loads(Path(path + ".objects.json").read_text())["frames"]
+        cap = cv2.VideoCapture(path)
+        images = []
+        while len(images) < frames:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        cap.release()
+    scores, hits = [], 0
+    with torch.inference_mode():
+        for i in range(0, len(images), 8):
+            chunk = images[i:i + 8]
+            for j, (prob, score) in enumerate(pred.predict(chunk, [DEMO_PROMPT] * len(chunk))):
+                red = next(o for o in truth[i + j] if o["colour"] == "red" and o["shape"] == "circle")
+                ys, xs = np.nonzero(pred.binarize(prob, score))
+                hits += int(len(xs) > 0 and np.hypot(xs.mean() - red["x"], ys.mean() - red["y"]) < red["r"])
+                scores.append(score)
+    return {"prompt": DEMO_PROMPT, "frames": len(images), "hits": hits,
+            "min_score": round(float(min(scores)), 4), "mean_score": round(float(np.mean(scores)), 4)}
 
 
 def _write_readme_table(name: str, record: dict, test_samples: int) -> None:

@@ -219,7 +219,11 @@ def _unique_desc(objs: Sequence[Obj], t: int, rng: np.random.Generator) -> Desc 
         return None
     ok.sort(key=lambda d: sum(v is not None for v in d))
     best = [d for d in ok if sum(v is not None for v in d) == sum(v is not None for v in ok[0])]
-    pool = best + ok if rng.random() < 0.7 else ok
+    # people over-specify ("the red circle" with one circle in view) about as often as not; a generator
+    # that only does so for missing objects teaches "colour + shape => no target"
+    if rng.random() < 0.4 and _select(objs, (None, o.colour, o.shape)) == [t]:
+        return (None, o.colour, o.shape)
+    pool = best if rng.random() < 0.5 else ok
     return pool[int(rng.integers(len(pool)))]
 
 
@@ -366,10 +370,12 @@ def _gen_relation(objs, rng, size: int):
 
 def _gen_no_target(objs, rng):
     for _ in range(20):
-        d = (str(rng.choice(list(SIZES))) if rng.random() < 0.2 else None,
-             str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES)))
-        if rng.random() < 0.15:
-            d = (None, None, str(rng.choice(SHAPES)))
+        # the same description forms as expressions with a target (see _unique_desc), so that the form
+        # alone does not tell whether the object is there
+        size, colour, shape = str(rng.choice(list(SIZES))), str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES))
+        forms = [(None, colour, shape)] * 4 + [(None, None, shape)] * 2 + [(None, colour, None)] * 2 + \
+            [(size, None, shape), (size, colour, shape)]
+        d = forms[int(rng.integers(len(forms)))]
         if not _select(objs, d):
             n = describe(d, rng)
             forms = [n, n[4:], f"{n} in the picture"]

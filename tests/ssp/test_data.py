@@ -250,6 +250,26 @@ def test_generators_on_a_hand_built_scene(gen, typ):
         check_meaning(expr, typ, t, objs, 320)
 
 
+def _names_colour_and_shape(expr: str) -> bool:
+    words = set(re.findall(r"[a-z]+", expr))
+    return bool(words & set(COLOURS)) and bool(words & {"circle", "disc", "round", "square", "box", *SHAPES})
+
+
+def test_phrasing_does_not_give_away_a_missing_target():
+    """'the red circle' must be as ordinary for a present object as for a missing one: when only missing
+    objects got colour + shape, a model learned to call every fully named object absent (the demo's
+    'the red circle' scored 0.2 on a frame that shows one)."""
+    ds = RefShapes("val", no_target_rate=0.5)
+    samples = [ds[i] for i in range(400)]
+    attr = [s for s in samples if s.type == "attribute"]
+    missing = [s for s in samples if s.type == "no_target"]
+    assert len(attr) >= 30 and len(missing) >= 100
+    full_attr = np.mean([_names_colour_and_shape(s.expression) for s in attr])
+    full_missing = np.mean([_names_colour_and_shape(s.expression) for s in missing])
+    assert 0.3 < full_attr and 0.3 < full_missing < 0.75, (full_attr, full_missing)
+    assert abs(full_attr - full_missing) < 0.25, (full_attr, full_missing)
+
+
 def test_hand_built_scene_known_answers():
     objs = _row_scene()
     check_meaning("the leftmost red circle", "position", 0, objs, 320)

@@ -35,3 +35,16 @@ def test_shipped_checkpoint_reproduces_recorded_metrics():
     for key in ("mIoU", "oIoU", "prec@0.5"):
         assert got[key] == pytest.approx(recorded[key], abs=0.01), key
     assert got["N-acc"] == pytest.approx(recorded["N-acc"], abs=0.02)
+
+
+@pytest.mark.slow
+def test_release_demo_check_separates_a_checkpoint_that_misses_the_demo_prompt():
+    """ssp.release's guard: the shipped checkpoint follows 'the red circle' through the demo video, and the
+    same weights with the target-exists threshold raised above every score are reported as missing it."""
+    from ssp.release import demo_check
+
+    model, info = load_checkpoint(NAME)
+    ok = demo_check(model, info.config, info.thresholds, frames=8)
+    assert ok["frames"] == 8 and ok["hits"] >= 7, ok
+    missed = demo_check(model, info.config, {**info.thresholds, "exists": 1.01}, frames=8)
+    assert missed["hits"] == 0 and missed["min_score"] == ok["min_score"], missed
