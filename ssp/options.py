@@ -9,7 +9,7 @@ __all__ = ["TrainOptions"]
 
 @dataclass
 class TrainOptions:
-    """Hyper-parameters of `ssp train` (the shipped checkpoint's two-phase recipe is in ssp/checkpoints/README.md)."""
+    """Hyper-parameters of `ssp train` (the shipped checkpoint's three-phase recipe is in ssp/checkpoints/README.md)."""
 
     out: str = "runs/ssp_lite"
     data: str = "refshapes:train"
