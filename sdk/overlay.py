@@ -31,6 +31,15 @@ def draw(frame: np.ndarray, results: Sequence[Result], fps: float | None = None,
     return out
 
 
+#: offsets of the 1-px black outline around a label
+_OUTLINE = tuple((dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if dx or dy)
+
+
 def _text(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, ...]) -> None:
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+    """Coloured text with a black outline, readable on any background. The outline is the same 1-px text
+    shifted by one pixel: Hershey glyph advances grow with the stroke thickness, so a thick black copy
+    would drift to the right of the coloured text."""
+    x, y = org
+    for dx, dy in _OUTLINE:
+        cv2.putText(img, text, (x + dx, y + dy), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
