@@ -30,7 +30,7 @@ $(BUNDLE)/manifest.json: $(STAMP) ssp/checkpoints/ssp_lite_refshapes.safetensors
 
 build/demo_input.mp4: $(STAMP)
 	@mkdir -p build
-	$(PY) -c "from ssp.data.refshapes import render_video; render_video('$@')"
+	$(PY) -c "from ssp_edge.ssp.data.refshapes import render_video; render_video('$@')"
 
 demo: $(BUNDLE)/manifest.json build/demo_input.mp4
 	$(SSP) run --bundle $(BUNDLE) --source build/demo_input.mp4 $(DEMO_PROMPTS) --backend onnxruntime \

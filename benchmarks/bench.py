@@ -12,9 +12,9 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from sdk.bundle import Bundle
-from sdk.errors import SDKError
-from sdk.segmenter import STAGES, Segmenter
+from ssp_edge.sdk.bundle import Bundle
+from ssp_edge.sdk.errors import SDKError
+from ssp_edge.sdk.segmenter import STAGES, Segmenter
 
 from .devices import UTILIZATION, cpu_peak, jetson_estimates
 
@@ -84,7 +84,7 @@ def _measure(seg: Segmenter, frame: np.ndarray, prompts: list[str], s: BenchSett
 def _frame_and_prompts() -> tuple[np.ndarray, list[str]]:
     import cv2
 
-    from ssp.data.refshapes import RefShapes
+    from ssp_edge.ssp.data.refshapes import RefShapes
 
     group = RefShapes("test").scene_samples(0, 8)
     while len(group) < 8:
@@ -94,8 +94,8 @@ def _frame_and_prompts() -> tuple[np.ndarray, list[str]]:
 
 def _backends(bundle: Bundle, s: BenchSettings) -> list[tuple[str, str, Callable[[], Any] | None, str]]:
     """(backend, precision, factory or None, reason when None; the reason starts with its row status)."""
-    from sdk.backends.onnxruntime import OnnxRuntimeBackend
-    from sdk.backends.tensorrt import TensorRTBackend, tensorrt_unavailable
+    from ssp_edge.sdk.backends.onnxruntime import OnnxRuntimeBackend
+    from ssp_edge.sdk.backends.tensorrt import TensorRTBackend, tensorrt_unavailable
 
     out: list[tuple[str, str, Callable[[], Any] | None, str]] = []
     try:
@@ -119,9 +119,9 @@ def _backends(bundle: Bundle, s: BenchSettings) -> list[tuple[str, str, Callable
 def _flops(bundle: Bundle) -> dict[str, Any]:
     import torch
 
-    from ssp.config import config_from_json, get_config
-    from ssp.flops import model_cost
-    from ssp.models.ssp import build_model
+    from ssp_edge.ssp.config import config_from_json, get_config
+    from ssp_edge.ssp.flops import model_cost
+    from ssp_edge.ssp.models.ssp import build_model
 
     base = config_from_json(json.dumps(bundle.manifest.config)).replace(pretrained=False)
     out: dict[str, Any] = {}

@@ -12,7 +12,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ssp.cli import require_modules
+    from ssp_edge.ssp.cli import require_modules
 
     require_modules("torch", "matplotlib")
     p = sub.add_parser("bench", help="latency, throughput, memory, FLOPs per backend and precision",
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ssp.cli import _quiet_transformers
+    from ssp_edge.ssp.cli import _quiet_transformers
 
     from .bench import BenchSettings, run_bench
 
@@ -38,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     s = BenchSettings.quick() if args.quick else BenchSettings()
     if args.iters is not None:
         if args.iters < 1:
-            from sdk.errors import SDKError
+            from ssp_edge.sdk.errors import SDKError
 
             raise SDKError(f"--iters must be at least 1, got {args.iters}")
         s.iters = args.iters

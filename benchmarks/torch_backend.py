@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from sdk.bundle import Bundle
+from ssp_edge.sdk.bundle import Bundle
 
 __all__ = ["TorchBackend"]
 
@@ -16,7 +16,7 @@ class TorchBackend:
     name = "pytorch"
 
     def __init__(self, bundle: Bundle, threads: int = 0):
-        from converter.source import load_manifest_source
+        from ssp_edge.converter.source import load_manifest_source
 
         if threads:
             torch.set_num_threads(threads)
@@ -31,7 +31,7 @@ class TorchBackend:
         elif graph == "image_encoder":
             out = self.model.image(t["image"])
         else:
-            from ssp.models.ssp import IMAGE_FEATURES
+            from ssp_edge.ssp.models.ssp import IMAGE_FEATURES
 
             out = self.model.decoder(*(t[k] for k in IMAGE_FEATURES), t["words"], t["attention_mask"], t["sentence"])
         return [o.numpy() for o in out]

@@ -11,7 +11,7 @@ __all__ = ["register", "main"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ssp.cli import require_modules
+    from ssp_edge.ssp.cli import require_modules
 
     require_modules("torch", "onnx")
     p = sub.add_parser(

@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from ssp.data.sample import Sample
+from ssp_edge.ssp.data.sample import Sample
 
 from .errors import CalibrationError
 
@@ -106,7 +106,7 @@ def open_frames(spec: str, count: int, prompts: int = 2, seed: int = 0) -> Frame
 
 
 def _refshapes_frames(spec: str, split: str, count: int, prompts: int, seed: int) -> FrameSet:
-    from ssp.data.refshapes import RefShapes
+    from ssp_edge.ssp.data.refshapes import RefShapes
 
     ds = RefShapes(split)  # SSPError (user-facing) for an unknown split
     idx = _pick(len(ds), count, seed)
@@ -132,7 +132,7 @@ def _refcoco_index(ds) -> list[tuple[object, int]]:
 
 
 def _refcoco_frames(spec: str, count: int, prompts: int, seed: int) -> FrameSet:
-    from ssp.data.spec import open_data
+    from ssp_edge.ssp.data.spec import open_data
 
     ds = open_data(spec)
     by_image: dict[object, list[int]] = {}
@@ -247,7 +247,7 @@ def open_eval(spec: str, count: int, exclude_keys: Sequence[str] = ()) -> EvalSe
     if kind not in ("refshapes", "refcoco"):
         raise CalibrationError(f"--eval-data {spec!r}: evaluation needs ground-truth masks; use refshapes:SPLIT "
                                "or refcoco:ROOT:DATASET:SPLITBY:SPLIT")
-    from ssp.data.spec import open_data
+    from ssp_edge.ssp.data.spec import open_data
 
     ds = open_data(spec)
     excl = set(exclude_keys)

@@ -1,7 +1,7 @@
 """Errors of the calibration tools: bad input (data, bundle, options), printed by `ssp` as one line."""
 from __future__ import annotations
 
-from ssp.errors import SSPError
+from ssp_edge.ssp.errors import SSPError
 
 __all__ = ["CalibrationError"]
 

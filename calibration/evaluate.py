@@ -10,8 +10,8 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from sdk.bundle import Bundle
-from ssp.metrics import THRESHOLDS, SegMeter
+from ssp_edge.sdk.bundle import Bundle
+from ssp_edge.ssp.metrics import THRESHOLDS, SegMeter
 
 __all__ = ["METRIC_KEYS", "GraphBackend", "accuracy", "OutputError", "output_errors", "Latency", "latency"]
 
@@ -27,7 +27,7 @@ class GraphBackend:
 
     def __init__(self, files: dict[str, tuple[str, list[str], str]], threads: int = 0):
         """``files``: graph -> (path, output names, precision label)."""
-        from converter.ort_ops import make_session
+        from ssp_edge.converter.ort_ops import make_session
 
         self.precisions = {g: v[2] for g, v in files.items()}
         self._sessions = {g: make_session(v[0], threads) for g, v in files.items()}
@@ -45,7 +45,7 @@ def accuracy(bundle: Bundle, precision: str, samples: Sequence, threads: int = 0
     """:class:`ssp.metrics.SegMeter` summary of the SDK pipeline at ``precision`` over ``samples``:
     ``Segmenter.open(backend="onnxruntime", precision=...)`` exactly as users run it, or the same
     Segmenter over ``backend``."""
-    from sdk.segmenter import Segmenter
+    from ssp_edge.sdk.segmenter import Segmenter
 
     meter = SegMeter()
     seg = (Segmenter.open(bundle, backend="onnxruntime", precision=precision, threads=threads) if backend is None
@@ -121,7 +121,7 @@ def latency(bundle: Bundle, precisions: Sequence[str], image: np.ndarray, prompt
             threads: int = 0, warmup: int = 3, tick: Callable[[], None] | None = None) -> Latency:
     """Time image_encoder + mask_decoder of the SDK's ONNX Runtime backend for each precision in turn
     (round robin, so load changes on a shared machine hit every precision alike); median of ``runs``."""
-    from sdk.segmenter import IMAGE_FEATURES, Segmenter
+    from ssp_edge.sdk.segmenter import IMAGE_FEATURES, Segmenter
 
     segs = {p: Segmenter.open(bundle, backend="onnxruntime", precision=p, threads=threads) for p in precisions}
     try:

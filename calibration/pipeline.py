@@ -47,9 +47,9 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
-from sdk.bundle import Bundle, GraphEntry, Manifest, atomic_write_bytes
-from sdk.preprocess import letterbox, normalize, pad_value
-from sdk.tokenizer import Tokenizer
+from ssp_edge.sdk.bundle import Bundle, GraphEntry, Manifest, atomic_write_bytes
+from ssp_edge.sdk.preprocess import letterbox, normalize, pad_value
+from ssp_edge.sdk.tokenizer import Tokenizer
 
 from .data import EvalSet, FrameSet, open_eval, open_frames
 from .errors import CalibrationError
@@ -137,7 +137,7 @@ def _bar(total: int, desc: str, unit: str, on: bool) -> tqdm:
 
 
 def _session(path: Path | str, threads: int = 0):
-    from converter.ort_ops import make_session
+    from ssp_edge.converter.ort_ops import make_session
 
     return make_session(path, threads)
 
@@ -429,14 +429,14 @@ def _excludes(nodes: dict[str, list[QuantNode]], sens: dict[str, list], o: Calib
 
 
 def _graph_entry(graph: str, flavour: str, precision: str, file: str, m: onnx.ModelProto) -> GraphEntry:
-    from converter.export import custom_op_counts, tensor_specs
+    from ssp_edge.converter.export import custom_op_counts, tensor_specs
 
     return GraphEntry(graph, flavour, precision, file, tensor_specs(m.graph.input), tensor_specs(m.graph.output),
                       custom_op_counts(m))
 
 
 def _check(m: onnx.ModelProto, what: str) -> None:
-    from converter.schemas import register_schemas
+    from ssp_edge.converter.schemas import register_schemas
 
     register_schemas()
     try:
@@ -451,7 +451,7 @@ def _save(m: onnx.ModelProto, path: Path) -> None:
 
 def _write_int8(bundle: Bundle, graph: str, flavour: str, ranges: dict[str, float], excl: dict, stage: Path,
                 o: CalibrateOptions) -> tuple[GraphEntry, dict]:
-    from converter.export import graph_file
+    from ssp_edge.converter.export import graph_file
 
     m = _load(bundle, graph, flavour)
     nodes = find_quant_nodes(m)
@@ -484,7 +484,7 @@ def _write_int8(bundle: Bundle, graph: str, flavour: str, ranges: dict[str, floa
 
 
 def _write_fp16(bundle: Bundle, flavours: Sequence[str], stage: Path) -> list[GraphEntry]:
-    from converter.export import graph_file
+    from ssp_edge.converter.export import graph_file
 
     from .fp16 import convert_fp16
 

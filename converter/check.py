@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sdk.bundle import GRAPHS, Bundle
-from ssp.data.refshapes import RefShapes
-from sdk.preprocess import letterbox, normalize, pad_value
-from ssp.models.ssp import IMAGE_FEATURES
-from ssp.models.text import Tokenizer
+from ssp_edge.sdk.bundle import GRAPHS, Bundle
+from ssp_edge.ssp.data.refshapes import RefShapes
+from ssp_edge.sdk.preprocess import letterbox, normalize, pad_value
+from ssp_edge.ssp.models.ssp import IMAGE_FEATURES
+from ssp_edge.ssp.models.text import Tokenizer
 
 from .export import GRAPH_IO
 from .ort_ops import make_session

@@ -13,7 +13,7 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ssp.cli import require_modules
+    from ssp_edge.ssp.cli import require_modules
 
     require_modules("torch", "onnx")
     p = sub.add_parser("convert", help="export ONNX bundles, check parity, build TensorRT engines, show costs",
@@ -72,13 +72,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _quiet() -> None:
-    from ssp.cli import _quiet_transformers
+    from ssp_edge.ssp.cli import _quiet_transformers
 
     _quiet_transformers()
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ssp.errors import SSPError
+    from ssp_edge.ssp.errors import SSPError
 
     _quiet()
     out = Path(args.out)
@@ -111,7 +111,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ssp.errors import SSPError
+    from ssp_edge.ssp.errors import SSPError
 
     _quiet()
     if args.samples < 1:

@@ -22,12 +22,12 @@ import onnx
 import torch
 from tqdm import tqdm
 
-import ssp
-from sdk.bundle import Bundle, GraphEntry, Manifest, TensorSpec
-from ssp.config import SSPConfig
-from ssp.errors import SSPError
-from ssp.models.ssp import IMAGE_FEATURES, SSP
-from ssp.models.text import tokenizer_path
+from ssp_edge import ssp
+from ssp_edge.sdk.bundle import Bundle, GraphEntry, Manifest, TensorSpec
+from ssp_edge.ssp.config import SSPConfig
+from ssp_edge.ssp.errors import SSPError
+from ssp_edge.ssp.models.ssp import IMAGE_FEATURES, SSP
+from ssp_edge.ssp.models.text import tokenizer_path
 
 from .schemas import DOMAIN, register_schemas
 from .torch_ops import TRANSLATIONS, plugin_ops

@@ -6,15 +6,15 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from sdk.bundle import Bundle
+from ssp_edge.sdk.bundle import Bundle
 
 __all__ = ["bundle_info", "format_info"]
 
 
 def bundle_info(path: str | Path) -> dict[str, Any]:
-    from ssp.config import config_from_json
-    from ssp.flops import model_cost
-    from ssp.models.ssp import build_model
+    from ssp_edge.ssp.config import config_from_json
+    from ssp_edge.ssp.flops import model_cost
+    from ssp_edge.ssp.models.ssp import build_model
 
     import json
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-from sdk.bundle import Manifest, sha256_file
-from ssp.checkpoint import load_checkpoint, resolve_checkpoint
-from ssp.config import SSPConfig, get_config
-from ssp.errors import SSPError
-from ssp.models.ssp import SSP, build_model
+from ssp_edge.sdk.bundle import Manifest, sha256_file
+from ssp_edge.ssp.checkpoint import load_checkpoint, resolve_checkpoint
+from ssp_edge.ssp.config import SSPConfig, get_config
+from ssp_edge.ssp.errors import SSPError
+from ssp_edge.ssp.models.ssp import SSP, build_model
 
 __all__ = ["ModelSource", "load_source", "load_manifest_source"]
 

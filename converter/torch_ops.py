@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 import onnxscript
 import torch
 
-from ssp.models import ops as ref
+from ssp_edge.ssp.models import ops as ref
 
 from .schemas import DOMAIN, OPSET_VERSION, PLUGIN_NAMESPACE, PLUGIN_VERSION, register_schemas
 

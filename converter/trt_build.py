@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdk.bundle import GRAPHS, Bundle, EngineEntry, GraphEntry
-from sdk.errors import SDKError
+from ssp_edge.sdk.bundle import GRAPHS, Bundle, EngineEntry, GraphEntry
+from ssp_edge.sdk.errors import SDKError
 
 __all__ = ["PRECISIONS", "BuildError", "BuiltEngine", "import_tensorrt", "compute_capability", "engine_name",
            "plan_sources", "trtexec_command", "build_engines", "planned_commands", "strongly_typed_only"]
@@ -67,7 +67,7 @@ def strongly_typed_only() -> bool:
 
 def compute_capability(device: int = 0) -> str:
     """``"8.7"`` for the CUDA device, or a BuildError naming what is missing."""
-    from sdk.cuda import compute_capability as _cc
+    from ssp_edge.sdk.cuda import compute_capability as _cc
 
     try:
         return _cc(device)
@@ -154,7 +154,7 @@ def _load_plugins(logger: "trt.ILogger", plugin_lib: str | None) -> None:
 
     trt.init_libnvinfer_plugins(logger, "")
     if plugin_lib:
-        from sdk.plugins import load_plugin_library, register_with_tensorrt
+        from ssp_edge.sdk.plugins import load_plugin_library, register_with_tensorrt
 
         load_plugin_library(plugin_lib)
         register_with_tensorrt(plugin_lib)
@@ -232,7 +232,7 @@ def build_engines(path: str | Path, precision: str, flavour: str | None = None, 
             bundle.path(lib_rel).write_bytes(Path(plugin_lib).read_bytes())
         bundle.add_file(lib_rel)
     built = []
-    from sdk.bundle import atomic_write_bytes
+    from ssp_edge.sdk.bundle import atomic_write_bytes
 
     for graph, (entry, fp16_flag) in plan.items():
         name = engine_name(graph, flavour, precision, trt.__version__, cc)

@@ -11,10 +11,10 @@ import queue
 import sys
 import threading
 
-from sdk.errors import SDKError
-from sdk.pipeline import parse_prompts, run_stream
-from sdk.segmenter import Segmenter
-from sdk.video import open_sink, open_source
+from ssp_edge.sdk.errors import SDKError
+from ssp_edge.sdk.pipeline import parse_prompts, run_stream
+from ssp_edge.sdk.segmenter import Segmenter
+from ssp_edge.sdk.video import open_sink, open_source
 
 
 def _keyboard(q: "queue.Queue[list[str]]") -> None:

@@ -10,9 +10,9 @@ import sys
 
 import cv2
 
-from sdk.errors import SDKError
-from sdk.overlay import draw
-from sdk.segmenter import Segmenter
+from ssp_edge.sdk.errors import SDKError
+from ssp_edge.sdk.overlay import draw
+from ssp_edge.sdk.segmenter import Segmenter
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from sdk.errors import SDKError
-from sdk.segmenter import Segmenter
-from sdk.video import Frame, open_source
+from ssp_edge.sdk.errors import SDKError
+from ssp_edge.sdk.segmenter import Segmenter
+from ssp_edge.sdk.video import Frame, open_source
 
 
 @dataclass

@@ -2,7 +2,7 @@
 RefShapes val, write the checkpoint with those thresholds and its training record in the metadata, and
 record the RefShapes test metrics the tests re-check (``<name>.eval.json``).
 
-    python -m ssp.release runs/ssp_lite_refshapes/final.safetensors ssp_lite_refshapes
+    python -m ssp_edge.ssp.release runs/ssp_lite_refshapes/final.safetensors ssp_lite_refshapes
 """
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def _write_readme_table(name: str, record: dict, test_samples: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ssp.release", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m ssp_edge.ssp.release", description=__doc__.split("\n\n")[0])
     p.add_argument("src", help="trained checkpoint (e.g. runs/ssp_lite_refshapes/final.safetensors)")
     p.add_argument("name", help="shipped name, e.g. ssp_lite_refshapes")
     p.add_argument("--val-samples", type=int, default=300)

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import cv2
 
-from sdk.errors import SDKError
-from sdk.overlay import draw
-from sdk.pipeline import parse_prompts
-from sdk.segmenter import Segmenter
-from sdk.video import open_source
+from ssp_edge.sdk.errors import SDKError
+from ssp_edge.sdk.overlay import draw
+from ssp_edge.sdk.pipeline import parse_prompts
+from ssp_edge.sdk.segmenter import Segmenter
+from ssp_edge.sdk.video import open_source
 
 PAGE = (Path(__file__).with_name("index.html")).read_text()
 

@@ -1,4 +1,4 @@
 """Preprocessing shared with the runtime SDK: see :mod:`sdk.preprocess` (one implementation)."""
-from sdk.preprocess import Letterbox, letterbox, normalize, pad_value, unletterbox
+from ssp_edge.sdk.preprocess import Letterbox, letterbox, normalize, pad_value, unletterbox
 
 __all__ = ["Letterbox", "letterbox", "unletterbox", "normalize", "pad_value"]

@@ -51,7 +51,7 @@ class Tokenizer:
     """:class:`sdk.tokenizer.Tokenizer` (the one the runtime uses) returning torch tensors."""
 
     def __init__(self, max_tokens: int, path: Path | None = None):
-        from sdk.tokenizer import Tokenizer as _Tok
+        from ssp_edge.sdk.tokenizer import Tokenizer as _Tok
 
         self.max_tokens = max_tokens
         self._tok = _Tok(path or tokenizer_path(), max_tokens)

@@ -9,7 +9,7 @@ import cv2
 
 def write_jsonl_set(folder: Path, n_images: int = 4, per_image: int = 2, extra_lines: list | None = None) -> Path:
     """PNG images of RefShapes scenes and a JSONL file of their expressions (paths relative to it)."""
-    from ssp.data.refshapes import RefShapes
+    from ssp_edge.ssp.data.refshapes import RefShapes
 
     ds = RefShapes("demo", size=96)
     (folder / "img").mkdir(parents=True, exist_ok=True)

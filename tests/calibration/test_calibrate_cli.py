@@ -21,10 +21,10 @@ from helpers import REPO, assert_one_line_error, run_ssp
 
 
 def run_calibrate(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """`ssp calibrate ...` once the entry point is registered, `python -m calibration.cli` before."""
+    """`ssp calibrate ...` once the entry point is registered, `python -m ssp_edge.calibration.cli` before."""
     if any(ep.name == "calibrate" for ep in entry_points(group="ssp_edge.commands")):
         return run_ssp("calibrate", *args, timeout=timeout)
-    return subprocess.run([sys.executable, "-m", "calibration.cli", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ssp_edge.calibration.cli", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -79,7 +79,7 @@ def test_json_summary_and_report(calibrated):
 
 @pytest.mark.slow
 def test_manifest_lists_the_new_graphs(calibrated):
-    from sdk.bundle import Bundle
+    from ssp_edge.sdk.bundle import Bundle
 
     b, _ = calibrated
     bundle = Bundle.open(b)  # every file's sha256 verified
@@ -97,7 +97,7 @@ def test_manifest_lists_the_new_graphs(calibrated):
 
 @pytest.mark.slow
 def test_int8_graphs_follow_tensorrt_rules(calibrated):
-    from converter.schemas import register_schemas
+    from ssp_edge.converter.schemas import register_schemas
 
     b, _ = calibrated
     register_schemas()
@@ -120,8 +120,8 @@ def test_reduced_precision_outputs_track_fp32(calibrated, lite_bundle):
     """Same real input through the FP32 and the INT8 / FP16 graph: masks agree."""
     import cv2
 
-    from sdk.segmenter import Segmenter
-    from ssp.data.refshapes import RefShapes
+    from ssp_edge.sdk.segmenter import Segmenter
+    from ssp_edge.ssp.data.refshapes import RefShapes
 
     b, _ = calibrated
     s = RefShapes("test")[7]
@@ -176,7 +176,7 @@ def test_bad_input_is_one_line_and_writes_nothing(lite_bundle, tmp_path, case):
 
 @pytest.mark.slow
 def test_failure_after_the_graphs_leaves_the_bundle_as_it_was(lite_bundle, tmp_path, monkeypatch):
-    from calibration import pipeline
+    from ssp_edge.calibration import pipeline
 
     b = _copy_bundle(lite_bundle, tmp_path / "bundle")
     before = _snapshot(b)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from calibration.data import open_eval, open_frames
-from calibration.errors import CalibrationError
+from ssp_edge.calibration.data import open_eval, open_frames
+from ssp_edge.calibration.errors import CalibrationError
 
 from calib_data import write_jsonl_set
 

@@ -7,7 +7,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from calibration.fp16 import convert_fp16
+from ssp_edge.calibration.fp16 import convert_fp16
 
 RNG = np.random.default_rng(2)
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from calibration.qdq import (find_quant_nodes, match_excludes, qdq_violations, quantize_model, range_keys,
+from ssp_edge.calibration.qdq import (find_quant_nodes, match_excludes, qdq_violations, quantize_model, range_keys,
                              unfusable_nodes)
 
 RNG = np.random.default_rng(0)

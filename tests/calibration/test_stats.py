@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from calibration.stats import RangeCollector, TensorHistogram, entropy_amax, percentile_amax
+from ssp_edge.calibration.stats import RangeCollector, TensorHistogram, entropy_amax, percentile_amax
 
 RNG = np.random.default_rng(1)
 

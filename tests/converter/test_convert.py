@@ -10,9 +10,9 @@ from pathlib import Path
 import onnx
 import pytest
 
-from converter.schemas import register_schemas
+from ssp_edge.converter.schemas import register_schemas
 from helpers import assert_ok, assert_one_line_error, run_ssp
-from sdk.bundle import Bundle, sha256_file
+from ssp_edge.sdk.bundle import Bundle, sha256_file
 
 # ssp_lite by construction: one aggregation in the image encoder; one propagation and four RUS steps
 # (strides 16 -> 8 -> 4 -> 2 -> 1) in the mask decoder
@@ -137,7 +137,7 @@ def test_build_without_tensorrt_prints_trtexec_and_one_line_error(lite_bundle):
 
 @pytest.mark.slow
 def test_build_plan_by_tensorrt_generation(lite_bundle):
-    from converter.trt_build import BuildError, plan_sources
+    from ssp_edge.converter.trt_build import BuildError, plan_sources
 
     b = Bundle.open(lite_bundle)
     plan = plan_sources(b, "portable", "fp16", strongly_typed=False)  # TensorRT 10: FP32 graph + FP16 flag
@@ -151,7 +151,7 @@ def test_build_plan_by_tensorrt_generation(lite_bundle):
 
 @pytest.mark.skipif(not HAS_TRT, reason="tensorrt does not import here (PyPI has only its bindings; no GPU)")
 def test_build_fp32_engines_for_real(lite_bundle):  # pragma: no cover - needs a GPU with TensorRT
-    from converter.trt_build import build_engines
+    from ssp_edge.converter.trt_build import build_engines
 
     built = build_engines(lite_bundle, "fp32", "portable")
     assert {b.graph for b in built} == {"text_encoder", "image_encoder", "mask_decoder"}
@@ -159,7 +159,7 @@ def test_build_fp32_engines_for_real(lite_bundle):  # pragma: no cover - needs a
 
 
 def test_build_with_a_missing_plugin_library_is_one_line(tmp_path):
-    from sdk.bundle import Manifest
+    from ssp_edge.sdk.bundle import Manifest
 
     b = Bundle.create(tmp_path / "b", Manifest(config={}, input_size=320, mean=[0.5] * 3, std=[0.5] * 3,
                                                 max_tokens=20, thresholds={}, source={}, dynamic_axes={}))

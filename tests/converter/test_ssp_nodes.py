@@ -9,9 +9,9 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from converter import ort_ops
-from converter.schemas import DOMAIN, register_schemas
-from ssp.models import ops as ref
+from ssp_edge.converter import ort_ops
+from ssp_edge.converter.schemas import DOMAIN, register_schemas
+from ssp_edge.ssp.models import ops as ref
 
 BACKENDS = ("numpy", "onnxruntime")
 # (batch, channels, grid h, grid w, cell): edge cells, odd grids, batch > 1, several channel counts
@@ -110,7 +110,7 @@ def test_checker_rejects_node_without_required_attribute():
 
 def test_plugin_scope_routes_model_ops_to_custom_ops():
     """Inside plugin_ops the model's calls hit torch.ops.ssp.* (same numbers); outside, the reference."""
-    from converter.torch_ops import plugin_ops
+    from ssp_edge.converter.torch_ops import plugin_ops
 
     rng = _rng(4)
     x, q = torch.from_numpy(rng.standard_normal((1, 4, 8, 8)).astype(np.float32)), torch.from_numpy(_assoc(1, 8, 8, rng))

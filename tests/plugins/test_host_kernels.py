@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from helpers import REPO
-from ssp.models import ops
+from ssp_edge.ssp.models import ops
 
 PLUGINS = REPO / "plugins"
 HARNESS_SRC = PLUGINS / "tests" / "host_harness.cpp"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO
-from sdk import plugins
-from sdk.bundle import sha256_file
-from sdk.errors import SDKError
+from ssp_edge.sdk import plugins
+from ssp_edge.sdk.bundle import sha256_file
+from ssp_edge.sdk.errors import SDKError
 
 CXX = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
 needs_cxx = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++ / $CXX) to build a stand-in library")
@@ -156,7 +156,7 @@ def test_load_refuses_non_plugin_libraries(tmp_path):
 
 
 def test_import_is_light():
-    code = ("import sys; import sdk.plugins; bad = [m for m in ('torch', 'tensorrt', 'numpy') if m in sys.modules]; "
+    code = ("import sys; import ssp_edge.sdk.plugins; bad = [m for m in ('torch', 'tensorrt', 'numpy') if m in sys.modules]; "
             "assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -169,7 +169,7 @@ def test_real_library_if_built():
     lib = next((c for c in candidates if c.is_file()), None)
     if lib is None:
         pytest.skip("the plugin library is not built (cmake -S plugins -B build/plugins && cmake --build build/plugins)")
-    code = ("import sys; from sdk.plugins import load_plugin_library; import ctypes; "
+    code = ("import sys; from ssp_edge.sdk.plugins import load_plugin_library; import ctypes; "
             "so = load_plugin_library(sys.argv[1]); so.sspPluginsBuildInfo.restype = ctypes.c_char_p; "
             "print(so.sspPluginsBuildInfo().decode())")
     r = subprocess.run([sys.executable, "-c", code, str(lib)], cwd=REPO, capture_output=True, text=True, timeout=120)

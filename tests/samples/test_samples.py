@@ -21,7 +21,7 @@ FRAMES = 8
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    from ssp.data.refshapes import render_video
+    from ssp_edge.ssp.data.refshapes import render_video
 
     path = tmp_path_factory.mktemp("samples") / "demo.mp4"
     render_video(str(path), frames=FRAMES)
@@ -99,8 +99,8 @@ def test_robot_embedding_steers_towards_the_red_circle(lite_bundle, video):
 def test_robot_tracker_skips_stale_frames(lite_bundle):
     import numpy as np
 
-    from sdk.segmenter import Segmenter
-    from sdk.video import Frame
+    from ssp_edge.sdk.segmenter import Segmenter
+    from ssp_edge.sdk.video import Frame
 
     mod = _load("robot_embedding", SAMPLES / "robot_embedding.py")
     tracker = mod.TargetTracker(Segmenter.open(lite_bundle, backend="onnxruntime"), "the red circle", budget_ms=100)

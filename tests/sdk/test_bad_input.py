@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from sdk.errors import BundleError, SDKError
-from sdk.segmenter import Segmenter, to_bgr8
-from sdk.video import VideoSource
+from ssp_edge.sdk.errors import BundleError, SDKError
+from ssp_edge.sdk.segmenter import Segmenter, to_bgr8
+from ssp_edge.sdk.video import VideoSource
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ class _FlakyCapture:
 
 
 def test_live_source_that_disconnects_ends_cleanly_with_a_reason(monkeypatch):
-    import sdk.video as video
+    import ssp_edge.sdk.video as video
 
     _FlakyCapture.delivered = 0
     monkeypatch.setattr(video.cv2, "VideoCapture", _FlakyCapture)

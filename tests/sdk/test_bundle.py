@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from helpers import REPO
-from sdk.bundle import FORMAT, MANIFEST, Bundle, EngineEntry, GraphEntry, Manifest, TensorSpec, sha256_file
-from sdk.errors import BundleError
+from ssp_edge.sdk.bundle import FORMAT, MANIFEST, Bundle, EngineEntry, GraphEntry, Manifest, TensorSpec, sha256_file
+from ssp_edge.sdk.errors import BundleError
 
 
 def _manifest() -> Manifest:

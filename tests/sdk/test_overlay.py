@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdk.overlay import COLOURS, draw
-from sdk.segmenter import Result
+from ssp_edge.sdk.overlay import COLOURS, draw
+from ssp_edge.sdk.segmenter import Result
 
 
 def _result(prompt: str, mask: np.ndarray, score: float) -> Result:

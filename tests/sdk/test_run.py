@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 
 from helpers import assert_ok, assert_one_line_error, run_ssp
-from sdk.pipeline import parse_prompts, run_stream
-from sdk.segmenter import Segmenter
-from sdk.video import gstreamer_available, open_sink, open_source
+from ssp_edge.sdk.pipeline import parse_prompts, run_stream
+from ssp_edge.sdk.segmenter import Segmenter
+from ssp_edge.sdk.video import gstreamer_available, open_sink, open_source
 
 FRAMES = 12
 
 
 @pytest.fixture(scope="module")
 def demo_video(tmp_path_factory):
-    from ssp.data.refshapes import render_video
+    from ssp_edge.ssp.data.refshapes import render_video
 
     path = tmp_path_factory.mktemp("video") / "demo.mp4"
     render_video(str(path), frames=FRAMES)

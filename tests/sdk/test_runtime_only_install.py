@@ -1,4 +1,5 @@
-"""The runtime extra alone (no torch, no transformers): `import sdk` and a full `ssp run` on ONNX Runtime."""
+"""The runtime extra alone (no torch, no transformers): `from ssp_edge import Segmenter`, a full `ssp run` on ONNX
+Runtime, and nothing but `ssp_edge` added to the top of site-packages."""
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ def test_runtime_extra_runs_without_torch(lite_bundle, tmp_path):
                           check=True).stdout
     names = {p["name"].lower() for p in json.loads(have)}
     assert "torch" not in names and "transformers" not in names
-    from ssp.data.refshapes import render_video
+    from ssp_edge.ssp.data.refshapes import render_video
 
     video = tmp_path / "v.mp4"
     render_video(str(video), frames=4)
@@ -31,10 +32,17 @@ def test_runtime_extra_runs_without_torch(lite_bundle, tmp_path):
                        capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads(r.stdout.strip().splitlines()[-1])["frames"] == 4
-    code = ("import sys, sdk, sdk.segmenter, sdk.video, sdk.run; "
+    code = ("import sys; from ssp_edge import Segmenter; import ssp_edge.sdk.video, ssp_edge.sdk.run; "
             "assert 'torch' not in sys.modules; print('ok')")
     assert subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=tmp_path,
                           timeout=120).stdout.strip() == "ok"
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    from pathlib import Path
+
+    tops = {p.name for p in Path(site).iterdir()}
+    assert "ssp_edge" in tops
+    assert not tops & {"sdk", "ssp", "converter", "calibration", "benchmarks", "samples", "tests"}, sorted(tops)
     h = subprocess.run([str(ssp), "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert h.returncode == 0 and "run" in h.stdout
     for cmd in ("train", "convert"):  # listed, marked unavailable: they need the model / convert extras

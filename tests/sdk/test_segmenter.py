@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from helpers import REPO
-from sdk.errors import SDKError
-from sdk.segmenter import Segmenter
+from ssp_edge.sdk.errors import SDKError
+from ssp_edge.sdk.segmenter import Segmenter
 
 N_SCENES = 6
 
@@ -26,9 +26,9 @@ def test_masks_equal_the_pytorch_reference(seg):
     """Same frames, same prompts: SDK masks (ORT) vs ssp.evaluate.Predictor masks (PyTorch), IoU >= 0.99."""
     import torch
 
-    from ssp.checkpoint import load_checkpoint
-    from ssp.data.refshapes import RefShapes
-    from ssp.evaluate import Predictor
+    from ssp_edge.ssp.checkpoint import load_checkpoint
+    from ssp_edge.ssp.data.refshapes import RefShapes
+    from ssp_edge.ssp.evaluate import Predictor
 
     model, info = load_checkpoint("ssp_lite_refshapes")
     ref = Predictor.with_thresholds(model, info.config, info.thresholds)
@@ -89,7 +89,7 @@ def test_int8_without_calibrated_graphs_says_how(lite_bundle):
 
 
 def _expressions() -> list[str]:
-    from ssp.data.refshapes import RefShapes
+    from ssp_edge.ssp.data.refshapes import RefShapes
 
     data = RefShapes("test")
     out = [s.expression for i in range(60) for s in data.scene_samples(i, 4)]
@@ -103,9 +103,9 @@ def test_tokenizer_ids_equal_transformers(lite_bundle):
     """sdk.tokenizer (tokenizers, no transformers) vs transformers' BERT tokenizer on the same vocabulary."""
     from transformers import AutoTokenizer
 
-    from sdk.bundle import Bundle
-    from sdk.tokenizer import Tokenizer
-    from ssp.models.text import tokenizer_path
+    from ssp_edge.sdk.bundle import Bundle
+    from ssp_edge.sdk.tokenizer import Tokenizer
+    from ssp_edge.ssp.models.text import tokenizer_path
 
     texts = _expressions()
     assert len(texts) >= 200
@@ -118,8 +118,8 @@ def test_tokenizer_ids_equal_transformers(lite_bundle):
 
 
 def test_long_prompt_warns_once(lite_bundle):
-    from sdk.bundle import Bundle
-    from sdk.tokenizer import Tokenizer
+    from ssp_edge.sdk.bundle import Bundle
+    from ssp_edge.sdk.tokenizer import Tokenizer
 
     b = Bundle.open(lite_bundle)
     with pytest.warns(UserWarning, match="truncated") as rec:
@@ -128,7 +128,7 @@ def test_long_prompt_warns_once(lite_bundle):
 
 
 def test_runtime_path_never_imports_torch(lite_bundle):
-    code = ("import sys, numpy as np; from sdk.segmenter import Segmenter; "
+    code = ("import sys, numpy as np; from ssp_edge.sdk.segmenter import Segmenter; "
             f"s = Segmenter.open(r'{lite_bundle}', backend='auto'); "
             "r = s.segment(np.zeros((120, 160, 3), np.uint8), ['the blue square']); "
             "assert r[0].mask.shape == (120, 160); assert 'torch' not in sys.modules, 'torch was imported'")

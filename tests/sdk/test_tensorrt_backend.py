@@ -7,8 +7,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from sdk.bundle import Bundle, EngineEntry, Manifest
-from sdk.errors import SDKError
+from ssp_edge.sdk.bundle import Bundle, EngineEntry, Manifest
+from ssp_edge.sdk.errors import SDKError
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -28,7 +28,7 @@ def _set(precision, version, cc, flavour="portable", vc=False):
 
 
 def test_engines_chosen_for_this_tensorrt_and_gpu(tmp_path):
-    from sdk.backends.tensorrt import select_engines
+    from ssp_edge.sdk.backends.tensorrt import select_engines
 
     b = _bundle(tmp_path, _set("fp16", "10.3.0", "8.7") + _set("int8", "10.3.0", "8.7") + _set("fp16", "11.1.0", "8.9"))
     chosen = select_engines(b, "10.3.0.26", "8.7", None)  # default preference: fp16
@@ -39,7 +39,7 @@ def test_engines_chosen_for_this_tensorrt_and_gpu(tmp_path):
 
 
 def test_mismatch_is_refused_with_the_rebuild_command(tmp_path):
-    from sdk.backends.tensorrt import select_engines
+    from ssp_edge.sdk.backends.tensorrt import select_engines
 
     b = _bundle(tmp_path, _set("fp16", "10.3.0", "8.7"))
     with pytest.raises(SDKError, match=r"sm_87.*ssp convert build .* --precision fp16"):
@@ -51,7 +51,7 @@ def test_mismatch_is_refused_with_the_rebuild_command(tmp_path):
 
 
 def test_version_compatible_engines_run_on_a_later_minor(tmp_path):
-    from sdk.backends.tensorrt import select_engines
+    from ssp_edge.sdk.backends.tensorrt import select_engines
 
     b = _bundle(tmp_path, _set("fp16", "10.3.0", "8.7", vc=True))
     assert len(select_engines(b, "10.7.0", "8.7", None)) == 3
@@ -61,7 +61,7 @@ def test_version_compatible_engines_run_on_a_later_minor(tmp_path):
 
 @pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed: the real tests below run")
 def test_auto_falls_back_to_onnxruntime_and_explicit_tensorrt_says_why(lite_bundle):
-    from sdk.segmenter import Segmenter
+    from ssp_edge.sdk.segmenter import Segmenter
 
     assert Segmenter.open(lite_bundle).backend.name == "onnxruntime"
     with pytest.raises(SDKError, match="TensorRT backend unavailable"):
@@ -72,8 +72,8 @@ def test_auto_falls_back_to_onnxruntime_and_explicit_tensorrt_says_why(lite_bund
 def test_tensorrt_masks_match_onnxruntime(lite_bundle, tmp_path):  # pragma: no cover - needs a GPU
     import shutil
 
-    from converter.trt_build import build_engines
-    from sdk.segmenter import Segmenter
+    from ssp_edge.converter.trt_build import build_engines
+    from ssp_edge.sdk.segmenter import Segmenter
 
     b = tmp_path / "b"
     shutil.copytree(lite_bundle, b)

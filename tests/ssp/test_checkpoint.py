@@ -8,11 +8,11 @@ from importlib.metadata import version
 import pytest
 import torch
 
-from ssp.checkpoint import FORMAT, load_checkpoint, load_weights, read_checkpoint_info, save_checkpoint
-from ssp.config import SSPConfig, config_from_json, get_config
-from ssp.errors import SSPError
-from ssp.models.ssp import build_model
-from ssp.models.text import TEXT_PACKAGE
+from ssp_edge.ssp.checkpoint import FORMAT, load_checkpoint, load_weights, read_checkpoint_info, save_checkpoint
+from ssp_edge.ssp.config import SSPConfig, config_from_json, get_config
+from ssp_edge.ssp.errors import SSPError
+from ssp_edge.ssp.models.ssp import build_model
+from ssp_edge.ssp.models.text import TEXT_PACKAGE
 
 SMALL = dict(dim=32, heads=2, decoder_channels=(16, 8, 8, 4), prior_channels=4, input_size=128)
 

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from ssp.data.refshapes import (COLOURS, POSITIVE_TYPES, SHAPES, TYPES, Obj, RefShapes, _gen_attribute,
+from ssp_edge.ssp.data.refshapes import (COLOURS, POSITIVE_TYPES, SHAPES, TYPES, Obj, RefShapes, _gen_attribute,
                                 _gen_no_target, _gen_ordinal, _gen_position, _gen_relation, render_scene)
-from ssp.data.transforms import letterbox, normalize, unletterbox
-from ssp.errors import SSPError
+from ssp_edge.ssp.data.transforms import letterbox, normalize, unletterbox
+from ssp_edge.ssp.errors import SSPError
 
 # --------------------------------------------------------------------------- an independent interpreter
 
@@ -361,7 +361,7 @@ def test_render_video_writes_moving_shapes(tmp_path):
     import cv2
     import numpy as np
 
-    from ssp.data.refshapes import render_video
+    from ssp_edge.ssp.data.refshapes import render_video
 
     path = tmp_path / "demo.mp4"
     objs = render_video(str(path), seed=1, frames=12, fps=10, size=160, n_objects=3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssp.metrics import THRESHOLDS, SegMeter, iou
+from ssp_edge.ssp.metrics import THRESHOLDS, SegMeter, iou
 
 SHAPE = (20, 20)
 

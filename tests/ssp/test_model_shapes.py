@@ -7,11 +7,11 @@ import inspect
 import pytest
 import torch
 
-from ssp.config import get_config
-from ssp.models.backbones import EfficientNetLite0
-from ssp.models.decoder import BilinearBlock, RUSBlock
-from ssp.models.ssp import IMAGE_FEATURES, SSP, MaskDecoder, build_model
-from ssp.models.text import Tokenizer
+from ssp_edge.ssp.config import get_config
+from ssp_edge.ssp.models.backbones import EfficientNetLite0
+from ssp_edge.ssp.models.decoder import BilinearBlock, RUSBlock
+from ssp_edge.ssp.models.ssp import IMAGE_FEATURES, SSP, MaskDecoder, build_model
+from ssp_edge.ssp.models.text import Tokenizer
 
 EXPRESSIONS = ["the red circle", "the second square from the left", "the big blue shape next to the star"]
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssp.models.decoder import BilinearBlock, RUSBlock, UpDecoder
-from ssp.models.ops import (NEIGHBOURS, nearest_replicate, replication_upsample, superpixel_aggregate,
+from ssp_edge.ssp.models.decoder import BilinearBlock, RUSBlock, UpDecoder
+from ssp_edge.ssp.models.ops import (NEIGHBOURS, nearest_replicate, replication_upsample, superpixel_aggregate,
                             superpixel_propagate)
 
 # --------------------------------------------------------------------------- references (from §3b)

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
-from ssp.data.refcoco import RefCOCO, decode_rle, load_refs, polygons_to_mask, rle_string_to_counts
-from ssp.data.spec import open_data
-from ssp.errors import SSPError
+from ssp_edge.ssp.data.refcoco import RefCOCO, decode_rle, load_refs, polygons_to_mask, rle_string_to_counts
+from ssp_edge.ssp.data.spec import open_data
+from ssp_edge.ssp.errors import SSPError
 
 SIZES = {1: (24, 32), 2: (20, 28), 3: (40, 48)}  # image_id -> (h, w)
 

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from ssp.checkpoint import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_info
-from ssp.data.refshapes import RefShapes
-from ssp.evaluate import evaluate
+from ssp_edge.ssp.checkpoint import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_info
+from ssp_edge.ssp.data.refshapes import RefShapes
+from ssp_edge.ssp.evaluate import evaluate
 
 NAME = "ssp_lite_refshapes"
 RECORD = CHECKPOINT_DIR / f"{NAME}.eval.json"
@@ -41,7 +41,7 @@ def test_shipped_checkpoint_reproduces_recorded_metrics():
 def test_release_demo_check_separates_a_checkpoint_that_misses_the_demo_prompt():
     """ssp.release's guard: the shipped checkpoint follows 'the red circle' through the demo video, and the
     same weights with the target-exists threshold raised above every score are reported as missing it."""
-    from ssp.release import demo_check
+    from ssp_edge.ssp.release import demo_check
 
     model, info = load_checkpoint(NAME)
     ok = demo_check(model, info.config, info.thresholds, frames=8)

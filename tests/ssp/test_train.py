@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ssp.config import get_config
-from ssp.models.ssp import build_model
-from ssp.options import TrainOptions
-from ssp.train import train
+from ssp_edge.ssp.config import get_config
+from ssp_edge.ssp.models.ssp import build_model
+from ssp_edge.ssp.options import TrainOptions
+from ssp_edge.ssp.train import train
 
 SMALL = dict(pretrained=False, dim=32, heads=2, decoder_channels=(16, 8, 8, 4), prior_channels=4, input_size=64)
 
