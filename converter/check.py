@@ -17,10 +17,10 @@ from tqdm import tqdm
 from ssp_edge.sdk.bundle import GRAPHS, Bundle
 from ssp_edge.ssp.data.refshapes import RefShapes
 from ssp_edge.sdk.preprocess import letterbox, normalize, pad_value
+from ssp_edge.ssp.models.graphs import GRAPH_IO
 from ssp_edge.ssp.models.ssp import IMAGE_FEATURES
 from ssp_edge.ssp.models.text import Tokenizer
 
-from .export import GRAPH_IO
 from .ort_ops import make_session
 from .source import load_manifest_source
 
@@ -129,8 +129,8 @@ def check_bundle(path: str | Path, samples: int = 8, expressions: int = 3, flavo
         refs = {"text_encoder": [words, sent], "image_encoder": feats, "mask_decoder": dec}
         for f in flavours:
             for g in GRAPHS:
-                out = sessions[(g, f)].run(list(GRAPH_IO[g][1]), feeds[g])
-                acc[(g, f)].outputs(GRAPH_IO[g][1], out, refs[g])
+                out = sessions[(g, f)].run(list(GRAPH_IO[g].outputs), feeds[g])
+                acc[(g, f)].outputs(GRAPH_IO[g].outputs, out, refs[g])
                 if g == "mask_decoder":
                     acc[(g, f)].masks(out[0], dec[0], thr_logit)
             # chained ONNX graphs

@@ -26,22 +26,17 @@ from ssp_edge import ssp
 from ssp_edge.sdk.bundle import Bundle, GraphEntry, Manifest, TensorSpec
 from ssp_edge.ssp.config import SSPConfig
 from ssp_edge.ssp.errors import SSPError
-from ssp_edge.ssp.models.ssp import IMAGE_FEATURES, SSP
+from ssp_edge.ssp.models.graphs import GRAPH_IO, graph_modules
+from ssp_edge.ssp.models.ssp import SSP
 from ssp_edge.ssp.models.text import tokenizer_path
 
 from .schemas import DOMAIN, register_schemas
 from .torch_ops import TRANSLATIONS, plugin_ops
 
-__all__ = ["OPSET", "FLAVOURS", "GRAPH_IO", "ExportResult", "export_bundle", "expected_custom_ops", "graph_file"]
+__all__ = ["OPSET", "FLAVOURS", "ExportResult", "export_bundle", "expected_custom_ops", "graph_file"]
 
 OPSET = 18
 FLAVOURS = ("plugin", "portable")
-#: graph -> (input names, output names)
-GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "text_encoder": (("input_ids", "attention_mask"), ("words", "sentence")),
-    "image_encoder": (("image",), IMAGE_FEATURES),
-    "mask_decoder": (IMAGE_FEATURES + ("words", "attention_mask", "sentence"), ("mask_logits", "target_logit")),
-}
 _DEFAULT_AXES = {"frames": [1, 1, 4], "expressions": [1, 4, 16]}
 
 
@@ -87,12 +82,13 @@ def _example_inputs(model: SSP, cfg: SSPConfig, graph: str, n: int) -> tuple[tor
     return (*feats, words, mask, sent)
 
 
+_DIM_MAX = {"frames": 64, "expressions": 256}
+
+
 def _dynamic_shapes(graph: str) -> dict[str, Any]:
-    ins = GRAPH_IO[graph][0]
-    if graph == "image_encoder":
-        return {"image": {0: torch.export.Dim("frames", min=1, max=64)}}
-    e = torch.export.Dim("expressions", min=1, max=256)
-    return {k: ({0: e} if k in ("input_ids", "attention_mask", "words", "sentence") else None) for k in ins}
+    io = GRAPH_IO[graph]
+    dims = {a: torch.export.Dim(a, min=1, max=_DIM_MAX[a]) for a in set(io.dynamic.values())}
+    return {k: ({0: dims[io.dynamic[k]]} if k in io.dynamic else None) for k in io.inputs}
 
 
 @contextlib.contextmanager
@@ -114,8 +110,8 @@ def _quiet() -> Iterator[None]:
 
 
 def _export_graph(model: SSP, cfg: SSPConfig, graph: str, flavour: str, path: Path, simplify: bool) -> onnx.ModelProto:
-    module = {"text_encoder": model.text, "image_encoder": model.image, "mask_decoder": model.decoder}[graph]
-    ins, outs = GRAPH_IO[graph]
+    module = graph_modules(model)[graph]
+    ins, outs = GRAPH_IO[graph].inputs, GRAPH_IO[graph].outputs
     args = _example_inputs(model, cfg, graph, 2)
     scope = plugin_ops() if flavour == "plugin" else contextlib.nullcontext()
     with scope, _quiet(), torch.no_grad():
