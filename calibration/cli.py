@@ -126,13 +126,13 @@ def main(argv=None) -> int:  # pragma: no cover - `ssp calibrate` before the ent
     sub = parser.add_subparsers(dest="command")
     register(sub)
     args = parser.parse_args(["calibrate", *(sys.argv[1:] if argv is None else argv)])
+    from ssp_edge.sdk.errors import SSPEdgeError
+
     try:
         return int(args.func(args) or 0)
-    except Exception as e:  # noqa: BLE001 - same contract as the `ssp` dispatcher
-        if getattr(e, "user_facing", False):
-            print(f"ssp calibrate: error: {e}", file=sys.stderr)
-            return 2
-        raise
+    except SSPEdgeError as e:  # same contract as the `ssp` dispatcher
+        print(f"ssp calibrate: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

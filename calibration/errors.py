@@ -7,4 +7,4 @@ __all__ = ["CalibrationError"]
 
 
 class CalibrationError(SSPError):
-    """Bad calibration / evaluation input: names the input, what is wrong and the fix (``user_facing``)."""
+    """Bad calibration / evaluation input: names the input, what is wrong and the fix (an :class:`~ssp_edge.sdk.errors.SSPEdgeError`)."""

@@ -129,8 +129,8 @@ def trtexec_command(bundle: Bundle, entry: GraphEntry, engine: str, fp16_flag: b
                     strongly_typed: bool, plugin_lib: str | None, workspace_mb: int, version_compatible: bool) -> str:
     """The trtexec command line that builds the same engine (for users who prefer the CLI)."""
     shapes = _profile_shapes(entry, bundle.manifest.dynamic_axes)
-    args = ["trtexec", f"--onnx={bundle.path(entry.file)}", f"--saveEngine={bundle.path(engine)}",
-            f"--memPoolSize=workspace:{workspace_mb}M", f"--timingCacheFile={bundle.path(TIMING_CACHE)}"]
+    args = ["trtexec", f"--onnx={bundle.path(entry.file)}", f"--saveEngine={bundle.target(engine)}",
+            f"--memPoolSize=workspace:{workspace_mb}M", f"--timingCacheFile={bundle.target(TIMING_CACHE)}"]
     for key, idx in (("--minShapes", 0), ("--optShapes", 1), ("--maxShapes", 2)):
         if shapes:
             args.append(key + "=" + ",".join(f"{n}:{'x'.join(map(str, s[idx]))}" for n, s in shapes.items()))
@@ -223,13 +223,13 @@ def build_engines(path: str | Path, precision: str, flavour: str | None = None, 
     cc = compute_capability()
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     _load_plugins(logger, plugin_lib)
-    cache_path = bundle.path(TIMING_CACHE)
+    cache_path = bundle.target(TIMING_CACHE)
     cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b""
     lib_rel = None
     if plugin_lib:  # keep the library the engines need next to them, hashed in the manifest
         lib_rel = Path(plugin_lib).name
-        if bundle.path(lib_rel).resolve() != Path(plugin_lib).resolve():
-            bundle.path(lib_rel).write_bytes(Path(plugin_lib).read_bytes())
+        if bundle.target(lib_rel).resolve() != Path(plugin_lib).resolve():
+            bundle.target(lib_rel).write_bytes(Path(plugin_lib).read_bytes())
         bundle.add_file(lib_rel)
     built = []
     from ssp_edge.sdk.bundle import atomic_write_bytes
@@ -239,7 +239,7 @@ def build_engines(path: str | Path, precision: str, flavour: str | None = None, 
         t0 = time.time()
         engine, cache_bytes = _build_one(logger, bundle, entry, fp16_flag, int8_flag, strongly, plugin_lib,
                                          workspace_mb, version_compatible, cache_bytes)
-        atomic_write_bytes(bundle.path(name), engine)
+        atomic_write_bytes(bundle.target(name), engine)
         atomic_write_bytes(cache_path, cache_bytes)
         axes = {k: v for k, v in bundle.manifest.dynamic_axes.items()
                 if any(k in t.shape for t in entry.inputs)}

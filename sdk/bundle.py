@@ -10,12 +10,12 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import BundleError
+from .fsio import atomic_write_bytes
 
 __all__ = ["FORMAT", "MANIFEST", "GRAPHS", "TensorSpec", "GraphEntry", "EngineEntry", "Manifest", "Bundle",
            "sha256_file", "atomic_write_bytes"]
@@ -33,19 +33,6 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it: readers never see a partial file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -168,7 +155,42 @@ class Bundle:
                                   "(modified or truncated); re-export or rebuild it")
 
     def path(self, rel: str) -> Path:
-        return self.root / rel
+        """The absolute path of a file the manifest lists; anything unlisted or outside the bundle is refused."""
+        if rel not in self.manifest.files:
+            raise BundleError(f"bundle {str(self.root)!r}: {rel!r} is not listed in {MANIFEST}'s files; re-export "
+                              "the bundle (`ssp convert export`)")
+        root = self.root.resolve()
+        p = (root / rel).resolve()
+        if p == root or root not in p.parents:
+            raise BundleError(f"bundle {str(self.root)!r}: {rel!r} points outside the bundle folder; paths in "
+                              f"{MANIFEST} must be relative and stay inside it")
+        return p
+
+    def target(self, rel: str) -> Path:
+        """Where a writer puts the bundle file ``rel`` (not necessarily listed yet): a relative, normalised path
+        that stays inside the bundle folder, else :class:`BundleError`."""
+        pure = Path(rel)
+        if not rel or pure.is_absolute() or ".." in pure.parts or pure.as_posix() != rel.replace("\\", "/"):
+            raise BundleError(f"bundle file name {rel!r} must be a relative, normalised path inside the bundle")
+        root = self.root.resolve()
+        p = (root / rel).resolve()
+        if p == root or root not in p.parents:
+            raise BundleError(f"bundle file {rel!r} resolves outside the bundle folder {str(self.root)!r}")
+        return p
+
+    def read_bytes(self, rel: str) -> bytes:
+        """A listed file's bytes, read once and checked against its sha256: hand these bytes to ONNX Runtime,
+        TensorRT or the tokenizer, so nothing can swap the file between the check and its use."""
+        p = self.path(rel)
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            raise BundleError(f"bundle {str(self.root)!r}: cannot read {rel} ({e.strerror}); re-export or rebuild "
+                              "it (`ssp convert export` / `ssp convert build`)") from None
+        if hashlib.sha256(data).hexdigest() != self.manifest.files[rel]:
+            raise BundleError(f"bundle {str(self.root)!r}: {rel} does not match its sha256 in {MANIFEST} "
+                              "(modified or truncated); re-export or rebuild it")
+        return data
 
     def graph(self, name: str, flavour: str = "portable", precision: str = "fp32") -> GraphEntry:
         """The graph entry for (name, flavour, precision); a clear error lists what the bundle has."""

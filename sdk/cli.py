@@ -2,7 +2,7 @@
 points, so each package registers its own and a runtime-only install shows just what it has.
 
 An entry point is a function ``register(subparsers)`` that adds one subparser and sets ``func``.
-Exceptions marked ``user_facing = True`` (bad input) print as one line, exit status 2, no traceback.
+Expected errors (:class:`ssp_edge.sdk.errors.SSPEdgeError`, bad input) print as one line, exit status 2, no traceback.
 """
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import argparse
 import sys
 from importlib.metadata import entry_points
 from typing import Sequence
+
+from .errors import SSPEdgeError
 
 __all__ = ["ENTRY_POINT_GROUP", "build_parser", "main"]
 
@@ -44,11 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ssp: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - expected errors are one line; others keep their traceback
-        if getattr(e, "user_facing", False):
-            print(f"ssp {args.command}: error: {e}", file=sys.stderr)
-            return 2
-        raise
+    except SSPEdgeError as e:  # expected errors are one line; anything else is a bug and keeps its traceback
+        print(f"ssp {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

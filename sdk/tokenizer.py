@@ -24,17 +24,21 @@ class Tokens:
 class Tokenizer:
     """``tokenizer(texts) -> Tokens``; warns once per text that had to be truncated."""
 
-    def __init__(self, path: str | Path, max_tokens: int):
+    def __init__(self, source: str | Path | bytes, max_tokens: int):
+        """``source``: a ``tokenizer.json`` path, or its bytes (as :meth:`Bundle.read_bytes` returns them)."""
         try:
             from tokenizers import Tokenizer as _Tok
         except ImportError:
             raise SDKError("the SDK needs the 'tokenizers' package: pip install 'ssp-edge[runtime]'") from None
-        if not Path(path).is_file():
-            raise SDKError(f"tokenizer file {str(path)!r} not found; re-export the bundle (ssp convert export)")
+        where = "tokenizer.json (bytes)" if isinstance(source, bytes) else repr(str(source))
+        if not isinstance(source, bytes) and not Path(source).is_file():
+            raise SDKError(f"tokenizer file {where} not found; re-export the bundle (ssp convert export)")
         try:
-            self._tok = _Tok.from_file(str(path))
+            text = source.decode("utf-8") if isinstance(source, bytes) else Path(source).read_text("utf-8")
+            self._tok = _Tok.from_str(text)
         except Exception as e:  # tokenizers raises its own exception type for malformed files
-            raise SDKError(f"tokenizer file {str(path)!r} cannot be read ({e}); re-export the bundle") from None
+            reason = " ".join(str(e).split())[:200]
+            raise SDKError(f"tokenizer file {where} cannot be read ({reason}); re-export the bundle") from None
         self.max_tokens = int(max_tokens)
         self._tok.no_truncation()
         self._tok.no_padding()

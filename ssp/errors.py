@@ -1,10 +1,10 @@
-"""User-facing errors: raised for bad input, printed by the CLI as one line without a traceback."""
+"""User-facing errors of the reference model, training and data: printed by the CLI as one line."""
 from __future__ import annotations
+
+from ssp_edge.sdk.errors import SSPEdgeError
 
 __all__ = ["SSPError"]
 
 
-class SSPError(Exception):
+class SSPError(SSPEdgeError):
     """An expected error caused by user input (names the thing and the fix)."""
-
-    user_facing = True  # the `ssp` dispatcher prints these as one line, without a traceback

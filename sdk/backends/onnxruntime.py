@@ -40,7 +40,7 @@ class OnnxRuntimeBackend:
             # a graph without a reduced-precision version (e.g. the text encoder) runs in FP32
             p = precision if bundle.has_graph(g, "portable", precision) else "fp32"
             entry = bundle.graph(g, "portable", p)
-            self._sessions[g] = ort.InferenceSession(str(bundle.path(entry.file)), so, providers=providers)
+            self._sessions[g] = ort.InferenceSession(bundle.read_bytes(entry.file), so, providers=providers)
             self._outputs[g] = [t.name for t in entry.outputs]
             self.precisions[g] = p
         self.providers = providers

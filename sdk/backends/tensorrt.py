@@ -212,7 +212,7 @@ class TensorRTBackend:
         self.runtime = trt.Runtime(self.logger)
         self.precisions = {g: e.precision for g, e in engines.items()}
         self.flavour = next(iter(engines.values())).flavour
-        self._runners = {g: _EngineRunner(self.runtime, bundle.path(e.file).read_bytes(), g,
+        self._runners = {g: _EngineRunner(self.runtime, bundle.read_bytes(e.file), g,
                                           cuda_graph and g == "image_encoder") for g, e in engines.items()}
 
     def run(self, graph: str, feeds: dict[str, Any], to_host: bool = True) -> Sequence[Any]:
