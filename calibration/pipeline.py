@@ -503,7 +503,8 @@ def _write_fp16(bundle: Bundle, flavours: Sequence[str], stage: Path) -> list[Gr
 
 
 def _staged_bundle(bundle: Bundle, stage: Path, entries: list[GraphEntry]) -> Bundle:
-    """A Bundle object rooted at ``stage``: the original files linked in, the new graphs added."""
+    """A Bundle object rooted at ``stage``: the original files hard-linked in (a bundle refuses symlinks that
+    leave its folder), the new graphs added."""
     for rel in bundle.manifest.files:
         dst = stage / rel
         if dst.exists():
@@ -511,8 +512,8 @@ def _staged_bundle(bundle: Bundle, stage: Path, entries: list[GraphEntry]) -> Bu
         dst.parent.mkdir(parents=True, exist_ok=True)
         src = bundle.path(rel).resolve()
         try:
-            os.symlink(src, dst)
-        except OSError:  # pragma: no cover - filesystems without symlinks
+            os.link(src, dst)
+        except OSError:  # another filesystem (the stage fell back to /tmp) or no hard links
             shutil.copyfile(src, dst)
     man = Manifest.from_dict(json.loads(bundle.manifest.to_json()))
     staged = Bundle(stage, man)
