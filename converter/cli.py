@@ -143,7 +143,8 @@ def _build(args: argparse.Namespace) -> int:
         flavour = args.flavour or ("plugin" if args.plugins else "portable")
         e = import_engine(args.bundle, args.import_engine, args.graph, args.precision, flavour,
                           args.version_compatible, args.plugins, args.compute_capability)
-        print(f"{e.name}: registered {e.file} (TensorRT {e.tensorrt_version}, sm_{e.compute_capability.replace('.', '')}"
+        sm = e.compute_capability.replace(".", "")
+        print(f"{e.name}: registered {e.file} (TensorRT {e.tensorrt_version}, sm_{sm}"
               f", {e.precision}, {e.flavour})")
         return 0
     try:

@@ -12,13 +12,13 @@ __all__ = ["bundle_info", "format_info"]
 
 
 def bundle_info(path: str | Path) -> dict[str, Any]:
-    from ssp_edge.ssp.config import config_from_json
-    from ssp_edge.ssp.flops import model_cost
-    from ssp_edge.ssp.models.ssp import build_model
-
     import json
 
     import torch
+
+    from ssp_edge.ssp.config import config_from_json
+    from ssp_edge.ssp.flops import model_cost
+    from ssp_edge.ssp.models.ssp import build_model
 
     bundle = Bundle.open(path)
     man = bundle.manifest
@@ -62,7 +62,8 @@ def format_info(info: dict[str, Any]) -> str:
                      f"{' (version-compatible)' if e.get('version_compatible') else ''}, from {e['source']}"
                      + (f", plugins: {e['plugin_build']}" if e.get("plugin_build") else ""))
     lines += ["", f"cost of one frame + one expression: {c['parameters'] / 1e6:.2f} M parameters, "
-                  f"{c['flops'] / 1e9:.3f} GFLOPs (multiply-add = 2)", f"  {'graph':<16}{'params (M)':>12}{'GFLOPs':>10}"]
+                  f"{c['flops'] / 1e9:.3f} GFLOPs (multiply-add = 2)",
+              f"  {'graph':<16}{'params (M)':>12}{'GFLOPs':>10}"]
     for k, v in c["graphs"].items():
         lines.append(f"  {k:<16}{v['parameters'] / 1e6:>12.3f}{v['flops'] / 1e9:>10.3f}")
     lines.append(f"  {'module':<16}{'params (M)':>12}{'GFLOPs':>10}")

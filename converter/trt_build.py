@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 from ssp_edge.sdk.bundle import GRAPHS, Bundle, EngineEntry, GraphEntry, atomic_write_bytes
 from ssp_edge.sdk.errors import SDKError
 
-__all__ = ["PRECISIONS", "BuildError", "TensorRTMissing", "BuiltEngine", "GraphPlan", "import_tensorrt", "compute_capability",
-           "engine_name", "plan_sources", "trtexec_command", "build_engines", "planned_commands",
+__all__ = ["PRECISIONS", "BuildError", "TensorRTMissing", "BuiltEngine", "GraphPlan", "import_tensorrt",
+           "compute_capability", "engine_name", "plan_sources", "trtexec_command", "build_engines", "planned_commands",
            "strongly_typed_only", "plan_version", "import_engine", "has_qdq"]
 
 if TYPE_CHECKING:  # the API-name check (tests/converter/test_trt_api_names.py) types these against the bindings
@@ -93,8 +93,8 @@ def import_tensorrt() -> Any:
         import tensorrt as trt
     except Exception as e:  # ImportError, or OSError when libnvinfer is missing
         raise TensorRTMissing(f"TensorRT is not usable here ({type(e).__name__}: {e}); build engines on the target: "
-                         "JetPack ships TensorRT, desktops `pip install tensorrt`; the trtexec commands printed above do "
-                         "the same") from None
+                              "JetPack ships TensorRT, desktops `pip install tensorrt`; the trtexec commands printed "
+                              "above do the same") from None
     return trt
 
 
@@ -119,8 +119,8 @@ def compute_capability(device: int = 0) -> str:
 def engine_name(graph: str, flavour: str, precision: str, trt_version: str, cc: str, build_id: str = "") -> str:
     """``<graph>.<flavour>.<precision>.trt<major.minor>.sm<cc>[.<build id>].engine``."""
     major_minor = ".".join(trt_version.split(".")[:2])
-    return f"{graph}.{flavour}.{precision}.trt{major_minor}.sm{cc.replace('.', '')}{'.' + build_id if build_id else ''}" \
-           ".engine"
+    suffix = f".{build_id}" if build_id else ""
+    return f"{graph}.{flavour}.{precision}.trt{major_minor}.sm{cc.replace('.', '')}{suffix}.engine"
 
 
 def has_qdq(bundle: Bundle, entry: GraphEntry) -> bool:
@@ -177,7 +177,8 @@ def plan_sources(bundle: Bundle, flavour: str, precision: str, strongly_typed: b
             plan[g] = GraphPlan(g, fp32, False, fp16_flag=True, notes=["no FP16 graph: FP32 graph with the FP16 flag"])
         else:
             raise BuildError(f"--precision fp16 needs a mixed-precision FP16 graph for {g} ({flavour}) and the bundle "
-                             f"has none (TensorRT 11 has no FP16 builder flag); run `ssp calibrate {bundle.root}` first")
+                             "has none (TensorRT 11 has no FP16 builder flag); "
+                             f"run `ssp calibrate {bundle.root}` first")
     return plan
 
 
@@ -274,7 +275,8 @@ def _build_one(logger: "trt.ILogger", bundle: Bundle, plan: GraphPlan, plugin_pa
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(bundle.read_bytes(plan.entry.file), str(bundle.path(plan.entry.file))):
         errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
-        hint = " (is the ssp plugin library loaded? pass --plugins)" if plan.entry.custom_ops and not plugin_path else ""
+        missing = plan.entry.custom_ops and not plugin_path
+        hint = " (is the ssp plugin library loaded? pass --plugins)" if missing else ""
         raise BuildError(f"TensorRT could not parse {plan.entry.file}: {errors}{hint}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
@@ -354,7 +356,8 @@ def _commit(bundle: Bundle, new: list[EngineEntry], files: list[str], drop: set[
 
 
 def build_engines(path: str | Path, precision: str, flavour: str | None = None, plugin_lib: str | None = None,
-                  workspace_mb: int = 1024, version_compatible: bool = False, verbose: bool = False) -> list[BuiltEngine]:
+                  workspace_mb: int = 1024, version_compatible: bool = False,
+                  verbose: bool = False) -> list[BuiltEngine]:
     """Build one engine per graph into the bundle and record them in the manifest (all or nothing)."""
     if precision not in PRECISIONS:
         raise BuildError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -411,7 +414,8 @@ def build_engines(path: str | Path, precision: str, flavour: str | None = None, 
 
 
 def planned_commands(path: str | Path, precision: str, flavour: str | None = None, plugin_lib: str | None = None,
-                     workspace_mb: int = 1024, version_compatible: bool = False, strongly_typed: bool = False) -> list[str]:
+                     workspace_mb: int = 1024, version_compatible: bool = False,
+                     strongly_typed: bool = False) -> list[str]:
     """The trtexec lines for a build, each followed by the `ssp convert build --import` line that registers its
     engine (printed when TensorRT is not installed here)."""
     bundle = Bundle.open(path, verify=False)
@@ -419,7 +423,7 @@ def planned_commands(path: str | Path, precision: str, flavour: str | None = Non
     plan = plan_sources(bundle, flavour, precision, strongly_typed)
     cmds = []
     for graph, p in plan.items():
-        name = engine_name(graph, flavour, precision, "<trt>", "<cc>", "trtexec")
+        name = f"{graph}.{flavour}.{precision}.trtexec.engine"  # registered under its real name by --import
         cmds.append(trtexec_command(bundle, p, name, plugin_lib, workspace_mb, version_compatible))
         imp = ["ssp", "convert", "build", str(bundle.root), "--import", str(bundle.target(name)), "--graph", graph,
                "--flavour", flavour, "--precision", precision]
@@ -450,7 +454,8 @@ def plan_version(data: bytes) -> str:
 
 
 def import_engine(path: str | Path, engine_file: str | Path, graph: str, precision: str, flavour: str,
-                  version_compatible: bool = False, plugin_lib: str | None = None, cc: str | None = None) -> EngineEntry:
+                  version_compatible: bool = False, plugin_lib: str | None = None,
+                  cc: str | None = None) -> EngineEntry:
     """Register an engine built with the printed trtexec line: checks the file, the graph / precision / flavour,
     the TensorRT version in its header and, where TensorRT imports here, its I/O names against the source graph;
     then copies it in under a new name and saves the manifest atomically."""

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import REPO
 
 NVCC = shutil.which("nvcc")

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from helpers import REPO, run_ssp
 from onnx import TensorProto, helper, numpy_helper
 
-from helpers import REPO, run_ssp
 from ssp_edge.sdk.bundle import Bundle, GraphEntry, Manifest, TensorSpec
 
 _spec = importlib.util.spec_from_file_location("trt_doubles", REPO / "tests" / "plugins" / "trt_doubles.py")
@@ -45,14 +45,16 @@ _PARSERS = ("BaseModelOptions", "ModelOptions", "BuildOptions", "SystemOptions",
 
 def trtexec_flags_from_source(release: str) -> set[str] | None:
     try:
-        src = subprocess.run(["git", f"--git-dir={MIRROR}", "show", f"release/{release}:samples/common/sampleOptions.cpp"],
+        src = subprocess.run(["git", f"--git-dir={MIRROR}", "show",
+                              f"release/{release}:samples/common/sampleOptions.cpp"],
                              capture_output=True, text=True, timeout=60, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     flags: set[str] = set()
     for m in re.finditer(r"^void (\w+)::parse\(Arguments& arguments\)\n\{\n(.*?)\n\}\n", src, re.S | re.M):
         if m.group(1) in _PARSERS:
-            flags |= set(re.findall(r'(?:getAndDel\w*|getShapes\w*)\(\s*arguments,\s*(?:\w+,\s*)?"(--\w+)"', m.group(2)))
+            call = r'(?:getAndDel\w*|getShapes\w*)\(\s*arguments,\s*(?:\w+,\s*)?"(--\w+)"'
+            flags |= set(re.findall(call, m.group(2)))
     return flags
 
 
@@ -71,7 +73,8 @@ IO = {"text_encoder": ([("input_ids", ["expressions", 20], "int64")], [("words",
 def _onnx(path: Path, qdq: bool) -> None:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
-    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z")]
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             numpy_helper.from_array(np.array(0, np.int8), "z")]
     nodes = ([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]), helper.make_node("DequantizeLinear",
                                                                                             ["q", "s", "z"], ["y"])]
              if qdq else [helper.make_node("Identity", ["x"], ["y"])])

@@ -29,7 +29,6 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO
 
 PLUGINS = REPO / "plugins"
@@ -226,10 +225,13 @@ public:
 #if NV_TENSORRT_MAJOR < 11
     bool registerCreator(IPluginCreator&, AsciiChar const* const) noexcept override { return false; }
     IPluginCreator* const* getPluginCreatorList(int32_t* const n) const noexcept override { *n = 0; return nullptr; }
-    IPluginCreator* getPluginCreator(AsciiChar const* const, AsciiChar const* const, AsciiChar const* const) noexcept override { return nullptr; }
+    IPluginCreator* getPluginCreator(AsciiChar const* const, AsciiChar const* const,
+                                     AsciiChar const* const) noexcept override { return nullptr; }
     bool deregisterCreator(IPluginCreator const&) noexcept override { return false; }
 #else
-    IPluginCreatorInterface* const* getAllCreatorsRecursive(int32_t* const n) noexcept override { return getAllCreators(n); }
+    IPluginCreatorInterface* const* getAllCreatorsRecursive(int32_t* const n) noexcept override {
+        return getAllCreators(n);
+    }
 #endif
     void setErrorRecorder(IErrorRecorder* const) noexcept override {}
     IErrorRecorder* getErrorRecorder() const noexcept override { return nullptr; }
@@ -239,15 +241,18 @@ public:
     void deregisterLibrary(PluginLibraryHandle) noexcept override {}
     bool registerCreator(IPluginCreatorInterface& c, AsciiChar const* const ns) noexcept override {
         auto& v3 = static_cast<IPluginCreatorV3One&>(c);
-        log += std::string(v3.getPluginName()) + "/" + v3.getPluginVersion() + "/" + v3.getPluginNamespace() + "@" + ns + ";";
+        log += std::string(v3.getPluginName()) + "/" + v3.getPluginVersion() + "/" + v3.getPluginNamespace()
+            + "@" + ns + ";";
         creators.push_back(&c);
         return true;
     }
     IPluginCreatorInterface* const* getAllCreators(int32_t* const n) const noexcept override {
         *n = static_cast<int32_t>(creators.size()); return creators.data();
     }
-    IPluginCreatorInterface* getCreator(AsciiChar const* const name, AsciiChar const* const, AsciiChar const* const) noexcept override {
-        for (auto* c : creators) if (std::strcmp(static_cast<IPluginCreatorV3One*>(c)->getPluginName(), name) == 0) return c;
+    IPluginCreatorInterface* getCreator(AsciiChar const* const name, AsciiChar const* const,
+                                        AsciiChar const* const) noexcept override {
+        for (auto* c : creators)
+            if (std::strcmp(static_cast<IPluginCreatorV3One*>(c)->getPluginName(), name) == 0) return c;
         return nullptr;
     }
     bool deregisterCreator(IPluginCreatorInterface const&) noexcept override { return false; }
@@ -327,7 +332,8 @@ def test_autoreg_library_registers_on_load(main_build, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("include", [pytest.param(h, id=h.parent.name) for h in HEADERS[:-1]] or [pytest.param(
-    None, marks=pytest.mark.skip(reason="fewer than two TensorRT header sets (make trt-headers fetches 10.3 and 11.1)"))])
+    None, marks=pytest.mark.skip(reason="fewer than two TensorRT header sets (make trt-headers fetches 10.3 and "
+                                        "11.1)"))])
 def test_library_builds_against_the_other_headers(include):
     build, _ = configure_and_build(f"trt-{include.parent.name}-sm75", ["ssp_trt_plugins", "ssp_trt_plugins_autoreg"],
                                    f"-DTENSORRT_INCLUDE_DIR={include}", "-DSSP_CUDA_ARCHS=75", *cuda_defs(include))

@@ -10,7 +10,6 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from helpers import REPO
 
 SPEC = json.loads((REPO / "plugins" / "ops.json").read_text())
@@ -61,7 +60,8 @@ def test_cpp_creators_follow_the_spec(creators):
     assert [c["name"] for c in creators] == [o["name"] for o in SPEC["ops"]]  # getCreators() order too
     for c, op in zip(creators, SPEC["ops"]):
         assert (c["version"], c["namespace"]) == (SPEC["plugin_version"], SPEC["plugin_namespace"])
-        assert [(f["name"], f["type"]) for f in c["fields"]] == [(a["name"], types[a["type"]]) for a in op["attributes"]]
+        want = [(a["name"], types[a["type"]]) for a in op["attributes"]]
+        assert [(f["name"], f["type"]) for f in c["fields"]] == want
         for f, a in zip(c["fields"], op["attributes"]):
             assert f["required"] == (a["default"] is None), (op["name"], a["name"])
             if a["default"] is not None:

@@ -3,9 +3,8 @@ sha256 check of the loaded bytes, one-line SDKErrors); which library is chosen, 
 it, is tests/security/test_plugin_trust.py. Small shared libraries compiled here stand in for the plugin library."""
 from __future__ import annotations
 
-import importlib.util
-
 import ctypes
+import importlib.util
 import json
 import os
 import shutil
@@ -14,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO
+
 from ssp_edge.sdk import plugins
 from ssp_edge.sdk.bundle import sha256_file
 from ssp_edge.sdk.errors import SDKError

@@ -44,7 +44,8 @@ def test_mismatch_is_refused_with_the_rule_and_the_rebuild_command(tmp_path):
     from ssp_edge.sdk.backends.tensorrt import select_engines
 
     b = _bundle(tmp_path, _set("fp16", "10.3.0", "8.7"))
-    with pytest.raises(SDKError, match=r"sm_87.*architecture they were built for.*ssp convert build .* --precision fp16"):
+    with pytest.raises(SDKError, match=r"sm_87.*architecture they were built for.*ssp convert build .* "
+                                       r"--precision fp16"):
         select_engines(b, "10.3.0", "9.0", None)  # another GPU
     with pytest.raises(SDKError, match="exact TensorRT version that built it.*ssp convert build"):
         select_engines(b, "11.0.0", "8.7", None)  # another TensorRT
@@ -125,7 +126,8 @@ def _doubles():
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("trt_doubles", Path(__file__).parents[1] / "plugins" / "trt_doubles.py")
+    path = Path(__file__).parents[1] / "plugins" / "trt_doubles.py"
+    spec = importlib.util.spec_from_file_location("trt_doubles", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

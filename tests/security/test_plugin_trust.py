@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO
+
 from ssp_edge.sdk.bundle import Bundle, EngineEntry, Manifest, sha256_file
 
 GCC = shutil.which("gcc") or shutil.which("cc")
@@ -68,8 +68,8 @@ def libs(tmp_path_factory) -> dict[str, Path]:
     return {"evil": _compile(d, "libevil.so", "evil"), "good": _compile(d, "libgood.so", "good")}
 
 
-def _bundle(root: Path, plugin_library: str, files: dict[str, Path] | None = None, hashed: dict[str, Path] | None = None,
-            symlinks: dict[str, Path] | None = None) -> Path:
+def _bundle(root: Path, plugin_library: str, files: dict[str, Path] | None = None,
+            hashed: dict[str, Path] | None = None, symlinks: dict[str, Path] | None = None) -> Path:
     """A bundle of plugin-flavour fp16 engines (TensorRT 10.3.0.26, sm_87) naming ``plugin_library``; ``files``
     copied in and listed with their sha256, ``hashed`` listed with the sha256 of another file, ``symlinks`` listed
     links to files outside."""
