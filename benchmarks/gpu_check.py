@@ -131,9 +131,13 @@ def build(run: Run) -> dict[str, Any]:
            "bytes": lib.stat().st_size}
     if not run.dry_run:
         run.lib = ctypes.CDLL(str(lib))
-        for name, n in (("sspGcAggregate", 11), ("sspGcPropagate", 10), ("sspGcUpsample", 11)):
-            getattr(run.lib, name).restype = ctypes.c_int32
-        run.lib.sspGcSync.restype = ctypes.c_int32
+        i32, i64, p, f32 = ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
+        sigs = {"sspGcAggregate": [i32, p, p, p, i64, i64, i64, i64, i32, f32, p],
+                "sspGcPropagate": [i32, p, p, p, i64, i64, i64, i64, i32, p],
+                "sspGcUpsample": [i32, p, p, p, p, i64, i64, i64, i64, i32, p], "sspGcSync": [p]}
+        for name, argtypes in sigs.items():  # the C signatures of plugins/tests/gpu_check_launcher.cu
+            fn = getattr(run.lib, name)
+            fn.argtypes, fn.restype = argtypes, i32
     return out
 
 

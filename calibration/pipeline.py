@@ -515,7 +515,8 @@ def _write_fp16(bundle: Bundle, flavours: Sequence[str], stage: Path) -> list[Gr
 
 
 def _staged_bundle(bundle: Bundle, stage: Path, entries: list[GraphEntry]) -> Bundle:
-    """A Bundle object rooted at ``stage``: the original files linked in, the new graphs added."""
+    """A Bundle object rooted at ``stage``: the original files hard-linked in (a symlink would resolve outside the
+    staging folder, which Bundle.path refuses), the new graphs added."""
     for rel in bundle.manifest.files:
         dst = stage / rel
         if dst.exists():
@@ -523,8 +524,8 @@ def _staged_bundle(bundle: Bundle, stage: Path, entries: list[GraphEntry]) -> Bu
         dst.parent.mkdir(parents=True, exist_ok=True)
         src = bundle.path(rel).resolve()
         try:
-            os.symlink(src, dst)
-        except OSError:  # pragma: no cover - filesystems without symlinks
+            os.link(src, dst)
+        except OSError:  # another filesystem (the staging folder fell back to /tmp)
             shutil.copyfile(src, dst)
     man = Manifest.from_dict(json.loads(bundle.manifest.to_json()))
     staged = Bundle(stage, man)

@@ -416,22 +416,22 @@ def build_engines(path: str | Path, precision: str, flavour: str | None = None, 
 def planned_commands(path: str | Path, precision: str, flavour: str | None = None, plugin_lib: str | None = None,
                      workspace_mb: int = 1024, version_compatible: bool = False,
                      strongly_typed: bool = False) -> list[str]:
-    """The trtexec lines for a build, each followed by the `ssp convert build --import` line that registers its
-    engine (printed when TensorRT is not installed here)."""
+    """Per graph, the trtexec line for a build and, after ``&&``, the `ssp convert build --import` that registers
+    the engine it writes (printed when TensorRT is not installed here)."""
     bundle = Bundle.open(path, verify=False)
     flavour = flavour or ("plugin" if plugin_lib else "portable")
     plan = plan_sources(bundle, flavour, precision, strongly_typed)
     cmds = []
     for graph, p in plan.items():
         name = f"{graph}.{flavour}.{precision}.trtexec.engine"  # registered under its real name by --import
-        cmds.append(trtexec_command(bundle, p, name, plugin_lib, workspace_mb, version_compatible))
         imp = ["ssp", "convert", "build", str(bundle.root), "--import", str(bundle.target(name)), "--graph", graph,
                "--flavour", flavour, "--precision", precision]
         if version_compatible:
             imp.append("--version-compatible")
         if plugin_lib:
             imp += ["--plugins", str(plugin_lib)]
-        cmds.append(" ".join(shlex.quote(a) for a in imp))
+        cmds.append(trtexec_command(bundle, p, name, plugin_lib, workspace_mb, version_compatible) + " && "
+                    + " ".join(shlex.quote(a) for a in imp))
     return cmds
 
 

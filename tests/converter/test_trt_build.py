@@ -254,10 +254,9 @@ def test_printed_trtexec_lines(tmp_path, strongly, release, precision, fp16, fla
         assert strongly and precision == "fp16" and not fp16, e
         return
     known = trtexec_flags(release)
-    lines = [shlex.split(c) for c in cmds]
-    trtexec = [a for a in lines if a[0] == "trtexec"]
-    imports = [a for a in lines if a[0] == "ssp"]
-    assert len(trtexec) == len(imports) == 3
+    assert len(cmds) == 3 and all(c.startswith("trtexec ") and c.count(" && ") == 1 for c in cmds)
+    trtexec = [shlex.split(c.split(" && ")[0]) for c in cmds]  # trtexec ... && ssp convert build ... --import ...
+    imports = [shlex.split(c.split(" && ")[1]) for c in cmds]
     for args in trtexec:
         flags = {a.split("=", 1)[0] for a in args[1:]}
         assert flags <= known, f"not trtexec {release} flags: {sorted(flags - known)}"
