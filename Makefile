@@ -7,7 +7,7 @@ SSP    := $(VENV)/bin/ssp
 STAMP  := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: demo test setup clean-venv trt-headers plugins
+.PHONY: demo test setup clean-venv trt-headers plugins gpu-check
 
 setup: $(STAMP)
 
@@ -55,11 +55,19 @@ trt-headers:
 	  else echo "no TensorRT $$v headers (no mirror at $(TRT_MIRROR)): plugin class tests will skip"; fi; \
 	done
 
-# libssp_trt_plugins.so for the default CUDA archs (headers from TENSORRT_INCLUDE_DIR or third_party/)
+# libssp_trt_plugins.so and libssp_trt_plugins_autoreg.so for the default CUDA archs (headers from
+# TENSORRT_INCLUDE_DIR or third_party/; nvcc of the CUDA major that TensorRT was built for, plugins/README.md)
 TENSORRT_INCLUDE_DIR ?= $(CURDIR)/third_party/tensorrt-11.1/include
 plugins:
-	cmake -S plugins -B build/plugins -DTENSORRT_INCLUDE_DIR=$(TENSORRT_INCLUDE_DIR)
+	cmake -S plugins -B build/plugins -DTENSORRT_INCLUDE_DIR=$(TENSORRT_INCLUDE_DIR) $(PLUGIN_CMAKE_ARGS)
 	cmake --build build/plugins -j2
+
+# On a machine with an NVIDIA GPU, CUDA's nvcc and PyTorch but no TensorRT (no network needed): the plugin kernels
+# built for this GPU against PyTorch's reference ops, fused vs unfused timings, an ssp_lite bf16 forward; one JSON
+# (benchmarks/gpu_check.py, <= 6 min). GPU_PYTHON: an interpreter with torch (default: the venv's, else python3).
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+gpu-check:
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PYTHON) -m ssp_edge.benchmarks.gpu_check $(GPU_CHECK_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -63,6 +63,8 @@ REPORT_DIR = "calibration"
 QUANT_GRAPHS = ("image_encoder", "mask_decoder")
 #: placement per flavour (see calibration.qdq)
 PLACEMENT = {"portable": "onnxruntime", "plugin": "tensorrt"}
+#: the portable flavour's INT8 graph in TensorRT's placement (GraphEntry.qdq_plan "tensorrt"), for TensorRT builds
+TRT_PLAN_FILE = "{base}.trtplan.onnx"
 #: group errors below this (mask prob. MAE) are noise: such a group is never kept float for its ratio
 _GROUP_FLOOR = 5e-4
 
@@ -245,8 +247,8 @@ def calibrate_bundle(path: str | os.PathLike[str], opts: CalibrateOptions | None
         if o.int8:
             for g in QUANT_GRAPHS:
                 for fl in flavours:
-                    e, plan = _write_int8(bundle, g, fl, ranges[o.method], excluded[g], stage, o)
-                    entries.append(e)
+                    new, plan = _write_int8(bundle, g, fl, ranges[o.method], excluded[g], stage, o)
+                    entries += new  # TensorRT-plan entry first: Bundle.graph() defaults to the flavour's own plan
                     plans[f"{g}/{fl}"] = plan
         if o.fp16:
             entries += _write_fp16(bundle, flavours, stage)
@@ -428,11 +430,12 @@ def _excludes(nodes: dict[str, list[QuantNode]], sens: dict[str, list], o: Calib
     return out
 
 
-def _graph_entry(graph: str, flavour: str, precision: str, file: str, m: onnx.ModelProto) -> GraphEntry:
+def _graph_entry(graph: str, flavour: str, precision: str, file: str, m: onnx.ModelProto,
+                 qdq_plan: str | None = None) -> GraphEntry:
     from ssp_edge.converter.export import custom_op_counts, tensor_specs
 
     return GraphEntry(graph, flavour, precision, file, tensor_specs(m.graph.input), tensor_specs(m.graph.output),
-                      custom_op_counts(m))
+                      custom_op_counts(m), qdq_plan)
 
 
 def _check(m: onnx.ModelProto, what: str) -> None:
@@ -450,7 +453,7 @@ def _save(m: onnx.ModelProto, path: Path) -> None:
 
 
 def _write_int8(bundle: Bundle, graph: str, flavour: str, ranges: dict[str, float], excl: dict, stage: Path,
-                o: CalibrateOptions) -> tuple[GraphEntry, dict]:
+                o: CalibrateOptions) -> tuple[list[GraphEntry], dict]:
     from ssp_edge.converter.export import graph_file
 
     m = _load(bundle, graph, flavour)
@@ -463,12 +466,19 @@ def _write_int8(bundle: Bundle, graph: str, flavour: str, ranges: dict[str, floa
                 skip[q.name] = f"ONNX Runtime speed (intensity {inten[q.name]:.0f} < {o.min_intensity:g})"
         for name in unfusable_nodes(m, nodes):
             skip.setdefault(name, "ONNX Runtime cannot fuse it (output fans out)")
-    if flavour == "portable" and o.trt_plan_eval:
-        # the plugin flavour's plan (every node but the kept ones, TensorRT placement) on the portable graph:
-        # the same quantization as the TensorRT graph, evaluable on plain ONNX Runtime (not kept in the bundle)
+    out: list[GraphEntry] = []
+    if flavour == "portable":
+        # the plugin flavour's plan (every node but the kept ones, TensorRT placement) on the portable graph: what
+        # TensorRT builds from without the plugin library (`ssp convert build --precision int8`), also evaluated on
+        # plain ONNX Runtime
         trt = quantize_model(m, ranges, [n.name for n in nodes if n.key in excl["keys"]], "tensorrt")
-        (stage / "tensorrt-plan").mkdir(exist_ok=True)
-        _save(trt, stage / "tensorrt-plan" / f"{graph}.onnx")
+        _check(trt, f"{graph} (portable, int8, TensorRT plan)")
+        bad = qdq_violations(trt)
+        if bad:
+            raise RuntimeError(f"{graph} (portable, int8, TensorRT plan) breaks TensorRT's Q/DQ rules: {bad[:3]}")
+        trt_file = TRT_PLAN_FILE.format(base=graph_file(graph, flavour, "int8")[: -len(".onnx")])
+        _save(trt, stage / trt_file)
+        out.append(_graph_entry(graph, flavour, "int8", trt_file, trt, "tensorrt"))
     q = quantize_model(m, ranges, skip, PLACEMENT[flavour])
     _check(q, f"{graph} ({flavour}, int8)")
     bad = qdq_violations(q)
@@ -480,7 +490,9 @@ def _write_int8(bundle: Bundle, graph: str, flavour: str, ranges: dict[str, floa
     plan = {"placement": PLACEMENT[flavour], "quantized": len(quantized), "float": len(skip),
             "nodes": len(nodes), "kept_float": skip,
             "qdq_nodes": sum(1 for n in q.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))}
-    return _graph_entry(graph, flavour, "int8", file, q), plan
+    if out:
+        plan["tensorrt_plan_file"] = out[0].file
+    return out + [_graph_entry(graph, flavour, "int8", file, q, PLACEMENT[flavour])], plan
 
 
 def _write_fp16(bundle: Bundle, flavours: Sequence[str], stage: Path) -> list[GraphEntry]:
@@ -503,8 +515,8 @@ def _write_fp16(bundle: Bundle, flavours: Sequence[str], stage: Path) -> list[Gr
 
 
 def _staged_bundle(bundle: Bundle, stage: Path, entries: list[GraphEntry]) -> Bundle:
-    """A Bundle object rooted at ``stage``: the original files hard-linked in (a bundle refuses symlinks that
-    leave its folder), the new graphs added."""
+    """A Bundle object rooted at ``stage``: the original files hard-linked in (a symlink would resolve outside the
+    staging folder, which Bundle.path refuses), the new graphs added."""
     for rel in bundle.manifest.files:
         dst = stage / rel
         if dst.exists():
@@ -513,7 +525,7 @@ def _staged_bundle(bundle: Bundle, stage: Path, entries: list[GraphEntry]) -> Bu
         src = bundle.path(rel).resolve()
         try:
             os.link(src, dst)
-        except OSError:  # another filesystem (the stage fell back to /tmp) or no hard links
+        except OSError:  # another filesystem (the staging folder fell back to /tmp)
             shutil.copyfile(src, dst)
     man = Manifest.from_dict(json.loads(bundle.manifest.to_json()))
     staged = Bundle(stage, man)
@@ -538,15 +550,15 @@ def _measure(bundle: Bundle, staged: Bundle, entries: list[GraphEntry], flavours
                 acc[p] = accuracy(staged, p, evalset, o.threads, lambda: bar.update(1))
             finally:
                 bar.close()
-        plan = staged.root / "tensorrt-plan"
-        if o.int8 and o.trt_plan_eval and plan.is_dir():
+        trt_plan = {e.name: e for e in entries if e.flavour == "portable" and e.qdq_plan == "tensorrt"}
+        if o.int8 and o.trt_plan_eval and set(trt_plan) == set(QUANT_GRAPHS):
             from .evaluate import GraphBackend
 
             files = {"text_encoder": (str(staged.path(staged.graph("text_encoder", "portable", "fp32").file)),
                                       ["words", "sentence"], "fp32")}
             for g in QUANT_GRAPHS:
-                files[g] = (str(plan / f"{g}.onnx"), [t.name for t in staged.graph(g, "portable", "fp32").outputs],
-                            "int8 (TensorRT plan)")
+                files[g] = (str(staged.path(trt_plan[g].file)),
+                            [t.name for t in staged.graph(g, "portable", "fp32").outputs], "int8 (TensorRT plan)")
             bar = _bar(len(evalset), f"evaluate int8, TensorRT plan ({evalset.spec})", "sample", o.progress)
             try:
                 acc["int8_tensorrt_plan"] = accuracy(staged, "int8", evalset, o.threads, lambda: bar.update(1),
@@ -579,7 +591,8 @@ def _measure(bundle: Bundle, staged: Bundle, entries: list[GraphEntry], flavours
                 continue  # the same file as the portable entry
             ref = _session(staged.path(staged.graph(e.name, e.flavour, "fp32").file))
             new = _session(staged.path(e.file))
-            errors += [r.to_dict() for r in output_errors(e.name, e.flavour, e.precision, ref, new, feeds[e.name])]
+            label = "int8 (TensorRT plan)" if e.flavour == "portable" and e.qdq_plan == "tensorrt" else e.precision
+            errors += [r.to_dict() for r in output_errors(e.name, e.flavour, label, ref, new, feeds[e.name])]
             bar.update(1)
     finally:
         bar.close()

@@ -49,8 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_check)
 
     b = s.add_parser("build", formatter_class=fmt, help="build TensorRT engines (TensorRT 10 or 11)",
-                     description="Build one TensorRT engine per graph into the bundle. FP16/INT8 use the graphs "
-                                 "`ssp calibrate` adds (TensorRT 10 can also build FP16 from FP32 with its flag).")
+                     description="Build one TensorRT engine per graph into the bundle (all or nothing: the manifest is "
+                                 "replaced atomically at the end). FP16/INT8 use the graphs `ssp calibrate` adds "
+                                 "(TensorRT 10 can also build FP16 from FP32 with its flag). Without TensorRT here it "
+                                 "prints the trtexec lines to run on the target and the --import line that registers "
+                                 "each engine they write.")
     b.add_argument("bundle")
     b.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
     b.add_argument("--flavour", choices=("plugin", "portable"), default=None,
@@ -59,8 +62,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="libssp_trt_plugins.so (default: $SSP_PLUGIN_LIB)")
     b.add_argument("--workspace", type=int, default=1024, metavar="MB")
     b.add_argument("--version-compatible", action="store_true",
-                   help="build version-compatible engines (plugins serialized into them)")
+                   help="build version-compatible engines (plugins serialized into them; running them needs "
+                        "--allow-engine-host-code)")
     b.add_argument("--verbose", action="store_true", help="TensorRT verbose log")
+    b.add_argument("--import", dest="import_engine", default=None, metavar="ENGINE",
+                   help="register an engine built with a printed trtexec line instead of building (needs --graph)")
+    b.add_argument("--graph", default=None, choices=("text_encoder", "image_encoder", "mask_decoder"),
+                   help="with --import: the graph the engine was built from")
+    b.add_argument("--compute-capability", default=None, metavar="X.Y",
+                   help="with --import: the GPU the engine was built on (default: this machine's GPU)")
     b.set_defaults(func=_build)
 
     i = s.add_parser("info", formatter_class=fmt, help="graphs, engines, parameters and FLOPs per module",
@@ -125,24 +135,34 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from .trt_build import BuildError, build_engines, planned_commands
+    from .trt_build import BuildError, TensorRTMissing, build_engines, import_engine, planned_commands
 
+    if args.import_engine:
+        if not args.graph:
+            raise BuildError("--import ENGINE needs --graph (text_encoder, image_encoder or mask_decoder)")
+        flavour = args.flavour or ("plugin" if args.plugins else "portable")
+        e = import_engine(args.bundle, args.import_engine, args.graph, args.precision, flavour,
+                          args.version_compatible, args.plugins, args.compute_capability)
+        sm = e.compute_capability.replace(".", "")
+        print(f"{e.name}: registered {e.file} (TensorRT {e.tensorrt_version}, sm_{sm}"
+              f", {e.precision}, {e.flavour})")
+        return 0
     try:
         built = build_engines(args.bundle, args.precision, args.flavour, args.plugins, args.workspace,
                               args.version_compatible, args.verbose)
-    except BuildError as e:
-        if "not usable here" in str(e):  # show what to run on the target, then the one-line error
-            for strongly in (False, True):
-                print(f"# TensorRT {'11 (strongly typed)' if strongly else '10'}:", file=sys.stderr)
-                try:
-                    for cmd in planned_commands(args.bundle, args.precision, args.flavour, args.plugins,
-                                                args.workspace, args.version_compatible, strongly):
-                        print(cmd, file=sys.stderr)
-                except BuildError as e2:
-                    print(f"#   {e2}", file=sys.stderr)
+    except TensorRTMissing:  # show what to run on the target, then the one-line error
+        for strongly in (False, True):
+            print(f"# TensorRT {'11 (strongly typed)' if strongly else '10'}:", file=sys.stderr)
+            try:
+                for cmd in planned_commands(args.bundle, args.precision, args.flavour, args.plugins,
+                                            args.workspace, args.version_compatible, strongly):
+                    print(cmd, file=sys.stderr)
+            except BuildError as e2:
+                print(f"#   {e2}", file=sys.stderr)
         raise
     for b in built:
-        print(f"{b.graph}: {b.file} ({b.seconds:.0f} s)\n  equivalent: {b.trtexec}")
+        print(f"{b.graph}: {b.file} ({b.seconds:.0f} s)" + "".join(f"\n  note: {n}" for n in b.notes)
+              + f"\n  equivalent: {b.trtexec}")
     return 0
 
 

@@ -12,13 +12,13 @@ __all__ = ["bundle_info", "format_info"]
 
 
 def bundle_info(path: str | Path) -> dict[str, Any]:
-    from ssp_edge.ssp.config import config_from_json
-    from ssp_edge.ssp.flops import model_cost
-    from ssp_edge.ssp.models.ssp import build_model
-
     import json
 
     import torch
+
+    from ssp_edge.ssp.config import config_from_json
+    from ssp_edge.ssp.flops import model_cost
+    from ssp_edge.ssp.models.ssp import build_model
 
     bundle = Bundle.open(path)
     man = bundle.manifest
@@ -29,11 +29,23 @@ def bundle_info(path: str | Path) -> dict[str, Any]:
         "bundle": str(path), "config": cfg.name, "input_size": man.input_size, "max_tokens": man.max_tokens,
         "source": man.source, "thresholds": man.thresholds, "dynamic_axes": man.dynamic_axes,
         "graphs": [{"name": g.name, "flavour": g.flavour, "precision": g.precision, "file": g.file,
-                    "mbytes": round(bundle.path(g.file).stat().st_size / 2 ** 20, 2), "custom_ops": g.custom_ops}
+                    "mbytes": round(bundle.path(g.file).stat().st_size / 2 ** 20, 2), "custom_ops": g.custom_ops,
+                    "qdq_plan": _plan(g)}
                    for g in man.graphs],
         "engines": [dataclasses.asdict(e) for e in man.engines],
         "cost": dataclasses.asdict(cost),
     }
+
+
+def _plan(g: Any) -> str | None:
+    """Whose Q/DQ placement an INT8 graph carries: "tensorrt" (what `ssp convert build --precision int8` builds) or
+    "onnxruntime" (the portable CPU plan); bundles calibrated before this was recorded: by flavour."""
+    if g.precision != "int8":
+        return None
+    return g.qdq_plan or ("tensorrt" if g.flavour == "plugin" else "onnxruntime")
+
+
+_PLAN_TEXT = {"tensorrt": "Q/DQ plan: TensorRT (ssp convert build)", "onnxruntime": "Q/DQ plan: ONNX Runtime CPU"}
 
 
 def format_info(info: dict[str, Any]) -> str:
@@ -42,10 +54,16 @@ def format_info(info: dict[str, Any]) -> str:
              f"max {info['max_tokens']} tokens, source {info['source']}", "", "graphs:"]
     for g in info["graphs"]:
         ops = ", ".join(f"{k} x{v}" for k, v in g["custom_ops"].items()) or "standard ops only"
-        lines.append(f"  {g['name']:<14} {g['flavour']:<9} {g['precision']:<5} {g['mbytes']:>7.2f} MB  {ops}")
+        plan = f"; {_PLAN_TEXT[g['qdq_plan']]}" if g.get("qdq_plan") in _PLAN_TEXT else ""
+        lines.append(f"  {g['name']:<14} {g['flavour']:<9} {g['precision']:<5} {g['mbytes']:>7.2f} MB  {ops}{plan}")
     lines.append("engines: " + (", ".join(e["file"] for e in info["engines"]) or "none (ssp convert build)"))
+    for e in info["engines"]:
+        lines.append(f"  {e['file']}: {e['precision']} {e['flavour']}, TensorRT {e['tensorrt_version']}"
+                     f"{' (version-compatible)' if e.get('version_compatible') else ''}, from {e['source']}"
+                     + (f", plugins: {e['plugin_build']}" if e.get("plugin_build") else ""))
     lines += ["", f"cost of one frame + one expression: {c['parameters'] / 1e6:.2f} M parameters, "
-                  f"{c['flops'] / 1e9:.3f} GFLOPs (multiply-add = 2)", f"  {'graph':<16}{'params (M)':>12}{'GFLOPs':>10}"]
+                  f"{c['flops'] / 1e9:.3f} GFLOPs (multiply-add = 2)",
+              f"  {'graph':<16}{'params (M)':>12}{'GFLOPs':>10}"]
     for k, v in c["graphs"].items():
         lines.append(f"  {k:<16}{v['parameters'] / 1e6:>12.3f}{v['flops'] / 1e9:>10.3f}")
     lines.append(f"  {'module':<16}{'params (M)':>12}{'GFLOPs':>10}")

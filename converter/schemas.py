@@ -1,5 +1,6 @@
 """ONNX OpSchemas of the ``ssp::`` custom nodes (ARCHITECTURE.md §3b), with type and shape inference,
-so the ONNX checker, shape inference and onnxsim accept plugin-flavour graphs.
+so the ONNX checker, shape inference and onnxsim accept plugin-flavour graphs. Names, attributes, types and
+defaults come from the one op spec, ``plugins/ops.json`` (:data:`ssp_edge.sdk.plugins.OPS`).
 
 Needs only ``onnx``; :func:`register_schemas` is idempotent and is called by everything that loads
 plugin graphs (export, check, calibration).
@@ -11,28 +12,23 @@ from typing import Callable
 import onnx
 from onnx import defs
 
+from ssp_edge.sdk.plugins import DOMAIN as OP_DOMAIN
+from ssp_edge.sdk.plugins import OPS, op_spec
+from ssp_edge.sdk.plugins import PLUGIN_NAMESPACE as _NAMESPACE
+from ssp_edge.sdk.plugins import PLUGIN_VERSION as _VERSION
+
 __all__ = ["DOMAIN", "OPSET_VERSION", "PLUGIN_NAMESPACE", "PLUGIN_VERSION", "CUSTOM_OPS", "register_schemas"]
 
-DOMAIN = "ssp"
-OPSET_VERSION = 1
+DOMAIN = OP_DOMAIN
+OPSET_VERSION = int(op_spec()["opset_version"])
 #: TensorRT's ONNX parser finds a plugin by op_type + these two node attributes (it ignores the domain);
 #: the plugin library registers its creators under this namespace and version
-PLUGIN_NAMESPACE = "ssp"
-PLUGIN_VERSION = "1"
-#: node op_type -> (inputs, outputs, {attribute: (type, default or None)})
+PLUGIN_NAMESPACE = _NAMESPACE
+PLUGIN_VERSION = _VERSION
+#: node op_type -> (inputs, outputs, {attribute: (type, default or None)}), from the op spec (plugins/ops.json)
 CUSTOM_OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...], dict[str, tuple[str, object]]]] = {
-    "SuperpixelAggregate": (("X", "Q"), ("Z",), {"cell": ("int", None), "eps": ("float", 1e-8)}),
-    "SuperpixelPropagate": (("Z", "Q"), ("Y",), {"cell": ("int", None)}),
-    "ReplicationUpsample": (("X", "G", "Y"), ("O",), {"scale": ("int", None)}),
-}
-_DOCS = {
-    "SuperpixelAggregate": "Z = sum over 3x3 cell neighbourhoods of Q*X / (sum of Q + eps): (B,C,H,W),(B,9,H,W) "
-                           "-> (B,C,H/cell,W/cell).",
-    "SuperpixelPropagate": "Y[p] = sum_k Q[k,p] Z[cell(p)+offset_k]: (B,C,h,w),(B,9,h*cell,w*cell) -> (B,C,h*cell,"
-                           "w*cell).",
-    "ReplicationUpsample": "O = nearest_x_scale(X) * G + DepthToSpace_CRD(Y, scale): (B,C,h,w),(B,1,sh,sw),"
-                           "(B,C*s*s,h,w) -> (B,C,sh,sw).",
-}
+    op.name: (op.inputs, op.outputs, {a.name: (a.type, a.default) for a in op.attributes}) for op in OPS}
+_DOCS = {op.name: op.doc for op in OPS}
 
 
 def _dims(t: onnx.TypeProto) -> list[onnx.TensorShapeProto.Dimension] | None:

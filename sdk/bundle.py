@@ -55,6 +55,7 @@ class GraphEntry:
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     custom_ops: dict[str, int] = field(default_factory=dict)  # "ssp::Op" -> count
+    qdq_plan: str | None = None  # int8 graphs: whose Q/DQ placement they carry ("tensorrt" | "onnxruntime")
 
 
 @dataclass
@@ -71,6 +72,7 @@ class EngineEntry:
     plugin_library: str | None = None  # file in the bundle or None
     profiles: dict[str, list[int]] = field(default_factory=dict)  # dynamic axis -> [min, opt, max]
     version_compatible: bool = False
+    plugin_build: str | None = None  # sspPluginsBuildInfo() of the library it was built with (TensorRT, CUDA)
 
 
 @dataclass
@@ -192,11 +194,15 @@ class Bundle:
                               "(modified or truncated); re-export or rebuild it")
         return data
 
-    def graph(self, name: str, flavour: str = "portable", precision: str = "fp32") -> GraphEntry:
-        """The graph entry for (name, flavour, precision); a clear error lists what the bundle has."""
-        for g in self.manifest.graphs:
-            if (g.name, g.flavour, g.precision) == (name, flavour, precision):
-                return g
+    def graph(self, name: str, flavour: str = "portable", precision: str = "fp32",
+              qdq_plan: str | None = None) -> GraphEntry:
+        """The graph entry for (name, flavour, precision); a clear error lists what the bundle has. Where a portable
+        INT8 graph exists in two Q/DQ plans, ``qdq_plan`` picks one; by default the one that is not the TensorRT
+        plan (ONNX Runtime's)."""
+        found = [g for g in self.manifest.graphs if (g.name, g.flavour, g.precision) == (name, flavour, precision)
+                 and (qdq_plan is None or g.qdq_plan == qdq_plan)]
+        if found:
+            return sorted(found, key=lambda g: qdq_plan is None and len(found) > 1 and g.qdq_plan == "tensorrt")[0]
         have = ", ".join(sorted({f"{g.name}/{g.flavour}/{g.precision}" for g in self.manifest.graphs})) or "none"
         hint = ("run `ssp calibrate` to add int8/fp16 graphs" if precision != "fp32"
                 else "re-export with `ssp convert export --flavour both`")
@@ -220,9 +226,9 @@ class Bundle:
         return digest
 
     def add_graph(self, entry: GraphEntry) -> None:
-        """Add or replace a graph entry (same name, flavour, precision) and record its file's sha256."""
-        self.manifest.graphs = [g for g in self.manifest.graphs
-                                if (g.name, g.flavour, g.precision) != (entry.name, entry.flavour, entry.precision)]
+        """Add or replace a graph entry (same name, flavour, precision, Q/DQ plan) and record its file's sha256."""
+        key = (entry.name, entry.flavour, entry.precision, entry.qdq_plan)
+        self.manifest.graphs = [g for g in self.manifest.graphs if (g.name, g.flavour, g.precision, g.qdq_plan) != key]
         self.manifest.graphs.append(entry)
         self.add_file(entry.file)
 

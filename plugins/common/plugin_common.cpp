@@ -3,6 +3,8 @@
 
 #include "ssp_hd.cuh" // halfBitsToFloat for FLOAT16 fields (plain C++ under a host compiler)
 
+#include <dlfcn.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -41,10 +43,40 @@ char const* typeName(nvinfer1::PluginFieldType t) noexcept
 void setLoggerFinder(nvinfer1::ILoggerFinder* finder) noexcept
 {
     std::lock_guard<std::mutex> lock(gLogMutex);
-    if (finder != nullptr)
+    if (gLoggerFinder == nullptr && finder != nullptr) // keep the first, as TensorRT's vfcCommon.cpp does
     {
         gLoggerFinder = finder;
     }
+}
+
+nvinfer1::IPluginRegistry* findPluginRegistry(std::string* why) noexcept
+{
+    using GetRegistry = nvinfer1::IPluginRegistry* (*) ();
+    void* sym = dlsym(RTLD_DEFAULT, "getPluginRegistry");
+    std::string const soname = "libnvinfer.so." + std::to_string(NV_TENSORRT_MAJOR);
+    if (sym == nullptr)
+    {
+        // loaded RTLD_LOCAL (or by a library that was): not in the global scope, but dlopen(RTLD_NOLOAD) finds it
+        void* handle = dlopen(soname.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+        if (handle != nullptr)
+        {
+            sym = dlsym(handle, "getPluginRegistry");
+            dlclose(handle); // drops only the reference NOLOAD added
+        }
+    }
+    nvinfer1::IPluginRegistry* registry = sym != nullptr ? reinterpret_cast<GetRegistry>(sym)() : nullptr;
+    if (registry == nullptr && why != nullptr)
+    {
+        try
+        {
+            *why = sym == nullptr ? "TensorRT (" + soname + ") is not loaded in this process; load it first"
+                                  : "getPluginRegistry() returned no registry";
+        }
+        catch (...)
+        {
+        }
+    }
+    return registry;
 }
 
 void setFallbackLogger(nvinfer1::ILogger* logger) noexcept

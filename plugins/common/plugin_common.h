@@ -19,15 +19,24 @@ namespace ssp
 //! Every creator registers under this namespace and version; the converter writes the same strings into the ONNX
 //! nodes' plugin_namespace / plugin_version attributes (converter/schemas.py), which TensorRT's ONNX parser uses to
 //! find the creator by op_type.
+//! (plugins/ops.json is the one spec of these names, fields and defaults; tests/plugins/test_op_spec.py holds this
+//! library to it.)
+#define SSP_PLUGIN_VERSION_STRING "1"
 constexpr char const* kPluginNamespace = "ssp";
-constexpr char const* kPluginVersion = "1";
+constexpr char const* kPluginVersion = SSP_PLUGIN_VERSION_STRING;
 
 //! Node attributes the ONNX parser may hand over as fields; they select the creator and are ignored here.
 constexpr char const* kParserFields[] = {"plugin_namespace", "plugin_version"};
 
 //! Logging: through the ILoggerFinder TensorRT passes to setLoggerFinder(), else a logger from
-//! initLibSspPlugins(), else stderr.
+//! initLibSspPlugins(), else stderr. The first finder is kept, later ones are ignored (as TensorRT's own plugin
+//! library does: plugin/common/vfcCommon.cpp, ThreadSafeLoggerFinder).
 void setLoggerFinder(nvinfer1::ILoggerFinder* finder) noexcept;
+
+//! TensorRT's global plugin registry of this process, or nullptr with the reason in `why`: getPluginRegistry from the
+//! global scope, else from an already loaded libnvinfer.so.<major> (dlopen RTLD_NOLOAD), which also finds a
+//! libnvinfer that was loaded RTLD_LOCAL (Triton's TensorRT backend, Python extensions).
+nvinfer1::IPluginRegistry* findPluginRegistry(std::string* why) noexcept;
 void setFallbackLogger(nvinfer1::ILogger* logger) noexcept;
 void logMessage(nvinfer1::ILogger::Severity severity, std::string const& msg) noexcept;
 inline void logError(std::string const& msg) noexcept

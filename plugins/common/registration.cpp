@@ -18,12 +18,16 @@
 #include "../superpixel_propagate/superpixel_propagate_plugin.h"
 #include "plugin_common.h"
 
-#include <dlfcn.h>
-
 #include <string>
 
 #ifndef SSP_CUDA_ARCHS_STRING
 #define SSP_CUDA_ARCHS_STRING "unknown"
+#endif
+#ifndef SSP_CUDA_VERSION_STRING
+#define SSP_CUDA_VERSION_STRING "unknown"
+#endif
+#ifndef SSP_CUDA_RUNTIME_STRING
+#define SSP_CUDA_RUNTIME_STRING "unknown"
 #endif
 
 namespace
@@ -38,10 +42,11 @@ nvinfer1::IPluginCreatorInterface* const gCreators[] = {&gAggregateCreator, &gPr
 #define SSP_STR2(x) #x
 #define SSP_STR(x) SSP_STR2(x)
 
-std::string const gBuildInfo = std::string("ssp_trt_plugins ") + ssp::kPluginVersion
-    + "; TensorRT headers " SSP_STR(NV_TENSORRT_MAJOR) "." SSP_STR(NV_TENSORRT_MINOR) "." SSP_STR(NV_TENSORRT_PATCH)
-      "." SSP_STR(NV_TENSORRT_BUILD) "; CUDA archs " SSP_CUDA_ARCHS_STRING "; plugins SuperpixelAggregate, "
-      "SuperpixelPropagate, ReplicationUpsample (namespace ssp)";
+// one literal, so it can also be read from the file without loading it
+constexpr char gBuildInfo[] = "ssp_trt_plugins " SSP_PLUGIN_VERSION_STRING "; TensorRT headers " SSP_STR(
+    NV_TENSORRT_MAJOR) "." SSP_STR(NV_TENSORRT_MINOR) "." SSP_STR(NV_TENSORRT_PATCH) "." SSP_STR(NV_TENSORRT_BUILD)
+    "; CUDA " SSP_CUDA_VERSION_STRING " (cudart " SSP_CUDA_RUNTIME_STRING "); CUDA archs " SSP_CUDA_ARCHS_STRING
+    "; plugins SuperpixelAggregate, SuperpixelPropagate, ReplicationUpsample (namespace ssp)";
 
 } // namespace
 
@@ -56,8 +61,8 @@ extern "C" SSP_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder)
     ssp::setLoggerFinder(finder);
 }
 
-//! Register the creators with the TensorRT plugin registry of this process (libnvinfer must already be loaded; it
-//! is looked up with dlsym, so the library itself never needs to link it). `logger` (an nvinfer1::ILogger*, may be
+//! Register the creators with the TensorRT plugin registry of this process (libnvinfer must already be loaded, in
+//! the global scope or RTLD_LOCAL: ssp::findPluginRegistry; the library itself never needs to link it). `logger` (an nvinfer1::ILogger*, may be
 //! null) receives the library's messages when TensorRT has not given a logger finder. Creators already registered
 //! under the same name/version/namespace are left alone. Returns true when all three are registered afterwards.
 extern "C" SSP_EXPORT bool initLibSspPlugins(void* logger)
@@ -66,13 +71,11 @@ extern "C" SSP_EXPORT bool initLibSspPlugins(void* logger)
     {
         ssp::setFallbackLogger(static_cast<nvinfer1::ILogger*>(logger));
     }
-    using GetRegistry = nvinfer1::IPluginRegistry* (*) ();
-    auto getRegistry = reinterpret_cast<GetRegistry>(dlsym(RTLD_DEFAULT, "getPluginRegistry"));
-    nvinfer1::IPluginRegistry* registry = getRegistry != nullptr ? getRegistry() : nullptr;
+    std::string why;
+    nvinfer1::IPluginRegistry* registry = ssp::findPluginRegistry(&why);
     if (registry == nullptr)
     {
-        ssp::logError("initLibSspPlugins: TensorRT (libnvinfer) is not loaded in this process; load it first or use "
-                      "IPluginRegistry::loadLibrary on this library");
+        ssp::logError("initLibSspPlugins: " + why + ", or use IPluginRegistry::loadLibrary on this library");
         return false;
     }
     bool ok = true;
@@ -95,5 +98,5 @@ extern "C" SSP_EXPORT bool initLibSspPlugins(void* logger)
 //! One line: plugin version, TensorRT header version and CUDA architectures the library was built for.
 extern "C" SSP_EXPORT char const* sspPluginsBuildInfo()
 {
-    return gBuildInfo.c_str();
+    return gBuildInfo;
 }

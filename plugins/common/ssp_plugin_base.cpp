@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "ssp_plugin_base.h"
 
+#include <cstdio>
 #include <exception>
 
 namespace ssp
@@ -174,6 +175,57 @@ int32_t SspPluginBase::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32
     {
         return fail("unexpected error in onShapeChange");
     }
+}
+
+char const* SspPluginBase::getTimingCacheID() noexcept
+{
+    try
+    {
+        std::string id = std::string(getPluginName()) + "_v" + kPluginVersion;
+        nvinfer1::PluginFieldCollection const* fc = getFieldsToSerialize();
+        for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i)
+        {
+            nvinfer1::PluginField const& f = fc->fields[i];
+            id += std::string(";") + f.name + "=";
+            if (f.type == nvinfer1::PluginFieldType::kINT32 && f.data != nullptr)
+            {
+                id += std::to_string(*static_cast<int32_t const*>(f.data));
+            }
+            else if (f.type == nvinfer1::PluginFieldType::kFLOAT32 && f.data != nullptr)
+            {
+                char buf[32];
+                std::snprintf(buf, sizeof(buf), "%a", static_cast<double>(*static_cast<float const*>(f.data)));
+                id += buf; // exact: two eps values that print alike must not share timings
+            }
+        }
+        mTimingCacheId = id;
+        return mTimingCacheId.c_str();
+    }
+    catch (...)
+    {
+        return nullptr; // no timing caching for this plugin rather than a wrong one
+    }
+}
+
+bool SspPluginBase::emptyIO(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc)
+    const noexcept
+{
+    if (inputDesc == nullptr || outputDesc == nullptr)
+    {
+        return false;
+    }
+    for (int32_t i = 0; i <= expectedInputs(); ++i)
+    {
+        nvinfer1::Dims const& d = i < expectedInputs() ? inputDesc[i].dims : outputDesc[0].dims;
+        for (int32_t k = 0; k < d.nbDims; ++k)
+        {
+            if (d.d[k] == 0)
+            {
+                return true;
+            }
+        }
+    }
+    return false;
 }
 
 int32_t SspPluginBase::checkEnqueue(nvinfer1::PluginTensorDesc const* inputDesc,

@@ -58,6 +58,14 @@ public:
         return 0;
     }
 
+    //! The plugin name, version and attributes: TensorRT caches the plugin's tactic timings under this (plus the I/O
+    //! shapes and formats) instead of re-timing it on every build; also shown as the layer's metadata.
+    char const* getTimingCacheID() noexcept override;
+    char const* getMetadataString() noexcept override
+    {
+        return getTimingCacheID();
+    }
+
     // IPluginV3OneRuntime
     int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
         nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
@@ -84,6 +92,10 @@ protected:
     {
         return type == nvinfer1::DataType::kHALF ? ElemType::kFLOAT16 : ElemType::kFLOAT32;
     }
+    //! True when an input or the output has no elements (a dimension 0): enqueue has nothing to do and returns 0
+    //! before looking at the (possibly null) addresses, as TensorRT's own V3 plugins do (plugin/roiAlignPlugin).
+    bool emptyIO(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc) const
+        noexcept;
     //! Common checks of enqueue's arguments: counts, pointers, one supported type, rank 4.
     int32_t checkEnqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
         void const* const* inputs, void* const* outputs) const noexcept;
@@ -92,6 +104,8 @@ protected:
 
 private:
     int32_t checkCounts(int32_t nbInputs, int32_t nbOutputs) const noexcept;
+
+    std::string mTimingCacheId;
 };
 
 //! Base creator: name/version/namespace, the declared fields, and createPlugin's error handling.

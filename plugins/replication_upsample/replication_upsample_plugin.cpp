@@ -102,6 +102,10 @@ int32_t ReplicationUpsamplePlugin::enqueue(nvinfer1::PluginTensorDesc const* inp
     nvinfer1::PluginTensorDesc const* outputDesc, void const* const* inputs, void* const* outputs,
     void* /*workspace*/, cudaStream_t stream) noexcept
 {
+    if (emptyIO(inputDesc, outputDesc))
+    {
+        return 0; // nothing to compute (e.g. no prompts in this batch)
+    }
     if (checkEnqueue(inputDesc, outputDesc, inputs, outputs) != 0)
     {
         return -1;

@@ -539,6 +539,11 @@ void testBadAttributes()
     CHECK(threw);
 }
 
+void rejectsLoggedTo(Fields& f)
+{
+    CHECK(create("SuperpixelAggregate", f) == nullptr);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // SuperpixelAggregate
 
@@ -815,16 +820,234 @@ void testUpsample()
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Empty tensors, timing cache IDs, the logger finder
+
+//! An input or the output with a zero dimension (no prompts in a batch, an empty frame list): enqueue returns 0
+//! without launching anything and without touching the (null) addresses.
+void testEmptyTensors()
+{
+    int32_t const four = 4, two = 2;
+    DataType const F = DataType::kFLOAT;
+    struct Case
+    {
+        char const* op;
+        char const* field;
+        int32_t const* value;
+        std::vector<Dims> in;
+        Dims out;
+    };
+    std::vector<Case> cases = {
+        {"SuperpixelAggregate", "cell", &four, {dims4(0, 8, 16, 16), dims4(0, 9, 16, 16)}, dims4(0, 8, 4, 4)},
+        {"SuperpixelAggregate", "cell", &four, {dims4(2, 0, 16, 16), dims4(2, 9, 16, 16)}, dims4(2, 0, 4, 4)},
+        {"SuperpixelPropagate", "cell", &four, {dims4(0, 8, 4, 4), dims4(0, 9, 16, 16)}, dims4(0, 8, 16, 16)},
+        {"ReplicationUpsample", "scale", &two, {dims4(0, 8, 4, 4), dims4(0, 1, 8, 8), dims4(0, 32, 4, 4)},
+            dims4(0, 8, 8, 8)},
+        {"ReplicationUpsample", "scale", &two, {dims4(3, 8, 0, 4), dims4(3, 1, 0, 8), dims4(3, 32, 0, 4)},
+            dims4(3, 8, 0, 8)},
+    };
+    for (auto& c : cases)
+    {
+        Fields f;
+        f.list.emplace_back(c.field, c.value, PluginFieldType::kINT32, 1);
+        std::unique_ptr<IPluginV3> p = create(c.op, f);
+        CHECK(p != nullptr);
+        if (!p)
+        {
+            continue;
+        }
+        std::vector<PluginTensorDesc> in;
+        for (Dims const& d : c.in)
+        {
+            in.push_back(desc(d, F));
+        }
+        PluginTensorDesc out[1] = {desc(c.out, F)};
+        std::vector<void const*> ins(in.size(), nullptr); // TensorRT may hand null addresses for empty tensors
+        void* outs[1] = {nullptr};
+        ssp::test::gLastLaunch = {};
+        gFinder.logger.messages.clear();
+        CHECK(runtime(p.get())->enqueue(in.data(), out, ins.data(), outs, nullptr, nullptr) == 0);
+        CHECK(ssp::test::gLastLaunch.op.empty()); // nothing launched
+        CHECK(gFinder.logger.messages.empty());
+        // a non-empty tensor with a null address is still an error
+        in[0].dims.d[0] = in[0].dims.d[0] == 0 ? 1 : in[0].dims.d[0];
+        for (auto& d : in)
+        {
+            for (int32_t k = 0; k < 4; ++k)
+            {
+                d.dims.d[k] = d.dims.d[k] == 0 ? 1 : d.dims.d[k];
+            }
+        }
+        for (int32_t k = 0; k < 4; ++k)
+        {
+            out[0].dims.d[k] = out[0].dims.d[k] == 0 ? 1 : out[0].dims.d[k];
+        }
+        CHECK(runtime(p.get())->enqueue(in.data(), out, ins.data(), outs, nullptr, nullptr) != 0);
+    }
+}
+
+void testTimingCacheIds()
+{
+    int32_t const four = 4, two = 2;
+    float const eps1 = 1e-8F, eps2 = 1.0000001e-8F;
+    Fields a, b, c;
+    a.list = {{"cell", &four, PluginFieldType::kINT32, 1}, {"eps", &eps1, PluginFieldType::kFLOAT32, 1}};
+    b.list = {{"cell", &four, PluginFieldType::kINT32, 1}, {"eps", &eps2, PluginFieldType::kFLOAT32, 1}};
+    c.list = {{"cell", &two, PluginFieldType::kINT32, 1}, {"eps", &eps1, PluginFieldType::kFLOAT32, 1}};
+    std::unique_ptr<IPluginV3> pa = create("SuperpixelAggregate", a), pb = create("SuperpixelAggregate", b),
+                               pc = create("SuperpixelAggregate", c), pa2 = create("SuperpixelAggregate", a);
+    CHECK(pa && pb && pc && pa2);
+    if (!(pa && pb && pc && pa2))
+    {
+        return;
+    }
+    std::string const ida = build(pa.get())->getTimingCacheID();
+    CHECK(ida.find("SuperpixelAggregate") == 0 && ida.find("cell=4") != std::string::npos);
+    CHECK(ida == build(pa2.get())->getTimingCacheID()); // same attributes: shared timings
+    CHECK(ida != build(pb.get())->getTimingCacheID()); // eps differing in the last bit: not shared
+    CHECK(ida != build(pc.get())->getTimingCacheID());
+    CHECK(std::string(build(pa.get())->getMetadataString()) == ida);
+    std::unique_ptr<IPluginV3> copy(pa->clone());
+    CHECK(copy && std::string(build(copy.get())->getTimingCacheID()) == ida);
+}
+
+//! TensorRT may call setLoggerFinder again (another loadLibrary); the first finder stays, as in TensorRT's plugins.
+void testLoggerFinderKept()
+{
+    TestLoggerFinder other;
+    setLoggerFinder(&other);
+    setLoggerFinder(nullptr);
+    gFinder.logger.messages.clear();
+    Fields f;
+    rejectsLoggedTo(f);
+    CHECK(gFinder.logger.saw("'cell' (int) is missing"));
+    CHECK(other.logger.messages.empty());
+}
+
+//! `plugin_class_test --dump-creators`: the creators as JSON for tests/plugins/test_op_spec.py (held against
+//! plugins/ops.json): names, version, namespace, declared fields, which are required, defaults (serialized by a
+//! plugin created without them) and which trial values each field accepts.
+void dumpCreators()
+{
+    int32_t n = 0;
+    IPluginCreatorInterface* const* list = getCreators(n);
+    std::printf("[");
+    for (int32_t i = 0; i < n; ++i)
+    {
+        auto* c = static_cast<IPluginCreatorV3One*>(list[i]);
+        PluginFieldCollection const* fc = c->getFieldNames();
+        std::printf("%s{\"name\": \"%s\", \"version\": \"%s\", \"namespace\": \"%s\", \"fields\": [", i ? ", " : "",
+            c->getPluginName(), c->getPluginVersion(), c->getPluginNamespace());
+        // a valid creation from the int fields alone (trial values), to read the defaults of the others
+        std::vector<int32_t> good(static_cast<size_t>(fc->nbFields), 0);
+        int32_t const trials[] = {-1, 0, 1, 2, 3, 4, 5, 8, 16};
+        auto intsOnly = [&](int32_t skip, int32_t const* value) {
+            Fields f;
+            for (int32_t k = 0; k < fc->nbFields; ++k)
+            {
+                if (fc->fields[k].type == PluginFieldType::kINT32 && k != skip)
+                {
+                    f.list.emplace_back(fc->fields[k].name, value != nullptr ? value : &good[k], PluginFieldType::kINT32,
+                        1);
+                }
+            }
+            return f;
+        };
+        for (int32_t k = 0; k < fc->nbFields; ++k)
+        {
+            for (int32_t const v : {1, 2, 4})
+            {
+                if (fc->fields[k].type == PluginFieldType::kINT32 && good[k] == 0)
+                {
+                    Fields f;
+                    f.list.emplace_back(fc->fields[k].name, &v, PluginFieldType::kINT32, 1);
+                    std::unique_ptr<IPluginV3> p(c->createPlugin("dump", f.get(), TensorRTPhase::kBUILD));
+                    good[k] = p ? v : 0;
+                }
+            }
+        }
+        Fields base = intsOnly(-1, nullptr);
+        std::unique_ptr<IPluginV3> p(c->createPlugin("dump", base.get(), TensorRTPhase::kBUILD));
+        std::vector<FieldValue> const defaults = p ? serialized(p.get()) : std::vector<FieldValue>{};
+        for (int32_t k = 0; k < fc->nbFields; ++k)
+        {
+            PluginField const& fd = fc->fields[k];
+            bool const isInt = fd.type == PluginFieldType::kINT32;
+            Fields without = intsOnly(k, nullptr);
+            std::unique_ptr<IPluginV3> q(c->createPlugin("dump", without.get(), TensorRTPhase::kBUILD));
+            bool const required = isInt && q == nullptr;
+            std::printf("%s{\"name\": \"%s\", \"type\": \"%s\", \"required\": %s, \"default\": ", k ? ", " : "",
+                fd.name, isInt ? "INT32" : fd.type == PluginFieldType::kFLOAT32 ? "FLOAT32" : "OTHER",
+                required ? "true" : "false");
+            bool printed = false;
+            for (FieldValue const& dv : defaults)
+            {
+                if (!required && dv.name == fd.name)
+                {
+                    std::printf("%.9g", dv.value);
+                    printed = true;
+                }
+            }
+            std::printf("%s, \"accepts\": [", printed ? "" : "null");
+            int32_t shown = 0;
+            if (isInt)
+            {
+                for (int32_t const t : trials)
+                {
+                    Fields f = intsOnly(-1, nullptr);
+                    for (auto& e : f.list)
+                    {
+                        if (std::strcmp(e.name, fd.name) == 0)
+                        {
+                            e.data = &t;
+                        }
+                    }
+                    std::unique_ptr<IPluginV3> r(c->createPlugin("dump", f.get(), TensorRTPhase::kBUILD));
+                    if (r)
+                    {
+                        std::printf("%s%d", shown++ ? ", " : "", t);
+                    }
+                }
+            }
+            else
+            {
+                for (float const t : {-1.0F, 0.0F, 1e-8F, 0.5F})
+                {
+                    Fields f = intsOnly(-1, nullptr);
+                    f.list.emplace_back(fd.name, &t, PluginFieldType::kFLOAT32, 1);
+                    std::unique_ptr<IPluginV3> r(c->createPlugin("dump", f.get(), TensorRTPhase::kBUILD));
+                    if (r)
+                    {
+                        std::printf("%s%.9g", shown++ ? ", " : "", static_cast<double>(t));
+                    }
+                }
+            }
+            std::printf("]}");
+        }
+        std::printf("]}");
+    }
+    std::printf("]\n");
+}
+
 } // namespace
 
-int main()
+int main(int argc, char** argv)
 {
     setLoggerFinder(&gFinder);
+    if (argc > 1 && std::strcmp(argv[1], "--dump-creators") == 0)
+    {
+        gFinder.logger.messages.reserve(1000);
+        dumpCreators();
+        return 0;
+    }
     testEntryPoints();
     testBadAttributes();
     testAggregate();
     testPropagate();
     testUpsample();
+    testEmptyTensors();
+    testTimingCacheIds();
+    testLoggerFinderKept();
     std::printf("TensorRT headers %d.%d.%d: %d checks, %d failed\n", NV_TENSORRT_MAJOR, NV_TENSORRT_MINOR,
         NV_TENSORRT_PATCH, gChecks, gFailures);
     return gFailures == 0 ? 0 : 1;

@@ -93,6 +93,15 @@ def test_manifest_lists_the_new_graphs(calibrated):
     assert have[("text_encoder", "portable", "fp16")].file == "text_encoder.fp16.onnx"
     assert ("text_encoder", "portable", "int8") not in have  # stays FP32: runs once per prompt, cached
     assert have[("mask_decoder", "plugin", "int8")].custom_ops == have[("mask_decoder", "plugin", "fp32")].custom_ops
+    # the portable flavour in TensorRT's plan too (what `ssp convert build --precision int8` builds from)
+    trt = {g.name: g for g in bundle.manifest.graphs if (g.flavour, g.precision, g.qdq_plan) == ("portable", "int8",
+                                                                                                "tensorrt")}
+    assert {g: e.file for g, e in trt.items()} == {g: f"{g}.portable.int8.trtplan.onnx"
+                                                   for g in ("image_encoder", "mask_decoder")}
+    assert bundle.graph("image_encoder", "portable", "int8").qdq_plan == "onnxruntime"  # ONNX Runtime's default
+    from ssp_edge.converter.trt_build import plan_sources
+
+    assert plan_sources(bundle, "portable", "int8", True)["mask_decoder"].entry.file == trt["mask_decoder"].file
 
 
 @pytest.mark.slow
@@ -101,7 +110,7 @@ def test_int8_graphs_follow_tensorrt_rules(calibrated):
 
     b, _ = calibrated
     register_schemas()
-    for f in sorted(b.glob("*.int8.onnx")):
+    for f in sorted(b.glob("*.int8*.onnx")):  # both plans of the portable flavour
         m = onnx.load(str(f))
         onnx.checker.check_model(m, full_check=True)
         init = {t.name: t for t in m.graph.initializer}

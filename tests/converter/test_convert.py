@@ -141,8 +141,9 @@ def test_build_plan_by_tensorrt_generation(lite_bundle):
 
     b = Bundle.open(lite_bundle)
     plan = plan_sources(b, "portable", "fp16", strongly_typed=False)  # TensorRT 10: FP32 graph + FP16 flag
-    assert all(flag for _, flag in plan.values()) and plan["image_encoder"][0].precision == "fp32"
-    assert not any(flag for _, flag in plan_sources(b, "plugin", "fp32", strongly_typed=True).values())
+    assert plan["image_encoder"].fp16_flag and plan["image_encoder"].entry.precision == "fp32"
+    assert not plan["text_encoder"].fp16_flag and plan["text_encoder"].strict_fp32  # the text encoder rule
+    assert not any(p.fp16_flag for p in plan_sources(b, "plugin", "fp32", strongly_typed=True).values())
     with pytest.raises(BuildError, match="ssp calibrate"):
         plan_sources(b, "portable", "fp16", strongly_typed=True)  # TensorRT 11: needs the mixed-precision graph
     with pytest.raises(BuildError, match="Q/DQ"):

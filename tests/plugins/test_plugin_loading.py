@@ -1,10 +1,10 @@
-"""sdk.plugins: where the SDK finds libssp_trt_plugins.so and how it loads it (ctypes, RTLD_GLOBAL, sha256 check,
-one-line SDKErrors). Small shared libraries compiled here stand in for the plugin library."""
+"""sdk.plugins: the op spec constants and how the SDK loads the library the caller chose (ctypes, RTLD_GLOBAL,
+sha256 check of the loaded bytes, one-line SDKErrors); which library is chosen, and that a bundle never chooses
+it, is tests/security/test_plugin_trust.py. Small shared libraries compiled here stand in for the plugin library."""
 from __future__ import annotations
 
-import importlib.util
-
 import ctypes
+import importlib.util
 import json
 import os
 import shutil
@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO
+
 from ssp_edge.sdk import plugins
 from ssp_edge.sdk.bundle import sha256_file
 from ssp_edge.sdk.errors import SDKError
@@ -47,68 +47,19 @@ def stand_in(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_env_no_repo_build(monkeypatch, tmp_path):
+def _no_env(monkeypatch):
     monkeypatch.delenv(plugins.ENV_VAR, raising=False)
-    monkeypatch.setattr(plugins, "_REPO_BUILD", tmp_path / "no-build" / plugins.LIBRARY_NAME)
 
 
-def _bundle(root: Path, lib_rel: str | None, engines: bool = True, write: bool = True) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    files = {}
-    if lib_rel and write:
-        (root / lib_rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / lib_rel).write_bytes(b"not really a library")
-        files[lib_rel] = sha256_file(root / lib_rel)
-    manifest = {"format": "ssp-edge-bundle/1", "files": files,
-                "engines": [{"name": "mask_decoder", "plugin_library": lib_rel}] if engines and lib_rel else []}
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    return root
-
-
-# ---- find_plugin_library
-
-
-def test_find_order(tmp_path, monkeypatch):
-    bundle = _bundle(tmp_path / "bundle", plugins.LIBRARY_NAME)
-    repo_build = tmp_path / "repo" / plugins.LIBRARY_NAME
-    repo_build.parent.mkdir()
-    repo_build.write_bytes(b"x")
-    monkeypatch.setattr(plugins, "_REPO_BUILD", repo_build)
-    env_lib = tmp_path / "env" / "lib.so"
-    monkeypatch.setenv(plugins.ENV_VAR, str(env_lib))
-
-    assert plugins.find_plugin_library(bundle, explicit=tmp_path / "x.so") == tmp_path / "x.so"
-    assert plugins.find_plugin_library(bundle, str(tmp_path / "y.so")) == tmp_path / "y.so"  # positional too
-    assert plugins.find_plugin_library(bundle) == env_lib  # the variable wins even before the file exists
-    monkeypatch.setenv(plugins.ENV_VAR, "  ")  # blank: ignored
-    assert plugins.find_plugin_library(bundle) == bundle / plugins.LIBRARY_NAME
-    assert plugins.find_plugin_library(None) == repo_build
-    assert plugins.find_plugin_library(tmp_path / "empty-bundle") == repo_build
-    repo_build.unlink()
-    assert plugins.find_plugin_library(None) is None
-
-
-def test_find_in_bundle_manifest_and_folder(tmp_path):
-    listed = _bundle(tmp_path / "a", f"plugins/{plugins.LIBRARY_NAME}", engines=False)  # in the file list only
-    assert plugins.find_plugin_library(listed) == listed / "plugins" / plugins.LIBRARY_NAME
-    by_engine = _bundle(tmp_path / "b", "libcustom.so")  # an engine names it
-    assert plugins.find_plugin_library(by_engine) == by_engine / "libcustom.so"
-    missing = _bundle(tmp_path / "c", plugins.LIBRARY_NAME, write=False)  # named but absent: reported by the loader
-    assert plugins.find_plugin_library(missing) == missing / plugins.LIBRARY_NAME
-    loose = tmp_path / "d"  # no manifest entry, but the file lies in the folder
-    loose.mkdir()
-    (loose / plugins.LIBRARY_NAME).write_bytes(b"x")
-    assert plugins.find_plugin_library(loose) == loose / plugins.LIBRARY_NAME
-    (tmp_path / "e").mkdir()
-    (tmp_path / "e" / "manifest.json").write_text("{broken")
-    assert plugins.find_plugin_library(tmp_path / "e") is None
-
-
-def test_bundle_library_sha256(tmp_path):
-    bundle = _bundle(tmp_path / "b", plugins.LIBRARY_NAME)
-    lib = bundle / plugins.LIBRARY_NAME
-    assert plugins.bundle_library_sha256(bundle, lib) == sha256_file(lib)
-    assert plugins.bundle_library_sha256(bundle, tmp_path / "elsewhere.so") is None
+def test_op_spec_constants():
+    """The SDK's constants come from the one op spec (plugins/ops.json, shipped as sdk/plugin_ops.json)."""
+    spec = json.loads((REPO / "plugins" / "ops.json").read_text())
+    assert (REPO / "sdk" / "plugin_ops.json").resolve() == (REPO / "plugins" / "ops.json").resolve()
+    assert plugins.PLUGIN_NAMES == tuple(o["name"] for o in spec["ops"])
+    assert (plugins.PLUGIN_NAMESPACE, plugins.PLUGIN_VERSION, plugins.DOMAIN, plugins.LIBRARY_NAME) == \
+        (spec["plugin_namespace"], spec["plugin_version"], spec["domain"], spec["library"])
+    with pytest.raises(SDKError, match="cannot be read"):
+        plugins.op_spec(REPO / "nope.json")
 
 
 # ---- load_plugin_library
@@ -123,7 +74,7 @@ def _one_line(e: pytest.ExceptionInfo) -> str:
 def test_load_missing(tmp_path):
     with pytest.raises(SDKError) as e:
         plugins.load_plugin_library(None)
-    assert "no TensorRT plugin library" in _one_line(e) and "cmake -S plugins" in str(e.value)
+    assert "no TensorRT plugin library" in _one_line(e) and "make plugins" in str(e.value)
     with pytest.raises(SDKError) as e:
         plugins.load_plugin_library(tmp_path / "gone.so")
     msg = _one_line(e)
@@ -135,9 +86,11 @@ def test_load_checks_sha256_and_loads_global(stand_in):
     with pytest.raises(SDKError) as e:
         plugins.load_plugin_library(stand_in, expected_sha256="0" * 64)
     assert "does not match its sha256" in _one_line(e)
-    lib = plugins.load_plugin_library(stand_in, expected_sha256=sha256_file(stand_in).upper())
+    lib = plugins.load_plugin_library(stand_in)
     assert lib.ssp_stand_in_marker_a() == 42
     assert plugins.load_plugin_library(stand_in) is lib  # loaded once per file
+    checked = plugins.load_plugin_library(stand_in, expected_sha256=sha256_file(stand_in).upper())
+    assert checked.ssp_stand_in_marker_a() == 42  # the checked bytes, from a sealed copy
     # RTLD_GLOBAL: the symbols are visible to the whole process (as TensorRT's registry needs)
     assert ctypes.CDLL(None).ssp_stand_in_marker_a() == 42
 
@@ -162,6 +115,10 @@ def test_import_is_light():
     assert r.returncode == 0, r.stderr
 
 
+def test_build_info_of_a_library_without_it(stand_in):
+    assert plugins.plugin_build_info(plugins.load_plugin_library(stand_in)) == ""
+
+
 def test_real_library_if_built():
     """When plugins/ has been built (`cmake --build build/plugins`), the SDK loads the real library."""
     candidates = [REPO / "build" / "plugins" / plugins.LIBRARY_NAME,
@@ -180,8 +137,8 @@ def test_real_library_if_built():
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None,
                     reason="tensorrt does not import here (PyPI has only its bindings); TensorRT code is not faked")
 def test_register_with_tensorrt_for_real():  # pragma: no cover - needs TensorRT and a built library
-    lib = plugins.find_plugin_library()
-    if lib is None or not lib.is_file():
+    lib = REPO / "build" / "plugins" / plugins.LIBRARY_NAME
+    if not lib.is_file():
         pytest.skip("no built plugin library (cmake -S plugins -B build/plugins)")
     plugins.register_with_tensorrt(lib)
     plugins.register_with_tensorrt(lib)  # a second call is a no-op
