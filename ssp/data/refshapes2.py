@@ -730,18 +730,24 @@ class RefShapes2:
             j = i if attempt == 0 else i + 100003 * attempt
             pair = expression_pair(self.layout(j), typ, rng, st)
             if pair is not None:
-                return j, pair[0 if want else 1]
+                e = pair[0 if want else 1]
+                e.tags["scene"] = j
+                return j, e
         raise RuntimeError(f"RefShapes v2 could not make an expression for sample {i}")  # pragma: no cover
 
     def text_sample(self, i: int) -> Expr:
-        """The expression of ``ds[i]`` without rendering its image (leak checks, statistics)."""
+        """The expression of ``ds[i]`` without rendering its image (leak checks, statistics); its scene (``i``
+        unless no frame of the drawn type fits scene ``i``) is ``tags["scene"]``."""
         if not 0 <= i < self.length:
             raise IndexError(i)
         return self._pick(i)[1]
 
     def scene_expressions(self, i: int, k: int) -> list[Expr]:
         """The expressions of ``scene_samples(i, k)`` without rendering."""
-        return self.expressions(self.layout(i), self._rng(i, 1), k)
+        out = self.expressions(self.layout(i), self._rng(i, 1), k)
+        for e in out:
+            e.tags["scene"] = i
+        return out
 
     def _sample(self, sc: Scene2, e: Expr, idx: int) -> Sample:
         mask = np.isin(sc.instances, np.array(e.targets, np.int64) + 1) if e.targets else \
