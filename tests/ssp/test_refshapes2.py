@@ -320,6 +320,23 @@ def test_stated_proportions(test_texts):
     assert set(kinds) == {"all", "both", "two"}
 
 
+def test_scene_samples_keep_the_stated_proportions():
+    """Training draws several expressions per fixed scene; strata that fewer scenes admit (interior ordinals,
+    "between") are drawn more often so that the returned expressions keep the stated proportions."""
+    from ssp_edge.ssp.data.refshapes2 import TYPE_WEIGHTS
+
+    ds = RefShapes2("train")
+    ex = [e for i in range(300) for e in ds.scene_expressions(i, 12)]
+    types = Counter(e.type for e in ex)
+    for t, w in TYPE_WEIGHTS.items():
+        assert abs(types[t] / len(ex) - w) < 0.04, types
+        assert abs(np.mean([not e.targets for e in ex if e.type == t]) - ds.no_target_rate) < 0.05, t
+    present = [e for e in ex if e.targets]
+    assert 0.38 <= np.mean([e.tags["ordinal_pos"] == "interior" for e in present if e.type == "ordinal"]) <= 0.62
+    rel = Counter(e.tags["relation"] for e in ex if e.type == "relation")
+    assert abs(rel["between"] / sum(rel.values()) - RELATION_WEIGHTS["between"]) < 0.05, rel
+
+
 def test_type_weights_and_no_target_rate():
     ds = RefShapes2("val", type_weights={"ordinal": 1.0, "no_target": 0.0})
     texts = [ds.text_sample(i) for i in range(60)]
@@ -383,3 +400,28 @@ def test_v2_demo_video(tmp_path):
         n += 1
     cap.release()
     assert n == 10 and (tmp_path / "demo2.mp4.objects.json").is_file()
+
+
+def test_eval_rejects_a_bad_v2_split_in_one_line():
+    from helpers import assert_one_line_error, run_ssp
+
+    assert_one_line_error(run_ssp("eval", "--data", "refshapes2:holdout", "--limit", "1"), "holdout")
+
+
+@pytest.mark.slow
+def test_eval_json_on_refshapes2_reports_gres_groups(tiny_checkpoint):
+    """ssp eval on refshapes2 (tiny random model, 6 samples): the old keys plus bF, multi-target gIoU, per-type
+    GRES metrics and per-tag groups (Sample.tags reach the meter)."""
+    import json
+
+    from helpers import run_ssp
+
+    r = run_ssp("eval", "--checkpoint", str(tiny_checkpoint), "--data", "refshapes2:test", "--limit", "6", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    for k in ("n", "oIoU", "mIoU", "gIoU", "prec@0.9", "N-acc", "T-acc", "by_type", "bF@2px", "gIoU_multi_target",
+              "multi_target", "by_type_gres", "by_tag"):
+        assert k in out, k
+    assert out["n"] == 6 and sum(g["n"] for g in out["by_type_gres"].values()) == 6
+    types = {RefShapes2("test").text_sample(i).type for i in range(6)}
+    assert set(out["by_type_gres"]) == types
