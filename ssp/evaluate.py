@@ -82,7 +82,7 @@ def evaluate(model: SSP, cfg: SSPConfig, data, limit: int | None = None, batch: 
         for chunk in _batches(it, batch):
             res = pred.predict([s.image for s in chunk], [s.expression for s in chunk])
             for s, (p, tp) in zip(chunk, res):
-                meter.update(pred.binarize(p, tp), s.mask, s.exists, s.type)
+                meter.update(pred.binarize(p, tp), s.mask, s.exists, s.type, tags=s.tags)
             bar.update(len(chunk))
     return meter.summary()
 

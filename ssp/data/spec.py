@@ -1,4 +1,5 @@
-"""Data specs used on the command line: ``refshapes:SPLIT`` or ``refcoco:ROOT:DATASET:SPLITBY:SPLIT``."""
+"""Data specs used on the command line: ``refshapes:SPLIT``, ``refshapes2:SPLIT`` (RefShapes v2) or
+``refcoco:ROOT:DATASET:SPLITBY:SPLIT``."""
 from __future__ import annotations
 
 from typing import Protocol, Sequence
@@ -21,6 +22,10 @@ def open_data(spec: str, size: int = 320) -> Dataset:
         from .refshapes import RefShapes
 
         return RefShapes(rest or "test", size=size)
+    if kind == "refshapes2":
+        from .refshapes2 import RefShapes2
+
+        return RefShapes2(rest or "test", size=size)
     if kind == "refcoco":
         parts: Sequence[str] = rest.rsplit(":", 3)
         if len(parts) != 4 or not all(parts):
@@ -30,4 +35,5 @@ def open_data(spec: str, size: int = 320) -> Dataset:
 
         root, dataset, split_by, split = parts
         return RefCOCO(root, dataset, split_by, split)
-    raise SSPError(f"bad data spec {spec!r}: expected refshapes:SPLIT or refcoco:ROOT:DATASET:SPLITBY:SPLIT")
+    raise SSPError(f"bad data spec {spec!r}: expected refshapes:SPLIT, refshapes2:SPLIT or "
+                   "refcoco:ROOT:DATASET:SPLITBY:SPLIT")
