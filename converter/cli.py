@@ -139,6 +139,8 @@ def _tensorrt_missing() -> bool:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from ssp_edge.sdk.errors import SSPEdgeError
+
     from .trt_build import BuildError, build_engines, planned_commands
 
     plugins = args.plugins or os.environ.get("SSP_PLUGIN_LIB") or None
@@ -153,7 +155,7 @@ def _build(args: argparse.Namespace) -> int:
                     for cmd in planned_commands(args.bundle, args.precision, args.flavour, plugins, args.workspace,
                                                 args.version_compatible, strongly):
                         print(cmd, file=sys.stderr)
-                except BuildError as e2:
+                except SSPEdgeError as e2:  # no plan for this bundle (e.g. a graph missing): say so, keep going
                     print(f"#   {e2}", file=sys.stderr)
         raise
     for b in built:
