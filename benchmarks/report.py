@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_markdown", "write_plots"]
+from ssp_edge.sdk.segmenter import STAGES as _STAGES
 
-_STAGES = ("preprocess", "text_encoder", "image_encoder", "mask_decoder", "postprocess")
+__all__ = ["write_markdown", "write_plots"]
 
 
 def _r(x: float | None, fmt: str = "{:.2f}") -> str:
@@ -17,7 +17,8 @@ def write_markdown(res: dict[str, Any], out_dir: Path) -> Path:
     L: list[str] = [f"# ssp bench: {res['config']} at {res['input_size']}x{res['input_size']}", "",
                     f"Bundle `{res['bundle']}`; {res['settings']['iters']} iterations after {res['settings']['warmup']} "
                     "warm-up frames, one prompt, all backends measured in one run on this machine "
-                    f"({res['cpu']['cores']} CPU cores, {res['cpu']['isa']}).", "", "## Ratios (measured in this run)", ""]
+                    f"({res['cpu']['cores']} CPU cores, {res['cpu']['isa']}); frame: {res.get('frame', '-')}.", "",
+                    "## Ratios (measured in this run)", ""]
     ra = res["ratios"]
     L += [f"- ONNX Runtime FP32 / PyTorch eager (frame time): **{_r(ra['ort_fp32_over_pytorch'], '{:.3f}')}**",
           f"- ONNX Runtime INT8 / ONNX Runtime FP32 (frame time): **{_r(ra['ort_int8_over_ort_fp32'], '{:.3f}')}**"
@@ -44,37 +45,51 @@ def write_markdown(res: dict[str, Any], out_dir: Path) -> Path:
         L += ["## Text cache", "", f"{tc['backend']}: {tc['cached_ms']:.1f} ms per frame with cached prompt encodings, "
                                    f"{tc['uncached_ms']:.1f} ms when every frame encodes its prompt (ratio {tc['ratio']:.3f}).", ""]
     cpu = res["cpu"]
-    L += ["## Achieved compute", "",
-          f"FLOPs per frame (image encoder + decoder, 1 prompt): {res['frame_gflops']:.2f} GFLOPs. CPU peak "
-          f"(estimate: {cpu['cores']} cores x {cpu['ghz']:.2f} GHz x {cpu['flops_per_cycle']} FLOP/cycle, {cpu['isa']}): "
-          f"{cpu['peak_gflops']:.0f} GFLOP/s.", ""]
+    missing = res.get("not_measured") or {}
+    L += ["## Achieved compute", ""]
+    if res["frame_gflops"] is None:
+        L += [f"Not measured: {missing.get('flops', 'FLOPs need PyTorch')}.", ""]
+    else:
+        L += [f"FLOPs per frame (image encoder + decoder, 1 prompt): {res['frame_gflops']:.2f} GFLOPs. CPU peak "
+              f"(estimate: {cpu['cores']} cores x {cpu['ghz']:.2f} GHz x {cpu['flops_per_cycle']} FLOP/cycle, "
+              f"{cpu['isa']}): {cpu['peak_gflops']:.0f} GFLOP/s.", ""]
     for r in res["rows"]:
         if r["status"] == "ok" and r.get("cpu_peak_share") is not None:
             L.append(f"- {r['backend']} {r['precision']}: {r['gflops_per_s']:.1f} GFLOP/s = "
                      f"{100 * r['cpu_peak_share']:.1f}% of peak")
-    L += ["", "## Parameters and FLOPs per module (one frame + one prompt)", "",
-          "| model | module | params (M) | GFLOPs |", "|---|---|---|---|"]
-    for key in ("ssp_lite", "ssp_paper"):
-        c = res["flops"][key]
-        for part, v in c["parts"].items():
-            L.append(f"| {key} ({c['input_size']}) | {part} | {v['parameters'] / 1e6:.3f} | {v['flops'] / 1e9:.3f} |")
-        L.append(f"| {key} ({c['input_size']}) | **total** | {c['parameters'] / 1e6:.2f} | {c['flops'] / 1e9:.2f} |")
-    rus, bil = res["flops"]["bundle"], res["flops"]["bundle_bilinear"]
-    rd = rus["parts"].get("RUS_decoder", {})
-    bd = bil["parts"].get("bilinear_decoder", {})
-    if rd and bd:
-        L += ["", f"RUS decoder vs bilinear decoder at {rus['input_size']}x{rus['input_size']}: "
-                  f"{rd['flops'] / 1e9:.3f} vs {bd['flops'] / 1e9:.3f} GFLOPs "
-                  f"({rd['parameters'] / 1e3:.0f}k vs {bd['parameters'] / 1e3:.0f}k parameters; bilinear interpolation "
-                  "counted at 4 multiply-adds per output value). In this reconstruction RUS's gate convolution on the "
-                  "skip feature and its C*s^2 channel-replication conv cost more than one 1x1 projection plus bilinear "
-                  "interpolation; the paper's fewer-FLOPs claim compares against its own heavier baseline."]
+    L += ["", "## Parameters and FLOPs per module (one frame + one prompt)", ""]
+    if res["flops"] is None:
+        L += [f"Not measured: {missing.get('flops', 'FLOPs need PyTorch')}."]
+    else:
+        L += ["| model | module | params (M) | GFLOPs |", "|---|---|---|---|"]
+        for key in ("ssp_lite", "ssp_paper"):
+            c = res["flops"][key]
+            for part, v in c["parts"].items():
+                L.append(f"| {key} ({c['input_size']}) | {part} | {v['parameters'] / 1e6:.3f} | "
+                         f"{v['flops'] / 1e9:.3f} |")
+            L.append(f"| {key} ({c['input_size']}) | **total** | {c['parameters'] / 1e6:.2f} | "
+                     f"{c['flops'] / 1e9:.2f} |")
+        rus, bil = res["flops"]["bundle"], res["flops"]["bundle_bilinear"]
+        rd = rus["parts"].get("RUS_decoder", {})
+        bd = bil["parts"].get("bilinear_decoder", {})
+        if rd and bd:
+            L += ["", f"RUS decoder vs bilinear decoder at {rus['input_size']}x{rus['input_size']}: "
+                      f"{rd['flops'] / 1e9:.3f} vs {bd['flops'] / 1e9:.3f} GFLOPs "
+                      f"({rd['parameters'] / 1e3:.0f}k vs {bd['parameters'] / 1e3:.0f}k parameters; bilinear "
+                      "interpolation counted at 4 multiply-adds per output value). This compares two decoders of "
+                      "the same reconstructed model; in it, RUS's gate convolution on the skip feature and its "
+                      "C*s^2 channel-replication conv cost more than one 1x1 projection plus bilinear "
+                      "interpolation. The paper's fewer-FLOPs claim is a different comparison: the whole SSP "
+                      "model against other referring-segmentation methods, which this benchmark does not measure."]
     je = res["jetson_estimates"]
-    L += ["", f"## Estimated FPS on Jetson Orin (an ESTIMATE, not a measurement: {100 * je['utilization']:.0f}% of the "
-              "published peak; INT8 dense = sparse TOPS / 2, FP16 dense = sparse TOPS / 4)", "",
-          "| device | published INT8 TOPS (sparse) | est. FPS FP16 | est. FPS INT8 |", "|---|---|---|---|"]
-    L += [f"| {j['device']} | {j['int8_tops_sparse']:.0f} | {j['fps_fp16']:.0f} | {j['fps_int8']:.0f} |"
-          for j in je["rows"]]
+    if je is not None:
+        L += ["", f"## Estimated FPS on Jetson Orin (an ESTIMATE, not a measurement: {100 * je['utilization']:.0f}% "
+                  "of the published peak; INT8 dense = sparse TOPS / 2, FP16 dense = sparse TOPS / 4)", "",
+              "| device | published INT8 TOPS (sparse) | est. FPS FP16 | est. FPS INT8 |", "|---|---|---|---|"]
+        L += [f"| {j['device']} | {j['int8_tops_sparse']:.0f} | {j['fps_fp16']:.0f} | {j['fps_int8']:.0f} |"
+              for j in je["rows"]]
+    if "plots" in missing:
+        L += ["", f"Plots not drawn: {missing['plots']}."]
     path = out_dir / "bench.md"
     path.write_text("\n".join(L) + "\n")
     return path

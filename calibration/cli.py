@@ -11,9 +11,10 @@ __all__ = ["register", "main"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ssp_edge.ssp.cli import require_modules
+    from ssp_edge.sdk.cli import require_modules
+    from ssp_edge.sdk.options import add_backend_args, add_json_arg
 
-    require_modules("torch", "onnx")
+    require_modules("torch", "onnx", "onnxruntime", "matplotlib", extra="calibrate")
     p = sub.add_parser(
         "calibrate", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="add INT8 (Q/DQ) and FP16 graphs to a bundle, with an accuracy / latency report",
@@ -21,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "layers most sensitive to int8, write INT8 Q/DQ graphs (symmetric int8, zero point 0, "
                     "per-channel weights; TensorRT's explicit-quantization rules) of image_encoder and mask_decoder "
                     "and FP16 graphs of all three, then measure FP32 / FP16 / INT8 accuracy on a held-out set "
-                    "(ONNX Runtime CPU), output error and latency. Report: DIR/calibration/report.{json,md,png}.")
+                    "(ONNX Runtime CPU), output error and latency. Report: DIR/calibration/report.{json,md,png}; "
+                    "--json prints fp32 / fp16 / int8 metrics, latency_ms and the report path.")
     p.add_argument("bundle", metavar="DIR", help="bundle folder (from `ssp convert export`)")
     p.add_argument("--data", default="refshapes:val",
                    help="calibration data: refshapes:SPLIT, refcoco:ROOT:DATASET:SPLITBY:SPLIT, or jsonl:PATH (a JSONL "
@@ -58,21 +60,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "held-out set")
     p.add_argument("--error-samples", type=int, default=8, help="held-out frames for the per-graph output error")
     p.add_argument("--latency-runs", type=int, default=20, help="interleaved timing rounds (median)")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: its default)")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON object: fp32 / fp16 / int8 metrics, latency_ms and the report path")
+    add_json_arg(p)
+    add_backend_args(p, which=("threads",))
     p.set_defaults(func=_calibrate)
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import torch  # noqa: F401  (converter.export, which names and describes the graphs)
-    except ImportError as e:
-        from .errors import CalibrationError
+    from .errors import CalibrationError, CalibrationWarning
 
-        raise CalibrationError(f"ssp calibrate needs {e.name}: pip install 'ssp-edge[calibrate]'") from None
+    if args.threads < 0:
+        raise CalibrationError(f"--threads must be 0 or more, got {args.threads}")
     from .pipeline import CalibrateOptions, calibrate_bundle
     from .report import summary
 
@@ -90,7 +87,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         shown = warnings.showwarning
 
         def one_line(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, UserWarning) and "calibration" in str(message):
+            if issubclass(category, CalibrationWarning):
                 print(f"ssp calibrate: warning: {message}", file=sys.stderr)
             else:  # pragma: no cover - third-party warnings keep their usual form
                 shown(message, category, filename, lineno, file, line)

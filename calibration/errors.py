@@ -3,8 +3,13 @@ from __future__ import annotations
 
 from ssp_edge.ssp.errors import SSPError
 
-__all__ = ["CalibrationError"]
+__all__ = ["CalibrationError", "CalibrationWarning"]
 
 
 class CalibrationError(SSPError):
     """Bad calibration / evaluation input: names the input, what is wrong and the fix (an :class:`~ssp_edge.sdk.errors.SSPEdgeError`)."""
+
+
+class CalibrationWarning(UserWarning):
+    """Something about the calibration data the user should know (e.g. truncated expressions); `ssp calibrate`
+    prints it as one line."""

@@ -1,50 +1,29 @@
 """What a calibration run measures: accuracy per precision through the SDK (``sdk.Segmenter`` on ONNX
 Runtime CPU), output error of every reduced-precision graph against its FP32 graph, and ONNX Runtime CPU
-latency of image_encoder + mask_decoder per precision (interleaved in one run, median of N)."""
+latency of image_encoder + mask_decoder per precision through the Segmenter's stages (interleaved in one run,
+median of N)."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
+from ssp_edge.sdk.backends.base import Backend
 from ssp_edge.sdk.bundle import Bundle
 from ssp_edge.ssp.metrics import THRESHOLDS, SegMeter
 
-__all__ = ["METRIC_KEYS", "GraphBackend", "accuracy", "OutputError", "output_errors", "Latency", "latency"]
+__all__ = ["METRIC_KEYS", "accuracy", "OutputError", "output_errors", "Latency", "latency"]
 
 METRIC_KEYS = ("mIoU", "oIoU", *(f"prec@{t}" for t in THRESHOLDS))
 
 
-class GraphBackend:
-    """An SDK backend over explicit graph files on ONNX Runtime CPU (``ssp::`` nodes, if any, run as the
-    NumPy reference ops of :mod:`converter.ort_ops`): evaluates graphs that are not the bundle's portable
-    entries with the SDK's own pre- and post-processing."""
-
-    name = "onnxruntime-graphs"
-
-    def __init__(self, files: dict[str, tuple[str, list[str], str]], threads: int = 0):
-        """``files``: graph -> (path, output names, precision label)."""
-        from ssp_edge.converter.ort_ops import make_session
-
-        self.precisions = {g: v[2] for g, v in files.items()}
-        self._sessions = {g: make_session(v[0], threads) for g, v in files.items()}
-        self._outputs = {g: v[1] for g, v in files.items()}
-
-    def run(self, graph: str, feeds: dict, to_host: bool = True):
-        return self._sessions[graph].run(self._outputs[graph], feeds)
-
-    def close(self) -> None:
-        self._sessions.clear()
-
-
 def accuracy(bundle: Bundle, precision: str, samples: Sequence, threads: int = 0,
-             tick: Callable[[], None] | None = None, backend: GraphBackend | None = None) -> dict:
+             tick: Callable[[], None] | None = None, backend: Backend | None = None) -> dict:
     """:class:`ssp.metrics.SegMeter` summary of the SDK pipeline at ``precision`` over ``samples``:
     ``Segmenter.open(backend="onnxruntime", precision=...)`` exactly as users run it, or the same
-    Segmenter over ``backend``."""
+    Segmenter over ``backend`` (e.g. graphs that are not bundle entries)."""
     from ssp_edge.sdk.segmenter import Segmenter
 
     meter = SegMeter()
@@ -119,32 +98,22 @@ class Latency:
 
 def latency(bundle: Bundle, precisions: Sequence[str], image: np.ndarray, prompts: Sequence[str], runs: int = 20,
             threads: int = 0, warmup: int = 3, tick: Callable[[], None] | None = None) -> Latency:
-    """Time image_encoder + mask_decoder of the SDK's ONNX Runtime backend for each precision in turn
-    (round robin, so load changes on a shared machine hit every precision alike); median of ``runs``."""
-    from ssp_edge.sdk.segmenter import IMAGE_FEATURES, Segmenter
+    """Time image_encoder + mask_decoder of the SDK's ONNX Runtime backend for each precision in turn through the
+    Segmenter's stages (``encode_image``, ``decode`` with cached prompt encodings; their stage timers), round robin
+    so load changes on a shared machine hit every precision alike; median of ``runs``."""
+    from ssp_edge.sdk.segmenter import Segmenter
 
     segs = {p: Segmenter.open(bundle, backend="onnxruntime", precision=p, threads=threads) for p in precisions}
     try:
-        feeds = {}
-        for p, seg in segs.items():
-            x, _ = seg.preprocess(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            tok = seg.tokenizer(list(prompts), warn=False)
-            words, sent = seg.backend.run("text_encoder", {"input_ids": tok.input_ids,
-                                                           "attention_mask": tok.attention_mask})
-            feeds[p] = (x, {"words": np.asarray(words), "attention_mask": tok.attention_mask,
-                            "sentence": np.asarray(sent)})
+        frame = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        encs = {p: seg.encode_prompts(list(prompts)) for p, seg in segs.items()}
         times: dict[str, dict[str, list[float]]] = {p: {"image_encoder": [], "mask_decoder": []} for p in segs}
         for it in range(warmup + runs):
             for p, seg in segs.items():
-                x, text = feeds[p]
-                t0 = time.perf_counter()
-                feats = seg.backend.run("image_encoder", {"image": x})
-                t1 = time.perf_counter()
-                seg.backend.run("mask_decoder", {**dict(zip(IMAGE_FEATURES, feats)), **text})
-                t2 = time.perf_counter()
+                stages = seg.decode(seg.encode_image(frame), encs[p])[0].times_ms
                 if it >= warmup:
-                    times[p]["image_encoder"].append((t1 - t0) * 1e3)
-                    times[p]["mask_decoder"].append((t2 - t1) * 1e3)
+                    for k in ("image_encoder", "mask_decoder"):
+                        times[p][k].append(stages[k])
             if tick is not None:
                 tick()
     finally:

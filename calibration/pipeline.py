@@ -43,18 +43,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import cv2
 import numpy as np
 import onnx
 from tqdm import tqdm
 
 from ssp_edge.sdk.bundle import Bundle, GraphEntry, Manifest, atomic_write_bytes
-from ssp_edge.sdk.preprocess import letterbox, normalize, pad_value
-from ssp_edge.sdk.tokenizer import Tokenizer
+from ssp_edge.sdk.preprocess import Letterbox
+from ssp_edge.sdk.segmenter import ImageFeatures, PromptEncodings, Segmenter
 
 from .data import EvalSet, FrameSet, open_eval, open_frames
-from .errors import CalibrationError
-from .qdq import QuantNode, find_quant_nodes, match_excludes, qdq_violations, quantize_model, \
-    range_keys, unfusable_nodes
+from .errors import CalibrationError, CalibrationWarning
+from .qdq import (
+    QuantNode,
+    find_quant_nodes,
+    match_excludes,
+    qdq_violations,
+    quantize_model,
+    range_keys,
+    unfusable_nodes,
+)
 from .stats import METHODS, RangeCollector
 
 __all__ = ["CalibrateOptions", "CalibrationResult", "calibrate_bundle", "REPORT_DIR", "arithmetic_intensity"]
@@ -177,27 +185,30 @@ def arithmetic_intensity(model: onnx.ModelProto, nodes: Sequence[QuantNode]) -> 
 # ----------------------------------------------------------------------------- feeds
 
 class _Feeder:
-    """SDK-identical preprocessing and the FP32 text encoder."""
+    """The SDK's own stages on ONNX Runtime FP32 (letterbox, tokenizer, text and image encoders): calibration feeds
+    every graph exactly as the runtime does, by the manifest's tensor names."""
 
-    def __init__(self, bundle: Bundle):
-        man: Manifest = bundle.manifest
-        self.size = man.input_size
-        self.mean, self.std = tuple(man.mean), tuple(man.std)
-        self.tok = Tokenizer(bundle.path(man.tokenizer), man.max_tokens)
-        self.max_tokens = man.max_tokens
-        self.text = _session(bundle.path(bundle.graph("text_encoder", "portable", "fp32").file))
+    def __init__(self, bundle: Bundle, threads: int = 0):
+        self.seg = Segmenter.open(bundle, backend="onnxruntime", precision="fp32", threads=threads)
+        self.max_tokens = bundle.manifest.max_tokens
         self.truncated: list[str] = []
 
-    def image(self, rgb: np.ndarray) -> np.ndarray:
-        lb, _ = letterbox(rgb, self.size, pad_value(self.mean))
-        return normalize(lb, self.mean, self.std)[None]
+    def image(self, rgb: np.ndarray) -> tuple[dict[str, np.ndarray], tuple[Letterbox, ...]]:
+        """The image encoder's feeds for an RGB frame, and its letterbox."""
+        return self.seg.image_feeds(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
-    def text_feeds(self, expressions: Sequence[str]) -> dict[str, np.ndarray]:
-        t = self.tok(list(expressions), warn=False)
-        self.truncated += [e for e, c in zip(expressions, t.truncated) if c]
-        words, sent = self.text.run(["words", "sentence"], {"input_ids": t.input_ids,
-                                                            "attention_mask": t.attention_mask})
-        return {"words": words, "attention_mask": t.attention_mask, "sentence": sent}
+    def prompts(self, expressions: Sequence[str]) -> PromptEncodings:
+        """The FP32 text encoder's encodings (truncated expressions are counted, not warned one by one)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            enc = self.seg.encode_prompts(list(expressions))
+        self.truncated += [e for e, c in zip(enc.prompts, enc.truncated) if c]
+        return enc
+
+    def decoder_feeds(self, features: dict[str, np.ndarray], letterboxes: tuple[Letterbox, ...],
+                      enc: PromptEncodings) -> dict[str, np.ndarray]:
+        """The mask decoder's feeds for one frame's image-encoder outputs and its prompts."""
+        return self.seg.decoder_feeds(ImageFeatures(features, letterboxes), enc)
 
 
 # ----------------------------------------------------------------------------- main entry
@@ -216,7 +227,7 @@ def calibrate_bundle(path: str | os.PathLike[str], opts: CalibrateOptions | None
     with _staging(root) as stage:
         timings: dict[str, float] = {}
         report: dict[str, Any] = {"bundle": str(root), "options": asdict(o), "timings_s": timings}
-        feeder = _Feeder(bundle)
+        feeder = _Feeder(bundle, o.threads)
         models = {g: _load(bundle, g, "portable") for g in QUANT_GRAPHS}
         nodes = {g: find_quant_nodes(models[g]) for g in QUANT_GRAPHS}
         if o.exclude is not None:
@@ -228,7 +239,8 @@ def calibrate_bundle(path: str | os.PathLike[str], opts: CalibrateOptions | None
         timings["statistics"] = round(time.time() - t0, 1)
         if feeder.truncated:
             warnings.warn(f"{len(feeder.truncated)} calibration expression(s) are longer than {feeder.max_tokens} "
-                          f"tokens and were truncated, e.g. {feeder.truncated[0][:80]!r}", stacklevel=2)
+                          f"tokens and were truncated, e.g. {feeder.truncated[0][:80]!r}", CalibrationWarning,
+                          stacklevel=2)
         report["calibration"] = {"data": frames.spec, "frames": len(frames), "available_frames": frames.available,
                                  "prompts_per_frame": o.prompts, "expressions": keep["expressions"],
                                  "truncated_expressions": len(feeder.truncated), "method": o.method,
@@ -236,7 +248,8 @@ def calibrate_bundle(path: str | os.PathLike[str], opts: CalibrateOptions | None
 
         # 2. sensitivity
         t0 = time.time()
-        sens = _sensitivity(models, nodes, ranges[o.method], keep, o) if o.sensitivity_samples and o.int8 else {}
+        sens = _sensitivity(models, nodes, ranges[o.method], keep, feeder, o) if o.sensitivity_samples and o.int8 \
+            else {}
         timings["sensitivity"] = round(time.time() - t0, 1)
 
         # 3. graphs
@@ -296,14 +309,12 @@ def _collect(models: dict[str, onnx.ModelProto], nodes: dict[str, list[QuantNode
     bar = _bar(len(frames), f"calibrate ({o.method} statistics)", "frame", o.progress)
     try:
         for i, fr in enumerate(frames):
-            x = feeder.image(fr.image)
-            text = feeder.text_feeds(fr.expressions)
-            feats = enc.run({"image": x})
-            dfeeds = {**feats, **text}
-            dec.run(dfeeds)
+            feeds, lbs = feeder.image(fr.image)
+            prompts = feeder.prompts(fr.expressions)
+            dec.run(feeder.decoder_feeds(enc.run(feeds), lbs, prompts))
             keep["expressions"] += len(fr.expressions)
             if i < o.sensitivity_samples:
-                keep["frames"].append(({"image": x}, text))
+                keep["frames"].append((feeds, lbs, prompts))
             bar.update(1)
     finally:
         bar.close()
@@ -319,7 +330,7 @@ def _collect(models: dict[str, onnx.ModelProto], nodes: dict[str, list[QuantNode
     return out, keep
 
 
-def _sensitivity(models, nodes, ranges, keep, o: CalibrateOptions) -> dict[str, Any]:
+def _sensitivity(models, nodes, ranges, keep, feeder: _Feeder, o: CalibrateOptions) -> dict[str, Any]:
     """Per graph: the end-to-end mask error of each node group (all its nodes quantized at once), the
     local error of every node, and the end-to-end error of the ``sensitivity_candidates`` nodes with the
     largest local error, one at a time (see calibration.sensitivity)."""
@@ -332,18 +343,20 @@ def _sensitivity(models, nodes, ranges, keep, o: CalibrateOptions) -> dict[str, 
     dec_fp32 = _ort(models["mask_decoder"])
     feat_names = [x.name for x in enc_fp32.get_outputs()]
     dec_out = [x.name for x in dec_fp32.get_outputs()]
-    batch = {"image": np.concatenate([im["image"] for im, _ in frames])}
-    feats_all = enc_fp32.run(feat_names, batch)
-    ref_feats = [{n: v[k:k + 1] for n, v in zip(feat_names, feats_all)} for k in range(len(frames))]
-    dec_feeds = [{**f, **t} for f, (_, t) in zip(ref_feats, frames)]
+    batch = {n: np.concatenate([f[n] for f, _, _ in frames]) for n in frames[0][0]}  # the image encoder's feeds
+
+    def per_frame(feats: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """The decoder feeds of each frame from a batch of image-encoder outputs (in ``feat_names`` order)."""
+        return [feeder.decoder_feeds({n: v[k:k + 1] for n, v in zip(feat_names, feats)}, lbs, prompts)
+                for k, (_, lbs, prompts) in enumerate(frames)]
+
+    dec_feeds = per_frame(enc_fp32.run(feat_names, batch))
     ref_logits = [dec_fp32.run(dec_out, f)[0] for f in dec_feeds]
 
     def score(g: str, runner, on: Sequence[int]) -> float:
         if g == "image_encoder":
-            feats = runner.run(batch, on)
-            errs = [mask_prob_mae(dec_fp32.run(dec_out, {**{n: v[k:k + 1] for n, v in zip(feat_names, feats)},
-                                                         **frames[k][1]})[0], ref_logits[k])
-                    for k in range(len(frames))]
+            errs = [mask_prob_mae(dec_fp32.run(dec_out, f)[0], ref_logits[k])
+                    for k, f in enumerate(per_frame(runner.run(batch, on)))]
         else:
             errs = [mask_prob_mae(runner.run(f, on)[0], ref_logits[k]) for k, f in enumerate(dec_feeds)]
         return float(np.mean(errs))
@@ -386,11 +399,9 @@ def _sensitivity(models, nodes, ranges, keep, o: CalibrateOptions) -> dict[str, 
 
 
 def _ort(model: onnx.ModelProto):
-    import onnxruntime as ort
+    from ssp_edge.sdk.backends.onnxruntime import create_session
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return create_session(model.SerializeToString())
 
 
 def _excludes(nodes: dict[str, list[QuantNode]], sens: dict[str, list], o: CalibrateOptions) -> dict[str, dict]:
@@ -522,10 +533,10 @@ def _staged_bundle(bundle: Bundle, stage: Path, entries: list[GraphEntry]) -> Bu
         if dst.exists():
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        src = bundle.path(rel).resolve()
+        src = bundle.path(rel)
         try:
             os.link(src, dst)
-        except OSError:  # another filesystem (the staging folder fell back to /tmp)
+        except OSError:  # another filesystem (the staging folder fell back to /tmp) or no hard links
             shutil.copyfile(src, dst)
     man = Manifest.from_dict(json.loads(bundle.manifest.to_json()))
     staged = Bundle(stage, man)
@@ -552,17 +563,10 @@ def _measure(bundle: Bundle, staged: Bundle, entries: list[GraphEntry], flavours
                 bar.close()
         trt_plan = {e.name: e for e in entries if e.flavour == "portable" and e.qdq_plan == "tensorrt"}
         if o.int8 and o.trt_plan_eval and set(trt_plan) == set(QUANT_GRAPHS):
-            from .evaluate import GraphBackend
-
-            files = {"text_encoder": (str(staged.path(staged.graph("text_encoder", "portable", "fp32").file)),
-                                      ["words", "sentence"], "fp32")}
-            for g in QUANT_GRAPHS:
-                files[g] = (str(staged.path(trt_plan[g].file)),
-                            [t.name for t in staged.graph(g, "portable", "fp32").outputs], "int8 (TensorRT plan)")
             bar = _bar(len(evalset), f"evaluate int8, TensorRT plan ({evalset.spec})", "sample", o.progress)
             try:
                 acc["int8_tensorrt_plan"] = accuracy(staged, "int8", evalset, o.threads, lambda: bar.update(1),
-                                                     GraphBackend(files, o.threads))
+                                                     _plan_backend(staged, trt_plan, o.threads))
             finally:
                 bar.close()
         out["accuracy"] = {"data": evalset.spec, "samples": len(evalset), "skipped_overlap": evalset.skipped,
@@ -572,16 +576,13 @@ def _measure(bundle: Bundle, staged: Bundle, entries: list[GraphEntry], flavours
     # output error of every new graph against its FP32 graph, on held-out frames (or calibration ones)
     t0 = time.time()
     err_frames = _error_frames(evalset, o)
-    feeds = {"text_encoder": [], "image_encoder": [], "mask_decoder": []}
-    ie = _session(bundle.path(bundle.graph("image_encoder", "portable", "fp32").file))
-    names = [x.name for x in ie.get_outputs()]
-    for rgb, exprs in err_frames:
-        x = feeder.image(rgb)
-        t = feeder.text_feeds(exprs)
-        tok = feeder.tok(list(exprs), warn=False)
-        feeds["text_encoder"].append({"input_ids": tok.input_ids, "attention_mask": tok.attention_mask})
-        feeds["image_encoder"].append({"image": x})
-        feeds["mask_decoder"].append({**dict(zip(names, ie.run(names, {"image": x}))), **t})
+    feeds: dict[str, list[dict[str, np.ndarray]]] = {"text_encoder": [], "image_encoder": [], "mask_decoder": []}
+    for rgb, exprs in err_frames:  # the FP32 graphs' feeds as the Segmenter makes them (decoder: FP32 features)
+        image, lbs = feeder.image(rgb)
+        feats = ImageFeatures(feeder.seg.backend.run("image_encoder", image), lbs)
+        feeds["text_encoder"].append(feeder.seg.text_feeds(exprs))
+        feeds["image_encoder"].append(image)
+        feeds["mask_decoder"].append(feeder.seg.decoder_feeds(feats, feeder.prompts(exprs)))
     errors = []
     bar = _bar(len(entries), "output error vs FP32", "graph", o.progress)
     try:
@@ -613,6 +614,19 @@ def _measure(bundle: Bundle, staged: Bundle, entries: list[GraphEntry], flavours
     out["latency"] = lat
     timings["latency"] = round(time.time() - t0, 1)
     return out
+
+
+def _plan_backend(staged: Bundle, plan: dict[str, GraphEntry], threads: int):
+    """The SDK's ONNX Runtime backend over the TensorRT plan's portable INT8 graphs (entries with
+    ``qdq_plan == "tensorrt"``, which the SDK's own INT8 choice skips) and the FP32 text encoder."""
+    from ssp_edge.sdk.backends.onnxruntime import OnnxRuntimeBackend
+
+    te = staged.graph("text_encoder", "portable", "fp32")
+    graphs: dict[str, tuple[GraphEntry, Any]] = {"text_encoder": (te, staged.read_bytes(te.file))}
+    for g in QUANT_GRAPHS:
+        graphs[g] = (plan[g], staged.read_bytes(plan[g].file))
+    return OnnxRuntimeBackend.from_graphs(graphs, staged.manifest.dynamic_axes, threads=threads,
+                                          precisions={g: "int8 (TensorRT plan)" for g in QUANT_GRAPHS})
 
 
 def _error_frames(evalset: EvalSet | None, o: CalibrateOptions) -> list[tuple[np.ndarray, list[str]]]:

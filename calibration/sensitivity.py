@@ -95,12 +95,10 @@ class SwitchRunner:
     """An ONNX Runtime session of a switchable model; ``run(feeds, on=[j, ...])``."""
 
     def __init__(self, model: onnx.ModelProto, nodes: Sequence[QuantNode], ranges: Mapping[str, float]):
-        import onnxruntime as ort
+        from ssp_edge.sdk.backends.onnxruntime import create_session
 
         sw, self.flags = switch_model(model, nodes, ranges)
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        self.session = ort.InferenceSession(sw.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        self.session = create_session(sw.SerializeToString())
         self.outputs = [o.name for o in model.graph.output]
 
     def run(self, feeds: Mapping[str, np.ndarray], on: Sequence[int] = ()) -> list[np.ndarray]:
@@ -175,12 +173,10 @@ def local_error_model(model: onnx.ModelProto, nodes: Sequence[QuantNode], ranges
 def local_errors(model: onnx.ModelProto, nodes: Sequence[QuantNode], ranges: Mapping[str, float],
                  feeds: Sequence[Mapping[str, np.ndarray]]) -> list[float]:
     """Relative L2 error ``||twin - out|| / ||out||`` per node, pooled over ``feeds``."""
-    import onnxruntime as ort
+    from ssp_edge.sdk.backends.onnxruntime import create_session
 
     m, pairs = local_error_model(model, nodes, ranges)
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = create_session(m.SerializeToString())
     names = sorted({t for p in pairs for t in p})
     num = np.zeros(len(pairs))
     den = np.zeros(len(pairs))

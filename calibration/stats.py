@@ -148,7 +148,7 @@ class RangeCollector:
     :meth:`run` returns the graph's own outputs (so the FP32 results can feed the next graph)."""
 
     def __init__(self, model: onnx.ModelProto, tensors: Iterable[str], threads: int = 0):
-        import onnxruntime as ort
+        from ssp_edge.sdk.backends.onnxruntime import create_session
 
         self.tensors = list(dict.fromkeys(tensors))
         inputs = {i.name for i in model.graph.input}
@@ -162,11 +162,7 @@ class RangeCollector:
             if vi is None:
                 vi = onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
             m.graph.output.append(vi)
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        if threads:
-            so.intra_op_num_threads = threads
-        self._session = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        self._session = create_session(m.SerializeToString(), threads=threads)
         self._fetch = self.outputs + self._extra
         self.stats: dict[str, TensorHistogram] = {t: TensorHistogram() for t in self.tensors}
         self.runs = 0

@@ -1,34 +1,35 @@
-"""Parity of a bundle's ONNX graphs with PyTorch on real RefShapes inputs (ONNX Runtime CPU).
+"""Parity of a bundle's ONNX graphs with PyTorch on real RefShapes inputs (ONNX Runtime CPU), through the SDK's
+Segmenter stages.
 
-Portable graphs run on plain ONNX Runtime; plugin graphs run with the NumPy implementations of the
-``ssp::`` nodes (:mod:`converter.ort_ops`). Each graph gets the same inputs as its PyTorch part;
-``end_to_end`` chains the three ONNX graphs (text -> image -> decoder) against the full PyTorch model.
+The reference is the PyTorch model the bundle was exported from as a Segmenter backend
+(:class:`ssp_edge.ssp.torch_backend.TorchBackend`); each flavour's graphs run on the SDK's ONNX Runtime backend
+(plugin graphs with the NumPy implementations of the ``ssp::`` nodes, :mod:`converter.ort_ops`). Each graph gets the
+feeds the Segmenter makes from the same frame and prompts (tokenizer, letterbox; the decoder the reference's
+features and prompt encodings); ``end_to_end`` chains the three ONNX graphs through a Segmenter against PyTorch's.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+import cv2
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from ssp_edge.sdk.bundle import GRAPHS, Bundle
+from ssp_edge.sdk.segmenter import Segmenter
 from ssp_edge.ssp.data.refshapes import RefShapes
-from ssp_edge.sdk.preprocess import letterbox, normalize, pad_value
-from ssp_edge.ssp.models.graphs import GRAPH_IO
-from ssp_edge.ssp.models.ssp import IMAGE_FEATURES
-from ssp_edge.ssp.models.text import Tokenizer
+from ssp_edge.ssp.torch_backend import TorchBackend
 
-from .ort_ops import make_session
-from .source import load_manifest_source
+from .ort_ops import ort_backend
 
 __all__ = ["LOGIT_ATOL", "FEATURE_RTOL", "MIN_AGREEMENT", "CheckRow", "CheckReport", "check_bundle"]
 
 LOGIT_ATOL = 1e-3  # mask_logits / target_logit
 FEATURE_RTOL = 1e-3  # other outputs: max |diff| <= FEATURE_RTOL * max(1, max |reference|)
 MIN_AGREEMENT = 0.999  # IoU of thresholded masks
+_LOGITS = ("mask_logits", "target_logit")  # the decoder outputs held to LOGIT_ATOL
 
 
 @dataclass
@@ -75,10 +76,11 @@ class _Acc:
         self.diff, self.tol, self.ratio, self.worst = 0.0, LOGIT_ATOL, 0.0, ""
         self.inter, self.union = 0, 0
 
-    def outputs(self, names, got, ref) -> None:
-        for name, a, b in zip(names, got, ref):
+    def outputs(self, got: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]) -> None:
+        for name, b in ref.items():
+            a = got[name]
             d = float(np.max(np.abs(a.astype(np.float64) - b))) if a.size else 0.0
-            tol = LOGIT_ATOL if name in ("mask_logits", "target_logit") else FEATURE_RTOL * max(1.0, float(np.abs(b).max()))
+            tol = LOGIT_ATOL if name in _LOGITS else FEATURE_RTOL * max(1.0, float(np.abs(b).max()))
             if d / tol >= self.ratio:
                 self.diff, self.tol, self.ratio, self.worst = d, tol, d / tol, name
 
@@ -96,51 +98,46 @@ class _Acc:
 
 
 def check_bundle(path: str | Path, samples: int = 8, expressions: int = 3, flavours: tuple[str, ...] | None = None,
-                 progress: bool = True) -> CheckReport:
+                 progress: bool = True, threads: int = 0) -> CheckReport:
     """Run every graph of ``path`` in the given flavours (default: all in the manifest) against PyTorch."""
     bundle = Bundle.open(path)
     man = bundle.manifest
-    src = load_manifest_source(man)
-    model = src.model
     flavours = flavours or tuple(sorted({g.flavour for g in man.graphs if g.precision == "fp32"}))
-    sessions = {(g, f): make_session(bundle.path(bundle.graph(g, f).file)) for f in flavours for g in GRAPHS}
-    tok = Tokenizer(man.max_tokens, bundle.path(man.tokenizer))
+    ref = Segmenter(bundle, TorchBackend.from_bundle(bundle, threads))
+    segs = {f: Segmenter(bundle, ort_backend(bundle, f, threads=threads)) for f in flavours}
     data = RefShapes("test", size=man.input_size)
     thr = float(man.thresholds.get("mask", 0.5))
     thr_logit = float(np.log(thr / (1 - thr)))
     acc = {(g, f): _Acc() for f in flavours for g in (*GRAPHS, "end_to_end")}
-    pad = pad_value(man.mean)
     n_expr = 0
     for i in tqdm(range(samples), desc="check", unit="scene", disable=not progress):
         group = data.scene_samples(i, expressions)
-        lb_im, _ = letterbox(group[0].image, man.input_size, pad)  # type: ignore[arg-type]
-        image = normalize(lb_im, man.mean, man.std)[None]
-        t = tok([s.expression for s in group])
-        ids, am = t.input_ids.numpy(), t.attention_mask.numpy()
+        frame = cv2.cvtColor(group[0].image, cv2.COLOR_RGB2BGR)
+        prompts = [s.expression for s in group]
         n_expr += len(group)
-        with torch.no_grad():
-            words, sent = (v.numpy() for v in model.text(t.input_ids, t.attention_mask))
-            feats = [v.numpy() for v in model.image(torch.from_numpy(image))]
-            dec = [v.numpy() for v in model.decoder(*map(torch.from_numpy, feats), torch.from_numpy(words),
-                                                    t.attention_mask, torch.from_numpy(sent))]
-        feeds = {"text_encoder": {"input_ids": ids, "attention_mask": am}, "image_encoder": {"image": image},
-                 "mask_decoder": {**dict(zip(IMAGE_FEATURES, feats)), "words": words, "attention_mask": am,
-                                  "sentence": sent}}
-        refs = {"text_encoder": [words, sent], "image_encoder": feats, "mask_decoder": dec}
-        for f in flavours:
+        # the PyTorch reference through the Segmenter's stages
+        enc = ref.encode_prompts(prompts)
+        feats = ref.encode_image(frame)
+        dec = ref.backend.run("mask_decoder", ref.decoder_feeds(feats, enc))
+        text_out = [t.name for t in ref.entries["text_encoder"].outputs]
+        refs = {"text_encoder": {k: enc.tensors[k] for k in text_out}, "image_encoder": feats.tensors,
+                "mask_decoder": dec}
+        for f, seg in segs.items():
+            feeds = {"text_encoder": seg.text_feeds(prompts), "image_encoder": seg.image_feeds(frame)[0],
+                     "mask_decoder": seg.decoder_feeds(feats, enc)}  # the reference's features and encodings
             for g in GRAPHS:
-                out = sessions[(g, f)].run(list(GRAPH_IO[g].outputs), feeds[g])
-                acc[(g, f)].outputs(GRAPH_IO[g].outputs, out, refs[g])
+                out = seg.backend.run(g, feeds[g])
+                acc[(g, f)].outputs(out, refs[g])
                 if g == "mask_decoder":
-                    acc[(g, f)].masks(out[0], dec[0], thr_logit)
-            # chained ONNX graphs
-            w, s = sessions[("text_encoder", f)].run(None, feeds["text_encoder"])
-            fe = sessions[("image_encoder", f)].run(list(IMAGE_FEATURES), feeds["image_encoder"])
-            out = sessions[("mask_decoder", f)].run(
-                ["mask_logits", "target_logit"],
-                {**dict(zip(IMAGE_FEATURES, fe)), "words": w, "attention_mask": am, "sentence": s})
-            acc[("end_to_end", f)].outputs(("mask_logits", "target_logit"), out, dec)
-            acc[("end_to_end", f)].masks(out[0], dec[0], thr_logit)
+                    acc[(g, f)].masks(out["mask_logits"], dec["mask_logits"], thr_logit)
+            # the three ONNX graphs chained by the Segmenter
+            seg.clear_cache()
+            out = seg.backend.run("mask_decoder", seg.decoder_feeds(seg.encode_image(frame),
+                                                                    seg.encode_prompts(prompts)))
+            acc[("end_to_end", f)].outputs(out, {k: dec[k] for k in _LOGITS})
+            acc[("end_to_end", f)].masks(out["mask_logits"], dec["mask_logits"], thr_logit)
+    for s in (ref, *segs.values()):
+        s.close()
     rows = [acc[(g, f)].row(g, f, g in ("mask_decoder", "end_to_end")) for f in flavours
             for g in (*GRAPHS, "end_to_end")]
     return CheckReport(str(path), samples, n_expr, rows)

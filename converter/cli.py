@@ -13,9 +13,10 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ssp_edge.ssp.cli import require_modules
+    from ssp_edge.sdk.cli import require_modules
+    from ssp_edge.sdk.options import add_backend_args, add_json_arg, add_native_code_args
 
-    require_modules("torch", "onnx")
+    require_modules("torch", "onnx", "onnxruntime", extra="convert")
     p = sub.add_parser("convert", help="export ONNX bundles, check parity, build TensorRT engines, show costs",
                        description="Turn a trained checkpoint into a deployable bundle and engines.")
     s = p.add_subparsers(dest="convert_command", metavar="STEP", required=True)
@@ -45,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("bundle")
     c.add_argument("--samples", type=int, default=8, help="RefShapes test scenes (3 expressions each)")
     c.add_argument("--flavour", choices=("plugin", "portable", "both"), default="both")
-    c.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_arg(c)
+    add_backend_args(c, which=("threads",))
     c.set_defaults(func=_check)
 
     b = s.add_parser("build", formatter_class=fmt, help="build TensorRT engines (TensorRT 10 or 11)",
@@ -55,11 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                                  "prints the trtexec lines to run on the target and the --import line that registers "
                                  "each engine they write.")
     b.add_argument("bundle")
-    b.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    add_backend_args(b, which=("precision",), precision_default="fp16",
+                     precision_help="engine precision: fp32, fp16 or int8 (default: fp16; int8 / fp16 graphs come "
+                                    "from `ssp calibrate`, TensorRT 10 can also build fp16 from fp32)")
     b.add_argument("--flavour", choices=("plugin", "portable"), default=None,
                    help="default: plugin when a plugin library is given, else portable")
-    b.add_argument("--plugins", default=os.environ.get("SSP_PLUGIN_LIB"), metavar="LIB",
-                   help="libssp_trt_plugins.so (default: $SSP_PLUGIN_LIB)")
+    add_native_code_args(b, which=("plugins",))
     b.add_argument("--workspace", type=int, default=1024, metavar="MB")
     b.add_argument("--version-compatible", action="store_true",
                    help="build version-compatible engines (plugins serialized into them; running them needs "
@@ -77,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      description="Show what a bundle holds and the parameters / FLOPs per graph and per SSP module "
                                  "at its input size.")
     i.add_argument("bundle")
-    i.add_argument("--json", action="store_true")
+    add_json_arg(i)
     i.set_defaults(func=_info)
 
 
@@ -129,35 +132,39 @@ def _check(args: argparse.Namespace) -> int:
     from .check import check_bundle
 
     flavours = None if args.flavour == "both" else (args.flavour,)
-    rep = check_bundle(args.bundle, samples=args.samples, flavours=flavours, progress=not args.json)
+    rep = check_bundle(args.bundle, samples=args.samples, flavours=flavours, progress=not args.json,
+                       threads=args.threads)
     print(json.dumps(rep.to_dict()) if args.json else rep.table())
     return 0 if rep.ok else 1
 
 
 def _build(args: argparse.Namespace) -> int:
+    from ssp_edge.sdk.errors import SSPEdgeError
+
     from .trt_build import BuildError, TensorRTMissing, build_engines, import_engine, planned_commands
 
+    plugins = args.plugins or os.environ.get("SSP_PLUGIN_LIB") or None
     if args.import_engine:
         if not args.graph:
             raise BuildError("--import ENGINE needs --graph (text_encoder, image_encoder or mask_decoder)")
-        flavour = args.flavour or ("plugin" if args.plugins else "portable")
+        flavour = args.flavour or ("plugin" if plugins else "portable")
         e = import_engine(args.bundle, args.import_engine, args.graph, args.precision, flavour,
-                          args.version_compatible, args.plugins, args.compute_capability)
+                          args.version_compatible, plugins, args.compute_capability)
         sm = e.compute_capability.replace(".", "")
         print(f"{e.name}: registered {e.file} (TensorRT {e.tensorrt_version}, sm_{sm}"
               f", {e.precision}, {e.flavour})")
         return 0
     try:
-        built = build_engines(args.bundle, args.precision, args.flavour, args.plugins, args.workspace,
+        built = build_engines(args.bundle, args.precision, args.flavour, plugins, args.workspace,
                               args.version_compatible, args.verbose)
-    except TensorRTMissing:  # show what to run on the target, then the one-line error
+    except TensorRTMissing:  # no TensorRT here: show what to run on the target, then the one-line error
         for strongly in (False, True):
             print(f"# TensorRT {'11 (strongly typed)' if strongly else '10'}:", file=sys.stderr)
             try:
-                for cmd in planned_commands(args.bundle, args.precision, args.flavour, args.plugins,
-                                            args.workspace, args.version_compatible, strongly):
+                for cmd in planned_commands(args.bundle, args.precision, args.flavour, plugins, args.workspace,
+                                            args.version_compatible, strongly):
                     print(cmd, file=sys.stderr)
-            except BuildError as e2:
+            except SSPEdgeError as e2:  # no plan for this bundle (e.g. a graph missing): say so, keep going
                 print(f"#   {e2}", file=sys.stderr)
         raise
     for b in built:

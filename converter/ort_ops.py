@@ -8,12 +8,17 @@ plugins run here on the CPU.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .schemas import DOMAIN
 
-__all__ = ["aggregate", "propagate", "replication_upsample", "make_session"]
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = ["aggregate", "propagate", "replication_upsample", "make_session", "ort_backend", "uses_ssp_ops",
+           "custom_op_libraries"]
 
 _OFFSETS = [(k // 3 - 1, k % 3 - 1) for k in range(9)]
 
@@ -88,20 +93,39 @@ def _register() -> None:
     _REGISTERED = True
 
 
-def make_session(path: str | Path, threads: int = 0):
-    """An ONNX Runtime CPU session for a graph of either flavour (``ssp::`` nodes run the NumPy ops)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = threads
-    so.log_severity_level = 3
+def uses_ssp_ops(model: bytes | str | Path | "onnx.ModelProto") -> bool:
+    """Whether a model imports the ``ssp`` domain (a plugin-flavour graph)."""
     import onnx
 
-    needs_ops = any(o.domain == DOMAIN for o in onnx.load(str(path), load_external_data=False).opset_import)
-    if needs_ops:
-        from onnxruntime_extensions import get_library_path
+    if isinstance(model, bytes):
+        m = onnx.load_from_string(model)
+    elif isinstance(model, onnx.ModelProto):
+        m = model
+    else:
+        m = onnx.load(str(model), load_external_data=False)
+    return any(o.domain == DOMAIN for o in m.opset_import)
 
-        _register()
-        so.register_custom_ops_library(get_library_path())
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+def custom_op_libraries() -> list[str]:
+    """The onnxruntime-extensions library with the ``ssp::`` ops registered as Python custom ops (NumPy above)."""
+    from onnxruntime_extensions import get_library_path
+
+    _register()
+    return [get_library_path()]
+
+
+def make_session(model: bytes | str | Path, threads: int = 0):
+    """An ONNX Runtime CPU session for a graph of either flavour (``ssp::`` nodes run the NumPy ops), made by the
+    SDK's one session factory."""
+    from ssp_edge.sdk.backends.onnxruntime import create_session
+
+    libs = custom_op_libraries() if uses_ssp_ops(model) else []
+    return create_session(model, threads=threads, custom_op_libraries=libs)
+
+
+def ort_backend(bundle, flavour: str = "portable", precision: str = "fp32", threads: int = 0):
+    """The SDK's ONNX Runtime backend over one flavour of a bundle; plugin graphs run with the NumPy ``ssp::`` ops."""
+    from ssp_edge.sdk.backends.onnxruntime import OnnxRuntimeBackend
+
+    libs = custom_op_libraries() if flavour == "plugin" else []
+    return OnnxRuntimeBackend(bundle, precision, threads=threads, flavour=flavour, custom_op_libraries=libs)

@@ -9,6 +9,8 @@ __all__ = ["SSPEdgeError", "SDKError", "BundleError"]
 class SSPEdgeError(Exception):
     """Base of every expected, user-facing error: the message names the input, what is wrong and the fix."""
 
+    user_facing = True  # informational (CONTRACTS.md); the dispatcher catches the type itself
+
 
 class SDKError(SSPEdgeError):
     """Bad input to the runtime SDK (frame, prompt, option, engine, source)."""

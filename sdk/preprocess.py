@@ -38,12 +38,15 @@ def letterbox(image: np.ndarray, size: int, pad_value: tuple[int, int, int] = (1
     return out, Letterbox(s, left, top, nw, nh, w, h)
 
 
-def unletterbox(x: np.ndarray, lb: Letterbox, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-    """Map a (size, size) map (probabilities or logits) back to the source frame (H, W)."""
+def unletterbox(x: np.ndarray, lb: Letterbox, interpolation: int = cv2.INTER_LINEAR,
+                out_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Map a (size, size) map (probabilities or logits) back to the source frame (H, W), or to ``out_size``
+    (width, height), e.g. a smaller copy of a huge frame."""
     crop = np.ascontiguousarray(x[lb.top:lb.top + lb.height, lb.left:lb.left + lb.width])
-    if (lb.width, lb.height) == (lb.src_width, lb.src_height):
+    w, h = out_size or (lb.src_width, lb.src_height)
+    if (lb.width, lb.height) == (w, h):
         return crop
-    return cv2.resize(crop, (lb.src_width, lb.src_height), interpolation=interpolation)
+    return cv2.resize(crop, (w, h), interpolation=interpolation)
 
 
 def normalize(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:

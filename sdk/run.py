@@ -7,6 +7,8 @@ import queue
 import sys
 import threading
 
+from .options import add_backend_args, add_bundle_trust_args, add_json_arg, add_native_code_args, backend_kwargs
+
 __all__ = ["register"]
 
 
@@ -14,26 +16,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="segment a video or camera stream with prompts (ONNX Runtime or TensorRT)",
         description="Run a bundle on a video source and show or write the overlaid stream; ends with a summary "
-                    "(frames, FPS, median / p90 per stage). Type new prompts on stdin while it runs (separate "
-                    "several with ';').", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "(frames, FPS, median / p90 per stage; --json: as one JSON object). Type new prompts on stdin while "
+                    "it runs (separate several with ';').", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--bundle", required=True, help="bundle folder (ssp convert export)")
     p.add_argument("--source", required=True,
                    help="video file, image folder, camera index (0), v4l2:///dev/videoN, rtsp://..., csi://N, "
                         "gst:PIPELINE")
     p.add_argument("--prompt", action="append", required=True, help="what to segment (repeatable)")
     p.add_argument("--out", default="none", help="overlay sink: file.mp4, folder/, window, none")
-    p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
-                   help="default: the best the backend has (TensorRT engines) / fp32 (ONNX Runtime)")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--policy", choices=("latest", "all"), default=None,
                    help="frames to process: newest only (live default) or every frame (file default)")
     p.add_argument("--mask-threshold", type=float, default=None, help="default: the bundle's tuned value")
     p.add_argument("--exists-threshold", type=float, default=None, help="default: the bundle's tuned value")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = all cores)")
     p.add_argument("--save-frame", default=None, metavar="PNG", help="also save the last overlaid frame")
     p.add_argument("--no-stdin", action="store_true", help="do not read new prompts from stdin")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_json_arg(p)
+    add_backend_args(p)
+    add_native_code_args(p)
+    add_bundle_trust_args(p)
     p.set_defaults(func=_run)
 
 
@@ -57,9 +58,8 @@ def _run(args: argparse.Namespace) -> int:
         raise SDKError(f"--max-frames must be at least 1, got {args.max_frames}")
     prompts = [p for item in args.prompt for p in parse_prompts(item)]
     sink = open_sink(args.out)  # bad --out fails before the model loads
-    seg = Segmenter.open(args.bundle, backend=args.backend, precision=args.precision,
-                         mask_threshold=args.mask_threshold, exists_threshold=args.exists_threshold,
-                         threads=args.threads)
+    seg = Segmenter.open(args.bundle, mask_threshold=args.mask_threshold, exists_threshold=args.exists_threshold,
+                         **backend_kwargs(args))
     seg.set_prompts(prompts)
     source = open_source(args.source, policy=args.policy)
     sink.fps = source.fps

@@ -6,16 +6,9 @@ import json
 import sys
 from typing import Any
 
+from ssp_edge.sdk.cli import require_modules
+
 __all__ = ["register_train", "register_eval", "register_summary"]
-
-
-def require_modules(*names: str) -> None:
-    """Raise ImportError for the first missing module, so the dispatcher lists the command as unavailable."""
-    import importlib.util
-
-    for n in names:
-        if importlib.util.find_spec(n) is None:
-            raise ImportError(f"No module named {n!r}", name=n)
 
 
 def _need_model_extra() -> None:
@@ -114,44 +107,82 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def register_eval(sub: argparse._SubParsersAction) -> None:
     require_modules("torch")
-    p = sub.add_parser("eval", help="evaluate a checkpoint (oIoU, mIoU, Prec@X, N-acc, T-acc)",
-                       description="Evaluate a checkpoint with PyTorch on a data set. --json prints one JSON object.",
+    from ssp_edge.sdk.options import add_backend_args, add_bundle_trust_args, add_json_arg, add_native_code_args
+
+    from .torch_backend import ALL_BACKENDS
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint or a bundle (oIoU, mIoU, Prec@X, N-acc, T-acc)",
+                       description="Evaluate a checkpoint on PyTorch, or a bundle as it is deployed (ONNX Runtime, "
+                                   "TensorRT, or the PyTorch model it was exported from), through the SDK's "
+                                   "Segmenter stages. --json prints one JSON object (the same keys either way).",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", default="ssp_lite_refshapes", help="shipped checkpoint name or .safetensors path")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", default=None,
+                     help="shipped checkpoint name or .safetensors path (default: ssp_lite_refshapes)")
+    src.add_argument("--bundle", default=None, metavar="DIR", help="bundle folder (ssp convert export)")
     p.add_argument("--data", default="refshapes:test", help="refshapes:SPLIT or refcoco:ROOT:DATASET:SPLITBY:SPLIT")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--batch", type=int, default=8, help="samples per image-encoder / decoder batch")
+    add_json_arg(p)
     p.add_argument("--save-vis", default=None, metavar="PNG", help="also write a grid of predictions to this PNG")
+    add_backend_args(p, backends=ALL_BACKENDS, default=None,
+                     backend_help="with --bundle: auto (default: TensorRT when usable, else ONNX Runtime), tensorrt, "
+                                  "onnxruntime, or pytorch (the checkpoint the bundle was exported from); a "
+                                  "--checkpoint runs on pytorch")
+    add_native_code_args(p)
+    add_bundle_trust_args(p)
     p.set_defaults(func=_run_eval)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
     _need_model_extra()
     _quiet_transformers()
-    import torch
-
-    from .checkpoint import load_checkpoint, read_checkpoint_info
     from .data.spec import open_data
     from .errors import SSPError
-    from .evaluate import evaluate
+    from .evaluate import Predictor, evaluate_segmenter
 
     if args.limit is not None and args.limit <= 0:
         raise SSPError(f"--limit must be positive, got {args.limit}")
-    cfg = read_checkpoint_info(args.checkpoint).config  # cheap checks first: header, then the data
-    data = open_data(args.data, cfg.input_size)
-    if len(data) == 0:
-        raise SSPError(f"data {args.data!r} has no samples")
-    model, info = load_checkpoint(args.checkpoint)
-    with torch.inference_mode():
-        summary = evaluate(model, cfg, data, limit=args.limit, batch=args.batch, progress=not args.json,
-                           thresholds=info.thresholds)
-    summary["thresholds"] = info.thresholds
-    summary = {"checkpoint": str(info.path.name), "data": args.data, **summary}
-    if args.save_vis:
-        from .visualize import save_prediction_grid
+    if args.batch < 1:
+        raise SSPError(f"--batch must be at least 1, got {args.batch}")
+    if args.bundle is None:
+        if args.backend not in (None, "pytorch") or args.precision not in (None, "fp32"):
+            raise SSPError("--backend / --precision choose how a --bundle runs; a --checkpoint runs on PyTorch fp32 "
+                           "(export it with `ssp convert export` to evaluate other backends)")
+        from .checkpoint import load_checkpoint, read_checkpoint_info
+        from .torch_backend import reference_segmenter
 
-        save_prediction_grid(model, cfg, data, args.save_vis, thresholds=info.thresholds)
+        cfg = read_checkpoint_info(args.checkpoint or "ssp_lite_refshapes").config  # cheap checks first
+        data = open_data(args.data, cfg.input_size)
+        if len(data) == 0:
+            raise SSPError(f"data {args.data!r} has no samples")
+        model, info = load_checkpoint(args.checkpoint or "ssp_lite_refshapes")
+        seg = reference_segmenter(model, info.thresholds, threads=args.threads)
+        head: dict[str, Any] = {"checkpoint": str(info.path.name), "data": args.data}
+    else:
+        from ssp_edge.sdk.options import backend_kwargs
+        from ssp_edge.sdk.segmenter import Segmenter, open_bundle
+
+        from .torch_backend import open_any_backend
+
+        kw = backend_kwargs(args)
+        bundle = open_bundle(args.bundle, kw.pop("verify_key"))
+        data = open_data(args.data, bundle.manifest.input_size)
+        if len(data) == 0:
+            raise SSPError(f"data {args.data!r} has no samples")
+        backend = open_any_backend(bundle, kw.pop("backend") or "auto", kw.pop("precision"), **kw)
+        seg = Segmenter(bundle, backend)
+        src = bundle.manifest.source
+        head = {"checkpoint": src.get("checkpoint", f"random init of {src.get('config')}"), "data": args.data,
+                "bundle": str(args.bundle), "backend": backend.name, "precisions": dict(backend.precisions)}
+    with seg:
+        summary = evaluate_segmenter(seg, data, limit=args.limit, batch=args.batch, progress=not args.json)
+        summary["thresholds"] = {"mask": seg.mask_threshold, "exists": seg.exists_threshold}
+        summary = {**head, **summary}
+        if args.save_vis:
+            from .visualize import save_prediction_grid
+
+            save_prediction_grid(data, args.save_vis, Predictor(segmenter=seg))
     if args.json:
         print(json.dumps(summary))
         return 0
@@ -159,6 +190,9 @@ def _run_eval(args: argparse.Namespace) -> int:
             ("gIoU", summary["gIoU"])] + [(k, v) for k, v in summary.items() if k.startswith("prec@")] + \
            [("N-acc", summary["N-acc"]), ("T-acc", summary["T-acc"])] + \
            [(f"mIoU[{k}]", v) for k, v in summary["by_type"].items()]
+    if args.bundle:
+        used = ", ".join(f"{k} {v}" for k, v in summary["precisions"].items())
+        rows.insert(0, ("backend", f"{summary['backend']} ({used})"))
     for k, v in rows:
         print(f"{k:>18}  {v:.4f}" if isinstance(v, float) else f"{k:>18}  {v}")
     if args.save_vis:

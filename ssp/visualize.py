@@ -6,9 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import SSPConfig
 from .evaluate import Predictor
-from .models.ssp import SSP
 
 __all__ = ["overlay", "save_prediction_grid"]
 
@@ -27,10 +25,10 @@ def overlay(image: np.ndarray, mask: np.ndarray, text: str, gt: np.ndarray | Non
     return out
 
 
-def save_prediction_grid(model: SSP, cfg: SSPConfig, data, path: str | Path, n: int = 8, cols: int = 4,
-                         tile: int = 320, thresholds: dict[str, float] | None = None) -> Path:
-    """Predict the first ``n`` samples of ``data`` and write a grid PNG (red = prediction, green = GT)."""
-    pred = Predictor.with_thresholds(model, cfg, thresholds)
+def save_prediction_grid(data, path: str | Path, pred: Predictor, n: int = 8, cols: int = 4,
+                         tile: int = 320) -> Path:
+    """Predict the first ``n`` samples of ``data`` with ``pred`` (a checkpoint's or a bundle's Segmenter) and write a
+    grid PNG (red = prediction, green = GT)."""
     tiles = []
     for i in range(min(n, len(data))):
         s = data[i]

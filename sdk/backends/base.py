@@ -1,46 +1,75 @@
-"""The backend interface the Segmenter drives, and backend selection (``auto`` | ``tensorrt`` |
-``onnxruntime``)."""
+"""The backend interface the Segmenter drives, and backend selection (``auto`` | ``tensorrt`` | ``onnxruntime``).
+
+A backend runs the bundle's three graphs by name: ``run(graph, feeds) -> {output name: array}``, feeds and
+outputs keyed by the manifest's tensor names (never by position) and checked against its tensor specs
+(:func:`ssp_edge.sdk.io_spec.check_feeds`)."""
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
-import numpy as np
-
-from ..bundle import Bundle
+from ..bundle import GRAPHS, Bundle, GraphEntry, Manifest
 from ..errors import SDKError
 
-__all__ = ["Backend", "open_backend", "BACKENDS", "PRECISIONS"]
+__all__ = ["Backend", "open_backend", "graph_entries", "BACKENDS", "PRECISIONS"]
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
 class Backend(Protocol):
-    """Runs the bundle's three graphs. Outputs come back in the manifest's output order; with
-    ``to_host=False`` they may stay on the device (opaque handles another ``run`` accepts as feeds)."""
+    """Runs the bundle's three graphs. ``run`` returns the graph's outputs by name; with ``to_host=False`` they
+    may stay on the device (opaque handles with ``shape`` and ``dtype`` that another ``run`` accepts as feeds).
+
+    A backend may also have ``entries: dict[str, GraphEntry]``: the graph it runs for each name, whose tensor names
+    the Segmenter matches (see :func:`graph_entries`)."""
 
     name: str
     precisions: dict[str, str]  # graph -> precision actually used
 
-    def run(self, graph: str, feeds: dict[str, np.ndarray], to_host: bool = True) -> Sequence[np.ndarray]: ...
+    def run(self, graph: str, feeds: Mapping[str, Any], to_host: bool = True) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
 
 
-def open_backend(bundle: Bundle, backend: str = "auto", precision: str | None = None,
-                 providers: Sequence[str] | None = None, threads: int = 0, plugin_lib: str | None = None) -> Backend:
-    """``auto`` picks TensorRT when it imports, a GPU is present and the bundle has a matching engine,
-    else ONNX Runtime."""
+def graph_entries(backend: Any, manifest: Manifest) -> dict[str, GraphEntry]:
+    """graph -> the entry whose inputs / outputs ``backend`` runs: its own ``entries`` when it has them, else the
+    manifest's graph at the backend's precision (for engines: the ONNX graph they were built from)."""
+    own = getattr(backend, "entries", None)
+    if own:
+        return dict(own)
+    out: dict[str, GraphEntry] = {}
+    sources = {e.name: e.source for e in manifest.engines}
+    for g in GRAPHS:
+        p = backend.precisions.get(g, "fp32")
+        cands = [e for e in manifest.graphs if e.name == g and e.precision == p] or \
+                [e for e in manifest.graphs if e.name == g]
+        if not cands:
+            raise SDKError(f"the bundle's manifest has no {g} graph; re-export it with `ssp convert export`")
+        out[g] = next((e for e in cands if e.file == sources.get(g)), cands[0])
+    return out
+
+
+def open_backend(bundle: Bundle, backend: str = "auto", precision: str | None = None, *,
+                 providers: Sequence[str] | None = None, threads: int = 0, plugin_lib: str | None = None,
+                 trust_bundle_plugins: bool = False, allow_engine_host_code: bool = False) -> Backend:
+    """``auto`` picks TensorRT when it imports, a GPU is present and the bundle has a matching engine, else ONNX
+    Runtime. ``plugin_lib`` / ``trust_bundle_plugins`` / ``allow_engine_host_code``: native code the TensorRT
+    backend may load, only by the caller's explicit choice (see the TensorRT backend)."""
     if backend not in BACKENDS:
         raise SDKError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if precision is not None and precision not in PRECISIONS:
         raise SDKError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise SDKError(f"threads must be a whole number >= 0 (0: the runtime's default), got {threads!r}")
     if backend in ("auto", "tensorrt"):
         from .tensorrt import TensorRTBackend, tensorrt_unavailable
 
         reason = tensorrt_unavailable(bundle, precision)
         if reason is None:
-            return TensorRTBackend(bundle, precision, plugin_lib)
+            # the opt-ins are passed only when set, so a TensorRT backend without them still opens
+            opt_in = {k: True for k, v in (("trust_bundle_plugins", trust_bundle_plugins),
+                                           ("allow_engine_host_code", allow_engine_host_code)) if v}
+            return TensorRTBackend(bundle, precision, plugin_lib=plugin_lib, **opt_in)
         if backend == "tensorrt":
             raise SDKError(reason)
     from .onnxruntime import OnnxRuntimeBackend

@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from ..bundle import GRAPHS, Bundle, EngineEntry
+from ..bundle import GRAPHS, Bundle, EngineEntry, GraphEntry
 from ..cuda import check, compute_capability, cudart
 from ..errors import SDKError
+from ..io_spec import check_feeds
 
 if TYPE_CHECKING:  # typed against the TensorRT bindings by tests/converter/test_trt_api_names.py
     import tensorrt as trt
@@ -325,6 +326,10 @@ class TensorRTBackend:
             self.runtime.engine_host_code_allowed = True
         self.precisions = {g: e.precision for g, e in engines.items()}
         self.flavour = next(iter(engines.values())).flavour
+        # the ONNX graph each engine was built from names and types its tensors (feeds are checked against it)
+        by_file = {g.file: g for g in bundle.manifest.graphs}
+        self.entries: dict[str, GraphEntry] = {g: by_file[e.source] for g, e in engines.items() if e.source in by_file}
+        self.dynamic_axes = {k: list(v) for k, v in bundle.manifest.dynamic_axes.items()}
         try:
             for g, e in engines.items():
                 self._runners[g] = _EngineRunner(self.runtime, data[g], g, cuda_graph and g == "image_encoder")
@@ -337,6 +342,8 @@ class TensorRTBackend:
         :class:`DeviceTensor` values that another ``run`` accepts as feeds."""
         if graph not in self._runners:
             raise SDKError(f"no {graph!r} engine (graphs: {', '.join(self._runners)})")
+        if graph in self.entries:
+            check_feeds(self.entries[graph], feeds, self.dynamic_axes)
         return self._runners[graph].run(feeds, to_host)
 
     def close(self) -> None:

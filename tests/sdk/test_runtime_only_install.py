@@ -1,5 +1,6 @@
 """The runtime extra alone (no torch, no transformers): `from ssp_edge import Segmenter`, a full `ssp run` on ONNX
-Runtime, and nothing but `ssp_edge` added to the top of site-packages."""
+Runtime, `ssp bench --quick` (its PyTorch row "not installed", FLOPs left out with the reason, results under the
+working directory), and nothing but `ssp_edge` added to the top of site-packages."""
 from __future__ import annotations
 
 import json
@@ -47,3 +48,14 @@ def test_runtime_extra_runs_without_torch(lite_bundle, tmp_path):
     assert h.returncode == 0 and "run" in h.stdout
     for cmd in ("train", "convert"):  # listed, marked unavailable: they need the model / convert extras
         assert any(ln.split()[:1] == [cmd] and "unavailable" in ln for ln in h.stdout.splitlines()), h.stdout
+    r = subprocess.run([str(ssp), "bench", str(lite_bundle), "--quick", "--iters", "2", "--json"],
+                       capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    rows = {(x["backend"], x["precision"]): x for x in res["rows"]}
+    assert rows[("pytorch", "fp32")]["status"] == "not installed"
+    assert rows[("onnxruntime", "fp32")]["status"] == "ok" and rows[("onnxruntime", "fp32")]["fps"] > 0
+    assert res["flops"] is None and "PyTorch" in res["not_measured"]["flops"] and res["plots"] == []
+    assert (tmp_path / "bench_results" / "bench.json").is_file()  # under the working directory
+    md = (tmp_path / "bench_results" / "bench.md").read_text()
+    assert "not installed" in md and "Not measured" in md

@@ -60,14 +60,19 @@ def test_letterbox_inverse_on_a_non_square_frame(seg):
 
 
 def test_prompt_cache_runs_the_text_encoder_once_per_prompt(lite_bundle):
-    s = Segmenter.open(lite_bundle, backend="onnxruntime", cache_size=2)
+    s = Segmenter.open(lite_bundle, backend="onnxruntime", cache_size=16)
     frame = np.zeros((64, 64, 3), np.uint8)
     s.set_prompts(["a", "b"])
     assert (s.cache_hits, s.cache_misses) == (0, 2)
     r = s.segment(frame)
     assert r[0].times_ms["text_encoder"] == 0.0 and s.cache_hits == 2
+    s.set_prompts([f"p{i}" for i in range(14)])  # fills the cache
+    s.segment(frame, ["a"])  # "a" is used again: now "b" is the least recently used
     s.set_prompts(["c"])  # evicts the least recently used
-    assert len(s._cache) == 2 and "a" not in s._cache
+    assert len(s._cache) == 16 and "b" not in s._cache and "a" in s._cache
+    enc = s.encode_prompts(["a", "c", "a"])  # cached and duplicate prompts: no text encoder run
+    assert enc.text_encoder_ms == 0.0 and enc.prompts == ("a", "c", "a")
+    np.testing.assert_array_equal(enc.tensors["words"][0], enc.tensors["words"][2])
 
 
 def test_bad_input_is_clear(seg):
