@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from ssp_edge.sdk.bundle import Bundle
 from ssp_edge.sdk.errors import SDKError
+from ssp_edge.sdk.fsio import atomic_write_text
 from ssp_edge.sdk.segmenter import STAGES, Segmenter
 
 from .devices import UTILIZATION, cpu_peak, jetson_estimates
@@ -203,8 +204,8 @@ def run_bench(path: str | Path, settings: BenchSettings, out_dir: str | Path, pr
     for r in result["rows"]:
         if r["status"] == "ok":
             r["cpu_peak_share"] = round(r["gflops_per_s"] / peak.gflops, 4) if r["backend"] != "tensorrt" else None
-    (out_dir / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_text(out_dir / "bench.json", json.dumps(result, indent=1) + "\n")
     result["plots"] = write_plots(result, out_dir)
     result["report"] = str(write_markdown(result, out_dir))
-    (out_dir / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_text(out_dir / "bench.json", json.dumps(result, indent=1) + "\n")
     return result

@@ -98,7 +98,7 @@ class Segmenter:
         for name, v in (("mask_threshold", self.mask_threshold), ("exists_threshold", self.exists_threshold)):
             if not 0.0 <= v <= 1.0:
                 raise SDKError(f"{name} must be a probability in [0, 1], got {v}")
-        self.tokenizer = Tokenizer(bundle.read_bytes(man.tokenizer), man.max_tokens)
+        self.tokenizer = Tokenizer(bundle.read_bytes(man.tokenizer), man.max_tokens, vocab_size=man.vocab_size)
         self.max_prompts = int(man.dynamic_axes.get("expressions", [1, 1, 64])[2])
         self._cache: OrderedDict[str, _Encoded] = OrderedDict()
         self.cache_size = cache_size
