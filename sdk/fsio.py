@@ -66,6 +66,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, umask_mode(mode))
+        kill_point(f"write:{path.name}")  # crash tests: the temp file is complete, the old file still in place
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
