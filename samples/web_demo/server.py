@@ -378,8 +378,10 @@ class DemoServer:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
             raise _HTTPError(431, f"request headers larger than {MAX_HEADER_BYTES} bytes") from None
-        except asyncio.IncompleteReadError:
-            raise ConnectionResetError("client closed before the end of its request") from None
+        except asyncio.IncompleteReadError as e:
+            if not e.partial.strip():
+                raise ConnectionResetError("client closed without a request") from None
+            raise _HTTPError(400, "the request ended before its headers did") from None
         line, _, rest = head.partition(b"\r\n")
         parts = line.decode("latin-1").split(" ")
         if len(parts) != 3 or not parts[0].isalpha() or not parts[0].isupper():
@@ -441,7 +443,7 @@ class DemoServer:
             if req.path != "/prompt":
                 raise _HTTPError(404, f"no endpoint {req.path[:80]}")
             self._check_token(req)
-            prompts = await self._read_prompts(req, reader)
+            prompts = await self._read_prompts(req, reader, writer)
             conn.reading = False
             self.state.pending.put(prompts)
             return await self._reply(writer, 200, {"prompts": prompts})
@@ -466,7 +468,8 @@ class DemoServer:
             return await self._stream(writer, conn)
         raise _HTTPError(404, f"no page {req.path[:80]}")
 
-    async def _read_prompts(self, req: _Request, reader: asyncio.StreamReader) -> list[str]:
+    async def _read_prompts(self, req: _Request, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> list[str]:
         h = req.headers
         if h.get("Transfer-Encoding"):
             raise _HTTPError(411, "send the body with a Content-Length, not chunked")
@@ -481,10 +484,14 @@ class DemoServer:
         ctype = (h.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         if ctype != "application/json":
             raise _HTTPError(415, f"POST /prompt takes Content-Type application/json, got {ctype[:60]!r}")
+        if (h.get("Expect") or "").strip().lower() == "100-continue":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         try:
             body = await asyncio.wait_for(reader.readexactly(n), max(0.0, req.deadline - time.monotonic()))
         except asyncio.TimeoutError:
             raise _HTTPError(408, f"body not received within {self.opts.read_timeout:g} s") from None
+        except asyncio.IncompleteReadError:
+            raise _HTTPError(400, f"the body ended before its Content-Length ({n} bytes)") from None
         try:
             data = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
