@@ -292,8 +292,10 @@ def validate_manifest(data: Any, where: str, known: Mapping[str, bool]) -> dict[
 def _cross_check(c: _Checker, d: dict[str, Any]) -> None:
     """Every file a field names is listed in ``files`` (so it is hashed before use)."""
     files = d.get("files", {})
-    named = [("tokenizer", d.get("tokenizer", "tokenizer.json"))]
-    named += [(f"graphs[{i}].file", g["file"]) for i, g in enumerate(d.get("graphs", []))]
+    graphs = d.get("graphs", [])
+    named = [(f"graphs[{i}].file", g["file"]) for i, g in enumerate(graphs)]
+    if any(g["name"] == "text_encoder" for g in graphs):  # a runnable bundle: its tokenizer is read too
+        named.insert(0, ("tokenizer", d.get("tokenizer", "tokenizer.json")))
     for i, e in enumerate(d.get("engines", [])):
         named += [(f"engines[{i}].file", e["file"]), (f"engines[{i}].plugin_library", e["plugin_library"])]
     for field, rel in named:

@@ -161,8 +161,10 @@ def calibrated(lite_bundle, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", ["commit:staged", "commit:moving", "commit:moved", "write:manifest.json",
-                                   "commit:saved", "commit:cleaned"])
+@pytest.mark.parametrize("point", ["commit:moving", "write:manifest.json", "commit:saved"])  # one run each (~40 s):
+# half the new graphs moved in (old state), the manifest's temp file written but not renamed (old), the manifest
+# saved but the replaced graphs not yet deleted (new); the other points (commit:staged / moved / cleaned) sit
+# between these with nothing else written
 def test_calibrate_killed_at_a_commit_point_leaves_a_bundle_that_opens(calibrated, tmp_path, point):
     b = tmp_path / "b"
     shutil.copytree(calibrated, b, copy_function=os.link)
@@ -171,7 +173,7 @@ def test_calibrate_killed_at_a_commit_point_leaves_a_bundle_that_opens(calibrate
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
     reopened = Bundle.open(b)  # verifies every listed file
     now = _int8_shas(reopened)
-    if point in ("commit:staged", "commit:moving", "commit:moved", "write:manifest.json"):
+    if point in ("commit:moving", "write:manifest.json"):
         assert now == old  # the old state, intact
     else:
         assert now != old and set(now) == set(old)  # the new state, complete
