@@ -223,10 +223,11 @@ class Bundle:
 
     @classmethod
     def open(cls, root: str | os.PathLike[str], verify: bool = True,
-             verify_key: str | os.PathLike[str] | bytes | None = None) -> "Bundle":
+             verify_key: str | os.PathLike[str] | bytes | bool | None = None) -> "Bundle":
         """Read and validate ``root/manifest.json``; with ``verify`` check every listed file is inside the bundle and
         matches its sha256. With ``verify_key`` (an Ed25519 public key: PEM path, text or bytes; default
-        ``$SSP_BUNDLE_PUBKEY``) the manifest must carry a valid signature (``manifest.json.sig``)."""
+        ``$SSP_BUNDLE_PUBKEY``) the manifest must carry a valid signature (``manifest.json.sig``); ``False``
+        checks no signature even when the variable is set (for tools that write bundles, e.g. the signer)."""
         root = Path(root)
         if not root.is_dir():
             raise BundleError(f"bundle {str(root)!r} is not a folder; create one with "
@@ -242,7 +243,9 @@ class Bundle:
                               "`ssp convert export --checkpoint NAME --out DIR`")
         data = empty._read(mf, MANIFEST, MAX_MANIFEST_BYTES)
         key = None
-        if verify_key is not None or os.environ.get("SSP_BUNDLE_PUBKEY", "").strip():
+        if verify_key is True:
+            raise BundleError("verify_key=True names no key: pass the public key (PEM path or bytes), or None")
+        if verify_key is not False and (verify_key is not None or os.environ.get("SSP_BUNDLE_PUBKEY", "").strip()):
             from .signing import resolve_verify_key, verify_manifest
 
             key = resolve_verify_key(verify_key)

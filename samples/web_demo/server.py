@@ -100,7 +100,8 @@ def is_loopback(host: str) -> bool:
 def validate_prompts(data: Any, max_prompts: int, max_chars: int) -> list[str]:
     """The prompts of a POST body (``{"prompts": [...]}``), or ValueError with the reason."""
     if not isinstance(data, dict):
-        raise ValueError(f'the body must be a JSON object like {{"prompts": ["the red cup"]}}, got {type(data).__name__}')
+        raise ValueError('the body must be a JSON object like {"prompts": ["the red cup"]}, got '
+                         f"{type(data).__name__}")
     extra = sorted(set(data) - {"prompts"})
     if extra:
         raise ValueError(f"unknown field(s) {', '.join(map(repr, extra[:5]))}; send only \"prompts\"")
@@ -137,6 +138,7 @@ class DemoState:
         self.prompts = list(prompts)
         self.max_prompts = int(max_prompts)
         self.results: list[dict] = []
+        self.prompts_since = 0  # the number of the first frame that used the current prompts
         self.prompt_error: str | None = None  # the last prompts that could not be applied (cleared by a good one)
         self.frame_error: str | None = None  # the last frame / source failure (cleared by the next good frame)
         self.pending: "queue.Queue[list[str]]" = queue.Queue()
@@ -171,7 +173,7 @@ class DemoState:
 
     def status(self) -> dict[str, Any]:
         return {"frames": self.frames, "fps": round(self.fps, 2), "prompts": self.prompts, "results": self.results,
-                "error": self.error, "max_prompts": self.max_prompts}
+                "prompts_since_frame": self.prompts_since, "error": self.error, "max_prompts": self.max_prompts}
 
 
 def _apply_pending(seg: Segmenter, state: DemoState) -> None:
@@ -189,6 +191,7 @@ def _apply_pending(seg: Segmenter, state: DemoState) -> None:
         state.prompt_error = f"prompts {latest!r} not applied: {e}"
         return
     state.prompts = seg.prompts
+    state.prompts_since = state.frames + 1  # this frame, once published
     state.prompt_error = None
 
 

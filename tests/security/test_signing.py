@@ -44,6 +44,15 @@ def test_signed_bundle_opens_with_the_right_key_in_every_form(signed, keys, monk
     assert Bundle.open(signed).signed
 
 
+def test_signing_works_while_the_verify_variable_is_set(mini, keys, monkeypatch):
+    (priv, pub), _ = keys
+    monkeypatch.setenv(PUBKEY_ENV, str(pub))
+    with pytest.raises(BundleError, match="is not signed"):
+        Bundle.open(mini)
+    sign_bundle(mini, priv)
+    assert Bundle.open(mini).signed
+
+
 def test_wrong_key_is_refused(signed, keys, monkeypatch):
     _, (_, other_pub) = keys
     with pytest.raises(BundleError, match="signature in manifest.json.sig does not match"):
