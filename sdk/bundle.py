@@ -207,7 +207,8 @@ class Bundle:
         with self._open(p, rel) as f:
             data = f.read() if limit is None else f.read(limit + 1)
         if limit is not None and len(data) > limit:
-            raise BundleError(f"{self._where()}: {rel} is larger than {limit >> 20} MiB; not a bundle manifest")
+            size = f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit} bytes"
+            raise BundleError(f"{self._where()}: {rel} is larger than {size}, so not one this SDK wrote; {FIX}")
         return data
 
     def _sha256(self, p: Path, rel: str) -> str:

@@ -141,9 +141,18 @@ class DemoState:
         self.prompts_since = 0  # the number of the first frame that used the current prompts
         self.prompt_error: str | None = None  # the last prompts that could not be applied (cleared by a good one)
         self.frame_error: str | None = None  # the last frame / source failure (cleared by the next good frame)
-        self.pending: "queue.Queue[list[str]]" = queue.Queue()
+        self.pending: "queue.Queue[list[str]]" = queue.Queue(maxsize=1)  # only the newest prompts wait
         self.stop = threading.Event()
         self._listeners: list[tuple[asyncio.AbstractEventLoop, Any]] = []
+
+    def submit(self, prompts: list[str]) -> None:
+        """Queue prompts for the next frame, replacing any not yet applied (memory stays bounded)."""
+        with self.lock:
+            try:
+                self.pending.get_nowait()
+            except queue.Empty:
+                pass
+            self.pending.put_nowait(list(prompts))
 
     @property
     def error(self) -> str | None:
@@ -448,7 +457,7 @@ class DemoServer:
             self._check_token(req)
             prompts = await self._read_prompts(req, reader, writer)
             conn.reading = False
-            self.state.pending.put(prompts)
+            self.state.submit(prompts)
             return await self._reply(writer, 200, {"prompts": prompts})
         conn.reading = False
         if req.method != "GET":
@@ -532,7 +541,10 @@ class DemoServer:
 
     async def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
         writer.write(data)
-        await asyncio.wait_for(writer.drain(), self.opts.write_timeout)
+        try:
+            await asyncio.wait_for(writer.drain(), self.opts.write_timeout)
+        except asyncio.TimeoutError:  # a client that does not read: drop it (not a request timeout)
+            raise ConnectionAbortedError("client stopped reading") from None
 
     async def _send(self, writer: asyncio.StreamWriter, code: int, body: bytes, ctype: str,
                     extra: dict[str, str] | None = None) -> None:
