@@ -18,6 +18,7 @@ from tqdm import tqdm
 from ssp_edge.sdk.backends.base import open_backend
 from ssp_edge.sdk.bundle import Bundle
 from ssp_edge.sdk.errors import SDKError
+from ssp_edge.sdk.fsio import atomic_write_text
 from ssp_edge.sdk.segmenter import STAGES, Segmenter, open_bundle
 
 from .devices import UTILIZATION, cpu_peak, jetson_estimates
@@ -256,8 +257,8 @@ def run_bench(path: str | Path, settings: BenchSettings, out_dir: str | Path, pr
         if r["status"] == "ok":
             r["cpu_peak_share"] = (round(r["gflops_per_s"] / peak.gflops, 4)
                                    if r["backend"] != "tensorrt" and frame_gflops is not None else None)
-    (out_dir / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_text(out_dir / "bench.json", json.dumps(result, indent=1) + "\n")
     result["plots"] = write_plots(result, out_dir) if _has("matplotlib") else []
     result["report"] = str(write_markdown(result, out_dir))
-    (out_dir / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_text(out_dir / "bench.json", json.dumps(result, indent=1) + "\n")
     return result

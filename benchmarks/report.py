@@ -1,9 +1,11 @@
 """Markdown and PNG plots of a benchmark result (``bench.md``, ``bench_*.png``)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
+from ssp_edge.sdk.fsio import atomic_write_bytes, atomic_write_text
 from ssp_edge.sdk.segmenter import STAGES as _STAGES
 
 __all__ = ["write_markdown", "write_plots"]
@@ -91,8 +93,14 @@ def write_markdown(res: dict[str, Any], out_dir: Path) -> Path:
     if "plots" in missing:
         L += ["", f"Plots not drawn: {missing['plots']}."]
     path = out_dir / "bench.md"
-    path.write_text("\n".join(L) + "\n")
+    atomic_write_text(path, "\n".join(L) + "\n")
     return path
+
+
+def _save_png(fig: Any, path: str) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def write_plots(res: dict[str, Any], out_dir: Path) -> list[str]:
@@ -115,7 +123,7 @@ def write_plots(res: dict[str, Any], out_dir: Path) -> list[str]:
     ax.legend(fontsize=8)
     fig.tight_layout()
     paths.append(str(out_dir / "bench_latency.png"))
-    fig.savefig(paths[-1], dpi=110)
+    _save_png(fig, paths[-1])
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, sweep in res["throughput"].items():
@@ -126,7 +134,7 @@ def write_plots(res: dict[str, Any], out_dir: Path) -> list[str]:
     ax.legend()
     fig.tight_layout()
     paths.append(str(out_dir / "bench_throughput.png"))
-    fig.savefig(paths[-1], dpi=110)
+    _save_png(fig, paths[-1])
     plt.close(fig)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("ssp_lite", "ssp_paper")):
@@ -135,6 +143,6 @@ def write_plots(res: dict[str, Any], out_dir: Path) -> list[str]:
         ax.set_title(f"{key}: GFLOPs per module")
     fig.tight_layout()
     paths.append(str(out_dir / "bench_flops.png"))
-    fig.savefig(paths[-1], dpi=110)
+    _save_png(fig, paths[-1])
     plt.close(fig)
     return paths

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ssp_edge.sdk.bundle import atomic_write_bytes
+from ssp_edge.sdk.fsio import atomic_write_bytes
 
 from .evaluate import METRIC_KEYS
 

@@ -1,4 +1,5 @@
-"""`ssp convert export | check | build | info` (registered through the ``ssp_edge.commands`` entry points)."""
+"""`ssp convert export | check | build | info | keygen | sign` (registered through the ``ssp_edge.commands``
+entry points)."""
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--max-frames", type=int, default=4, help="largest image_encoder batch in engine profiles")
     e.add_argument("--max-prompts", type=int, default=16, help="largest expression batch in engine profiles")
     e.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
-    e.add_argument("--force", action="store_true", help="replace an existing bundle in OUT")
+    e.add_argument("--force", action="store_true",
+                   help="replace an existing bundle in OUT (only a bundle or an empty folder is ever replaced)")
     e.set_defaults(func=_export)
 
     c = s.add_parser("check", formatter_class=fmt, help="ONNX Runtime vs PyTorch parity on RefShapes inputs",
@@ -83,6 +85,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_arg(i)
     i.set_defaults(func=_info)
 
+    k = s.add_parser("keygen", formatter_class=fmt, help="make an Ed25519 key pair for signing bundles",
+                     description="Write OUT.pem (private key, mode 0600: keep it secret) and OUT.pub.pem (public key: "
+                                 "give it to whoever opens your bundles, as verify_key= / $SSP_BUNDLE_PUBKEY / "
+                                 "--verify-key).")
+    k.add_argument("--out", required=True, metavar="KEYNAME", help="path prefix of the two key files")
+    k.add_argument("--force", action="store_true", help="replace an existing key pair")
+    k.set_defaults(func=_keygen)
+
+    g = s.add_parser("sign", formatter_class=fmt, help="sign a bundle's manifest (Ed25519, detached)",
+                     description="Verify every file of BUNDLE against its manifest, then write manifest.json.sig: an "
+                                 "Ed25519 signature over manifest.json, which holds the sha256 of every file. Any "
+                                 "later change to the manifest removes the signature; sign again.")
+    g.add_argument("bundle")
+    g.add_argument("--key", required=True, metavar="KEY.pem", help="private key from `ssp convert keygen`")
+    g.add_argument("--check-key", default=None, metavar="KEY.pub.pem",
+                   help="also check the new signature with this public key")
+    g.set_defaults(func=_sign)
+
 
 def _quiet() -> None:
     from ssp_edge.ssp.cli import _quiet_transformers
@@ -90,13 +110,64 @@ def _quiet() -> None:
     _quiet_transformers()
 
 
+def _check_out(out: Path, force: bool) -> bool:
+    """Whether OUT exists and will be replaced; refuses (SSPError, OUT untouched) anything but a missing or empty
+    folder, or a bundle of ours with ``--force``."""
+    from ssp_edge.sdk.bundle import is_bundle_folder
+    from ssp_edge.ssp.errors import SSPError
+
+    if out.is_symlink():
+        raise SSPError(f"--out {str(out)!r} is a symbolic link; give the real folder (nothing was changed)")
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise SSPError(f"--out {str(out)!r} exists and is not a folder; choose another path (nothing was changed)")
+    try:
+        entries = sorted(p.name for p in out.iterdir())
+    except OSError as e:
+        raise SSPError(f"--out {str(out)!r} cannot be listed ({e.strerror or e}); choose another folder") from None
+    if not entries:
+        return True
+    if not is_bundle_folder(out):
+        shown = ", ".join(repr(n) for n in entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise SSPError(f"--out {str(out)!r} is not empty and is not an ssp-edge bundle (no manifest.json of ours; it "
+                       f"holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}: {shown}); refusing to replace "
+                       f"it{' even with --force' if force else ''}: choose another folder, or empty it first "
+                       "(nothing was changed)")
+    if not force:
+        raise SSPError(f"--out {str(out)!r} already holds a bundle; pass --force to replace it or choose another "
+                       "folder")
+    return True
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Move the finished export to OUT: the old bundle is renamed aside first and removed only after the new one
+    is in place, so an interrupt leaves either bundle, never neither."""
+    from ssp_edge.sdk.fsio import fsync_dir
+
+    if _check_out(out, True):  # checked again: nothing may have put other files there during the export
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        old.rmdir()
+        os.rename(out, old)
+        try:
+            os.rename(tmp, out)
+        except BaseException:
+            os.rename(old, out)
+            raise
+        fsync_dir(out.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)
+    fsync_dir(out.parent)
+
+
 def _export(args: argparse.Namespace) -> int:
+    from ssp_edge.sdk.fsio import umask_mode
     from ssp_edge.ssp.errors import SSPError
 
     _quiet()
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise SSPError(f"--out {str(out)!r} is not empty; pass --force to replace it or choose another folder")
+    _check_out(out, args.force)
     if args.max_frames < 1 or args.max_prompts < 1:
         raise SSPError("--max-frames and --max-prompts must be at least 1")
     from .export import FLAVOURS, export_bundle
@@ -109,10 +180,9 @@ def _export(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:  # export into a temporary folder, then swap: a failed export leaves OUT as it was
+        os.chmod(tmp, umask_mode(0o755))  # mkdtemp makes 0700: a bundle must be readable by a service account
         res = export_bundle(src.model, src.cfg, tmp, src.record, src.thresholds, flavours, not args.no_simplify, axes)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        _swap_in(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -179,4 +249,22 @@ def _info(args: argparse.Namespace) -> int:
 
     info = bundle_info(args.bundle)
     print(json.dumps(info) if args.json else format_info(info))
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from ssp_edge.sdk.signing import generate_keypair
+
+    priv, pub = generate_keypair(args.out, force=args.force)
+    print(f"private key {priv} (keep it secret), public key {pub}", file=sys.stderr)
+    print(f"next: ssp convert sign BUNDLE --key {priv}", file=sys.stderr)
+    return 0
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from ssp_edge.sdk.signing import sign_bundle
+
+    path = sign_bundle(args.bundle, args.key, args.check_key)
+    print(f"signed {args.bundle}: {path}", file=sys.stderr)
+    print("open it with Bundle.open(..., verify_key=KEY.pub.pem) or SSP_BUNDLE_PUBKEY=KEY.pub.pem", file=sys.stderr)
     return 0

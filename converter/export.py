@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from tqdm import tqdm
 
 from ssp_edge import ssp
 from ssp_edge.sdk.bundle import Bundle, GraphEntry, Manifest, TensorSpec
+from ssp_edge.sdk.fsio import atomic_copy_file, atomic_write_bytes
 from ssp_edge.ssp.config import SSPConfig
 from ssp_edge.ssp.errors import SSPError
 from ssp_edge.ssp.models.graphs import GRAPH_IO, graph_modules
@@ -33,7 +33,8 @@ from ssp_edge.ssp.models.text import tokenizer_path
 from .schemas import DOMAIN, register_schemas
 from .torch_ops import TRANSLATIONS, plugin_ops
 
-__all__ = ["OPSET", "FLAVOURS", "ExportResult", "export_bundle", "expected_custom_ops", "graph_file"]
+__all__ = ["OPSET", "FLAVOURS", "ExportResult", "export_bundle", "expected_custom_ops", "graph_file",
+           "text_vocab_size"]
 
 OPSET = 18
 FLAVOURS = ("plugin", "portable")
@@ -126,7 +127,7 @@ def _export_graph(model: SSP, cfg: SSPConfig, graph: str, flavour: str, path: Pa
     m.producer_name, m.producer_version = "ssp-edge", ssp.__version__
     register_schemas()
     onnx.checker.check_model(m, full_check=True)
-    onnx.save(m, str(path))
+    atomic_write_bytes(path, m.SerializeToString())
     return m
 
 
@@ -163,6 +164,28 @@ def tensor_specs(values) -> list[TensorSpec]:
     return specs
 
 
+_PASS_THROUGH = ("Cast", "Identity", "Reshape", "Flatten", "Unsqueeze", "Squeeze")
+
+
+def text_vocab_size(m: onnx.ModelProto, input_name: str = "input_ids") -> int | None:
+    """Rows of the word-embedding table the token ids index (the first dimension of the initializer a ``Gather``
+    reads with ``input_ids``, through casts / reshapes); None when the graph has no such table."""
+    inits = {i.name: i for i in m.graph.initializer}
+    frontier, seen = {input_name}, set()
+    while frontier:
+        name = frontier.pop()
+        seen.add(name)
+        for n in m.graph.node:
+            if name not in n.input:
+                continue
+            if n.op_type == "Gather" and len(n.input) >= 2 and n.input[1] == name and n.input[0] in inits:
+                dims = list(inits[n.input[0]].dims)
+                return int(dims[0]) if dims else None
+            if n.op_type in _PASS_THROUGH and n.input[0] == name:
+                frontier.update(o for o in n.output if o not in seen)
+    return None
+
+
 def custom_op_counts(m: onnx.ModelProto) -> dict[str, int]:
     """``domain::op_type`` -> count for every node outside the standard domains."""
     counts: dict[str, int] = {}
@@ -186,7 +209,7 @@ def export_bundle(model: SSP, cfg: SSPConfig, out: str | Path, source: dict[str,
                         max_tokens=cfg.max_tokens, thresholds=dict(thresholds), source=source,
                         dynamic_axes=dynamic_axes or dict(_DEFAULT_AXES), created_by=f"ssp-edge {ssp.__version__}")
     bundle = Bundle.create(out, manifest)
-    shutil.copyfile(tokenizer_path(), out / manifest.tokenizer)
+    atomic_copy_file(tokenizer_path(), bundle.target(manifest.tokenizer), mode=0o644)
     bundle.add_file(manifest.tokenizer)
     jobs = [(g, f) for g in GRAPH_IO for f in flavours]
     result = ExportResult(out)
@@ -197,8 +220,10 @@ def export_bundle(model: SSP, cfg: SSPConfig, out: str | Path, source: dict[str,
         if graph == "text_encoder" and done_text is not None:
             m = onnx.load(str(out / done_text))
         else:
-            m = _export_graph(model, cfg, graph, flavour, out / name, simplify)
+            m = _export_graph(model, cfg, graph, flavour, bundle.target(name), simplify)
             done_text = name if graph == "text_encoder" else done_text
+        if graph == "text_encoder" and manifest.vocab_size is None:
+            manifest.vocab_size = text_vocab_size(m)
         result.seconds[f"{graph}/{flavour}"] = round(time.time() - t0, 2)
         bundle.add_graph(GraphEntry(graph, flavour, "fp32", name, tensor_specs(m.graph.input),
                                     tensor_specs(m.graph.output), custom_op_counts(m)))

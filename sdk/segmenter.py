@@ -141,7 +141,7 @@ def open_bundle(root: str | Path | Bundle, verify_key: Any = None) -> Bundle:
             raise SDKError("verify_key applies when a bundle folder is opened; pass the folder, or open the Bundle "
                            "with Bundle.open(root, verify_key=...)")
         return root
-    return Bundle.open(root) if verify_key is None else Bundle.open(root, verify_key=verify_key)
+    return Bundle.open(root, verify_key=verify_key)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -202,7 +202,7 @@ class Segmenter:
         if tokenizer is None:
             if self.bundle is None:
                 raise SDKError("Segmenter over a manifest needs tokenizer=Tokenizer(...)")
-            tokenizer = Tokenizer(self.bundle.read_bytes(man.tokenizer), man.max_tokens)
+            tokenizer = Tokenizer(self.bundle.read_bytes(man.tokenizer), man.max_tokens, vocab_size=man.vocab_size)
         self.tokenizer = tokenizer
         self._bind(graph_entries(backend, man))
         self._cache: OrderedDict[str, _Cached] = OrderedDict()

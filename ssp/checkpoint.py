@@ -7,11 +7,15 @@ resolve to ``ssp/checkpoints/<name>.safetensors``.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ssp_edge.sdk.fsio import atomic_replace_file
 
 from .config import SSPConfig, config_from_json
 from .errors import SSPError
@@ -81,9 +85,15 @@ def save_checkpoint(model: torch.nn.Module, cfg: SSPConfig, path: str | Path, ex
         meta[k] = v if isinstance(v, str) else json.dumps(v)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    # a temp file beside it, fsynced and renamed over it (sdk.fsio): a crash leaves the old checkpoint or the new
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        atomic_replace_file(tmp, path, 0o644)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -38,6 +38,12 @@ _POLY_YSCALE = 8  # polygons are drawn 8x taller (even: pixel-centre rows are wh
 
 
 # ----------------------------------------------------------------------------------------------- refs pickle
+#: caps on what a refs pickle may build: the real refcoco/+/g refs files hold well under 5 M objects, nest 4 deep
+MAX_PICKLE_OBJECTS = 50_000_000
+MAX_PICKLE_DEPTH = 100
+MAX_PICKLE_BYTES = 1 << 30
+
+
 class _PlainUnpickler(pickle.Unpickler):
     """Unpickler that resolves no globals: only plain containers and scalars can be built."""
 
@@ -45,39 +51,91 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
 
 
-def _to_str(obj: Any) -> Any:
-    """Python 2 ``str`` values arrive as bytes (encoding="bytes"): decode them (UTF-8, else Latin-1)."""
-    if isinstance(obj, bytes):
-        try:
-            return obj.decode("utf-8")
-        except UnicodeDecodeError:
-            return obj.decode("latin-1")
-    if isinstance(obj, dict):
-        return {_to_str(k): _to_str(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_str(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_to_str(v) for v in obj)
-    if isinstance(obj, (set, frozenset)):
-        return type(obj)(_to_str(v) for v in obj)
-    return obj
+class _Limit(Exception):
+    """A refs pickle that is too large or too deep (caught and reported as SSPError)."""
+
+
+class _Decoder:
+    """Python 2 ``str`` values arrive as bytes (encoding="bytes"): decode them (UTF-8, else Latin-1) in one pass.
+
+    Shared references stay shared (memoised by id), so the work is linear in the number of distinct objects,
+    which is at most linear in the file size: a small pickle whose list refers to itself twice per level cannot
+    expand to 2**n copies. Cycles are kept as cycles. Objects and depth are capped."""
+
+    def __init__(self, max_objects: int, max_depth: int):
+        self.memo: dict[int, Any] = {}
+        self.count = 0
+        self.max_objects, self.max_depth = max_objects, max_depth
+
+    def __call__(self, obj: Any, depth: int = 0) -> Any:
+        if isinstance(obj, (int, float, bool, type(None), str)):
+            return obj
+        key = id(obj)
+        if key in self.memo:
+            return self.memo[key]
+        self.count += 1
+        if self.count > self.max_objects:
+            raise _Limit(f"more than {self.max_objects} objects")
+        if depth > self.max_depth:
+            raise _Limit(f"nested more than {self.max_depth} levels deep")
+        if isinstance(obj, bytes):
+            try:
+                out: Any = obj.decode("utf-8")
+            except UnicodeDecodeError:
+                out = obj.decode("latin-1")
+        elif isinstance(obj, dict):
+            out = {}
+            self.memo[key] = out  # before the children: a cycle back to this dict finds the new one
+            for k, v in obj.items():
+                out[self(k, depth + 1)] = self(v, depth + 1)
+        elif isinstance(obj, list):
+            out = []
+            self.memo[key] = out
+            out.extend(self(v, depth + 1) for v in obj)
+        elif isinstance(obj, tuple):
+            out = tuple(self(v, depth + 1) for v in obj)
+        elif isinstance(obj, (set, frozenset)):
+            out = type(obj)(self(v, depth + 1) for v in obj)
+        else:
+            out = obj
+        self.memo[key] = out
+        return out
+
+
+def _to_str(obj: Any, max_objects: int = MAX_PICKLE_OBJECTS, max_depth: int = MAX_PICKLE_DEPTH) -> Any:
+    """Decode Python 2 byte strings everywhere in ``obj`` (see :class:`_Decoder`)."""
+    return _Decoder(max_objects, max_depth)(obj)
 
 
 _REF_KEYS = ("ref_id", "ann_id", "image_id", "split", "sentences")
 
 
-def load_refs(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a refer ``refs(SPLITBY).p`` file safely (no globals; Python 2 and 3 pickles) and check its shape."""
+def load_refs(path: str | os.PathLike[str], max_objects: int = MAX_PICKLE_OBJECTS,
+              max_depth: int = MAX_PICKLE_DEPTH) -> list[dict[str, Any]]:
+    """Read a refer ``refs(SPLITBY).p`` file safely (no globals; Python 2 and 3 pickles; at most ``max_objects``
+    distinct objects nested at most ``max_depth`` deep; time linear in the file size) and check its shape."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_PICKLE_BYTES:
+            raise SSPError(f"refusing to load {path}: larger than {MAX_PICKLE_BYTES >> 20} MiB, so not a refer refs "
+                           "pickle; use the original refer refs(SPLITBY).p file")
         data = path.read_bytes()
     except OSError as e:
         raise SSPError(f"cannot read refs file {path}: {e.strerror or e}") from None
     try:
         # encoding="bytes": py2 ``str`` -> bytes, decoded by _to_str as UTF-8, so non-ASCII sentences survive.
-        refs = _to_str(_PlainUnpickler(io.BytesIO(data), encoding="bytes").load())
+        refs = _to_str(_PlainUnpickler(io.BytesIO(data), encoding="bytes").load(), max_objects, max_depth)
     except pickle.UnpicklingError as e:
         raise SSPError(f"refusing to load {path}: it is not a plain-data refs pickle ({e}); "
+                       "use the original refer refs(SPLITBY).p file") from None
+    except _Limit as e:
+        raise SSPError(f"refusing to load {path}: the pickle holds {e}, more than a refer refs file; "
+                       "use the original refer refs(SPLITBY).p file") from None
+    except RecursionError:
+        raise SSPError(f"refusing to load {path}: the pickle is nested too deeply for a refs file; "
+                       "use the original refer refs(SPLITBY).p file") from None
+    except MemoryError:
+        raise SSPError(f"refusing to load {path}: the pickle needs more memory than this machine has; "
                        "use the original refer refs(SPLITBY).p file") from None
     except Exception as e:  # truncated / corrupt: EOFError, ValueError, TypeError, ...
         raise SSPError(f"cannot read {path}: it is not a plain-data refs pickle ({type(e).__name__}: {e}); "

@@ -111,7 +111,9 @@ def test_info_reports_params_and_flops_per_graph_and_module(lite_bundle):
 
 def test_export_refuses_a_non_empty_folder(tmp_path):
     (tmp_path / "keep.txt").write_text("user data")
-    assert_one_line_error(run_ssp("convert", "export", "--out", str(tmp_path)), "--force")
+    # not a bundle: refused, and --force is not offered (it replaces only bundles and empty folders)
+    line = assert_one_line_error(run_ssp("convert", "export", "--out", str(tmp_path)), "not an ssp-edge bundle")
+    assert "--force" not in line
     assert (tmp_path / "keep.txt").read_text() == "user data"
 
 

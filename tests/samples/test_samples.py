@@ -135,10 +135,15 @@ def test_web_demo_serves_page_stream_status_and_prompts(lite_bundle, video, tmp_
             time.sleep(0.2)
         status = json.loads(urllib.request.urlopen(base + "/status", timeout=30).read())
         assert status["prompts"] == ["the blue square"] and status["frames"] >= 1 and status["error"] is None
-        bad = urllib.request.Request(base + "/prompt", data=b"  ", method="POST")
+        bad = urllib.request.Request(base + "/prompt", data=b"  ", method="POST")  # not JSON: refused (415)
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(bad, timeout=30)
-        assert e.value.code == 400
+        assert e.value.code == 415
+        empty = urllib.request.Request(base + "/prompt", data=b'{"prompts": ["  "]}', method="POST",
+                                       headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(empty, timeout=30)
+        assert e.value.code == 400 and "empty" in json.loads(e.value.read())["error"]
         chromium = shutil.which("chromium") or shutil.which("chromium-browser")
         if chromium:  # a real browser renders the page (Debian's chromium, when installed)
             shot = tmp_path / "page.png"

@@ -84,5 +84,6 @@ def test_manifest_write_is_atomic_and_replaces(bundle):
 
 
 def test_sdk_bundle_imports_without_torch():
-    code = "import sys, sdk.bundle, sdk.errors; assert 'torch' not in sys.modules, 'torch imported'"
+    code = ("import sys, ssp_edge.sdk.bundle, ssp_edge.sdk.signing, ssp_edge.sdk.errors; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
