@@ -70,6 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=_info)
 
+    from .triton import add_subcommand as add_triton  # ssp convert triton (a Triton model repository)
+
+    add_triton(s, fmt)
+
 
 def _quiet() -> None:
     from ssp_edge.ssp.cli import _quiet_transformers
