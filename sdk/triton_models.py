@@ -43,6 +43,19 @@ def _error(pb: Any, e: BaseException) -> Any:
     return pb.InferenceResponse(output_tensors=[], error=pb.TritonError(f"{type(e).__name__}: {e}"))
 
 
+class _Flock:
+    """An exclusive flock on an open file for a with-block (across the python backend's instance processes)."""
+
+    def __init__(self, f: Any, fcntl: Any):
+        self.f, self.fcntl = f, fcntl
+
+    def __enter__(self) -> None:
+        self.fcntl.flock(self.f.fileno(), self.fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        self.fcntl.flock(self.f.fileno(), self.fcntl.LOCK_UN)
+
+
 class GraphModel:
     """One bundle graph on ONNX Runtime CPU inside the python backend."""
 
@@ -114,6 +127,12 @@ class SegmentModel:
         self.image_outputs = [t.name for t in graph_entry(man, "image_encoder").outputs]
         self.decoder = graph_entry(man, "mask_decoder")
         self.outputs = [t["name"] for t in cfg["output"]]
+        # the response cache does not merge concurrent misses: instances (processes) take turns for the text
+        # encoder, so a new prompt that several cameras send at once is still encoded once (hits take ~0.1 ms)
+        import tempfile
+
+        key = hashlib.sha256(str(Path(args["model_repository"]).resolve()).encode()).hexdigest()[:16]
+        self._text_lock = open(Path(tempfile.gettempdir()) / f"ssp_segment_text_{key}.lock", "a+")
 
     def _infer(self, model: str, inputs: dict[str, Any], outputs: list[str]) -> dict[str, Any]:
         pb = _pb()
@@ -134,12 +153,15 @@ class SegmentModel:
                                 self.max_prompts)
         tok = self.tokenizer(prompts)
         encodings = []
-        for i in range(len(prompts)):  # one request per prompt: the response cache keys each prompt alone
-            out = self._infer(self.text_model, {"input_ids": tok.input_ids[i:i + 1],
-                                                "attention_mask": tok.attention_mask[i:i + 1]}, self.text_outputs)
-            enc = {k: v.as_numpy()[0] for k, v in out.items()}
-            enc.update(input_ids=tok.input_ids[i], attention_mask=tok.attention_mask[i])
-            encodings.append(enc)
+        import fcntl
+
+        with _Flock(self._text_lock, fcntl):
+            for i in range(len(prompts)):  # one request per prompt: the response cache keys each prompt alone
+                out = self._infer(self.text_model, {"input_ids": tok.input_ids[i:i + 1],
+                                                    "attention_mask": tok.attention_mask[i:i + 1]}, self.text_outputs)
+                enc = {k: v.as_numpy()[0] for k, v in out.items()}
+                enc.update(input_ids=tok.input_ids[i], attention_mask=tok.attention_mask[i])
+                encodings.append(enc)
         x, lb = preprocess_frame(image, self.manifest.input_size, self.manifest.mean, self.manifest.std)
         feats = self._infer(self.image_model, {"image": x}, self.image_outputs)  # Tensors stay as they are
         dec = self._infer(self.decoder_model, decoder_feeds(self.decoder, feats, encodings),
@@ -162,3 +184,6 @@ class SegmentModel:
             except Exception as e:
                 responses.append(_error(pb, e))
         return responses
+
+    def finalize(self) -> None:
+        self._text_lock.close()
