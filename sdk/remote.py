@@ -25,7 +25,8 @@ from .segmenter import Result, to_bgr8
 
 __all__ = ["RemoteSegmenter", "ACCESS_HEADER", "DEFAULT_MODEL"]
 
-#: the header Triton's restricted APIs check (``ssp serve --token``; ``--http-restricted-api=...:KEY=VALUE``)
+#: the header Triton's restricted APIs check (``ssp serve --token``; ``--http-restricted-api=...:KEY=VALUE``); over
+#: gRPC Triton expects it with the ``triton-grpc-protocol-`` prefix
 ACCESS_HEADER = "triton-access-token"
 DEFAULT_MODEL = "ssp_segment"
 _OUTPUTS = ("mask", "prob", "score", "exists")
@@ -56,7 +57,8 @@ class RemoteSegmenter:
         self.retry_for = float(retry_for)
         self.backoff, self.max_backoff = float(backoff), float(max_backoff)
         self.with_prob = with_prob
-        self._headers = {ACCESS_HEADER: token} if token else None
+        prefix = "triton-grpc-protocol-" if self.protocol == "grpc" else ""
+        self._headers = {prefix + ACCESS_HEADER: token} if token else None
         self._client: Any = None
         self._prompts: list[str] = []
         self.reconnects = 0
