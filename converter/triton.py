@@ -30,8 +30,8 @@ from ssp_edge.sdk.bundle import GRAPHS, MANIFEST, Bundle, EngineEntry, GraphEntr
 from ssp_edge.sdk.errors import SDKError
 from ssp_edge.sdk.fsio import atomic_write_bytes, umask_mode
 
-__all__ = ["PLATFORMS", "MODEL_NAMES", "SEGMENT_MODEL", "AUTOREG_LIBRARY", "TritonRepository", "write_repository", "add_subcommand",
-           "read_config", "config_text", "graph_config", "segment_config", "tritonserver_command"]
+__all__ = ["PLATFORMS", "MODEL_NAMES", "SEGMENT_MODEL", "AUTOREG_LIBRARY", "TritonRepository", "write_repository",
+           "add_subcommand", "read_config", "config_text", "graph_config", "segment_config", "tritonserver_command"]
 
 PLATFORMS = ("tensorrt", "onnxruntime", "python")
 MODEL_NAMES = {"text_encoder": "ssp_text_encoder", "image_encoder": "ssp_image_encoder",
@@ -151,10 +151,10 @@ def _put(path: Path, data: bytes | str) -> None:
     atomic_write_bytes(path, data.encode() if isinstance(data, str) else data)
 
 
-_PY_GRAPH = '''"""ONNX Runtime inside Triton's python backend, standing in for the {graph} engine (ssp convert triton)."""
+_PY_GRAPH = '''"""ONNX Runtime in Triton's python backend, standing in for the {graph} engine (ssp convert triton)."""
 from ssp_edge.sdk.triton_models import GraphModel as TritonPythonModel  # noqa: F401
 '''
-_PY_SEGMENT = '''"""ssp_segment: tokenising, letterbox, the three graphs by BLS, the letterbox's inverse (ssp convert triton)."""
+_PY_SEGMENT = '''"""ssp_segment: tokens, letterbox, the graphs by BLS, the letterbox's inverse (ssp convert triton)."""
 from ssp_edge.sdk.triton_models import SegmentModel as TritonPythonModel  # noqa: F401
 '''
 
@@ -243,7 +243,8 @@ def _readme(r: TritonRepository, bundle: Bundle) -> str:
                   "plain `dlopen` and never calls `getCreators`, so load the variant that registers its creators "
                   f"when loaded, `{AUTOREG_LIBRARY}` (built by `make plugins` next to `libssp_trt_plugins.so`; "
                   "copy it onto the server), with either:", "",
-                  f'* `--backend-config=tensorrt,plugins="/path/{AUTOREG_LIBRARY}"` (as above; several: `"a.so;b.so"`), or',
+                  f'* `--backend-config=tensorrt,plugins="/path/{AUTOREG_LIBRARY}"` (as above; several: '
+                  '`"a.so;b.so"`), or',
                   f"* `LD_PRELOAD=/path/{AUTOREG_LIBRARY} tritonserver ...` (also DeepStream: `custom-lib-path`, "
                   f"and `trtexec --plugins=/path/{AUTOREG_LIBRARY}`).", "",
                   "Loading native code is the operator's choice: nothing in this repository loads it by itself.", ""]
@@ -263,8 +264,8 @@ def _readme(r: TritonRepository, bundle: Bundle) -> str:
               "interpreter's lib folder to `LD_LIBRARY_PATH`.", "",
               "## Clients", "", "```python", "from ssp_edge.sdk.remote import RemoteSegmenter", "",
               'seg = RemoteSegmenter("grpc://127.0.0.1:8001")   # or http://127.0.0.1:8000',
-              'seg.set_prompts(["the red circle"])', "for r in seg.segment(frame_bgr):", "    print(r.prompt, r.exists, "
-              "r.score, r.mask.shape)", "```", "",
+              'seg.set_prompts(["the red circle"])', "for r in seg.segment(frame_bgr):",
+              "    print(r.prompt, r.exists, r.score, r.mask.shape)", "```", "",
               "## Files and sha256", "", "| file | sha256 |", "|---|---|"]
     for p in sorted(r.root.rglob("*")):
         if p.is_file() and p.name != "README.md":

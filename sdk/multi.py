@@ -33,8 +33,10 @@ class CameraStats:
     found: dict[str, int] = field(default_factory=dict)
 
     def summary(self, seconds: float) -> dict:
-        return {"source": self.source, "frames": self.frames, "fps": round(self.frames / seconds, 2) if seconds else 0.0,
-                "dropped": self.dropped, "found_frames": dict(self.found), **({"ended": self.ended} if self.ended else {})}
+        fps = round(self.frames / seconds, 2) if seconds else 0.0
+        out = {"source": self.source, "frames": self.frames, "fps": fps, "dropped": self.dropped,
+               "found_frames": dict(self.found)}
+        return {**out, "ended": self.ended} if self.ended else out
 
 
 @dataclass
