@@ -24,6 +24,27 @@ PROMPTS = ["the red circle", "the blue square"]
 def test_other_addresses_need_a_token(lite_bundle):
     assert_one_line_error(run_ssp("serve", str(lite_bundle), "--host", "0.0.0.0"), "--token")
     assert_one_line_error(run_ssp("serve", str(lite_bundle), "--http-port", "0"), "--http-port")
+    import importlib.util
+
+    if importlib.util.find_spec("pytriton") is None:  # the main venv: PyTriton lives in its own (numpy<2)
+        assert_one_line_error(run_ssp("serve", str(lite_bundle)), "needs PyTriton", "ssp-edge[serve]")
+
+
+def test_remote_segmenter_errors_without_a_server():
+    import triton_env
+
+    with pytest.raises(SDKError, match="grpc://HOST:PORT"):
+        RemoteSegmenter("ftp://example")
+    port = triton_env.free_port()  # nothing listens there
+    for url in (f"http://127.0.0.1:{port}", f"grpc://127.0.0.1:{port}"):
+        seg = RemoteSegmenter(url, PROMPTS, retry_for=1.0, backoff=0.1, timeout=2.0)
+        t0 = time.monotonic()
+        with pytest.raises(SDKError, match="not answering") as e:
+            seg.segment(np.zeros((32, 48, 3), np.uint8))
+        assert time.monotonic() - t0 < 8 and "ssp serve" in str(e.value)
+        assert seg.reconnects >= 2  # retried with back-off before giving up
+    with pytest.raises(SDKError, match="non-empty prompt"):
+        RemoteSegmenter(f"http://127.0.0.1:{port}").set_prompts(["  "])
 
 
 @pytest.mark.slow
