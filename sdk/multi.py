@@ -85,7 +85,7 @@ def run_sources(seg: Segmenter, sources: Sequence[VideoSource], prompts: Sequenc
     from .stages import PromptCache, check_prompts, segment_frames
 
     current = check_prompts(prompts, seg.max_prompts)
-    cache = PromptCache(seg, seg.cache_size)
+    cache = PromptCache(seg, getattr(seg, "cache_size", 256))
     stats = MultiStats([CameraStats(s.uri) for s in sources])
     active = list(range(len(sources)))
     t_start = time.perf_counter()

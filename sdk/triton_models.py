@@ -134,11 +134,16 @@ class SegmentModel:
         key = hashlib.sha256(str(Path(args["model_repository"]).resolve()).encode()).hexdigest()[:16]
         self._text_lock = open(Path(tempfile.gettempdir()) / f"ssp_segment_text_{key}.lock", "a+")
 
-    def _infer(self, model: str, inputs: dict[str, Any], outputs: list[str]) -> dict[str, Any]:
+    def _infer(self, model: str, inputs: dict[str, Any], outputs: list[str], host: bool = True) -> dict[str, Any]:
+        """One BLS request; ``host``: outputs in CPU memory (read with as_numpy), else where the model left them
+        (image features stay on the GPU when the engines run there and go straight into the decoder)."""
         pb = _pb()
         tensors = [v if isinstance(v, pb.Tensor) else pb.Tensor(k, np.ascontiguousarray(v))
                    for k, v in inputs.items()]
-        resp = pb.InferenceRequest(model_name=model, inputs=tensors, requested_output_names=outputs).exec()
+        kw = {}
+        if host and hasattr(pb, "PreferredMemory"):
+            kw["preferred_memory"] = pb.PreferredMemory(pb.TRITONSERVER_MEMORY_CPU, 0)
+        resp = pb.InferenceRequest(model_name=model, inputs=tensors, requested_output_names=outputs, **kw).exec()
         if resp.has_error():
             raise RuntimeError(f"{model}: {resp.error().message()}")
         return {n: pb.get_output_tensor_by_name(resp, n) for n in outputs}
@@ -163,7 +168,7 @@ class SegmentModel:
                 enc.update(input_ids=tok.input_ids[i], attention_mask=tok.attention_mask[i])
                 encodings.append(enc)
         x, lb = preprocess_frame(image, self.manifest.input_size, self.manifest.mean, self.manifest.std)
-        feats = self._infer(self.image_model, {"image": x}, self.image_outputs)  # Tensors stay as they are
+        feats = self._infer(self.image_model, {"image": x}, self.image_outputs, host=False)  # passed on as they are
         dec = self._infer(self.decoder_model, decoder_feeds(self.decoder, feats, encodings),
                           ["mask_logits", "target_logit"])
         results = postprocess(dec["mask_logits"].as_numpy(), dec["target_logit"].as_numpy(), prompts, lb,

@@ -73,6 +73,9 @@ def test_ssp_serve_answers_remote_segmenter_like_local(lite_bundle, camera_frame
                         assert np.array_equal(a.mask, b.mask)
                         assert np.abs(a.prob - b.prob).max() < 1e-4 and abs(a.score - b.score) < 1e-5
         assert any(r.area > 0 for r in ref)
+        with pytest.raises(SDKError, match="17 prompts"):  # the server's error, at once; it keeps serving
+            remotes[1].segment(camera_frames[0], [f"shape {i}" for i in range(17)])
+        assert remotes[1].segment(camera_frames[0], PROMPTS)[0].prompt == PROMPTS[0]
         anonymous = RemoteSegmenter(f"http://127.0.0.1:{ports[0]}", retry_for=10.0)
         t0 = time.monotonic()
         with pytest.raises(SDKError, match="refused"):  # answered at once: no token, no inference
