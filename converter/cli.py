@@ -102,6 +102,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--check-key", default=None, metavar="KEY.pub.pem",
                    help="also check the new signature with this public key")
     g.set_defaults(func=_sign)
+    from .triton import add_subcommand as add_triton  # ssp convert triton (a Triton model repository)
+
+    add_triton(s, fmt)
 
 
 def _quiet() -> None:

@@ -19,9 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(frames, FPS, median / p90 per stage; --json: as one JSON object). Type new prompts on stdin while "
                     "it runs (separate several with ';').", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--bundle", required=True, help="bundle folder (ssp convert export)")
-    p.add_argument("--source", required=True,
+    p.add_argument("--source", required=True, action="append",
                    help="video file, image folder, camera index (0), v4l2:///dev/videoN, rtsp://..., csi://N, "
-                        "gst:PIPELINE")
+                        "gst:PIPELINE; repeat for several cameras through one Segmenter (sdk/multi.py)")
     p.add_argument("--prompt", action="append", required=True, help="what to segment (repeatable)")
     p.add_argument("--out", default="none", help="overlay sink: file.mp4, folder/, window, none")
     p.add_argument("--max-frames", type=int, default=None)
@@ -54,6 +54,11 @@ def _run(args: argparse.Namespace) -> int:
     from .segmenter import Segmenter
     from .video import open_sink, open_source
 
+    if len(args.source) > 1:  # several cameras: one Segmenter, one image-encoder batch per round
+        from .multi import run_cli
+
+        return run_cli(args)
+    args.source = args.source[0]
     if args.max_frames is not None and args.max_frames < 1:
         raise SDKError(f"--max-frames must be at least 1, got {args.max_frames}")
     prompts = [p for item in args.prompt for p in parse_prompts(item)]

@@ -1,0 +1,202 @@
+"""Many cameras through one Segmenter: ``ssp run --source A --source B ...``.
+
+Each round takes the newest frame of every source (live sources keep only the newest; files go frame by frame),
+runs the image encoder once on all of them (one batch, up to the bundle's frame batch), reuses every prompt's
+cached encoding, and decodes per frame (one decoder batch over all (frame, prompt) pairs once the decoder graph
+takes a ``frame_index``). Reports FPS per camera and in total.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import SDKError
+from .segmenter import Result, Segmenter
+from .video import Frame, Sink, VideoSource
+
+__all__ = ["CameraStats", "MultiStats", "run_sources", "run_cli"]
+
+
+@dataclass
+class CameraStats:
+    source: str
+    frames: int = 0
+    dropped: int = 0
+    ended: str | None = None
+    found: dict[str, int] = field(default_factory=dict)
+
+    def summary(self, seconds: float) -> dict:
+        fps = round(self.frames / seconds, 2) if seconds else 0.0
+        out = {"source": self.source, "frames": self.frames, "fps": fps, "dropped": self.dropped,
+               "found_frames": dict(self.found)}
+        return {**out, "ended": self.ended} if self.ended else out
+
+
+@dataclass
+class MultiStats:
+    cameras: list[CameraStats]
+    rounds: int = 0
+    seconds: float = 0.0
+    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {"text_encoder": [], "image_encoder": [],
+                                                                      "mask_decoder": [], "round": []})
+    prompt_changes: int = 0
+
+    @property
+    def frames(self) -> int:
+        return sum(c.frames for c in self.cameras)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict:
+        stages = {k: {"median_ms": round(float(np.median(v)), 2), "p90_ms": round(float(np.percentile(v, 90)), 2)}
+                  for k, v in self.stage_ms.items() if v}
+        return {"cameras": [c.summary(self.seconds) for c in self.cameras], "frames": self.frames,
+                "rounds": self.rounds, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
+                "stages": stages, "prompt_changes": self.prompt_changes}
+
+    def table(self) -> str:
+        s = self.summary()
+        lines = [f"{s['frames']} frames from {len(self.cameras)} sources in {s['seconds']:.1f} s: {s['fps']:.2f} FPS "
+                 f"in total, {s['rounds']} rounds (one image-encoder batch each)"]
+        for c in s["cameras"]:
+            lines.append(f"  {c['source']}: {c['frames']} frames, {c['fps']:.2f} FPS ({c['dropped']} dropped)")
+        lines.append(f"  {'stage':<14}{'median ms':>10}{'p90 ms':>10}")
+        for k, v in s["stages"].items():
+            lines.append(f"  {k:<14}{v['median_ms']:>10.1f}{v['p90_ms']:>10.1f}")
+        return "\n".join(lines)
+
+
+def run_sources(seg: Segmenter, sources: Sequence[VideoSource], prompts: Sequence[str],
+                sinks: Sequence[Sink | None] | None = None, max_frames: int | None = None,
+                prompt_queue: "queue.Queue[list[str]] | None" = None,
+                on_frame: Callable[[int, Frame, Sequence[Result], np.ndarray | None], None] | None = None
+                ) -> MultiStats:
+    """Segment the newest frame of every source per round until all end (or ``max_frames`` per source)."""
+    from .overlay import draw
+    from .stages import PromptCache, check_prompts, segment_frames
+
+    current = check_prompts(prompts, seg.max_prompts)
+    cache = PromptCache(seg, getattr(seg, "cache_size", 256))
+    stats = MultiStats([CameraStats(s.uri) for s in sources])
+    active = list(range(len(sources)))
+    t_start = time.perf_counter()
+    try:
+        while active:
+            if prompt_queue is not None:
+                while not prompt_queue.empty():
+                    current = check_prompts(prompt_queue.get_nowait(), seg.max_prompts)
+                    stats.prompt_changes += 1
+            got: list[tuple[int, Frame]] = []
+            for i in list(active):
+                f = None if max_frames is not None and stats.cameras[i].frames >= max_frames else sources[i].read()
+                if f is None:
+                    active.remove(i)
+                    continue
+                got.append((i, f))
+            if not got:
+                break
+            t0 = time.perf_counter()
+            results = segment_frames(seg, cache, [f.image for _, f in got], [current] * len(got))
+            stats.stage_ms["round"].append((time.perf_counter() - t0) * 1e3)
+            for k in ("text_encoder", "image_encoder", "mask_decoder"):
+                stats.stage_ms[k].append(results[0][0].times_ms[k])
+            stats.rounds += 1
+            for (i, f), res in zip(got, results):
+                cam = stats.cameras[i]
+                cam.frames += 1
+                for r in res:
+                    cam.found[r.prompt] = cam.found.get(r.prompt, 0) + int(r.exists and r.area > 0)
+                sink = sinks[i] if sinks else None
+                shown = draw(f.image, res, None) if (sink is not None or on_frame is not None) else None
+                if sink is not None and shown is not None:
+                    sink.write(shown)
+                if on_frame is not None:
+                    on_frame(i, f, res, shown)
+            if sinks and any(s is not None and s.closed_by_user for s in sinks):
+                break
+    finally:
+        stats.seconds = time.perf_counter() - t_start
+        for cam, src in zip(stats.cameras, sources):
+            cam.dropped, cam.ended = src.dropped, src.ended
+    return stats
+
+
+def _per_source(pattern: str, i: int, n: int, flag: str) -> str:
+    if pattern in ("none", "window") and flag == "--out":
+        return pattern
+    if "{i}" not in pattern:
+        raise SDKError(f"{flag} {pattern!r}: with {n} sources give a name with {{i}} (the source number), e.g. "
+                       f"{flag} cam{{i}}.mp4, or none")
+    return pattern.replace("{i}", str(i))
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``ssp run`` with several ``--source``: one Segmenter, one image-encoder batch per round."""
+    from .pipeline import parse_prompts
+    from .video import open_sink, open_source
+
+    n = len(args.source)
+    if args.max_frames is not None and args.max_frames < 1:
+        raise SDKError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if args.out == "window":
+        raise SDKError("--out window shows one stream; with several sources write files (--out cam{i}.mp4) or none")
+    prompts = [p for item in args.prompt for p in parse_prompts(item)]
+    sinks = [open_sink(_per_source(args.out, i, n, "--out")) for i in range(n)]
+    saves = [_per_source(args.save_frame, i, n, "--save-frame") for i in range(n)] if args.save_frame else None
+    seg = Segmenter.open(args.bundle, backend=args.backend, precision=args.precision,
+                         mask_threshold=args.mask_threshold, exists_threshold=args.exists_threshold,
+                         threads=args.threads)
+    sources: list[VideoSource] = []
+    last: dict[int, np.ndarray] = {}
+    try:
+        for uri in args.source:
+            sources.append(open_source(uri, policy=args.policy))
+        for s, src in zip(sinks, sources):
+            s.fps = src.fps
+        q: "queue.Queue[list[str]]" = queue.Queue()
+        if not args.no_stdin and sys.stdin is not None and sys.stdin.isatty():
+            import threading
+
+            from .run import _stdin_reader
+
+            threading.Thread(target=_stdin_reader, args=(q,), daemon=True).start()
+
+        def keep(i: int, frame: Frame, results: Sequence[Result], shown: np.ndarray | None) -> None:
+            if shown is not None:
+                last[i] = shown
+
+        stats = run_sources(seg, sources, prompts, sinks, args.max_frames, q, keep if saves else None)
+    finally:
+        for src in sources:
+            src.close()
+        for s in sinks:
+            s.close()
+    for cam in stats.cameras:
+        if cam.ended:
+            print(f"ssp run: {cam.ended}; stopped after {cam.frames} frames", file=sys.stderr)
+    if stats.frames == 0:
+        raise SDKError(f"sources {args.source} delivered no frames")
+    if saves:
+        import cv2
+
+        for i, path in enumerate(saves):
+            if i in last and not cv2.imwrite(path, last[i]):
+                raise SDKError(f"--save-frame {path!r}: cannot write this file (folder missing or not .png?)")
+    summary = {"bundle": args.bundle, "sources": list(args.source), "backend": seg.backend.name,
+               "precisions": seg.backend.precisions, "prompts": prompts, **stats.summary()}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{seg.backend.name} ({', '.join(f'{k} {v}' for k, v in seg.backend.precisions.items())})")
+        print(stats.table())
+    seg.close()
+    return 0
