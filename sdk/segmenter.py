@@ -192,7 +192,9 @@ class Segmenter:
         results = []
         for i, p in enumerate(self._prompts):
             prob = unletterbox(1.0 / (1.0 + np.exp(-logits[i, 0])), lb)  # type: ignore[arg-type]
-            exists = bool(scores[i] >= self.exists_threshold)
+            # issue 18: exists threshold 0 = the checkpoint's exists head was never trained (no no-target
+            # expressions in its data; export writes thresholds.exists = 0): every prompt counts as present
+            exists = self.exists_threshold <= 0.0 or bool(scores[i] >= self.exists_threshold)
             mask = (prob > self.mask_threshold).astype(np.uint8) if exists else np.zeros(prob.shape, np.uint8)
             results.append(Result(p, mask, prob.astype(np.float32, copy=False), float(scores[i]), exists))
         times["postprocess"] = (time.perf_counter() - t0) * 1e3

@@ -47,9 +47,10 @@ class Predictor:
         """One (probability map (H,W) float32, target probability) per (image, expression) pair."""
         x, lbs = self.prepare(images)
         t = self.tok(expressions)
-        out = self.model(x, t.input_ids, t.attention_mask)
-        probs = torch.sigmoid(out.mask_logits[:, 0]).numpy()
-        tp = torch.sigmoid(out.target_logit).numpy()
+        dev = next(self.model.parameters()).device  # training validates on its GPU
+        out = self.model(x.to(dev), t.input_ids.to(dev), t.attention_mask.to(dev))
+        probs = torch.sigmoid(out.mask_logits[:, 0].float()).cpu().numpy()
+        tp = torch.sigmoid(out.target_logit.float()).cpu().numpy()
         return [(unletterbox(p, lb), float(s)) for p, lb, s in zip(probs, lbs, tp)]
 
     def binarize(self, prob: np.ndarray, target_prob: float) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Referring-segmentation metrics: oIoU (cumulative I / cumulative U), mIoU, Prec@0.5..0.9, and GRES
 no-target metrics N-acc (no-target expressions predicted empty) and T-acc (target expressions not
 predicted empty). IoU metrics are over positive (target) expressions; ``gIoU`` counts a correct empty
-prediction on a no-target expression as IoU 1 (GRES)."""
+prediction on a no-target expression as IoU 1 (GRES); ``cIoU`` is GRES's cumulative IoU over every expression
+(the pixels predicted for a no-target expression count in the union)."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -34,6 +35,7 @@ class SegMeter:
     nt_total: int = 0
     t_correct: int = 0  # target expressions predicted non-empty
     t_total: int = 0
+    nt_cum_u: int = 0  # pixels predicted on no-target expressions (the union part of GRES cIoU)
 
     def update(self, pred: np.ndarray, gt: np.ndarray, exists: bool | None = None, type: str = "all") -> None:
         """Add one sample. ``exists`` defaults to ``gt.any()``; an empty ``pred`` means "no target"."""
@@ -44,6 +46,7 @@ class SegMeter:
             self.nt_total += 1
             self.nt_correct += int(empty)
             self.g_ious.append(1.0 if empty else 0.0)
+            self.nt_cum_u += int(pred.astype(bool).sum())
             return
         self.t_total += 1
         self.t_correct += int(not empty)
@@ -64,6 +67,7 @@ class SegMeter:
             "oIoU": self.cum_i / self.cum_u if self.cum_u else 0.0,
             "mIoU": float(ious.mean()) if len(ious) else 0.0,
             "gIoU": float(np.mean(self.g_ious)) if self.g_ious else 0.0,
+            "cIoU": self.cum_i / (self.cum_u + self.nt_cum_u) if self.cum_u + self.nt_cum_u else 0.0,
         }
         for t in THRESHOLDS:
             out[f"prec@{t}"] = float((ious >= t).mean()) if len(ious) else 0.0
