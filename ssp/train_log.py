@@ -89,7 +89,8 @@ def plot_curves(run: str | Path, out: str | Path | None = None) -> Path | None:
             ax.plot(*zip(*pts), label=k, lw=1)
     ax.set_title("training losses")
     ax.set_xlabel("step")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     axes[1].plot(steps, [r.get("lr", 0.0) for r in rows], lw=1)
     axes[1].set_title("learning rate (SSP layers)")
     axes[1].set_xlabel("step")
@@ -100,7 +101,8 @@ def plot_curves(run: str | Path, out: str | Path | None = None) -> Path | None:
             ax.plot(*zip(*pts), marker="o", label=k.replace("val_", "val "), lw=1)
     ax.set_title("validation")
     ax.set_xlabel("step")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)
