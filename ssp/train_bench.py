@@ -21,7 +21,8 @@ from .config import SSPConfig, get_config
 from .errors import SSPError
 from .options import TrainOptions
 
-__all__ = ["train_steps", "gpu_check_train", "MINILM_ARCH"]
+__all__ = ["train_steps", "gpu_check_train", "MINILM_ARCH", "GPU_BF16_TFLOPS", "REFCOCO_TRAIN", "epoch_flops",
+           "epoch_seconds_estimate"]
 
 #: MiniLM-L6's BertConfig, used when its package is not installed (same cost, random weights)
 MINILM_ARCH = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
@@ -157,3 +158,27 @@ def gpu_check_train(steps: int = 50, amp: str = "bf16", device: str = "cuda") ->
            "ssp_paper": train_steps("ssp_paper", steps, device, amp, images_per_batch=4, exprs_per_image=4)}
     out["ok"] = all(v["loss_finite"] for v in out.values() if isinstance(v, dict))
     return out
+
+
+# ----------------------------------------------------------------------------- epoch-time estimate (guide)
+
+#: published dense BF16 tensor-core throughput (TFLOP/s, no sparsity) of common training GPUs
+GPU_BF16_TFLOPS = {"A100 SXM": 312.0, "H100 SXM": 989.0}
+#: RefCOCO-family training splits: (refs, expressions)
+REFCOCO_TRAIN = {"refcoco (unc)": (42404, 120624), "refcoco+ (unc)": (42278, 120191), "refcocog (umd)": (42226, 80512)}
+
+
+def epoch_flops(graph_flops: dict[str, int], refs: int, expressions: int, text_trainable: bool = False) -> float:
+    """Training FLOPs of one epoch (every ref once, one image encoding each; ``expressions`` decoder passes):
+    forward + backward ~ 3x forward for the image encoder and the decoder; the frozen text encoder runs its
+    forward once per expression (3x when it is fine-tuned). ``graph_flops`` per frame / expression, as
+    :func:`ssp.flops.model_cost` reports them (``text_encoder``, ``image_encoder``, ``mask_decoder``)."""
+    text = graph_flops["text_encoder"] * expressions * (3 if text_trainable else 1)
+    return 3.0 * graph_flops["image_encoder"] * refs + 3.0 * graph_flops["mask_decoder"] * expressions + text
+
+
+def epoch_seconds_estimate(graph_flops: dict[str, int], refs: int, expressions: int, gpus: int, tflops: float,
+                           mfu: float = 0.25, text_trainable: bool = False) -> float:
+    """An ESTIMATE of seconds per epoch on ``gpus`` GPUs of ``tflops`` peak at utilisation ``mfu`` (compute
+    only: data loading, validation and communication are not counted)."""
+    return epoch_flops(graph_flops, refs, expressions, text_trainable) / (gpus * tflops * 1e12 * mfu)
