@@ -36,3 +36,13 @@ def test_fp16_and_cuda_errors_on_cpu():
     if not torch.cuda.is_available():
         with pytest.raises(SSPError, match="no CUDA GPU"):
             train_steps("ssp_lite", 1, "cuda", "bf16")
+
+
+def test_epoch_estimate_by_hand():
+    from ssp_edge.ssp.train_bench import epoch_flops, epoch_seconds_estimate
+
+    f = {"text_encoder": 1, "image_encoder": 10, "mask_decoder": 2}
+    # 5 image encodings and 7 decoder passes at 3x (forward + backward), 7 frozen text encodings at 1x
+    assert epoch_flops(f, refs=5, expressions=7) == 3 * 10 * 5 + 3 * 2 * 7 + 7 == 199
+    assert epoch_flops(f, refs=5, expressions=7, text_trainable=True) == 199 + 14
+    assert epoch_seconds_estimate(f, 5, 7, gpus=2, tflops=1.0, mfu=0.5) == pytest.approx(199 / 1e12)
