@@ -141,8 +141,8 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
                        description="Evaluate a checkpoint with PyTorch on a data set. --json prints one JSON object.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", default="ssp_lite_refshapes", help="shipped checkpoint name or .safetensors path")
-    p.add_argument("--data", default="refshapes:test", help="refshapes:SPLIT, refcoco:ROOT:DATASET:SPLITBY:SPLIT or "
-                                                         "grefcoco:ROOT:SPLIT")
+    p.add_argument("--data", default="refshapes:test",
+                   help="refshapes:SPLIT, refcoco:ROOT:DATASET:SPLITBY:SPLIT or grefcoco:ROOT:SPLIT")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -180,7 +180,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
         return 0
     rows = [("samples", summary["n"]), ("oIoU", summary["oIoU"]), ("mIoU", summary["mIoU"]),
-            ("gIoU", summary["gIoU"]), ("cIoU", summary["cIoU"])] + [(k, v) for k, v in summary.items() if k.startswith("prec@")] + \
+            ("gIoU", summary["gIoU"]), ("cIoU", summary["cIoU"])] + \
+           [(k, v) for k, v in summary.items() if k.startswith("prec@")] + \
            [("N-acc", summary["N-acc"]), ("T-acc", summary["T-acc"])] + \
            [(f"mIoU[{k}]", v) for k, v in summary["by_type"].items()]
     for k, v in rows:

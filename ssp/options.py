@@ -148,7 +148,8 @@ def add_option_args(p: argparse.ArgumentParser, cls: type = TrainOptions) -> Non
         help_ = meta.get("help", "")
         if tp is bool:
             if default:
-                p.add_argument("--no-" + flag[2:], dest=f.name, action="store_false", help=f"turn off (on by default): {help_}")
+                p.add_argument("--no-" + flag[2:], dest=f.name, action="store_false",
+                               help=f"turn off (on by default): {help_}")
             else:
                 p.add_argument(flag, dest=f.name, action="store_true", help=help_)
             continue

@@ -61,7 +61,8 @@ def _batch(cfg: SSPConfig, rng: np.random.Generator, images: int, exprs: int, de
     ids = torch.from_numpy(rng.integers(1000, 5000, (n, cfg.max_tokens)))
     lens = rng.integers(3, cfg.max_tokens, n)
     am = torch.from_numpy((np.arange(cfg.max_tokens)[None] < lens[:, None]).astype(np.int64))
-    return {"image": x.to(device).contiguous(memory_format=torch.channels_last), "mask": torch.from_numpy(gt).to(device),
+    return {"image": x.to(device).contiguous(memory_format=torch.channels_last),
+            "mask": torch.from_numpy(gt).to(device),
             "exists": torch.from_numpy(exists).to(device), "ids": ids.to(device), "amask": am.to(device),
             "index": torch.arange(images, device=device).repeat_interleave(exprs)}
 
@@ -137,7 +138,8 @@ def train_steps(config: str | SSPConfig = "ssp_lite", steps: int = 50, device: s
         "config": cfg.name, "device": str(dev), "device_name": name, "amp": amp, "compile": compile,
         "input_size": cfg.input_size, "steps": steps, "warmup_steps": warmup, "images_per_batch": images_per_batch,
         "exprs_per_image": exprs_per_image, "sec_per_step": _sig(sec), "steps_per_s": _sig(1 / sec),
-        "samples_per_s": _sig(images_per_batch * exprs_per_image / sec), "images_per_s": _sig(images_per_batch / sec), "peak_memory_mb": round(peak, 1), "memory_kind": kind,
+        "samples_per_s": _sig(images_per_batch * exprs_per_image / sec), "images_per_s": _sig(images_per_batch / sec),
+        "peak_memory_mb": round(peak, 1), "memory_kind": kind,
         # CPU: the process's CPU seconds per step, and samples/s if it had its `threads` cores to itself (a
         # shared, loaded machine inflates the wall-clock numbers; compare with load_average)
         "cpu_sec_per_step": _sig(cpu_sec), "threads": threads,

@@ -194,7 +194,8 @@ class SwinB(Backbone):
         window = 15 if image_size % (32 * 15) == 0 else 7
         kw: dict[str, Any] = dict(embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=window)
         kw.update(config or {})
-        cfg = SwinConfig(image_size=image_size, patch_size=4, out_features=["stage1", "stage2", "stage3", "stage4"], **kw)
+        cfg = SwinConfig(image_size=image_size, patch_size=4, out_features=["stage1", "stage2", "stage3", "stage4"],
+                         **kw)
         e = int(cfg.embed_dim)
         self.channels = (64, e, 2 * e, 4 * e, 8 * e)
         self._arch = {k: kw[k] for k in ("embed_dim", "depths", "num_heads", "window_size")}

@@ -92,7 +92,8 @@ def test_grefcoco_trains_the_exists_head_and_reports_gres_metrics(grefer_root, t
     assert res["n_no_target"] == 4 and res["n_target"] == 8  # 2 images x (2 + 2 target, 2 no-target sentences)
     for k in ("gIoU", "cIoU", "N-acc", "T-acc"):
         assert 0.0 <= res[k] <= 1.0, k
-    r = assert_ok(run_ssp("eval", "--checkpoint", str(out / "final.safetensors"), "--data", f"grefcoco:{grefer_root}:val"))
+    r = assert_ok(run_ssp("eval", "--checkpoint", str(out / "final.safetensors"), "--data",
+                          f"grefcoco:{grefer_root}:val"))
     assert "cIoU" in r.stdout and "N-acc" in r.stdout
 
 
