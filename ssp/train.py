@@ -450,6 +450,7 @@ def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
     units = TrainUnits(ds, cfg.input_size, cfg.mean, opt.exprs_per_image, _augment(opt, ds), opt.seed)
     batches = StepBatches(len(units), opt.images_per_batch, opt.steps, start, opt.accum, rt.world, rt.rank,
                           opt.seed, refshapes=isinstance(ds, RefShapes))
+    units[batches.keys(start, 0)[0]]  # a bad image folder fails here as one line, not inside a DataLoader worker
     workers = _workers(opt, rt)
     loader = torch.utils.data.DataLoader(
         units, batch_sampler=batches, num_workers=workers, collate_fn=partial(collate_units, mean=cfg.mean,

@@ -184,3 +184,33 @@ def epoch_seconds_estimate(graph_flops: dict[str, int], refs: int, expressions: 
     """An ESTIMATE of seconds per epoch on ``gpus`` GPUs of ``tflops`` peak at utilisation ``mfu`` (compute
     only: data loading, validation and communication are not counted)."""
     return epoch_flops(graph_flops, refs, expressions, text_trainable) / (gpus * tflops * 1e12 * mfu)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ssp_edge.ssp.train_bench [--config C] [--steps N] [--device D] [--gpu-check]``: one JSON line."""
+    import argparse
+    import json
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m ssp_edge.ssp.train_bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="ssp_lite")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--amp", default="bf16", choices=("bf16", "fp16", "off"))
+    p.add_argument("--images-per-batch", type=int, default=4)
+    p.add_argument("--exprs-per-image", type=int, default=4)
+    p.add_argument("--gpu-check", action="store_true", help="both configs with the gpu-check batch sizes")
+    a = p.parse_args(argv)
+    try:
+        res = gpu_check_train(a.steps, a.amp, a.device) if a.gpu_check else train_steps(
+            a.config, a.steps, a.device, a.amp, images_per_batch=a.images_per_batch, exprs_per_image=a.exprs_per_image)
+    except SSPError as e:
+        print(f"train bench: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
