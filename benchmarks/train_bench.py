@@ -43,8 +43,10 @@ def run_train_bench(device: str = "cpu", amp: str = "bf16", out_dir: str | Path 
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train_bench.json").write_text(json.dumps(res, indent=1) + "\n")
-        (out / "train_bench.md").write_text(report(res))
+        from ssp_edge.sdk.fsio import atomic_write_text
+
+        atomic_write_text(out / "train_bench.json", json.dumps(res, indent=1) + "\n")
+        atomic_write_text(out / "train_bench.md", report(res))
         res["report"] = str(out / "train_bench.md")
     return res
 

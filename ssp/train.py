@@ -40,6 +40,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ssp_edge.sdk.fsio import atomic_write_bytes, atomic_write_text
+
 from .checkpoint import load_weights, read_checkpoint_info, save_checkpoint
 from .config import SSPConfig
 from .data.augment import AugmentParams
@@ -311,14 +313,11 @@ def _state_tensors(model: SSP, optim: torch.optim.Optimizer) -> dict[str, torch.
 
 def _save_state(run: Path, model: SSP, cfg: SSPConfig, optim: torch.optim.Optimizer, step: int, log: dict,
                 meta: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     save_checkpoint(model, cfg, run / "last.safetensors", {"step": step, **meta})
-    save_file(_state_tensors(model, optim), str(run / "optim.tmp"))
-    (run / "optim.tmp").replace(run / "optim.safetensors")
-    tmp = run / "state.tmp"
-    tmp.write_text(json.dumps({"step": step, **log}, indent=1))
-    tmp.replace(run / "state.json")
+    atomic_write_bytes(run / "optim.safetensors", save(_state_tensors(model, optim)))
+    atomic_write_text(run / "state.json", json.dumps({"step": step, **log}, indent=1))  # last: marks the set done
 
 
 def _read_state(run: Path) -> tuple[int, dict[str, torch.Tensor], dict[str, torch.Tensor], dict] | None:
@@ -400,7 +399,7 @@ def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
     train_exists = has_no_target(ds)
     if rt.main:
         run.mkdir(parents=True, exist_ok=True)
-        (run / "options.json").write_text(json.dumps(asdict(opt), indent=1))
+        atomic_write_text(run / "options.json", json.dumps(asdict(opt), indent=1))
     model = build_model(cfg)
     loaded = load_pretrained_parts(model, cfg)
     if rt.main:
@@ -432,12 +431,12 @@ def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
 
             model.image.spixel.load_state_dict(load_file(str(sp_file)))
         else:
-            from safetensors.torch import save_file
+            from safetensors.torch import save
 
             loss = pretrain_spixel(model, cfg, opt.spixel_steps, opt.seed, device=rt.device)
             print(f"superpixel pretraining: final loss {loss:.4f}")
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.image.spixel.state_dict().items()},
-                      str(sp_file))
+            atomic_write_bytes(sp_file, save({k: v.detach().cpu().contiguous()
+                                              for k, v in model.image.spixel.state_dict().items()}))
         _set_trainable(model, cfg, opt, train_exists)
     if not train_exists and rt.main:
         print(f"{opt.data} has no no-target expressions: the target-exists head is not trained (the checkpoint "

@@ -4,9 +4,12 @@ package is installed, and ``curves.png`` (loss, learning rate, validation mIoU /
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
+
+from ssp_edge.sdk.fsio import atomic_write_bytes
 
 __all__ = ["CSV_COLUMNS", "TrainLog", "read_csv_log", "plot_curves"]
 
@@ -104,6 +107,8 @@ def plot_curves(run: str | Path, out: str | Path | None = None) -> Path | None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
+    atomic_write_bytes(out, buf.getvalue())
     return out
