@@ -494,7 +494,9 @@ class Segmenter:
                 size = self._mask_hw(lb)
                 for p in encs[f].prompts:
                     prob = unletterbox(_sigmoid(logits[i, 0]), lb, out_size=size).astype(np.float32, copy=False)
-                    exists = bool(scores[i] >= self.exists_threshold)
+                    # exists threshold 0: the checkpoint's exists head was never trained (its data had no
+                    # no-target expressions; export writes thresholds.exists = 0), so every prompt counts as present
+                    exists = self.exists_threshold <= 0.0 or bool(scores[i] >= self.exists_threshold)
                     mask = (prob > self.mask_threshold).astype(np.uint8) if exists else np.zeros(prob.shape, np.uint8)
                     results.append(Result(p, mask, prob, float(scores[i]), exists, frame=f))
                     i += 1

@@ -36,11 +36,21 @@ class CheckpointInfo:
 
     @property
     def thresholds(self) -> dict[str, float]:
-        """Mask / target-exists probability thresholds tuned on validation data (0.5 / 0.5 if none)."""
+        """Mask / target-exists probability thresholds tuned on validation data (0.5 / 0.5 if none).
+
+        A checkpoint whose target-exists head was never trained (``exists_head: untrained``: no no-target
+        expressions in its training data) gets an exists threshold of 0: every prompt counts as present."""
         th = {"mask": 0.5, "exists": 0.5}
         if "thresholds" in self.metadata:
             th.update({k: float(v) for k, v in json.loads(self.metadata["thresholds"]).items() if k in th})
+        if self.exists_untrained:
+            th["exists"] = 0.0
         return th
+
+    @property
+    def exists_untrained(self) -> bool:
+        """True when the training data had no no-target expressions (the exists head says nothing)."""
+        return self.metadata.get("exists_head") == "untrained"
 
 
 def named_checkpoints() -> list[str]:
@@ -115,7 +125,11 @@ def read_checkpoint_info(name_or_path: str | Path) -> CheckpointInfo:
 
 
 def load_weights(model: torch.nn.Module, info: CheckpointInfo) -> None:
-    """Load a checkpoint's tensors into ``model``; a mismatch names the first missing/unexpected keys."""
+    """Load a checkpoint's tensors into ``model``; a mismatch names the first missing/unexpected keys.
+
+    Strict, with one intended exception: keys under the checkpoint's ``excluded_prefix`` (the frozen text
+    encoder, rebuilt from its pip package) may be absent. ``load_state_dict(strict=False)`` below relies on the
+    explicit key checks before it."""
     from safetensors.torch import load_file
 
     try:
@@ -146,7 +160,13 @@ def load_checkpoint(name_or_path: str | Path, expect_config: str | None = None) 
     if expect_config and info.config.name != expect_config:
         raise SSPError(f"checkpoint {str(info.path)!r} is a {info.config.name!r} checkpoint, not {expect_config!r}")
     _check_text_package(info)
+    # the weights come from the checkpoint: backbone_weights / text_weights (training-time sources) are not
+    # re-read, except text weights the checkpoint left out (frozen MiniLM from a weights folder)
     model = build_model(info.config)
+    if info.config.text_weights and info.metadata.get("excluded_prefix") == _PACKAGED_PREFIX:
+        from .models.weights import load_part_weights
+
+        load_part_weights(model.text.encoder, info.config.text_weights, "text encoder")
     load_weights(model, info)
     return model.eval(), info
 

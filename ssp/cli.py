@@ -8,7 +8,7 @@ from typing import Any
 
 from ssp_edge.sdk.cli import require_modules
 
-__all__ = ["register_train", "register_eval", "register_summary"]
+__all__ = ["register_train", "register_eval", "register_summary", "add_train_args", "run_train"]
 
 
 def _need_model_extra() -> None:
@@ -31,75 +31,98 @@ def _quiet_transformers() -> None:
 
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
-    from .errors import SSPError
+    """``--set KEY=VALUE`` items, validated against SSPConfig (see :func:`ssp.options.parse_config_overrides`)."""
+    from .options import parse_config_overrides
 
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, val = item.partition("=")
-        if not sep or not key:
-            raise SSPError(f"--set {item!r}: expected KEY=VALUE, e.g. --set decoder=bilinear")
-        try:
-            out[key] = json.loads(val)
-        except json.JSONDecodeError:
-            out[key] = val
-    return out
+    return parse_config_overrides(items)
 
 
 # ----------------------------------------------------------------------------- train
 
-def register_train(sub: argparse._SubParsersAction) -> None:
-    require_modules("torch")
-    from .options import TrainOptions
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    """``ssp train``'s options: --config, --set, one option per TrainOptions field (generated), --nproc."""
+    from .options import add_option_args
 
-    d = TrainOptions()
-    p = sub.add_parser("train", help="train an SSP model (superpixel pretraining, then SSP)",
-                       description="Train an SSP model on RefShapes or a RefCOCO-format folder. Resumes from "
-                                   "OUT/state.json when present. Writes OUT/final.safetensors.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", default="ssp_lite", help="model config: ssp_lite or ssp_paper")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set decoder=bilinear (repeatable)")
-    p.add_argument("--out", default=d.out, help="run folder (checkpoints, log.jsonl, state)")
-    p.add_argument("--data", default=d.data, help="training data spec: refshapes:train or "
-                                                   "refcoco:ROOT:DATASET:SPLITBY:SPLIT")
-    p.add_argument("--val", default=d.val, help="validation data spec")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--images-per-batch", type=int, default=d.images_per_batch)
-    p.add_argument("--exprs-per-image", type=int, default=d.exprs_per_image,
-                   help="expressions per RefShapes scene (share one image encoding)")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--backbone-lr", type=float, default=d.backbone_lr)
-    p.add_argument("--spixel-steps", type=int, default=d.spixel_steps, help="superpixel pretraining steps")
-    p.add_argument("--val-every", type=int, default=d.val_every)
-    p.add_argument("--val-samples", type=int, default=d.val_samples)
-    p.add_argument("--time-budget", type=float, default=None, metavar="MIN", help="stop and save after MIN minutes")
-    p.add_argument("--init", default=None, help="start from this checkpoint's weights")
-    p.add_argument("--no-resume", action="store_true", help="ignore an existing run state in --out")
-    p.add_argument("--no-bf16", action="store_true", help="train in float32 (bf16 autocast is the default)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps before the cosine decay")
-    p.add_argument("--ground-only", action="store_true",
-                   help="grounding phase: train the layers before the upsampling decoder on the stride-16 and "
-                        "superpixel losses only (about 3x more expressions per second); continue with --init")
-    p.set_defaults(func=_run_train)
+                   help="override a config field, validated against SSPConfig (repeatable), e.g. --set "
+                        "decoder=bilinear, --set freeze_text=false, --set backbone_weights=DIR")
+    add_option_args(p)
+    p.add_argument("--no-bf16", dest="amp", action="store_const", const="off", help=argparse.SUPPRESS)  # = --amp off
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train with N processes on this machine: runs torchrun --standalone --nproc-per-node N "
+                        "(DDP; several machines: run torchrun -m ssp_edge.ssp.train yourself)")
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def register_train(sub: argparse._SubParsersAction) -> None:
+    require_modules("torch")
+    p = sub.add_parser("train", help="train an SSP model (superpixel pretraining, then SSP)",
+                       description="Train an SSP model on RefShapes, RefCOCO / RefCOCO+ / RefCOCOg or gRefCOCO, on "
+                                   "CPU or GPUs, in one or several processes (torchrun). Resumes from OUT/state.json "
+                                   "when present. Writes OUT/final.safetensors.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_train_args(p)
+    p.set_defaults(func=run_train)
+
+
+def _torchrun(args: argparse.Namespace) -> int:
+    """Re-run this command as ``torchrun --standalone --nproc-per-node N -m ssp_edge.ssp.train ...`` (exec)."""
+    import os
+
+    from .errors import SSPError
+
+    argv = list(sys.argv)
+    try:
+        rest = argv[argv.index("train") + 1:]
+    except ValueError:
+        raise SSPError("--nproc: cannot find the train options on the command line; run torchrun "
+                       "--nproc-per-node N -m ssp_edge.ssp.train ... directly") from None
+    out: list[str] = []
+    skip = False
+    for a in rest:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+           "-m", "ssp_edge.ssp.train", *out]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, cmd)
+    return 0  # pragma: no cover - exec does not return
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Validate the config overrides and options, then train here or exec torchrun for --nproc N."""
+    import os
+
     _need_model_extra()
     _quiet_transformers()
     from .config import get_config
-    from .options import TrainOptions
+    from .errors import SSPError
+    from .options import options_from_args, parse_config_overrides
+
+    cfg = get_config(args.config, **parse_config_overrides(args.overrides))
+    opt = options_from_args(args)
+    if args.nproc < 1:
+        raise SSPError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        from .train import resolve_device
+
+        dev = resolve_device(opt.device, world=1)  # one-line error for --device cuda without a GPU
+        if dev.type == "cuda":
+            import torch
+
+            if torch.cuda.device_count() < args.nproc:
+                raise SSPError(f"--nproc {args.nproc}: only {torch.cuda.device_count()} GPU(s) visible")
+        return _torchrun(args)
     from .train import train
 
-    cfg = get_config(args.config, **_parse_overrides(args.overrides))
-    opt = TrainOptions(out=args.out, data=args.data, val=args.val, steps=args.steps,
-                       images_per_batch=args.images_per_batch, exprs_per_image=args.exprs_per_image, lr=args.lr,
-                       backbone_lr=args.backbone_lr, spixel_steps=args.spixel_steps, val_every=args.val_every,
-                       val_samples=args.val_samples, time_budget_min=args.time_budget, init=args.init,
-                       resume=not args.no_resume, bf16=not args.no_bf16, seed=args.seed,
-                       warmup=args.warmup, ground_only=args.ground_only)
     final = train(cfg, opt)
-    print(f"wrote {final}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"wrote {final}")
     return 0
 
 
@@ -110,8 +133,9 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
     from ssp_edge.sdk.options import add_backend_args, add_bundle_trust_args, add_json_arg, add_native_code_args
 
     from .torch_backend import ALL_BACKENDS
+    from .data.spec import SPEC_HELP
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint or a bundle (oIoU, mIoU, Prec@X, N-acc, T-acc)",
+    p = sub.add_parser("eval", help="evaluate a checkpoint or a bundle (oIoU, mIoU, Prec@X; GRES gIoU, cIoU, N-acc, T-acc)",
                        description="Evaluate a checkpoint on PyTorch, or a bundle as it is deployed (ONNX Runtime, "
                                    "TensorRT, or the PyTorch model it was exported from), through the SDK's "
                                    "Segmenter stages. --json prints one JSON object (the same keys either way).",
@@ -120,7 +144,7 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--checkpoint", default=None,
                      help="shipped checkpoint name or .safetensors path (default: ssp_lite_refshapes)")
     src.add_argument("--bundle", default=None, metavar="DIR", help="bundle folder (ssp convert export)")
-    p.add_argument("--data", default="refshapes:test", help="refshapes:SPLIT or refcoco:ROOT:DATASET:SPLITBY:SPLIT")
+    p.add_argument("--data", default="refshapes:test", help=f"evaluation data: {SPEC_HELP}")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples")
     p.add_argument("--batch", type=int, default=8, help="samples per image-encoder / decoder batch")
     add_json_arg(p)
@@ -187,7 +211,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
         return 0
     rows = [("samples", summary["n"]), ("oIoU", summary["oIoU"]), ("mIoU", summary["mIoU"]),
-            ("gIoU", summary["gIoU"])] + [(k, v) for k, v in summary.items() if k.startswith("prec@")] + \
+            ("gIoU", summary["gIoU"]), ("cIoU", summary["cIoU"])] + \
+           [(k, v) for k, v in summary.items() if k.startswith("prec@")] + \
            [("N-acc", summary["N-acc"]), ("T-acc", summary["T-acc"])] + \
            [(f"mIoU[{k}]", v) for k, v in summary["by_type"].items()]
     if args.bundle:

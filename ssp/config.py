@@ -36,6 +36,12 @@ class SSPConfig:
     pretrained: bool = True  # load offline backbone / text weights where available
     freeze_text: bool = True
     eps: float = 1e-8
+    # issue 18: pretrained weights (Hugging Face save_pretrained folder or .safetensors file) applied by the
+    # trainer after the model is built, and architecture overrides of the HF SwinConfig / BertConfig
+    backbone_weights: str | None = None
+    text_weights: str | None = None
+    backbone_config: dict[str, Any] = field(default_factory=dict)
+    text_config: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

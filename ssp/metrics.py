@@ -7,7 +7,8 @@ Added for generalized expressions (RefShapes v2): a boundary F-score (``bF@2px``
 within 2 px), multi-target metrics (expressions with >= 2 targets), GRES metrics per expression type
 (``by_type_gres``, no-target expressions included) and per reported tag (``by_tag``: e.g. trivially unique
 vs ambiguous noun phrases, interior vs end ordinals), from the per-sample ``tags`` passed to
-:meth:`SegMeter.update`."""
+:meth:`SegMeter.update`. ``cIoU`` is GRES's cumulative IoU over every expression (the pixels predicted for a
+no-target expression count in the union)."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -116,6 +117,7 @@ class SegMeter:
     bfs: list[float] = field(default_factory=list)
     groups: dict[str, _Group] = field(default_factory=lambda: defaultdict(_Group))
     multi: _Group = field(default_factory=_Group)  # target expressions with >= 2 targets
+    nt_cum_u: int = 0  # pixels predicted on no-target expressions (the union part of GRES cIoU)
 
     def update(self, pred: np.ndarray, gt: np.ndarray, exists: bool | None = None, type: str = "all",
                tags: Mapping[str, Any] | None = None) -> None:
@@ -131,6 +133,7 @@ class SegMeter:
             self.nt_total += 1
             self.nt_correct += int(empty)
             self.g_ious.append(1.0 if empty else 0.0)
+            self.nt_cum_u += int(pred.astype(bool).sum())
         else:
             self.t_total += 1
             self.t_correct += int(not empty)
@@ -167,6 +170,7 @@ class SegMeter:
             "oIoU": self.cum_i / self.cum_u if self.cum_u else 0.0,
             "mIoU": float(ious.mean()) if len(ious) else 0.0,
             "gIoU": float(np.mean(self.g_ious)) if self.g_ious else 0.0,
+            "cIoU": self.cum_i / (self.cum_u + self.nt_cum_u) if self.cum_u + self.nt_cum_u else 0.0,
         }
         for t in THRESHOLDS:
             out[f"prec@{t}"] = float((ious >= t).mean()) if len(ious) else 0.0

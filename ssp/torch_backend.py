@@ -106,12 +106,14 @@ class TorchBackend:
         if graph not in self.entries:
             raise SDKError(f"no graph {graph!r} in this backend (has: {', '.join(self.entries)})")
         check_feeds(self.entries[graph], feeds, self.dynamic_axes)
+        dev = next(self._modules[graph].parameters()).device  # training validates on its GPU
         with torch.inference_mode():
-            t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()}
+            t = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dev) for k, v in feeds.items()}
             if graph == "mask_decoder" and _FRAME_INDEX not in GRAPH_IO[graph].inputs:
                 self._gather_frames(t, t.pop(_FRAME_INDEX))
             out = run_graph(self._modules[graph], graph, t)
-            return {k: v.numpy() for k, v in out.items()}
+            return {k: (v.float() if v.dtype in (torch.bfloat16, torch.float16) else v).cpu().numpy()
+                    for k, v in out.items()}
 
     def _gather_frames(self, t: dict[str, torch.Tensor], frame_index: torch.Tensor) -> None:
         """Image features per prompt: unchanged when there is one frame (the decoder broadcasts it) or one prompt

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,8 +28,8 @@ from ..errors import SSPError
 from .sample import Sample
 
 __all__ = [
-    "RefCOCO", "load_refs", "rle_string_to_counts", "decode_rle", "polygons_to_mask", "segmentation_to_mask",
-    "IMAGE_SUBDIRS",
+    "RefCOCO", "RefUnit", "load_refs", "rle_string_to_counts", "decode_rle", "polygons_to_mask",
+    "segmentation_to_mask", "sentence_text", "find_image", "read_image", "IMAGE_SUBDIRS",
 ]
 
 # Tried in order under ROOT/images/ when no image_root is given.
@@ -332,34 +333,19 @@ class RefCOCO:
 
     def image_path(self, image_id: Any) -> Path:
         """Path of an image, the first existing candidate (clear error naming what was tried)."""
-        name = self._imgs[image_id]["file_name"]
-        if self.image_root is not None:
-            tried = [self.image_root / name]
-        else:
-            tried = [self.root / "images" / d / name if d else self.root / "images" / name for d in IMAGE_SUBDIRS]
-        for p in tried:
-            if p.is_file():
-                return p
-        raise SSPError(f"image {name} not found (tried {', '.join(map(str, tried))}); "
-                       "pass image_root=DIR pointing at the folder with the COCO train2014 images")
+        return find_image(self.root, self.image_root, self._imgs[image_id]["file_name"])
 
     def _load_image(self, image_id: Any) -> np.ndarray:
         """RGB image, pixels as stored: COCO annotations ignore EXIF orientation, so OpenCV must too."""
-        path = self.image_path(image_id)
+        return read_image(self.image_path(image_id), self._imgs[image_id])
+
+    def _ref_mask(self, ref: dict[str, Any], h: int, w: int) -> np.ndarray:
+        ann = self._anns[ref["ann_id"]]
         try:
-            buf = np.fromfile(str(path), np.uint8)  # + imdecode: also works for non-ASCII paths
-        except OSError as e:
-            raise SSPError(f"cannot read image {path}: {e.strerror or e}") from None
-        flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-        img = cv2.imdecode(buf, flags) if buf.size else None
-        if img is None:
-            raise SSPError(f"cannot decode image {path}; replace it with a readable JPEG/PNG")
-        info = self._imgs[image_id]
-        want = (info.get("height"), info.get("width"))
-        if None not in want and tuple(img.shape[:2]) != want:
-            raise SSPError(f"image {path} is {img.shape[0]}x{img.shape[1]} but instances.json says "
-                           f"{want[0]}x{want[1]}; image_root must hold the original COCO train2014 images")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+            return segmentation_to_mask(ann["segmentation"], h, w)
+        except (ValueError, KeyError, TypeError) as e:
+            raise SSPError(f"annotation {ann.get('id')} of ref {ref['ref_id']} has a bad segmentation "
+                           f"({e}); check instances.json") from None
 
     def __getitem__(self, i: int) -> Sample:
         n = len(self._items)
@@ -367,13 +353,70 @@ class RefCOCO:
             raise IndexError(i)
         ref, sent = self._items[i]
         image = self._load_image(ref["image_id"])
-        h, w = image.shape[:2]
-        ann = self._anns[ref["ann_id"]]
-        try:
-            mask = segmentation_to_mask(ann["segmentation"], h, w)
-        except (ValueError, KeyError, TypeError) as e:
-            raise SSPError(f"annotation {ann.get('id')} of ref {ref['ref_id']} has a bad segmentation "
-                           f"({e}); check instances.json") from None
-        expression = str(sent.get("sent", sent.get("raw", ""))).strip()
+        mask = self._ref_mask(ref, *image.shape[:2])
         source = f"refcoco:{self.dataset}:{self.split_by}:{self.split}:{ref['ref_id']}:{sent.get('sent_id', '')}"
-        return Sample(image=image, mask=mask, expression=expression, type="refcoco", exists=True, source=source)
+        return Sample(image=image, mask=mask, expression=sentence_text(sent), type="refcoco", exists=True,
+                      source=source)
+
+    # ---- ref-level access for training (one image + mask, several sentences)
+    has_no_target = False  # RefCOCO / + / g: every expression names an object
+
+    def num_refs(self) -> int:
+        return len(self._refs)
+
+    def load_ref(self, i: int) -> RefUnit:
+        """Image, mask and all sentences of the i-th ref of the split."""
+        ref = self._refs[i]
+        image = self._load_image(ref["image_id"])
+        mask = self._ref_mask(ref, *image.shape[:2])
+        sents = [t for t in (sentence_text(s) for s in ref["sentences"]) if t]
+        return RefUnit(image, mask, sents, True, "refcoco", f"refcoco:{self.dataset}:{ref['ref_id']}")
+
+
+# ----------------------------------------------------------------------------------------------- shared helpers
+@dataclass
+class RefUnit:
+    """One ref for training: its image, target mask (all zero for no-target), every sentence."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    mask: np.ndarray  # (H, W) uint8 {0, 1}
+    sentences: list[str]
+    exists: bool
+    type: str
+    source: str
+
+
+def sentence_text(sent: dict[str, Any]) -> str:
+    """A refer sentence dict's text (``sent``, else ``raw``), stripped."""
+    return str(sent.get("sent", sent.get("raw", ""))).strip()
+
+
+def find_image(root: Path, image_root: Path | None, name: str) -> Path:
+    """``image_root/name`` or the first of ``ROOT/images/{IMAGE_SUBDIRS}/name`` that exists."""
+    if image_root is not None:
+        tried = [image_root / name]
+    else:
+        tried = [root / "images" / d / name if d else root / "images" / name for d in IMAGE_SUBDIRS]
+    for p in tried:
+        if p.is_file():
+            return p
+    raise SSPError(f"image {name} not found (tried {', '.join(map(str, tried))}); "
+                   "pass image_root=DIR pointing at the folder with the COCO train2014 images")
+
+
+def read_image(path: Path, info: dict[str, Any]) -> np.ndarray:
+    """RGB image, pixels as stored (EXIF orientation ignored, as COCO annotations do); size checked against
+    the instances.json entry ``info``."""
+    try:
+        buf = np.fromfile(str(path), np.uint8)  # + imdecode: also works for non-ASCII paths
+    except OSError as e:
+        raise SSPError(f"cannot read image {path}: {e.strerror or e}") from None
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    img = cv2.imdecode(buf, flags) if buf.size else None
+    if img is None:
+        raise SSPError(f"cannot decode image {path}; replace it with a readable JPEG/PNG")
+    want = (info.get("height"), info.get("width"))
+    if None not in want and tuple(img.shape[:2]) != want:
+        raise SSPError(f"image {path} is {img.shape[0]}x{img.shape[1]} but instances.json says "
+                       f"{want[0]}x{want[1]}; image_root must hold the original COCO train2014 images")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

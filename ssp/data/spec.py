@@ -1,5 +1,5 @@
-"""Data specs used on the command line: ``refshapes:SPLIT``, ``refshapes2:SPLIT`` (RefShapes v2) or
-``refcoco:ROOT:DATASET:SPLITBY:SPLIT``."""
+"""Data specs used on the command line: ``refshapes:SPLIT``, ``refshapes2:SPLIT`` (RefShapes v2),
+``refcoco:ROOT:DATASET:SPLITBY:SPLIT`` or ``grefcoco:ROOT:SPLIT``."""
 from __future__ import annotations
 
 from typing import Protocol, Sequence
@@ -7,12 +7,29 @@ from typing import Protocol, Sequence
 from ..errors import SSPError
 from .sample import Sample
 
-__all__ = ["Dataset", "open_data"]
+__all__ = ["Dataset", "open_data", "default_val_spec", "SPEC_HELP"]
+
+SPEC_HELP = "refshapes:SPLIT, refshapes2:SPLIT, refcoco:ROOT:DATASET:SPLITBY:SPLIT or grefcoco:ROOT:SPLIT"
 
 
 class Dataset(Protocol):
     def __len__(self) -> int: ...
     def __getitem__(self, i: int) -> Sample: ...
+
+
+def _refcoco_parts(spec: str, rest: str) -> Sequence[str]:
+    parts: Sequence[str] = rest.rsplit(":", 3)
+    if len(parts) != 4 or not all(parts):
+        raise SSPError(f"bad data spec {spec!r}: expected refcoco:ROOT:DATASET:SPLITBY:SPLIT, "
+                       "e.g. refcoco:/data/refer:refcoco:unc:val")
+    return parts
+
+
+def _grefcoco_parts(spec: str, rest: str) -> Sequence[str]:
+    parts: Sequence[str] = rest.rsplit(":", 1)
+    if len(parts) != 2 or not all(parts):
+        raise SSPError(f"bad data spec {spec!r}: expected grefcoco:ROOT:SPLIT, e.g. grefcoco:/data/grefer:val")
+    return parts
 
 
 def open_data(spec: str, size: int = 320) -> Dataset:
@@ -27,13 +44,27 @@ def open_data(spec: str, size: int = 320) -> Dataset:
 
         return RefShapes2(rest or "test", size=size)
     if kind == "refcoco":
-        parts: Sequence[str] = rest.rsplit(":", 3)
-        if len(parts) != 4 or not all(parts):
-            raise SSPError(f"bad data spec {spec!r}: expected refcoco:ROOT:DATASET:SPLITBY:SPLIT, "
-                           "e.g. refcoco:/data/refer:refcoco:unc:val")
         from .refcoco import RefCOCO
 
-        root, dataset, split_by, split = parts
+        root, dataset, split_by, split = _refcoco_parts(spec, rest)
         return RefCOCO(root, dataset, split_by, split)
-    raise SSPError(f"bad data spec {spec!r}: expected refshapes:SPLIT, refshapes2:SPLIT or "
-                   "refcoco:ROOT:DATASET:SPLITBY:SPLIT")
+    if kind == "grefcoco":
+        from .grefcoco import GRefCOCO
+
+        root, split = _grefcoco_parts(spec, rest)
+        return GRefCOCO(root, split)
+    raise SSPError(f"bad data spec {spec!r}: expected {SPEC_HELP}")
+
+
+def default_val_spec(spec: str) -> str:
+    """The validation split that goes with a training spec (its ``val`` split)."""
+    kind, _, rest = spec.partition(":")
+    if kind in ("refshapes", "refshapes2"):
+        return f"{kind}:val"
+    if kind == "refcoco":
+        root, dataset, split_by, _ = _refcoco_parts(spec, rest)
+        return f"refcoco:{root}:{dataset}:{split_by}:val"
+    if kind == "grefcoco":
+        root, _ = _grefcoco_parts(spec, rest)
+        return f"grefcoco:{root}:val"
+    raise SSPError(f"bad data spec {spec!r}: expected {SPEC_HELP}")

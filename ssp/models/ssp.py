@@ -42,7 +42,7 @@ class TextEncoder(nn.Module):
 
     def __init__(self, cfg: SSPConfig):
         super().__init__()
-        self.encoder = build_text_encoder(cfg.text_encoder, cfg.pretrained)
+        self.encoder = build_text_encoder(cfg.text_encoder, cfg.pretrained, cfg.text_config)
         self.word_proj = nn.Sequential(nn.Linear(self.encoder.width, cfg.dim), nn.LayerNorm(cfg.dim))
         self.sent_proj = nn.Sequential(nn.Linear(self.encoder.width, cfg.dim), nn.LayerNorm(cfg.dim))
 
@@ -63,7 +63,7 @@ class ImageEncoder(nn.Module):
         self.cell = cfg.cell
         self.eps = cfg.eps
         c = cfg.dim
-        self.backbone = build_backbone(cfg.backbone, cfg.input_size, cfg.pretrained)
+        self.backbone = build_backbone(cfg.backbone, cfg.input_size, cfg.pretrained, cfg.backbone_config)
         c2, c4, c8, c16, c32 = self.backbone.channels
         self.lat32 = nn.Conv2d(c32, c, 1)
         self.lat16 = nn.Conv2d(c16, c, 1)

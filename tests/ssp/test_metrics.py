@@ -246,3 +246,22 @@ def test_multi_type_counts_as_multi_target_without_tags():
     assert s["gIoU_multi_target"] == pytest.approx(0.75) and s["multi_target"]["n"] == 1
     assert s["by_tag"] == {}
     assert SegMeter().summary()["gIoU_multi_target"] is None
+
+
+def test_gres_ciou_counts_pixels_predicted_for_no_target_expressions():
+    m = SegMeter()
+    gt = np.zeros((4, 4), np.uint8)
+    gt[:2, :2] = 1  # 4 pixels
+    pred = np.zeros((4, 4), np.uint8)
+    pred[:2, :3] = 1  # 6 pixels, 4 of them right
+    m.update(pred, gt, True)  # I 4, U 6
+    m.update(np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8), False)  # correct empty: adds nothing
+    wrong = np.zeros((4, 4), np.uint8)
+    wrong[3, :] = 1
+    m.update(wrong, np.zeros((4, 4), np.uint8), False)  # 4 pixels on a no-target expression: U += 4
+    m.update(np.zeros((4, 4), np.uint8), gt, True)  # target called empty: I 0, U 4
+    s = m.summary()
+    assert s["cIoU"] == pytest.approx(4 / (6 + 4 + 4))
+    assert s["oIoU"] == pytest.approx(4 / (6 + 4))  # unchanged meaning: target expressions only
+    assert s["gIoU"] == pytest.approx((4 / 6 + 1 + 0 + 0) / 4)
+    assert (s["N-acc"], s["T-acc"]) == (0.5, 0.5)

@@ -23,7 +23,7 @@ def _cfg():
 
 def _opt(out, **kw) -> TrainOptions:
     base = dict(out=str(out), steps=2, images_per_batch=2, exprs_per_image=3, spixel_steps=1, warmup=1,
-                val_every=1, val_samples=4, bf16=False)
+                val_every=1, val_samples=4, amp="off", tensorboard=False)
     return TrainOptions(**{**base, **kw})
 
 
