@@ -15,16 +15,15 @@ import torch
 from tqdm import tqdm
 
 from ssp_edge.sdk.bundle import GRAPHS, Bundle
-from ssp_edge.ssp.data.refshapes import RefShapes
 from ssp_edge.sdk.preprocess import letterbox, normalize, pad_value
-from ssp_edge.ssp.models.graphs import GRAPH_IO
-from ssp_edge.ssp.models.ssp import IMAGE_FEATURES
+from ssp_edge.ssp.data.refshapes import RefShapes
+from ssp_edge.ssp.models.graphs import graph_io, graph_modules, run_graph
 from ssp_edge.ssp.models.text import Tokenizer
 
 from .ort_ops import make_session
 from .source import load_manifest_source
 
-__all__ = ["LOGIT_ATOL", "FEATURE_RTOL", "MIN_AGREEMENT", "CheckRow", "CheckReport", "check_bundle"]
+__all__ = ["LOGIT_ATOL", "FEATURE_RTOL", "MIN_AGREEMENT", "CheckRow", "CheckReport", "check_bundle", "decoder_feeds"]
 
 LOGIT_ATOL = 1e-3  # mask_logits / target_logit
 FEATURE_RTOL = 1e-3  # other outputs: max |diff| <= FEATURE_RTOL * max(1, max |reference|)
@@ -95,13 +94,29 @@ class _Acc:
         return CheckRow(graph, flavour, self.diff, self.tol, self.worst, agr, ok)
 
 
+def decoder_feeds(inputs: tuple[str, ...], image_out: dict[str, Any], text_out: dict[str, Any],
+                  attention_mask: np.ndarray, frame_index: np.ndarray) -> dict[str, Any]:
+    """The mask decoder's feeds by name (CONTRACTS.md): inputs named like an image / text encoder output get
+    it, ``attention_mask`` the tokenizer's, ``frame_index`` each expression's frame."""
+    extra = {"attention_mask": attention_mask, "frame_index": frame_index}
+    feeds = {}
+    for n in inputs:
+        feeds[n] = image_out[n] if n in image_out else text_out[n] if n in text_out else extra[n]
+    return feeds
+
+
+def _run(modules: dict[str, torch.nn.Module], graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = run_graph(modules[graph], graph, {k: torch.from_numpy(v) for k, v in feeds.items()})
+    return {k: v.numpy() for k, v in out.items()}
+
+
 def check_bundle(path: str | Path, samples: int = 8, expressions: int = 3, flavours: tuple[str, ...] | None = None,
                  progress: bool = True) -> CheckReport:
     """Run every graph of ``path`` in the given flavours (default: all in the manifest) against PyTorch."""
     bundle = Bundle.open(path)
     man = bundle.manifest
     src = load_manifest_source(man)
-    model = src.model
+    modules = graph_modules(src.model)
     flavours = flavours or tuple(sorted({g.flavour for g in man.graphs if g.precision == "fp32"}))
     sessions = {(g, f): make_session(bundle.path(bundle.graph(g, f).file)) for f in flavours for g in GRAPHS}
     tok = Tokenizer(man.max_tokens, bundle.path(man.tokenizer))
@@ -118,27 +133,31 @@ def check_bundle(path: str | Path, samples: int = 8, expressions: int = 3, flavo
         t = tok([s.expression for s in group])
         ids, am = t.input_ids.numpy(), t.attention_mask.numpy()
         n_expr += len(group)
+        gio = graph_io(src.cfg)
+        feeds = {"text_encoder": {"input_ids": ids, "attention_mask": am}, "image_encoder": {"image": image}}
         with torch.no_grad():
-            words, sent = (v.numpy() for v in model.text(t.input_ids, t.attention_mask))
-            feats = [v.numpy() for v in model.image(torch.from_numpy(image))]
-            dec = [v.numpy() for v in model.decoder(*map(torch.from_numpy, feats), torch.from_numpy(words),
-                                                    t.attention_mask, torch.from_numpy(sent))]
-        feeds = {"text_encoder": {"input_ids": ids, "attention_mask": am}, "image_encoder": {"image": image},
-                 "mask_decoder": {**dict(zip(IMAGE_FEATURES, feats)), "words": words, "attention_mask": am,
-                                  "sentence": sent}}
-        refs = {"text_encoder": [words, sent], "image_encoder": feats, "mask_decoder": dec}
+            text_out = _run(modules, "text_encoder", feeds["text_encoder"])
+            image_out = _run(modules, "image_encoder", feeds["image_encoder"])
+            feeds["mask_decoder"] = decoder_feeds(gio["mask_decoder"].inputs, image_out, text_out, am,
+                                                  np.zeros(len(group), np.int64))
+            dec_out = _run(modules, "mask_decoder", feeds["mask_decoder"])
+        refs = {"text_encoder": text_out, "image_encoder": image_out, "mask_decoder": dec_out}
+        dec = [dec_out["mask_logits"], dec_out["target_logit"]]
         for f in flavours:
             for g in GRAPHS:
-                out = sessions[(g, f)].run(list(GRAPH_IO[g].outputs), feeds[g])
-                acc[(g, f)].outputs(GRAPH_IO[g].outputs, out, refs[g])
+                names = list(gio[g].outputs)
+                out = sessions[(g, f)].run(names, feeds[g])
+                acc[(g, f)].outputs(names, out, [refs[g][n] for n in names])
                 if g == "mask_decoder":
                     acc[(g, f)].masks(out[0], dec[0], thr_logit)
-            # chained ONNX graphs
-            w, s = sessions[("text_encoder", f)].run(None, feeds["text_encoder"])
-            fe = sessions[("image_encoder", f)].run(list(IMAGE_FEATURES), feeds["image_encoder"])
+            # chained ONNX graphs, fed by name as the runtime feeds them
+            te = dict(zip(gio["text_encoder"].outputs, sessions[("text_encoder", f)].run(
+                list(gio["text_encoder"].outputs), feeds["text_encoder"])))
+            ie = dict(zip(gio["image_encoder"].outputs, sessions[("image_encoder", f)].run(
+                list(gio["image_encoder"].outputs), feeds["image_encoder"])))
             out = sessions[("mask_decoder", f)].run(
                 ["mask_logits", "target_logit"],
-                {**dict(zip(IMAGE_FEATURES, fe)), "words": w, "attention_mask": am, "sentence": s})
+                decoder_feeds(gio["mask_decoder"].inputs, ie, te, am, np.zeros(len(group), np.int64)))
             acc[("end_to_end", f)].outputs(("mask_logits", "target_logit"), out, dec)
             acc[("end_to_end", f)].masks(out[0], dec[0], thr_logit)
     rows = [acc[(g, f)].row(g, f, g in ("mask_decoder", "end_to_end")) for f in flavours
