@@ -19,7 +19,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import onnx
 import torch
@@ -135,12 +135,28 @@ def _export_graph(model: SSP, cfg: SSPConfig, graph: str, flavour: str, path: Pa
     m = prog.model_proto
     if simplify:
         m = _simplify(m, graph)
+    _name_axes(m, graph_io(cfg)[graph].dynamic)
     _strip_metadata(m)
     m.producer_name, m.producer_version = "ssp-edge", ssp.__version__
     register_schemas()
     onnx.checker.check_model(m, full_check=True)
     onnx.save(m, str(path))
     return m
+
+
+def _name_axes(m: onnx.ModelProto, dynamic: Mapping[str, str]) -> None:
+    """Axis 0 of every dynamic input carries its axis name (``frames`` / ``expressions``), also where the exporter
+    merged two equal symbols under a generated name (frame_index's ``unk__N``); renamed throughout the graph."""
+    rename: dict[str, str] = {}
+    for v in m.graph.input:
+        if v.name in dynamic:
+            d = v.type.tensor_type.shape.dim[0]
+            if d.dim_param and d.dim_param != dynamic[v.name]:
+                rename[d.dim_param] = dynamic[v.name]
+    for v in list(m.graph.input) + list(m.graph.output) + list(m.graph.value_info):
+        for d in v.type.tensor_type.shape.dim:
+            if d.dim_param in rename:
+                d.dim_param = rename[d.dim_param]
 
 
 def _simplify(m: onnx.ModelProto, graph: str) -> onnx.ModelProto:
