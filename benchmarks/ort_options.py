@@ -7,6 +7,7 @@ bound to preallocated buffers and the image features handed to the decoder as Or
 """
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -87,14 +88,18 @@ def frame_runner(bundle_dir: str | Path, feeds: Mapping[str, Mapping[str, np.nda
 
 def compare_options(bundle_dir: str | Path, prompts: list[str], variants: Mapping[str, dict[str, Any]] | None = None,
                     rounds: int = 20, flavour: str = "portable", settle_s: float = 0.02) -> OptionsResult:
-    """Median / min wall ms per frame of each variant in interleaved rounds. ``settle_s`` pauses between
+    """Median / min wall ms per frame of each variant in interleaved rounds, in a new random order every round
+    (a variant's spinning threads or a neighbour's burst then favour no position). ``settle_s`` pauses between
     variants so a variant's spinning threads do not eat into the next one's time."""
     variants = dict(variants or DEFAULT_VARIANTS)
     feeds = frame_feeds(bundle_dir, prompts, flavour)
     runners = {k: frame_runner(bundle_dir, feeds, flavour, **v) for k, v in variants.items()}
     times: dict[str, list[float]] = {k: [] for k in runners}
+    rng = random.Random(0)
     for r in range(rounds + 2):
-        for k, fn in runners.items():
+        order = list(runners.items())
+        rng.shuffle(order)
+        for k, fn in order:
             time.sleep(settle_s)
             t0 = time.perf_counter()
             fn()
