@@ -24,7 +24,7 @@ from ssp_edge.ssp.torch_backend import TorchBackend
 
 from .ort_ops import ort_backend
 
-__all__ = ["LOGIT_ATOL", "FEATURE_RTOL", "MIN_AGREEMENT", "CheckRow", "CheckReport", "check_bundle"]
+__all__ = ["LOGIT_ATOL", "FEATURE_RTOL", "MIN_AGREEMENT", "CheckRow", "CheckReport", "check_bundle", "decoder_feeds"]
 
 LOGIT_ATOL = 1e-3  # mask_logits / target_logit
 FEATURE_RTOL = 1e-3  # other outputs: max |diff| <= FEATURE_RTOL * max(1, max |reference|)
@@ -95,6 +95,17 @@ class _Acc:
         if graph == "end_to_end":  # chained graphs: only the thresholded masks must agree
             ok = agr is not None and agr >= MIN_AGREEMENT
         return CheckRow(graph, flavour, self.diff, self.tol, self.worst, agr, ok)
+
+
+def decoder_feeds(inputs: tuple[str, ...], image_out: dict[str, Any], text_out: dict[str, Any],
+                  attention_mask: np.ndarray, frame_index: np.ndarray) -> dict[str, Any]:
+    """The mask decoder's feeds by name (CONTRACTS.md): inputs named like an image / text encoder output get
+    it, ``attention_mask`` the tokenizer's, ``frame_index`` each expression's frame."""
+    extra = {"attention_mask": attention_mask, "frame_index": frame_index}
+    feeds = {}
+    for n in inputs:
+        feeds[n] = image_out[n] if n in image_out else text_out[n] if n in text_out else extra[n]
+    return feeds
 
 
 def check_bundle(path: str | Path, samples: int = 8, expressions: int = 3, flavours: tuple[str, ...] | None = None,

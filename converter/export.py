@@ -2,20 +2,23 @@
 mask_decoder) in the plugin flavour (``ssp::`` custom nodes) and/or the portable flavour (standard ONNX
 ops), each simplified with onnxsim and validated by the ONNX checker with full shape inference.
 
-Dynamic axes: ``frames`` (image_encoder batch) and ``expressions`` (text_encoder and mask_decoder
-batch). The mask decoder takes the image features of one frame (batch 1) and broadcasts them to the
-expressions inside the graph, so K prompts share one image encoding.
+Dynamic axes: ``frames`` (image_encoder batch, and the mask decoder's per-frame feature inputs) and
+``expressions`` (text_encoder batch, the mask decoder's text inputs and ``frame_index``). The image encoder
+graph also computes the decoder's prompt-independent part (skip projections, gates), once per frame; the mask
+decoder takes these for F frames plus each expression's frame index, so K prompts (of one or several
+frames) share one image encoding (``ssp_edge.ssp.models.graphs``).
 """
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import onnx
 import torch
@@ -26,7 +29,7 @@ from ssp_edge.sdk.bundle import Bundle, GraphEntry, Manifest, TensorSpec
 from ssp_edge.sdk.fsio import atomic_copy_file, atomic_write_bytes
 from ssp_edge.ssp.config import SSPConfig
 from ssp_edge.ssp.errors import SSPError
-from ssp_edge.ssp.models.graphs import GRAPH_IO, graph_modules
+from ssp_edge.ssp.models.graphs import graph_io, graph_modules
 from ssp_edge.ssp.models.ssp import SSP
 from ssp_edge.ssp.models.text import tokenizer_path
 
@@ -65,31 +68,41 @@ def graph_file(graph: str, flavour: str, precision: str = "fp32") -> str:
     return f"{base}.onnx" if precision == "fp32" else f"{base}.{precision}.onnx"
 
 
-def _example_inputs(model: SSP, cfg: SSPConfig, graph: str, n: int) -> tuple[torch.Tensor, ...]:
-    """Real-shaped example inputs (batch n for the dynamic axis) for tracing."""
+def _example_inputs(model: SSP, cfg: SSPConfig, graph: str) -> tuple[torch.Tensor, ...]:
+    """Real-shaped example inputs for tracing: 2 frames and 3 expressions (distinct sizes, none 1, so the
+    exporter keeps both axes dynamic and independent), each expression reading frame ``frame_index``."""
     g = torch.Generator().manual_seed(0)
     s, L = cfg.input_size, cfg.max_tokens
-    ids = torch.randint(1000, 2000, (n, L), generator=g)
-    mask = torch.ones(n, L, dtype=torch.int64)
+    frames, k = 2, 3
+    ids = torch.randint(1000, 2000, (k, L), generator=g)
+    mask = torch.ones(k, L, dtype=torch.int64)
     mask[:, L // 2 :] = 0
     if graph == "text_encoder":
         return ids, mask
-    image = torch.randn(1 if graph == "mask_decoder" else n, 3, s, s, generator=g)
+    image = torch.randn(frames, 3, s, s, generator=g)
     if graph == "image_encoder":
         return (image,)
+    modules = graph_modules(model)
     with torch.no_grad():
-        feats = model.image(image)
+        feats = modules["image_encoder"](image)
         words, sent = model.text(ids, mask)
-    return (*feats, words, mask, sent)
+    named = {**dict(zip(graph_io(cfg)["image_encoder"].outputs, feats)), "words": words, "attention_mask": mask,
+             "sentence": sent, "frame_index": torch.tensor([1, 0, 1])}
+    return tuple(named[n] for n in graph_io(cfg)[graph].inputs)
 
 
 _DIM_MAX = {"frames": 64, "expressions": 256}
 
 
-def _dynamic_shapes(graph: str) -> dict[str, Any]:
-    io = GRAPH_IO[graph]
+def _dynamic_shapes(cfg: SSPConfig, graph: str, module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> Any:
+    """Axis 0 of every input named in the graph's ``dynamic`` table; positional for ``forward(*inputs)``."""
+    io = graph_io(cfg)[graph]
     dims = {a: torch.export.Dim(a, min=1, max=_DIM_MAX[a]) for a in set(io.dynamic.values())}
-    return {k: ({0: dims[io.dynamic[k]]} if k in io.dynamic else None) for k in io.inputs}
+    spec = [({0: dims[io.dynamic[k]]} if k in io.dynamic else None) for k in io.inputs]
+    params = list(inspect.signature(module.forward).parameters.values())
+    if params and params[0].kind is inspect.Parameter.VAR_POSITIONAL:
+        return (tuple(spec),)
+    return dict(zip([p.name for p in params], spec))
 
 
 @contextlib.contextmanager
@@ -112,23 +125,39 @@ def _quiet() -> Iterator[None]:
 
 def _export_graph(model: SSP, cfg: SSPConfig, graph: str, flavour: str, path: Path, simplify: bool) -> onnx.ModelProto:
     module = graph_modules(model)[graph]
-    ins, outs = GRAPH_IO[graph].inputs, GRAPH_IO[graph].outputs
-    args = _example_inputs(model, cfg, graph, 2)
+    ins, outs = graph_io(cfg)[graph].inputs, graph_io(cfg)[graph].outputs
+    args = _example_inputs(model, cfg, graph)
     scope = plugin_ops() if flavour == "plugin" else contextlib.nullcontext()
     with scope, _quiet(), torch.no_grad():
         prog = torch.onnx.export(module, args, dynamo=True, opset_version=OPSET, input_names=list(ins),
-                                 output_names=list(outs), dynamic_shapes=_dynamic_shapes(graph),
+                                 output_names=list(outs), dynamic_shapes=_dynamic_shapes(cfg, graph, module, args),
                                  custom_translation_table=TRANSLATIONS if flavour == "plugin" else None,
                                  external_data=False, optimize=True)
     m = prog.model_proto
     if simplify:
         m = _simplify(m, graph)
+    _name_axes(m, graph_io(cfg)[graph].dynamic)
     _strip_metadata(m)
     m.producer_name, m.producer_version = "ssp-edge", ssp.__version__
     register_schemas()
     onnx.checker.check_model(m, full_check=True)
     atomic_write_bytes(path, m.SerializeToString())
     return m
+
+
+def _name_axes(m: onnx.ModelProto, dynamic: Mapping[str, str]) -> None:
+    """Axis 0 of every dynamic input carries its axis name (``frames`` / ``expressions``), also where the exporter
+    merged two equal symbols under a generated name (frame_index's ``unk__N``); renamed throughout the graph."""
+    rename: dict[str, str] = {}
+    for v in m.graph.input:
+        if v.name in dynamic:
+            d = v.type.tensor_type.shape.dim[0]
+            if d.dim_param and d.dim_param != dynamic[v.name]:
+                rename[d.dim_param] = dynamic[v.name]
+    for v in list(m.graph.input) + list(m.graph.output) + list(m.graph.value_info):
+        for d in v.type.tensor_type.shape.dim:
+            if d.dim_param in rename:
+                d.dim_param = rename[d.dim_param]
 
 
 def _simplify(m: onnx.ModelProto, graph: str) -> onnx.ModelProto:
@@ -211,7 +240,7 @@ def export_bundle(model: SSP, cfg: SSPConfig, out: str | Path, source: dict[str,
     bundle = Bundle.create(out, manifest)
     atomic_copy_file(tokenizer_path(), bundle.target(manifest.tokenizer), mode=0o644)
     bundle.add_file(manifest.tokenizer)
-    jobs = [(g, f) for g in GRAPH_IO for f in flavours]
+    jobs = [(g, f) for g in graph_io(cfg) for f in flavours]
     result = ExportResult(out)
     done_text: str | None = None
     for graph, flavour in tqdm(jobs, desc="export", unit="graph", disable=not progress):

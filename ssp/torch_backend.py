@@ -21,14 +21,13 @@ from ssp_edge.sdk.io_spec import check_feeds
 from ssp_edge.sdk.segmenter import Segmenter
 
 from .config import SSPConfig
-from .models.graphs import GRAPH_IO, graph_modules, run_graph
+from .models.graphs import graph_io, graph_modules, run_graph
 from .models.ssp import SSP
 
 __all__ = ["TorchBackend", "reference_manifest", "reference_segmenter", "open_any_backend", "ALL_BACKENDS"]
 
 #: what `ssp eval --bundle` can run: the SDK's backends and the PyTorch reference
 ALL_BACKENDS = (*BACKENDS, "pytorch")
-_FRAME_INDEX = "frame_index"
 #: dynamic-axis ranges of the reference (no engine profiles limit it)
 _AXES = {"frames": [1, 1, 64], "expressions": [1, 4, 256]}
 _DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.int64: "int64", torch.int32: "int32",
@@ -44,33 +43,23 @@ def _spec(name: str, t: torch.Tensor, axis0: str | None) -> TensorSpec:
 
 @torch.inference_mode()
 def _probe_entries(model: SSP, cfg: SSPConfig) -> dict[str, GraphEntry]:
-    """The graphs' tensor specs, read off one batch-1 pass of each module (names from GRAPH_IO)."""
+    """The graphs' tensor specs, read off one batch-1 pass of each module (names from :func:`graph_io`)."""
     mods = graph_modules(model)
     ids = torch.zeros(1, cfg.max_tokens, dtype=torch.int64)
     mask = torch.ones(1, cfg.max_tokens, dtype=torch.int64)
     feeds: dict[str, torch.Tensor] = {"input_ids": ids, "attention_mask": mask,
-                                      "image": torch.zeros(1, 3, cfg.input_size, cfg.input_size)}
+                                      "image": torch.zeros(1, 3, cfg.input_size, cfg.input_size),
+                                      "frame_index": torch.zeros(1, dtype=torch.int64)}
+    gio = graph_io(cfg)
     entries = {}
     for g in GRAPHS:
-        io = GRAPH_IO[g]
+        io = gio[g]
         out = run_graph(mods[g], g, feeds)
         axis = next(iter(io.dynamic.values()), None)
         entries[g] = GraphEntry(g, "pytorch", "fp32", "", [_spec(n, feeds[n], io.dynamic.get(n)) for n in io.inputs],
                                 [_spec(n, v, axis) for n, v in out.items()])
         feeds.update(out)
     return entries
-
-
-def _with_frame_index(entries: dict[str, GraphEntry]) -> dict[str, GraphEntry]:
-    """The decoder entry as this backend runs it: image features with a ``frames`` batch and ``frame_index``."""
-    dec = entries["mask_decoder"]
-    if any(t.name == _FRAME_INDEX for t in dec.inputs):
-        return entries
-    image_out = {t.name for t in entries["image_encoder"].outputs}
-    ins = [TensorSpec(t.name, ["frames", *t.shape[1:]], t.dtype) if t.name in image_out else t for t in dec.inputs]
-    ins.append(TensorSpec(_FRAME_INDEX, ["expressions"], "int64"))
-    return {**entries, "mask_decoder": GraphEntry(dec.name, dec.flavour, dec.precision, dec.file, ins, dec.outputs,
-                                                  dict(dec.custom_ops))}
 
 
 class TorchBackend:
@@ -86,7 +75,7 @@ class TorchBackend:
         self.model = model.eval()
         self.cfg: SSPConfig = model.cfg
         self._modules = graph_modules(self.model)
-        self.entries = _with_frame_index(dict(entries) if entries else _probe_entries(self.model, self.cfg))
+        self.entries = dict(entries) if entries else _probe_entries(self.model, self.cfg)
         self.dynamic_axes = {k: list(v) for k, v in (dynamic_axes or _AXES).items()}
         self.precisions = {g: "fp32" for g in GRAPHS}
         self._image_features = [t.name for t in self.entries["image_encoder"].outputs]
@@ -109,22 +98,9 @@ class TorchBackend:
         dev = next(self._modules[graph].parameters()).device  # training validates on its GPU
         with torch.inference_mode():
             t = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dev) for k, v in feeds.items()}
-            if graph == "mask_decoder" and _FRAME_INDEX not in GRAPH_IO[graph].inputs:
-                self._gather_frames(t, t.pop(_FRAME_INDEX))
             out = run_graph(self._modules[graph], graph, t)
             return {k: (v.float() if v.dtype in (torch.bfloat16, torch.float16) else v).cpu().numpy()
                     for k, v in out.items()}
-
-    def _gather_frames(self, t: dict[str, torch.Tensor], frame_index: torch.Tensor) -> None:
-        """Image features per prompt: unchanged when there is one frame (the decoder broadcasts it) or one prompt
-        per frame in order; else each prompt's frame selected."""
-        n = next(t[k].shape[0] for k in self._image_features if k in t)
-        k = frame_index.shape[0]
-        if n == 1 or (n == k and bool(torch.equal(frame_index, torch.arange(k)))):
-            return
-        for name in self._image_features:
-            if name in t:
-                t[name] = t[name].index_select(0, frame_index)
 
     def close(self) -> None:
         pass

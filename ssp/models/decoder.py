@@ -1,21 +1,39 @@
 """Upsampling decoders from stride 16 to stride 1: RUS (Replication Upsampling Strategy: spatial
 replication gated by the skip feature + channel replication via depth-to-space) and a bilinear variant
-for ablation / FLOPs comparison. Every step is x2 and fuses the skip feature of its stride."""
+for ablation / FLOPs comparison. Every step is x2 and fuses the skip feature of its stride.
+
+Each block splits into what depends on the skip feature alone (:meth:`RUSBlock.frame_terms`: the gate and
+the skip projection, run once per frame) and the per-expression step (:meth:`RUSBlock.step`), so K prompts
+on one frame share the frame's work. A skip may also have channels that depend on the prompt (the
+propagated superpixel prior at stride 4): the gate and skip convolutions are linear, so their frame part
+and their prompt part (:meth:`RUSBlock.prompt_terms`) are computed apart and summed.
+"""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .ops import replication_upsample
+from .ops import conv_depth_to_space, is_overridden, nearest_replicate, replication_upsample
 
-__all__ = ["RUSBlock", "BilinearBlock", "UpDecoder"]
+__all__ = ["RUSBlock", "BilinearBlock", "UpDecoder", "Terms"]
+
+#: (gate or None, skip projection) of one block, per frame or per prompt
+Terms = tuple[Optional[torch.Tensor], torch.Tensor]
 
 
 def _fuse(c: int, k: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c, c, k, 1, k // 2, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+
+
+def _one_channel_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 3x3 convolution to one channel as a depthwise 3x3 convolution and a sum over channels (same math):
+    ONNX Runtime pads a one-channel output to its SIMD block (16 channels), the depthwise form does not."""
+    c = x.shape[1]
+    y = F.conv2d(x, weight.reshape(c, 1, *weight.shape[-2:]), padding=weight.shape[-1] // 2, groups=c).sum(1, True)
+    return y if bias is None else y + bias.reshape(1, 1, 1, 1)
 
 
 class RUSBlock(nn.Module):
@@ -32,8 +50,74 @@ class RUSBlock(nn.Module):
         self.fuse = _fuse(cout, fuse_k)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        up = replication_upsample(self.sr(x), torch.sigmoid(self.gate(skip)), self.cr(x), self.scale)
-        return self.fuse(up + self.skip(skip))
+        return self.step(x, *self.frame_terms(skip))
+
+    def frame_terms(self, skip: torch.Tensor, prompt_channels: int = 0) -> Terms:
+        """Gate and skip projection from the first channels of the skip (all but the last ``prompt_channels``).
+
+        The channel-replication bias (a fixed s x s pattern after depth-to-space) is folded into the
+        projection, and so is a folded 1x1 fusion (:meth:`_fold`). With ``prompt_channels`` the gate stays a
+        logit until :meth:`prompt_terms` adds its part.
+        """
+        cf, s = skip.shape[1], self.scale
+        gate = _one_channel_conv(skip, self.gate.weight[:, :cf], self.gate.bias)
+        ws, bs = self.skip.weight[:, :cf].flatten(1), self.skip.bias
+        crb = self.cr.bias.reshape(-1, s * s)  # (C, s*s): the bias of each depth-to-space child
+        fold = self._fold()
+        if fold is not None:
+            w, b = fold
+            ws, bs, crb = w @ ws, w @ bs + b, w @ crb
+        tile = crb.reshape(1, -1, s, s).repeat(1, 1, skip.shape[-2] // s, skip.shape[-1] // s)
+        proj = F.conv2d(skip, ws[:, :, None, None], bs) + tile
+        return (gate if prompt_channels else torch.sigmoid(gate)), proj
+
+    def prompt_terms(self, terms: Terms, extra: torch.Tensor) -> Terms:
+        """Complete frame terms (gate logit, projection) with the prompt-dependent skip channels ``extra``."""
+        gate, proj = terms
+        cf = self.gate.in_channels - extra.shape[1]
+        assert gate is not None
+        gate = torch.sigmoid(gate + F.conv2d(extra, self.gate.weight[:, cf:], padding=self.gate.padding))
+        ws = self.skip.weight[:, cf:].flatten(1)
+        fold = self._fold()
+        if fold is not None:
+            ws = fold[0] @ ws
+        return gate, proj + F.conv2d(extra, ws[:, :, None, None])
+
+    def step(self, x: torch.Tensor, gate: torch.Tensor | None, proj: torch.Tensor) -> torch.Tensor:
+        """The per-expression part: ``fuse(replicate(sr(x)) * gate + depth_to_space(cr(x)) + proj)``."""
+        assert gate is not None
+        s = self.scale
+        wsr, bsr, wcr = self.sr.weight, self.sr.bias, self.cr.weight
+        fold = self._fold()
+        if fold is not None:  # the fusion's affine map moved into sr and cr: fuse(t) = relu(t) below
+            w = fold[0]  # its bias b is in proj (frame_terms)
+            wsr, bsr = (w @ wsr.flatten(1))[:, :, None, None], w @ bsr
+            wcr = torch.einsum("oc,cpi->opi", w, wcr.reshape(w.shape[1], s * s, -1)).reshape(-1, wcr.shape[1], 1, 1)
+        if wsr.shape[0] < 16:
+            # few channels: a 1x1 conv as MatMul keeps ONNX Runtime from replicating in its blocked layout
+            # (padded to 16 channels) and reordering the full-resolution result back (measured faster)
+            k, c, h, w = x.shape
+            sr = (torch.matmul(wsr.flatten(1), x.reshape(k, c, h * w)) + bsr[:, None]).reshape(k, -1, h, w)
+        else:
+            sr = F.conv2d(x, wsr, bsr)
+        if is_overridden("replication_upsample"):  # the ssp::ReplicationUpsample node (bias is in proj)
+            up = replication_upsample(sr, gate, F.conv2d(x, wcr), s)
+        else:  # same math, every full-resolution tensor written once (Resize, ConvTranspose)
+            up = nearest_replicate(sr, s) * gate + conv_depth_to_space(x, wcr, s)
+        return torch.relu(up + proj) if fold is not None else self.fuse(up + proj)
+
+    def _fold(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A 1x1 fusion (conv + BatchNorm with running statistics, i.e. eval mode) is one affine map per pixel,
+        ``fuse(t) = relu(W t + b)``: returns (W, b) to fold into sr, cr and the skip projection (linear in t), so
+        no full-resolution convolution runs per expression; None in training mode or for a 3x3 fusion."""
+        conv, bn = self.fuse[0], self.fuse[1]
+        if self.training or conv.kernel_size != (1, 1) or not bn.track_running_stats:
+            return None
+        a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        b = bn.bias - a * bn.running_mean
+        if conv.bias is not None:
+            b = b + a * conv.bias
+        return a[:, None] * conv.weight.flatten(1), b
 
 
 class BilinearBlock(nn.Module):
@@ -47,8 +131,19 @@ class BilinearBlock(nn.Module):
         self.fuse = _fuse(cout, fuse_k)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.step(x, *self.frame_terms(skip))
+
+    def frame_terms(self, skip: torch.Tensor, prompt_channels: int = 0) -> Terms:
+        """No gate; the skip projection of the first channels of the skip (see :meth:`RUSBlock.frame_terms`)."""
+        return None, F.conv2d(skip, self.skip.weight[:, : skip.shape[1]], self.skip.bias)
+
+    def prompt_terms(self, terms: Terms, extra: torch.Tensor) -> Terms:
+        cf = self.skip.in_channels - extra.shape[1]
+        return None, terms[1] + F.conv2d(extra, self.skip.weight[:, cf:])
+
+    def step(self, x: torch.Tensor, gate: torch.Tensor | None, proj: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(self.proj(x), scale_factor=self.scale, mode="bilinear", align_corners=False)
-        return self.fuse(up + self.skip(skip))
+        return self.fuse(up + proj)
 
 
 class UpDecoder(nn.Module):
@@ -69,3 +164,11 @@ class UpDecoder(nn.Module):
         for blk, s in zip(self.blocks, skips):
             x = blk(x, s)
         return self.head(x)
+
+    def run(self, x: torch.Tensor, terms: Sequence[Terms]) -> torch.Tensor:
+        """The per-expression steps on already computed (gate, projection) terms of every block."""
+        for blk, (g, p) in zip(self.blocks, terms):
+            x = blk.step(x, g, p)
+        # the one-channel head as a weighted sum over channels (ONNX Runtime pads a one-channel Conv to 16
+        # channels in its blocked layout; measured faster than Conv or MatMul at full resolution)
+        return (x * self.head.weight.reshape(1, -1, 1, 1)).sum(1, keepdim=True) + self.head.bias.reshape(1, 1, 1, 1)

@@ -1,8 +1,11 @@
 """PyTorch reference implementations of the three SSP custom ops (ARCHITECTURE.md §3b).
 
 These are the single source of truth for the math that the ONNX `ssp::` nodes and the TensorRT
-plugins implement. They are written with export-friendly ops only (pad, slice, avg-pool, expand),
-so the portable ONNX flavour is just these functions traced.
+plugins implement. They are written with export-friendly ops only (pad, slice, avg-pool, resize, matmul),
+so the portable ONNX flavour is just these functions traced. :data:`REFERENCE` keeps the plain formulas
+(what the plugin kernels are tested against); the public functions use formulations that ONNX Runtime runs
+in few passes (nearest replication as one Resize, propagation as one batched MatMul over cells), tested
+equal to them.
 
 :func:`use_implementations` swaps in other implementations for a scope (the converter uses it to emit
 ``ssp::`` custom nodes for the plugin flavour) without this package knowing about ONNX.
@@ -21,7 +24,9 @@ __all__ = [
     "superpixel_propagate",
     "replication_upsample",
     "nearest_replicate",
+    "conv_depth_to_space",
     "use_implementations",
+    "is_overridden",
     "OP_NAMES",
     "REFERENCE",
 ]
@@ -45,14 +50,41 @@ def use_implementations(**impls: Callable[..., torch.Tensor]) -> Iterator[None]:
         _OVERRIDES.clear()
         _OVERRIDES.update(saved)
 
+
+def is_overridden(name: str) -> bool:
+    """Whether ``name`` (see :data:`OP_NAMES`) is routed to another implementation in this scope (e.g. the
+    converter's ``ssp::`` custom ops): callers with a faster formulation of the same math use it only when not."""
+    return name in _OVERRIDES
+
+
 #: (dy, dx) of neighbour index k = (dy + 1) * 3 + (dx + 1).
 NEIGHBOURS: tuple[tuple[int, int], ...] = tuple((k // 3 - 1, k % 3 - 1) for k in range(9))
 
 
 def nearest_replicate(x: torch.Tensor, s: int) -> torch.Tensor:
-    """Replicate every pixel of ``x (B,C,h,w)`` to an ``s x s`` block (exact nearest upsampling)."""
+    """Replicate every pixel of ``x (B,C,h,w)`` to an ``s x s`` block (exact nearest upsampling).
+
+    One ONNX Resize (nearest, asymmetric, floor: exact for integer scales), which ONNX Runtime runs in one
+    pass (in its blocked NCHWc layout after a convolution) instead of an Expand of a 6-D view.
+    """
+    return F.interpolate(x, scale_factor=float(s), mode="nearest")
+
+
+def _replicate_expand(x: torch.Tensor, s: int) -> torch.Tensor:
+    """The same replication as a broadcast of a 6-D view (the plain formula, kept as the reference)."""
     b, c, h, w = x.shape
     return x[:, :, :, None, :, None].expand(b, c, h, s, w, s).reshape(b, c, h * s, w * s)
+
+
+def conv_depth_to_space(x: torch.Tensor, weight: torch.Tensor, s: int) -> torch.Tensor:
+    """``pixel_shuffle(conv1x1(x, weight), s)`` (no bias) as one transposed convolution with kernel = stride = s:
+    ONNX Runtime writes the full-resolution result in one pass (no DepthToSpace transpose).
+
+    x: (B,Cin,h,w), weight: (C*s*s,Cin,1,1) -> (B,C,s*h,s*w).
+    """
+    cin = weight.shape[1]
+    wt = weight.reshape(weight.shape[0] // (s * s), s, s, cin).permute(3, 0, 1, 2)  # (Cin, C, s, s)
+    return F.conv_transpose2d(x, wt, stride=s)
 
 
 def _cell_sum(x: torch.Tensor, cell: int) -> torch.Tensor:
@@ -107,7 +139,7 @@ def superpixel_propagate(z: torch.Tensor, q: torch.Tensor, cell: int) -> torch.T
                          f"cell={cell}; got Q {tuple(q.shape)}")
     if "superpixel_propagate" in _OVERRIDES:
         return _OVERRIDES["superpixel_propagate"](z, q, cell)
-    return _propagate(z, q, cell)
+    return _propagate_cells(z, q, cell)
 
 
 def _propagate(z: torch.Tensor, q: torch.Tensor, cell: int) -> torch.Tensor:
@@ -116,10 +148,20 @@ def _propagate(z: torch.Tensor, q: torch.Tensor, cell: int) -> torch.Tensor:
     out = None
     for k, (dy, dx) in enumerate(NEIGHBOURS):
         zk = zp[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
-        term = q[:, k : k + 1] * nearest_replicate(zk, cell)
+        term = q[:, k : k + 1] * _replicate_expand(zk, cell)
         out = term if out is None else out + term
     assert out is not None
     return out
+
+
+def _propagate_cells(z: torch.Tensor, q: torch.Tensor, cell: int) -> torch.Tensor:
+    """:func:`_propagate` as one batched MatMul: per cell, (C, 9 neighbours) @ (9, cell*cell pixels)."""
+    b, c, h, w = z.shape
+    zt = F.pad(z.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))  # (B, h+2, w+2, C): cells last-but-one, channels last
+    zs = torch.stack([zt[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in NEIGHBOURS], -1)
+    qc = q.reshape(b, 9, h, cell, w, cell).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w, 9, cell * cell)
+    out = torch.matmul(zs.reshape(b, h * w, c, 9), qc)  # (B, h*w, C, cell*cell)
+    return out.reshape(b, h, w, c, cell, cell).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h * cell, w * cell)
 
 
 def replication_upsample(x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, scale: int) -> torch.Tensor:
@@ -129,11 +171,11 @@ def replication_upsample(x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, scal
     """
     if "replication_upsample" in _OVERRIDES:
         return _OVERRIDES["replication_upsample"](x, g, y, scale)
-    return _replication(x, g, y, scale)
+    return nearest_replicate(x, scale) * g + F.pixel_shuffle(y, scale)
 
 
 def _replication(x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, scale: int) -> torch.Tensor:
-    return nearest_replicate(x, scale) * g + F.pixel_shuffle(y, scale)
+    return _replicate_expand(x, scale) * g + F.pixel_shuffle(y, scale)
 
 
 #: the reference implementations, never overridden (kernels of the converter's custom ops call these)

@@ -4,11 +4,13 @@
 * :class:`ImageEncoder` image -> f1, f2, f4, f8, f16, spix (superpixel tokens), q (associations)
 * :class:`MaskDecoder`  image features + words -> mask_logits (B,1,H,W), target_logit (B,)
 
-:class:`SSP` composes them for training and evaluation; export takes the three parts as they are.
+:class:`SSP` composes them for training and evaluation. The deployment graphs (``graphs.py``) cut the
+decoder's prompt-independent part (:meth:`MaskDecoder.frame_features`) into the image encoder graph.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 import torch.nn as nn
@@ -21,9 +23,10 @@ from .ops import nearest_replicate, superpixel_aggregate, superpixel_propagate
 from .superpixel import SuperpixelNet
 from .text import build_text_encoder
 
-__all__ = ["SSP", "TextEncoder", "ImageEncoder", "MaskDecoder", "Grounding", "SSPOutput", "IMAGE_FEATURES", "build_model"]
+__all__ = ["SSP", "TextEncoder", "ImageEncoder", "MaskDecoder", "Grounding", "SSPOutput", "IMAGE_FEATURES",
+           "frame_feature_names", "build_model"]
 
-#: names of the image encoder outputs, in order (also the mask decoder's first inputs)
+#: names of the :class:`ImageEncoder` outputs, in order (also :meth:`MaskDecoder.forward`'s first inputs)
 IMAGE_FEATURES = ("f1", "f2", "f4", "f8", "f16", "spix", "q")
 
 
@@ -91,8 +94,12 @@ class ImageEncoder(nn.Module):
 class MaskDecoder(nn.Module):
     """PWT + SWT (purified by language relevance) + EPT + RUS decoder + mask and target-exists heads.
 
-    Image features with batch 1 are broadcast to the expression batch inside the graph, so K prompts on
-    one frame share one image encoding.
+    Split in two: :meth:`frame_features` is everything computed from image features alone (skip projections,
+    gates on skips, superpixel token projection), run once per frame; :meth:`decode` is the per-expression
+    part. ``frame_index (K,)`` says which frame each expression reads, so one decoder batch serves
+    (frame, prompt) pairs of several frames; without it, frames are broadcast (one frame, K expressions) or
+    paired (one frame per expression). The deployment graphs cut here: the image encoder graph also runs
+    :meth:`frame_features`, the mask decoder graph runs :meth:`decode` (ARCHITECTURE.md §6).
     """
 
     def __init__(self, cfg: SSPConfig):
@@ -116,46 +123,86 @@ class MaskDecoder(nn.Module):
         self.decoder = UpDecoder(c, dc, skips, cfg.decoder)
         self.exists = nn.Sequential(nn.Linear(2 * c, c), nn.GELU(), nn.Linear(c, 1))
         self.sent_gate = nn.Linear(c, c)
+        self.prior_channels = cfg.prior_channels
+        self.frame_names = frame_feature_names(cfg)
 
+    # ---- the model as trained: image features -> masks (training, evaluation)
     def forward(self, f1: torch.Tensor, f2: torch.Tensor, f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor,
                 spix: torch.Tensor, q: torch.Tensor, words: torch.Tensor, attention_mask: torch.Tensor,
-                sentence: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.forward_all(f1, f2, f4, f8, f16, spix, q, words, attention_mask, sentence)[:2]
+                sentence: torch.Tensor, frame_index: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        return self.forward_all(f1, f2, f4, f8, f16, spix, q, words, attention_mask, sentence, frame_index)[:2]
 
     def forward_all(self, f1: torch.Tensor, f2: torch.Tensor, f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor,
                     spix: torch.Tensor, q: torch.Tensor, words: torch.Tensor, attention_mask: torch.Tensor,
-                    sentence: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                    sentence: torch.Tensor, frame_index: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Returns (mask_logits, target_logit, coarse_logits (B,1,h16,w16), relevance_logits (B,1,h,w))."""
-        g = self.ground(f1, f2, f4, f8, f16, spix, q, words, attention_mask, sentence)
-        # one propagation carries the relevance logit (the structure-preserving mask prior), r and the
-        # purified superpixel features to stride 4
-        prop = superpixel_propagate(g.sp_map, g.q, self.cell)
-        # the decoder refines the propagated superpixel prior: mask = decoder + replicate(prior logit)
-        mask = self.decoder(g.x16, (g.f8, torch.cat([g.f4, prop[:, 1:]], 1), g.f2, g.f1)) \
-            + nearest_replicate(prop[:, :1], 4)
-        return mask, g.target, g.coarse, g.relevance
+        feats = self.frame_features(f1, f2, f4, f8, f16, spix, q)
+        return self.decode(feats, words, attention_mask, sentence, frame_index)
 
     def ground(self, f1: torch.Tensor, f2: torch.Tensor, f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor,
                spix: torch.Tensor, q: torch.Tensor, words: torch.Tensor, attention_mask: torch.Tensor,
-               sentence: torch.Tensor) -> "Grounding":
+               sentence: torch.Tensor, frame_index: torch.Tensor | None = None) -> "Grounding":
         """PWT + SWT + EPT + target-exists head: everything before the upsampling decoder. Training runs
         this alone in its grounding phase (the stride-16 / superpixel losses need nothing more)."""
+        feats = self._grounding_features(f16, spix, q)
+        return self._ground(feats, words, attention_mask, sentence, frame_index)
+
+    # ---- the split the deployment graphs use
+    def frame_features(self, f1: torch.Tensor, f2: torch.Tensor, f4: torch.Tensor, f8: torch.Tensor,
+                       f16: torch.Tensor, spix: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Everything the decoder computes from image features alone, per frame, by name (:attr:`frame_names`):
+        ``f16``, ``sp_tokens`` (F,N,C), ``q``, and per upsampling step at stride s ``gate{s}`` (the sigmoid
+        gate; at stride 4 the logit of the frame channels of its skip) and ``skip{s}`` (skip projection)."""
+        feats = self._grounding_features(f16, spix, q)
+        blocks = self.decoder.blocks
+        prompt_ch = (0, 1 + self.prior_channels, 0, 0)  # the stride-4 skip also carries the propagated prior
+        for blk, skip, stride, pc in zip(blocks, (f8, f4, f2, f1), (8, 4, 2, 1), prompt_ch):
+            gate, proj = blk.frame_terms(skip, pc)
+            if gate is not None:
+                feats[f"gate{stride}"] = gate
+            feats[f"skip{stride}"] = proj
+        assert tuple(feats) == self.frame_names
+        return feats
+
+    def decode(self, feats: Mapping[str, torch.Tensor], words: torch.Tensor, attention_mask: torch.Tensor,
+               sentence: torch.Tensor, frame_index: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """Per-expression part on :meth:`frame_features` of F frames: (mask, target, coarse, relevance)."""
         k = words.shape[0]
-        if f16.shape[0] == 1:  # one image, K expressions: broadcast inside the graph (static when exported)
-            f1, f2, f4, f8, f16, spix, q = (t.expand(k, -1, -1, -1) for t in (f1, f2, f4, f8, f16, spix, q))
-        elif f16.shape[0] != k:
-            raise ValueError(f"MaskDecoder: image features have batch {f16.shape[0]}, expressions {k}: give one "
-                             "image for all expressions or one per expression")
-        b, c, h16, w16 = f16.shape
-        gh, gw = spix.shape[-2], spix.shape[-1]
+        g = self._ground(feats, words, attention_mask, sentence, frame_index)
+        # one propagation carries the relevance logit (the structure-preserving mask prior), r and the
+        # purified superpixel features to stride 4
+        prop = superpixel_propagate(g.sp_map, g.q, self.cell)
+        terms = []
+        for blk, stride in zip(self.decoder.blocks, (8, 4, 2, 1)):
+            gate = feats.get(f"gate{stride}")
+            t = (None if gate is None else _per_prompt(gate, frame_index, k),
+                 _per_prompt(feats[f"skip{stride}"], frame_index, k))
+            terms.append(blk.prompt_terms(t, prop[:, 1:]) if stride == 4 else t)
+        # the decoder refines the propagated superpixel prior: mask = decoder + replicate(prior logit)
+        mask = self.decoder.run(g.x16, terms) + nearest_replicate(prop[:, :1], 4)
+        return mask, g.target, g.coarse, g.relevance
+
+    def _grounding_features(self, f16: torch.Tensor, spix: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"f16": f16, "sp_tokens": self.sp_in(spix.flatten(2).transpose(1, 2)), "q": q}
+
+    def _ground(self, feats: Mapping[str, torch.Tensor], words: torch.Tensor, attention_mask: torch.Tensor,
+                sentence: torch.Tensor, frame_index: torch.Tensor | None) -> Grounding:
+        k = words.shape[0]
+        f16, q = feats["f16"], feats["q"]
+        c, h16, w16 = f16.shape[1], f16.shape[2], f16.shape[3]
+        gh, gw = q.shape[-2] // self.cell, q.shape[-1] // self.cell
+        # per-frame layout work first (batch F), then each expression's frame (batch K)
+        pix = _per_prompt(f16.flatten(2).transpose(1, 2), frame_index, k)
+        sp = _per_prompt(feats["sp_tokens"], frame_index, k)
+        q = _per_prompt(q, frame_index, k)
         gate = torch.sigmoid(self.sent_gate(sentence))[:, None, :]
         # PWT: pixel-word perception at stride 16 -> P and the coarse "potential target" map
-        p = f16.flatten(2).transpose(1, 2) * gate
+        p = pix * gate
         for layer in self.pwt:
             p = layer(p, self.pos_pix, words, None, attention_mask)
-        coarse = self.coarse(p).transpose(1, 2).reshape(b, 1, h16, w16)
+        coarse = self.coarse(p).transpose(1, 2).reshape(k, 1, h16, w16)
         # SWT: superpixel-word perception, purified by language relevance r
-        z = self.sp_in(spix.flatten(2).transpose(1, 2)) * gate
+        z = sp * gate
         for layer in self.swt:
             z = layer(z, self.pos_sp, words, None, attention_mask)
         rel = (self.rel_z(z) * self.rel_s(sentence)[:, None, :]).sum(-1, keepdim=True) * (c ** -0.5)
@@ -165,28 +212,44 @@ class MaskDecoder(nn.Module):
         for layer in self.ept:
             p = layer(p, self.pos_pix, zp, self.pos_sp, None)
         p = self.ept_norm(p)
-        sp_map = torch.cat([rel, r, self.prior(zp)], dim=2).transpose(1, 2).reshape(b, -1, gh, gw)
-        x16 = p.transpose(1, 2).reshape(b, c, h16, w16)
+        sp_map = torch.cat([rel, r, self.prior(zp)], dim=2).transpose(1, 2).reshape(k, -1, gh, gw)
+        x16 = p.transpose(1, 2).reshape(k, c, h16, w16)
         att = coarse.flatten(2).softmax(-1)  # (B,1,N)
         pooled = torch.matmul(att, p)[:, 0]
         target = self.exists(torch.cat([pooled, sentence], dim=1))[:, 0]
-        return Grounding(x16, sp_map, target, coarse, rel.transpose(1, 2).reshape(b, 1, gh, gw), f1, f2, f4, f8, q)
+        return Grounding(x16, sp_map, target, coarse, rel.transpose(1, 2).reshape(k, 1, gh, gw), q)
+
+
+def frame_feature_names(cfg: SSPConfig) -> tuple[str, ...]:
+    """Names of :meth:`MaskDecoder.frame_features` (the image encoder graph's outputs) for a config."""
+    names = ["f16", "sp_tokens", "q"]
+    for stride in (8, 4, 2, 1):
+        names += ([f"gate{stride}"] if cfg.decoder == "rus" else []) + [f"skip{stride}"]
+    return tuple(names)
+
+
+def _per_prompt(t: torch.Tensor, frame_index: torch.Tensor | None, k: int) -> torch.Tensor:
+    """Per-frame tensor (F,...) -> the frame of each of K expressions (K,...)."""
+    if frame_index is not None:
+        return t.index_select(0, frame_index)
+    if t.shape[0] == k:
+        return t
+    if t.shape[0] == 1:  # one image, K expressions: a broadcast view
+        return t.expand(k, *t.shape[1:])
+    raise ValueError(f"MaskDecoder: image features have batch {t.shape[0]}, expressions {k}: give one image for "
+                     "all expressions, one per expression, or frame_index (K,) with each expression's frame")
 
 
 @dataclass
 class Grounding:
-    """What :meth:`MaskDecoder.ground` hands to the upsampling decoder (features already broadcast to K)."""
+    """What :meth:`MaskDecoder.ground` hands to the upsampling decoder (per expression, batch K)."""
 
     x16: torch.Tensor  # (B,C,h16,w16) language-aware pixel features after EPT
     sp_map: torch.Tensor  # (B,2+prior,gh,gw): relevance logit, r, purified prior channels
     target: torch.Tensor  # (B,) target-exists logit
     coarse: torch.Tensor  # (B,1,h16,w16) PWT coarse logits
     relevance: torch.Tensor  # (B,1,gh,gw) superpixel relevance logits
-    f1: torch.Tensor
-    f2: torch.Tensor
-    f4: torch.Tensor
-    f8: torch.Tensor
-    q: torch.Tensor
+    q: torch.Tensor  # (B,9,H/4,W/4) associations of each expression's frame
 
 
 @dataclass

@@ -56,7 +56,8 @@ def test_graphs_pass_checker_with_dynamic_batch(lite_bundle):
         if g.name == "image_encoder":
             assert dims["image"] == ["frames", 3, 320, 320]
         elif g.name == "mask_decoder":
-            assert dims["f16"][0] == 1 and dims["words"][0] == "expressions" and dims["sentence"][0] == "expressions"
+            assert dims["f16"][0] == "frames" and dims["frame_index"] == ["expressions"]
+            assert dims["words"][0] == "expressions" and dims["sentence"][0] == "expressions"
         else:
             assert dims["input_ids"] == ["expressions", 20]
 

