@@ -75,8 +75,8 @@ def test_frames_beyond_the_bundle_limit_and_mismatched_encodings(seg):
     feats = seg.encode_image([frame, frame])
     with pytest.raises(SDKError, match="one PromptEncodings for all frames or one per frame \\(2\\), got 3"):
         seg.decode(feats, [seg.encode_prompts(["a"])] * 3)
-    with pytest.raises(SDKError, match="one frame per batch"):
-        seg.decoder_feeds(feats, seg.encode_prompts(["a"]))  # this decoder has no frame_index input
+    dec = seg.decoder_feeds(feats, seg.encode_prompts(["a"]))  # this decoder declares frame_index: one batch
+    assert dec["frame_index"].tolist() == [0, 1]
 
 
 def test_feeds_are_the_manifests_names(seg):
