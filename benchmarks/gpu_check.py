@@ -327,9 +327,23 @@ def forward(run: Run) -> dict[str, Any]:
             "peak_memory_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
 
 
-#: (name, section) in run order; append here to add a section (e.g. training, issue 18)
+def training(run: Run) -> dict[str, Any]:
+    """50 training steps of ssp_lite and of ssp_paper (random backbones, synthetic batches: no data, no downloads)
+    on CUDA with bf16 autocast: steps/s, samples/s and peak memory per config (issue 18)."""
+    run.need_gpu()
+    if run.left() < 90:
+        raise Skip("time budget spent")
+    try:
+        from ssp_edge.ssp.train_bench import gpu_check_train
+    except ImportError as e:
+        raise Skip(f"training needs the model extra ({e}): pip install -e '.[model]'") from None
+    return gpu_check_train(steps=50, amp="bf16", device="cuda")
+
+
+#: (name, section) in run order; append here to add a section
 SECTIONS: list[tuple[str, Callable[[Run], dict[str, Any]]]] = [
-    ("environment", environment), ("build", build), ("kernels", kernels), ("timing", timing), ("forward", forward)]
+    ("environment", environment), ("build", build), ("kernels", kernels), ("timing", timing), ("forward", forward),
+    ("training", training)]
 
 
 def run_checks(run: Run, sections: list[tuple[str, Callable[[Run], dict[str, Any]]]] | None = None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 from helpers import REPO
 
 NVCC = shutil.which("nvcc")
-SECTIONS = ["environment", "build", "kernels", "timing", "forward"]
+SECTIONS = ["environment", "build", "kernels", "timing", "forward", "training"]
 
 
 def _run(*args: str, timeout: int = 600) -> dict:
@@ -26,7 +26,7 @@ def test_dry_run_reports_every_section_as_json():
     rep = _run("--dry-run")
     assert list(rep["sections"]) == SECTIONS and rep["dry_run"] and rep["ok"]
     assert rep["budget_s"] <= 360
-    for name in ("kernels", "timing", "forward"):
+    for name in ("kernels", "timing", "forward", "training"):
         assert rep["sections"][name]["status"] == "skipped", rep["sections"][name]
     assert rep["sections"]["build"]["status"] in ("skipped", "ok")  # no --arch and no GPU: skipped
     assert rep["sections"]["environment"]["status"] == "ok" and rep["sections"]["environment"]["python"]
