@@ -124,8 +124,10 @@ def graph_config(entry: GraphEntry, axes: dict[str, list[int]], platform: str, *
     return cfg
 
 
-def segment_config(manifest: Any, instances: int = 2) -> Any:
-    """The ModelConfig of the python-backend BLS model ``ssp_segment``: frame + prompts in, masks out."""
+def segment_config(manifest: Any, instances: int = 2, graphs: dict[str, str] | None = None) -> Any:
+    """The ModelConfig of the python-backend BLS model ``ssp_segment``: frame + prompts in, masks out. ``graphs``:
+    graph -> the manifest file of the graph its model runs (the tensor specs the BLS model's Segmenter feeds);
+    thresholds: the bundle's, editable here (the Segmenter's defaults when the bundle has none)."""
     pb = _pb()
     cfg = pb.ModelConfig(name=SEGMENT_MODEL, backend="python", max_batch_size=0)
     cfg.input.add(name="image", data_type=pb.TYPE_UINT8, dims=[-1, -1, 3])
@@ -135,11 +137,9 @@ def segment_config(manifest: Any, instances: int = 2) -> Any:
     cfg.output.add(name="score", data_type=pb.TYPE_FP32, dims=[-1])
     cfg.output.add(name="exists", data_type=pb.TYPE_BOOL, dims=[-1])
     cfg.instance_group.add(count=max(1, instances), kind=pb.ModelInstanceGroup.KIND_CPU)
-    params = {"text_model": MODEL_NAMES["text_encoder"], "image_model": MODEL_NAMES["image_encoder"],
-              "decoder_model": MODEL_NAMES["mask_decoder"],
-              "mask_threshold": str(manifest.thresholds.get("mask", 0.5)),
-              "exists_threshold": str(manifest.thresholds.get("exists", 0.5)),
-              "max_prompts": str(int(manifest.dynamic_axes.get("expressions", [1, 1, 64])[2]))}
+    params = {f"{g}_model": m for g, m in MODEL_NAMES.items()}  # graph -> the Triton model that runs it
+    params.update({f"{g}_graph": f for g, f in (graphs or {}).items()})
+    params.update({f"{k}_threshold": str(v) for k, v in manifest.thresholds.items() if k in ("mask", "exists")})
     for k, v in params.items():
         cfg.parameters[k].string_value = v
     return cfg
@@ -309,12 +309,14 @@ def _write(b: Bundle, root: Path, platform: str, precision: str | None, flavour:
            trt_version: str | None, instances: int, segment_instances: int, threads: int) -> TritonRepository:
     man = b.manifest
     engines_by_graph: dict[str, dict[str, str]] = {}
+    graph_files: dict[str, str] = {}  # graph -> the manifest file its model was written from
     plugin = None
     if platform == "tensorrt":
         v, prec, fl, sets = _engine_sets(b, precision, flavour, trt_version)
         for g in GRAPHS:
             entries = sets[g]
             spec = _source_entry(b, entries[0])
+            graph_files[g] = spec.file
             files: dict[str, str] = {}
             for e in entries:
                 fname = f"model_sm{e.compute_capability.replace('.', '')}.plan"
@@ -336,6 +338,7 @@ def _write(b: Bundle, root: Path, platform: str, precision: str | None, flavour:
         for g in GRAPHS:
             entry = b.graph(g, "portable", prec if b.has_graph(g, "portable", prec) else "fp32")
             data = b.read_bytes(entry.file)
+            graph_files[g] = entry.file
             _put(root / MODEL_NAMES[g] / "1" / "model.onnx", data)
             if platform == "python":
                 _put(root / MODEL_NAMES[g] / "1" / "model.py", _PY_GRAPH.format(graph=g))
@@ -347,7 +350,7 @@ def _write(b: Bundle, root: Path, platform: str, precision: str | None, flavour:
     _put(seg_dir / "1" / MANIFEST, (json.dumps(json.loads(b.manifest.to_json()), indent=1) + "\n")
                        .encode())
     _put(seg_dir / "1" / "tokenizer.json", b.read_bytes(man.tokenizer))
-    _put(seg_dir / "config.pbtxt", config_text(segment_config(man, segment_instances)))
+    _put(seg_dir / "config.pbtxt", config_text(segment_config(man, segment_instances, graph_files)))
     models = [*MODEL_NAMES.values(), SEGMENT_MODEL]
     return TritonRepository(root, platform, models, prec, fl, plugin, [], engines_by_graph, v)
 
