@@ -100,8 +100,9 @@ class MultiStats:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> dict:
-        stages = {k: {"median_ms": round(float(np.median(v)), 2), "p90_ms": round(float(np.percentile(v, 90)), 2)}
-                  for k, v in self.stage_ms.items() if v}
+        from .pipeline import stage_summary
+
+        stages = stage_summary(self.stage_ms)
         return {"cameras": [c.summary(self.seconds) for c in self.cameras], "frames": self.frames,
                 "rounds": self.rounds, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
                 "stages": stages, "prompt_changes": self.prompt_changes}
