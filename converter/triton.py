@@ -29,6 +29,7 @@ from typing import Any, Sequence
 from ssp_edge.sdk.bundle import GRAPHS, MANIFEST, Bundle, EngineEntry, GraphEntry, TensorSpec
 from ssp_edge.sdk.errors import SDKError
 from ssp_edge.sdk.fsio import atomic_write_bytes, umask_mode
+from ssp_edge.sdk.options import add_backend_args, add_json_arg
 
 __all__ = ["PLATFORMS", "MODEL_NAMES", "SEGMENT_MODEL", "AUTOREG_LIBRARY", "TritonRepository", "write_repository",
            "add_subcommand", "read_config", "config_text", "graph_config", "segment_config", "tritonserver_command"]
@@ -367,16 +368,16 @@ def add_subcommand(s: Any, fmt: Any) -> None:
                    help="tensorrt: the bundle's engines per compute capability; onnxruntime: the portable ONNX "
                         "graphs on Triton's ONNX Runtime backend; python: the portable graphs on ONNX Runtime inside "
                         "the python backend (CPU-only Triton builds, e.g. the nvidia-pytriton wheel)")
-    t.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
-                   help="default: the best engines the bundle has (tensorrt) / fp32 (ONNX)")
+    add_backend_args(t, which=("precision", "threads"),  # --threads: the python platform's ONNX Runtime, per model
+                     precision_help="graphs / engines to serve: fp32, fp16 or int8 (default: the best engines the "
+                                    "bundle has (tensorrt) / fp32 (ONNX))")
     t.add_argument("--flavour", choices=("plugin", "portable"), default=None,
                    help="tensorrt engines to use (default: plugin when a complete set exists)")
     t.add_argument("--tensorrt-version", default=None, help="engines of this TensorRT (default: the newest built)")
     t.add_argument("--instances", type=int, default=1, help="instances of the image encoder and mask decoder")
     t.add_argument("--segment-instances", type=int, default=2, help="instances of the ssp_segment BLS model")
-    t.add_argument("--threads", type=int, default=0, help="python platform: ONNX Runtime threads per model (0 = all)")
     t.add_argument("--force", action="store_true", help="replace an existing repository in OUT")
-    t.add_argument("--json", action="store_true", help="print what was written as one JSON object")
+    add_json_arg(t)
     t.set_defaults(func=_triton_cli)
 
 

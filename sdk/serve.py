@@ -82,7 +82,7 @@ class SegmentService:
         return job.done.result()
 
     def _run(self, jobs: list[_Job]) -> None:
-        from .multi import segment_frames
+        from .multi import frame_groups, segment_frames
 
         try:
             results = segment_frames(self.seg, [j.frame for j in jobs], [j.encodings for j in jobs])
@@ -94,7 +94,7 @@ class SegmentService:
                 jobs[0].done.set_exception(e)
             return
         self.frames += len(jobs)
-        self.batches += 1
+        self.batches += len(frame_groups(self.seg, [len(j.encodings) for j in jobs]))  # image-encoder calls
         for j, r in zip(jobs, results):
             j.done.set_result(r)
 
