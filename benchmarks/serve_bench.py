@@ -60,19 +60,18 @@ def _timed(fn: Callable[[], None]) -> float:
 
 def bench_multi(bundle: str, cams: Sequence[np.ndarray], rounds: int = 3, threads: int = 0) -> dict[str, Any]:
     """Total frames/s of one Segmenter for all cameras vs one Segmenter per camera (threads / taking turns)."""
+    from ssp_edge.sdk.multi import segment_frames
     from ssp_edge.sdk.segmenter import Segmenter
-    from ssp_edge.sdk.stages import PromptCache, segment_frames
 
     n, frames = len(cams), len(cams[0])
     one = Segmenter.open(bundle, backend="onnxruntime", threads=threads)
-    cache = PromptCache(one)
     separate = [Segmenter.open(bundle, backend="onnxruntime", threads=threads) for _ in range(n)]
     for s in separate:
         s.set_prompts(PROMPTS)
 
     def multi() -> None:
         for k in range(frames):
-            segment_frames(one, cache, [c[k] for c in cams], [PROMPTS] * n)
+            segment_frames(one, [c[k] for c in cams], one.encode_prompts(PROMPTS))
 
     def per_camera_threads() -> None:
         def loop(i: int) -> None:
@@ -91,7 +90,7 @@ def bench_multi(bundle: str, cams: Sequence[np.ndarray], rounds: int = 3, thread
 
     settings = {"one_segmenter_batched": multi, "separate_segmenters_threads": per_camera_threads,
                 "separate_segmenters_turns": per_camera_turns}
-    segment_frames(one, cache, [c[0] for c in cams], [PROMPTS] * n)  # warm-up
+    segment_frames(one, [c[0] for c in cams], one.encode_prompts(PROMPTS))  # warm-up
     for i in range(n):
         separate[i].segment(cams[i][0])
     fps: dict[str, list[float]] = {k: [] for k in settings}
@@ -169,6 +168,8 @@ def bench_serve(bundle: str, cams: Sequence[np.ndarray], camera_counts: Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ssp_edge.sdk.options import add_backend_args, add_json_arg
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--client"]:
         return _client(*argv[1:4])
@@ -177,10 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--cameras", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--frames", type=int, default=20, help="frames per camera")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the multi-camera comparison")
-    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = all cores)")
     ap.add_argument("--serve-python", default=None, help="python of an environment with ssp-edge[serve]")
     ap.add_argument("--skip", choices=("multi", "serve"), action="append", default=[])
-    ap.add_argument("--json", action="store_true")
+    add_backend_args(ap, which=("threads",))
+    add_json_arg(ap)
     args = ap.parse_args(argv)
     if args.frames < 1 or args.rounds < 1 or min(args.cameras) < 1:
         ap.error("--frames, --rounds and --cameras must be at least 1")

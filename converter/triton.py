@@ -29,6 +29,7 @@ from typing import Any, Sequence
 from ssp_edge.sdk.bundle import GRAPHS, MANIFEST, Bundle, EngineEntry, GraphEntry, TensorSpec
 from ssp_edge.sdk.errors import SDKError
 from ssp_edge.sdk.fsio import atomic_write_bytes, umask_mode
+from ssp_edge.sdk.options import add_backend_args, add_json_arg
 
 __all__ = ["PLATFORMS", "MODEL_NAMES", "SEGMENT_MODEL", "AUTOREG_LIBRARY", "TritonRepository", "write_repository",
            "add_subcommand", "read_config", "config_text", "graph_config", "segment_config", "tritonserver_command"]
@@ -124,8 +125,10 @@ def graph_config(entry: GraphEntry, axes: dict[str, list[int]], platform: str, *
     return cfg
 
 
-def segment_config(manifest: Any, instances: int = 2) -> Any:
-    """The ModelConfig of the python-backend BLS model ``ssp_segment``: frame + prompts in, masks out."""
+def segment_config(manifest: Any, instances: int = 2, graphs: dict[str, str] | None = None) -> Any:
+    """The ModelConfig of the python-backend BLS model ``ssp_segment``: frame + prompts in, masks out. ``graphs``:
+    graph -> the manifest file of the graph its model runs (the tensor specs the BLS model's Segmenter feeds);
+    thresholds: the bundle's, editable here (the Segmenter's defaults when the bundle has none)."""
     pb = _pb()
     cfg = pb.ModelConfig(name=SEGMENT_MODEL, backend="python", max_batch_size=0)
     cfg.input.add(name="image", data_type=pb.TYPE_UINT8, dims=[-1, -1, 3])
@@ -135,11 +138,9 @@ def segment_config(manifest: Any, instances: int = 2) -> Any:
     cfg.output.add(name="score", data_type=pb.TYPE_FP32, dims=[-1])
     cfg.output.add(name="exists", data_type=pb.TYPE_BOOL, dims=[-1])
     cfg.instance_group.add(count=max(1, instances), kind=pb.ModelInstanceGroup.KIND_CPU)
-    params = {"text_model": MODEL_NAMES["text_encoder"], "image_model": MODEL_NAMES["image_encoder"],
-              "decoder_model": MODEL_NAMES["mask_decoder"],
-              "mask_threshold": str(manifest.thresholds.get("mask", 0.5)),
-              "exists_threshold": str(manifest.thresholds.get("exists", 0.5)),
-              "max_prompts": str(int(manifest.dynamic_axes.get("expressions", [1, 1, 64])[2]))}
+    params = {f"{g}_model": m for g, m in MODEL_NAMES.items()}  # graph -> the Triton model that runs it
+    params.update({f"{g}_graph": f for g, f in (graphs or {}).items()})
+    params.update({f"{k}_threshold": str(v) for k, v in manifest.thresholds.items() if k in ("mask", "exists")})
     for k, v in params.items():
         cfg.parameters[k].string_value = v
     return cfg
@@ -309,12 +310,14 @@ def _write(b: Bundle, root: Path, platform: str, precision: str | None, flavour:
            trt_version: str | None, instances: int, segment_instances: int, threads: int) -> TritonRepository:
     man = b.manifest
     engines_by_graph: dict[str, dict[str, str]] = {}
+    graph_files: dict[str, str] = {}  # graph -> the manifest file its model was written from
     plugin = None
     if platform == "tensorrt":
         v, prec, fl, sets = _engine_sets(b, precision, flavour, trt_version)
         for g in GRAPHS:
             entries = sets[g]
             spec = _source_entry(b, entries[0])
+            graph_files[g] = spec.file
             files: dict[str, str] = {}
             for e in entries:
                 fname = f"model_sm{e.compute_capability.replace('.', '')}.plan"
@@ -336,6 +339,7 @@ def _write(b: Bundle, root: Path, platform: str, precision: str | None, flavour:
         for g in GRAPHS:
             entry = b.graph(g, "portable", prec if b.has_graph(g, "portable", prec) else "fp32")
             data = b.read_bytes(entry.file)
+            graph_files[g] = entry.file
             _put(root / MODEL_NAMES[g] / "1" / "model.onnx", data)
             if platform == "python":
                 _put(root / MODEL_NAMES[g] / "1" / "model.py", _PY_GRAPH.format(graph=g))
@@ -347,7 +351,7 @@ def _write(b: Bundle, root: Path, platform: str, precision: str | None, flavour:
     _put(seg_dir / "1" / MANIFEST, (json.dumps(json.loads(b.manifest.to_json()), indent=1) + "\n")
                        .encode())
     _put(seg_dir / "1" / "tokenizer.json", b.read_bytes(man.tokenizer))
-    _put(seg_dir / "config.pbtxt", config_text(segment_config(man, segment_instances)))
+    _put(seg_dir / "config.pbtxt", config_text(segment_config(man, segment_instances, graph_files)))
     models = [*MODEL_NAMES.values(), SEGMENT_MODEL]
     return TritonRepository(root, platform, models, prec, fl, plugin, [], engines_by_graph, v)
 
@@ -364,16 +368,16 @@ def add_subcommand(s: Any, fmt: Any) -> None:
                    help="tensorrt: the bundle's engines per compute capability; onnxruntime: the portable ONNX "
                         "graphs on Triton's ONNX Runtime backend; python: the portable graphs on ONNX Runtime inside "
                         "the python backend (CPU-only Triton builds, e.g. the nvidia-pytriton wheel)")
-    t.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
-                   help="default: the best engines the bundle has (tensorrt) / fp32 (ONNX)")
+    add_backend_args(t, which=("precision", "threads"),  # --threads: the python platform's ONNX Runtime, per model
+                     precision_help="graphs / engines to serve: fp32, fp16 or int8 (default: the best engines the "
+                                    "bundle has (tensorrt) / fp32 (ONNX))")
     t.add_argument("--flavour", choices=("plugin", "portable"), default=None,
                    help="tensorrt engines to use (default: plugin when a complete set exists)")
     t.add_argument("--tensorrt-version", default=None, help="engines of this TensorRT (default: the newest built)")
     t.add_argument("--instances", type=int, default=1, help="instances of the image encoder and mask decoder")
     t.add_argument("--segment-instances", type=int, default=2, help="instances of the ssp_segment BLS model")
-    t.add_argument("--threads", type=int, default=0, help="python platform: ONNX Runtime threads per model (0 = all)")
     t.add_argument("--force", action="store_true", help="replace an existing repository in OUT")
-    t.add_argument("--json", action="store_true", help="print what was written as one JSON object")
+    add_json_arg(t)
     t.set_defaults(func=_triton_cli)
 
 

@@ -1,9 +1,11 @@
 """Many cameras through one Segmenter: ``ssp run --source A --source B ...``.
 
 Each round takes the newest frame of every source (live sources keep only the newest; files go frame by frame),
-runs the image encoder once on all of them (one batch, up to the bundle's frame batch), reuses every prompt's
-cached encoding, and decodes per frame (one decoder batch over all (frame, prompt) pairs once the decoder graph
-takes a ``frame_index``). Reports FPS per camera and in total.
+runs the image encoder once on all of them (``Segmenter.encode_image(frames)``: one batch, up to the bundle's frame
+batch), reuses every prompt's cached encoding (``Segmenter.encode_prompts``), and decodes them with
+``Segmenter.decode(features, [encodings per frame])`` (one decoder batch over all (frame, prompt) pairs when the
+decoder graph takes a ``frame_index``, else one per frame). Reports FPS per camera and in total.
+:func:`segment_frames` is that round, also used by ``ssp serve`` for the frames of concurrent requests.
 """
 from __future__ import annotations
 
@@ -18,10 +20,51 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import SDKError
-from .segmenter import Result, Segmenter
+from .segmenter import PromptEncodings, Result, Segmenter, clean_prompts
 from .video import Frame, Sink, VideoSource
 
-__all__ = ["CameraStats", "MultiStats", "run_sources", "run_cli"]
+__all__ = ["CameraStats", "MultiStats", "frame_groups", "segment_frames", "run_sources", "run_cli"]
+
+
+def frame_groups(seg: Segmenter, prompt_counts: Sequence[int]) -> list[list[int]]:
+    """Consecutive frames per image-encoder call: at most the bundle's frame batch and, when the decoder takes the
+    prompts of several frames in one batch, at most its prompt limit of (frame, prompt) pairs."""
+    groups: list[list[int]] = []
+    pairs = 0
+    for i, k in enumerate(prompt_counts):
+        full = groups and (len(groups[-1]) >= seg.max_frames
+                           or (seg.decodes_frames_together and pairs + k > seg.max_prompts))
+        if not groups or full:
+            groups.append([])
+            pairs = 0
+        groups[-1].append(i)
+        pairs += k
+    return groups
+
+
+def segment_frames(seg: Segmenter, frames: Sequence[np.ndarray],
+                   encodings: PromptEncodings | Sequence[PromptEncodings]) -> list[list[Result]]:
+    """Results per frame for its prompts (one PromptEncodings for all frames or one per frame): the Segmenter's
+    ``encode_image`` on each :func:`frame_groups` group (one call when the frames fit) and ``decode`` on it.
+    ``Result.frame`` is the frame's index in ``frames``; every Result carries the call's per-stage times."""
+    encs = [encodings] * len(frames) if isinstance(encodings, PromptEncodings) else list(encodings)
+    if len(encs) != len(frames):
+        raise SDKError(f"segment_frames needs one PromptEncodings for all frames or one per frame ({len(frames)}), "
+                       f"got {len(encs)}")
+    out: list[list[Result]] = [[] for _ in frames]
+    times: dict[str, float] = {}
+    for group in frame_groups(seg, [len(e) for e in encs]):
+        results = seg.decode(seg.encode_image([frames[i] for i in group]), [encs[i] for i in group])
+        for k, v in results[0].times_ms.items():
+            times[k] = times.get(k, 0.0) + v
+        for r in results:
+            r.frame = group[r.frame]
+            out[r.frame].append(r)
+    times["text_encoder"] = sum({id(e): e.text_encoder_ms for e in encs}.values())  # each encoding counted once
+    for rs in out:
+        for r in rs:
+            r.times_ms = times
+    return out
 
 
 @dataclass
@@ -57,8 +100,9 @@ class MultiStats:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> dict:
-        stages = {k: {"median_ms": round(float(np.median(v)), 2), "p90_ms": round(float(np.percentile(v, 90)), 2)}
-                  for k, v in self.stage_ms.items() if v}
+        from .pipeline import stage_summary
+
+        stages = stage_summary(self.stage_ms)
         return {"cameras": [c.summary(self.seconds) for c in self.cameras], "frames": self.frames,
                 "rounds": self.rounds, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
                 "stages": stages, "prompt_changes": self.prompt_changes}
@@ -82,10 +126,8 @@ def run_sources(seg: Segmenter, sources: Sequence[VideoSource], prompts: Sequenc
                 ) -> MultiStats:
     """Segment the newest frame of every source per round until all end (or ``max_frames`` per source)."""
     from .overlay import draw
-    from .stages import PromptCache, check_prompts, segment_frames
 
-    current = check_prompts(prompts, seg.max_prompts)
-    cache = PromptCache(seg, getattr(seg, "cache_size", 256))
+    current = clean_prompts(prompts, seg.max_prompts)  # a bad prompt fails before any frame is read
     stats = MultiStats([CameraStats(s.uri) for s in sources])
     active = list(range(len(sources)))
     t_start = time.perf_counter()
@@ -93,7 +135,7 @@ def run_sources(seg: Segmenter, sources: Sequence[VideoSource], prompts: Sequenc
         while active:
             if prompt_queue is not None:
                 while not prompt_queue.empty():
-                    current = check_prompts(prompt_queue.get_nowait(), seg.max_prompts)
+                    current = clean_prompts(prompt_queue.get_nowait(), seg.max_prompts)
                     stats.prompt_changes += 1
             got: list[tuple[int, Frame]] = []
             for i in list(active):
@@ -105,7 +147,7 @@ def run_sources(seg: Segmenter, sources: Sequence[VideoSource], prompts: Sequenc
             if not got:
                 break
             t0 = time.perf_counter()
-            results = segment_frames(seg, cache, [f.image for _, f in got], [current] * len(got))
+            results = segment_frames(seg, [f.image for _, f in got], seg.encode_prompts(current))  # cached
             stats.stage_ms["round"].append((time.perf_counter() - t0) * 1e3)
             for k in ("text_encoder", "image_encoder", "mask_decoder"):
                 stats.stage_ms[k].append(results[0][0].times_ms[k])
@@ -141,6 +183,7 @@ def _per_source(pattern: str, i: int, n: int, flag: str) -> str:
 
 def run_cli(args: argparse.Namespace) -> int:
     """``ssp run`` with several ``--source``: one Segmenter, one image-encoder batch per round."""
+    from .options import backend_kwargs
     from .pipeline import parse_prompts
     from .video import open_sink, open_source
 
@@ -152,9 +195,8 @@ def run_cli(args: argparse.Namespace) -> int:
     prompts = [p for item in args.prompt for p in parse_prompts(item)]
     sinks = [open_sink(_per_source(args.out, i, n, "--out")) for i in range(n)]
     saves = [_per_source(args.save_frame, i, n, "--save-frame") for i in range(n)] if args.save_frame else None
-    seg = Segmenter.open(args.bundle, backend=args.backend, precision=args.precision,
-                         mask_threshold=args.mask_threshold, exists_threshold=args.exists_threshold,
-                         threads=args.threads)
+    seg = Segmenter.open(args.bundle, mask_threshold=args.mask_threshold, exists_threshold=args.exists_threshold,
+                         **backend_kwargs(args))
     sources: list[VideoSource] = []
     last: dict[int, np.ndarray] = {}
     try:

@@ -13,12 +13,18 @@ from .overlay import draw
 from .segmenter import STAGES, Result, Segmenter
 from .video import Frame, Sink, VideoSource
 
-__all__ = ["StreamStats", "run_stream", "parse_prompts"]
+__all__ = ["StreamStats", "run_stream", "parse_prompts", "stage_summary"]
 
 
 def parse_prompts(line: str) -> list[str]:
     """``"the red circle; the blue square"`` -> two prompts (blank parts dropped)."""
     return [p.strip() for p in line.split(";") if p.strip()]
+
+
+def stage_summary(stage_ms: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Median and p90 milliseconds of every stage that has samples (``ssp run``'s summaries)."""
+    return {s: {"median_ms": round(float(np.median(v)), 2), "p90_ms": round(float(np.percentile(v, 90)), 2)}
+            for s, v in stage_ms.items() if v}
 
 
 @dataclass
@@ -35,11 +41,7 @@ class StreamStats:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> dict:
-        stages = {}
-        for s, v in self.stage_ms.items():
-            if v:
-                a = np.asarray(v)
-                stages[s] = {"median_ms": round(float(np.median(a)), 2), "p90_ms": round(float(np.percentile(a, 90)), 2)}
+        stages = stage_summary(self.stage_ms)
         return {"frames": self.frames, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
                 "dropped": self.dropped, "stages": stages, "found_frames": dict(self.found),
                 "prompt_changes": self.prompt_changes}

@@ -21,15 +21,31 @@ from urllib.parse import urlparse
 import numpy as np
 
 from .errors import SDKError
-from .segmenter import Result, to_bgr8
+from .segmenter import Result, clean_prompts, to_bgr8
 
-__all__ = ["RemoteSegmenter", "ACCESS_HEADER", "DEFAULT_MODEL"]
+__all__ = ["RemoteSegmenter", "ACCESS_HEADER", "DEFAULT_MODEL", "OUTPUTS", "request_prompts", "result_arrays"]
 
 #: the header Triton's restricted APIs check (``ssp serve --token``; ``--http-restricted-api=...:KEY=VALUE``); over
 #: gRPC Triton expects it with the ``triton-grpc-protocol-`` prefix
 ACCESS_HEADER = "triton-access-token"
 DEFAULT_MODEL = "ssp_segment"
-_OUTPUTS = ("mask", "prob", "score", "exists")
+#: the ssp_segment model's outputs (``ssp convert triton``'s BLS model and ``ssp serve`` alike)
+OUTPUTS = ("mask", "prob", "score", "exists")
+
+
+def request_prompts(raw: Any) -> list[str]:
+    """The ``prompts`` input of an ssp_segment request (BYTES, UTF-8) as strings (validated by the Segmenter)."""
+    return [p.decode("utf-8") if isinstance(p, bytes) else str(p) for p in np.asarray(raw).reshape(-1)]
+
+
+def result_arrays(results: Sequence[Result], names: Sequence[str] = OUTPUTS) -> dict[str, np.ndarray]:
+    """One frame's Results as the ssp_segment outputs ``names``: ``mask`` (K, H, W) uint8, ``prob`` (K, H, W)
+    float32, ``score`` (K) float32, ``exists`` (K) bool; what :meth:`RemoteSegmenter.segment` reads back."""
+    make = {"mask": lambda: np.stack([r.mask for r in results]),
+            "prob": lambda: np.stack([r.prob for r in results]).astype(np.float32),
+            "score": lambda: np.asarray([r.score for r in results], np.float32),
+            "exists": lambda: np.asarray([r.exists for r in results], np.bool_)}
+    return {n: make[n]() for n in names}
 
 
 class RemoteSegmenter:
@@ -146,12 +162,7 @@ class RemoteSegmenter:
 
     def set_prompts(self, prompts: Sequence[str]) -> None:
         """Prompts used by :meth:`segment` from now on (the server encodes each once and caches it)."""
-        if isinstance(prompts, str):
-            prompts = [prompts]
-        clean = [str(p).strip() for p in prompts]
-        if not clean or any(not p for p in clean):
-            raise SDKError("set_prompts needs at least one non-empty prompt, e.g. ['the red circle']")
-        self._prompts = clean
+        self._prompts = list(clean_prompts(prompts))  # the server checks its bundle's limit per frame
 
     def segment(self, frame_bgr: np.ndarray, prompts: Sequence[str] | None = None) -> list[Result]:
         """Masks for every prompt on one BGR frame, computed on the server (same fields as ``Segmenter.segment``)."""
@@ -160,7 +171,7 @@ class RemoteSegmenter:
         if not self._prompts:
             raise SDKError("no prompts: call set_prompts(['the red circle']) or pass prompts=[...]")
         frame = np.ascontiguousarray(to_bgr8(frame_bgr))
-        names = [n for n in _OUTPUTS if self.with_prob or n != "prob"]
+        names = [n for n in OUTPUTS if self.with_prob or n != "prob"]
         t0 = time.perf_counter()
         out = self._retrying("segment request", lambda c: self._infer(c, frame, names))
         ms = (time.perf_counter() - t0) * 1e3

@@ -39,7 +39,7 @@ from .preprocess import Letterbox, letterbox, normalize, pad_value, unletterbox
 from .tokenizer import Tokenizer, Tokens
 
 __all__ = ["Result", "PromptEncodings", "ImageFeatures", "Segmenter", "STAGES", "DEFAULT_MAX_FRAME_PIXELS",
-           "to_bgr8", "open_bundle"]
+           "to_bgr8", "open_bundle", "clean_prompts"]
 
 STAGES = ("preprocess", "text_encoder", "image_encoder", "mask_decoder", "postprocess")
 #: frames larger than this many pixels are refused unless ``max_frame_pixels`` says otherwise (50 MP)
@@ -142,6 +142,30 @@ def open_bundle(root: str | Path | Bundle, verify_key: Any = None) -> Bundle:
                            "with Bundle.open(root, verify_key=...)")
         return root
     return Bundle.open(root, verify_key=verify_key)
+
+
+def clean_prompts(prompts: Any, max_prompts: int | None = None) -> tuple[str, ...]:
+    """Validate prompts as every Segmenter does: a str or a sequence of non-empty str (stripped), at most
+    ``max_prompts`` (the bundle's limit per frame; None: a client that does not know it) -> one-line SDKError."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if isinstance(prompts, (bytes, bytearray)) or not isinstance(prompts, Iterable):
+        raise SDKError(f"prompts must be a list of strings, got {type(prompts).__name__}; e.g. ['the red circle']")
+    items = list(prompts)
+    for i, p in enumerate(items):
+        if not isinstance(p, str):
+            raise SDKError(f"prompt {i} is {type(p).__name__} ({p!r:.40}), not str; pass text, e.g. "
+                           "['the red circle']")
+    clean = tuple(p.strip() for p in items)
+    if not clean:
+        raise SDKError("no prompts: pass at least one non-empty prompt, e.g. ['the red circle']")
+    blank = [i for i, p in enumerate(clean) if not p]
+    if blank:
+        raise SDKError(f"prompt {blank[0]} is blank; pass non-empty prompts, e.g. ['the red circle']")
+    if max_prompts is not None and len(clean) > max_prompts:
+        raise SDKError(f"{len(clean)} prompts is more than this bundle's limit of {max_prompts} per frame; "
+                       "re-export with `ssp convert export --max-prompts N`")
+    return clean
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -275,6 +299,12 @@ class Segmenter:
             be.close()
             raise
 
+    @property
+    def decodes_frames_together(self) -> bool:
+        """Whether one :meth:`decode` batch takes the prompts of several frames (the decoder declares ``frame_index``;
+        at most :attr:`max_prompts` (frame, prompt) pairs), else each frame is its own decoder batch."""
+        return self._frame_index
+
     # ---- prompts
     @property
     def prompts(self) -> list[str]:
@@ -283,25 +313,7 @@ class Segmenter:
 
     def _clean_prompts(self, prompts: Any) -> tuple[str, ...]:
         """Validate prompts: a str or a sequence of non-empty str, at most the bundle's limit per frame."""
-        if isinstance(prompts, str):
-            prompts = [prompts]
-        if isinstance(prompts, (bytes, bytearray)) or not isinstance(prompts, Iterable):
-            raise SDKError(f"prompts must be a list of strings, got {type(prompts).__name__}; e.g. ['the red circle']")
-        items = list(prompts)
-        for i, p in enumerate(items):
-            if not isinstance(p, str):
-                raise SDKError(f"prompt {i} is {type(p).__name__} ({p!r:.40}), not str; pass text, e.g. "
-                               "['the red circle']")
-        clean = tuple(p.strip() for p in items)
-        if not clean:
-            raise SDKError("no prompts: pass at least one non-empty prompt, e.g. ['the red circle']")
-        blank = [i for i, p in enumerate(clean) if not p]
-        if blank:
-            raise SDKError(f"prompt {blank[0]} is blank; pass non-empty prompts, e.g. ['the red circle']")
-        if len(clean) > self.max_prompts:
-            raise SDKError(f"{len(clean)} prompts is more than this bundle's limit of {self.max_prompts} per frame; "
-                           "re-export with `ssp convert export --max-prompts N`")
-        return clean
+        return clean_prompts(prompts, self.max_prompts)
 
     def set_prompts(self, prompts: Sequence[str]) -> None:
         """Default prompts of :meth:`segment` from now on (for every thread); new ones are encoded now (cached)."""

@@ -2,9 +2,11 @@
 
 The model is ``ssp_segment`` with the same I/O as the one ``ssp convert triton`` writes (``image`` (H, W, 3) uint8
 BGR + ``prompts`` (K) strings -> ``mask``, ``prob``, ``score``, ``exists``), so
-:class:`ssp_edge.sdk.remote.RemoteSegmenter` talks to either. Server-side: every prompt is encoded once into a
-cache shared by all requests; frames that arrive together (several cameras) share one image-encoder batch; each
-frame's image is encoded once for all its prompts.
+:class:`ssp_edge.sdk.remote.RemoteSegmenter` talks to either. Server-side it is one Segmenter and its public
+stages: every prompt is encoded once into its cache shared by all requests (``encode_prompts``, in the request's
+thread); frames that arrive together (several cameras) share one image-encoder batch and their (frame, prompt)
+pairs one decode (:func:`ssp_edge.sdk.multi.segment_frames`); each frame's image is encoded once for all its
+prompts.
 
 Trust: it binds 127.0.0.1 unless ``--host`` says otherwise, and then a token is required (clients send it in the
 ``triton-access-token`` header: ``RemoteSegmenter(url, token=...)``); the bundle is verified when opened; no native
@@ -28,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import SDKError
+from .options import add_backend_args, add_bundle_trust_args, add_native_code_args, backend_kwargs
 
 __all__ = ["register", "SegmentService", "is_loopback", "MODEL_NAME", "TOKEN_ENV"]
 
@@ -51,20 +54,17 @@ def is_loopback(host: str) -> bool:
 @dataclass
 class _Job:
     frame: np.ndarray
-    prompts: list[str]
+    encodings: Any  # PromptEncodings
     done: Future = field(default_factory=Future)
 
 
 class SegmentService:
-    """The work behind the endpoint: a shared prompt cache and a batcher that gathers the frames waiting at the same
-    moment (up to the bundle's frame batch) into one image-encoder run. Thread-safe ``segment``."""
+    """The work behind the endpoint: the Segmenter's prompt cache and a batcher that gathers the frames waiting at
+    the same moment (up to the bundle's frame batch) into one image-encoder run. Thread-safe ``segment``."""
 
-    def __init__(self, seg: Any, cache_size: int = 1024, batch_wait_ms: float = 2.0):
-        from .stages import PromptCache, max_frames
-
+    def __init__(self, seg: Any, batch_wait_ms: float = 2.0):
         self.seg = seg
-        self.cache = PromptCache(seg, cache_size)
-        self.max_batch = max_frames(seg.bundle.manifest)
+        self.max_batch = seg.max_frames
         self.batch_wait = batch_wait_ms / 1e3
         self.frames = 0
         self.batches = 0
@@ -73,17 +73,32 @@ class SegmentService:
         self._worker.start()
 
     def segment(self, frame: np.ndarray, prompts: Sequence[str]) -> list[Any]:
-        """Results for one frame (validated here, so one bad request never fails a batch)."""
+        """Results for one frame: the frame and prompts are checked and the prompts encoded (cached) here, in the
+        request's thread, so a bad request fails alone."""
         from .segmenter import to_bgr8
-        from .stages import check_prompts
 
-        job = _Job(to_bgr8(frame), check_prompts(prompts, self.seg.max_prompts))
+        job = _Job(to_bgr8(frame), self.seg.encode_prompts(prompts))
         self._q.put(job)
         return job.done.result()
 
-    def _loop(self) -> None:
-        from .stages import segment_frames
+    def _run(self, jobs: list[_Job]) -> None:
+        from .multi import frame_groups, segment_frames
 
+        try:
+            results = segment_frames(self.seg, [j.frame for j in jobs], [j.encodings for j in jobs])
+        except Exception as e:  # noqa: BLE001 -- handed to the waiting request(s)
+            if len(jobs) > 1:  # one bad frame (e.g. too many pixels) must not fail the others: one at a time
+                for j in jobs:
+                    self._run([j])
+            else:
+                jobs[0].done.set_exception(e)
+            return
+        self.frames += len(jobs)
+        self.batches += len(frame_groups(self.seg, [len(j.encodings) for j in jobs]))  # image-encoder calls
+        for j, r in zip(jobs, results):
+            j.done.set_result(r)
+
+    def _loop(self) -> None:
         while True:
             job = self._q.get()
             if job is None:
@@ -98,28 +113,14 @@ class SegmentService:
                     self._q.put(None)
                     break
                 jobs.append(nxt)
-            try:
-                results = segment_frames(self.seg, self.cache, [j.frame for j in jobs], [j.prompts for j in jobs])
-                self.frames += len(jobs)
-                self.batches += 1
-                for j, r in zip(jobs, results):
-                    j.done.set_result(r)
-            except Exception as e:  # noqa: BLE001 -- handed to each waiting request as its error
-                for j in jobs:
-                    j.done.set_exception(e)
+            self._run(jobs)
 
     def infer(self, requests: list[Any]) -> list[dict[str, np.ndarray]]:
         """PyTriton callable: each request -> its outputs (errors become that request's error response)."""
-        out = []
-        for req in requests:
-            prompts = [p.decode("utf-8") if isinstance(p, bytes) else str(p) for p in
-                       np.asarray(req["prompts"]).reshape(-1)]
-            results = self.segment(np.asarray(req["image"]), prompts)
-            out.append({"mask": np.stack([r.mask for r in results]),
-                        "prob": np.stack([r.prob for r in results]).astype(np.float32),
-                        "score": np.asarray([r.score for r in results], np.float32),
-                        "exists": np.asarray([r.exists for r in results], np.bool_)})
-        return out
+        from .remote import request_prompts, result_arrays
+
+        return [result_arrays(self.segment(np.asarray(req["image"]), request_prompts(req["prompts"])))
+                for req in requests]
 
     def close(self) -> None:
         self._q.put(None)
@@ -141,16 +142,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token", default=None, help=f"access token clients must send (default: ${TOKEN_ENV}); required "
                                                  "when --host is not a loopback address")
     p.add_argument("--instances", type=int, default=4, help="requests handled at once (frames batch across them)")
-    p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None)
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = all cores)")
-    p.add_argument("--plugins", default=None, metavar="LIB",
-                   help="TensorRT plugin library to load (native code: only when you pass it)")
-    p.add_argument("--trust-bundle-plugins", action="store_true",
-                   help="load the bundle's own listed, hash-checked plugin library")
-    p.add_argument("--allow-engine-host-code", action="store_true", help="allow engines with embedded host code")
-    p.add_argument("--verify-key", default=None, help="Ed25519 public key (PEM) the bundle's signature must match")
+    p.add_argument("--cache-size", type=int, default=1024, help="prompt encodings kept (shared by all requests)")
     p.add_argument("--log-verbose", type=int, default=0, help="tritonserver log verbosity")
+    add_backend_args(p)
+    add_native_code_args(p)
+    add_bundle_trust_args(p)
     p.set_defaults(func=_serve)
 
 
@@ -164,21 +160,6 @@ def _stub_library_path() -> None:
         old = os.environ.get("LD_LIBRARY_PATH", "")
         if libdir not in old.split(":"):
             os.environ["LD_LIBRARY_PATH"] = f"{libdir}:{old}" if old else libdir
-
-
-def _open_segmenter(args: argparse.Namespace) -> Any:
-    from .segmenter import Segmenter
-
-    kw: dict[str, Any] = {"backend": args.backend, "precision": args.precision, "threads": args.threads,
-                          "plugin_lib": args.plugins}
-    opt_in = {"trust_bundle_plugins": args.trust_bundle_plugins,
-              "allow_engine_host_code": args.allow_engine_host_code, "verify_key": args.verify_key}
-    kw.update({k: v for k, v in opt_in.items() if v})  # only what the operator asked for
-    try:
-        return Segmenter.open(args.bundle, **kw)
-    except TypeError:
-        raise SDKError(f"this ssp-edge's Segmenter does not take {', '.join(k for k in opt_in if opt_in[k])}; "
-                       "update ssp-edge") from None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -198,7 +179,9 @@ def _serve(args: argparse.Namespace) -> int:
         raise SDKError(f"ssp serve needs PyTriton ({e}): pip install 'ssp-edge[serve]' (it pins numpy<2: use its "
                        "own virtual environment)") from None
     _stub_library_path()
-    seg = _open_segmenter(args)
+    from .segmenter import Segmenter
+
+    seg = Segmenter.open(args.bundle, cache_size=args.cache_size, **backend_kwargs(args))
     service = SegmentService(seg)
     config = TritonConfig(http_address=args.host, http_port=args.http_port, grpc_address=args.host,
                           grpc_port=args.grpc_port, metrics_address=args.host, metrics_port=args.metrics_port,
@@ -221,9 +204,8 @@ def _serve(args: argparse.Namespace) -> int:
                   + (" (token required)" if token else ""), file=sys.stderr, flush=True)
             triton.serve()  # until SIGINT / SIGTERM
     finally:
-        c = service.cache
         print(f"ssp serve: {service.frames} frames in {service.batches} image-encoder batches; prompt cache "
-              f"{c.misses} encoded, {c.hits} hits", file=sys.stderr, flush=True)
+              f"{seg.cache_misses} encoded, {seg.cache_hits} hits", file=sys.stderr, flush=True)
         service.close()
         seg.close()
     return 0

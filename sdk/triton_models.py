@@ -3,9 +3,10 @@ they run inside Triton's python backend stub, where ``triton_python_backend_util
 
 * :class:`GraphModel`: one ONNX graph on ONNX Runtime, standing in for a TensorRT engine on CPU-only Triton
   builds (``--platform python``); requests that dynamic batching groups are run as one batch.
-* :class:`SegmentModel` (``ssp_segment``): the BLS model: tokenising, letterbox, the three graph models by BLS
-  requests (one text-encoder request per prompt, so the response cache holds each prompt once), the letterbox's
-  inverse and thresholds, with the same arithmetic as the local ``Segmenter``.
+* :class:`SegmentModel` (``ssp_segment``): the BLS model: a ``Segmenter`` whose backend sends the three graphs to
+  the graph models by BLS requests (:mod:`ssp_edge.sdk.backends.triton_bls`; one text-encoder request per prompt,
+  so the response cache holds each prompt once), so tokenising, letterbox, decoder feeds, the letterbox's inverse
+  and thresholds are the SDK's own code, not a copy.
 """
 from __future__ import annotations
 
@@ -104,81 +105,47 @@ class GraphModel:
 
 
 class SegmentModel:
-    """``ssp_segment``: BGR frame + prompts -> mask / prob / score / exists per prompt."""
+    """``ssp_segment``: BGR frame + prompts -> mask / prob / score / exists per prompt, by a
+    :class:`~ssp_edge.sdk.segmenter.Segmenter` over :class:`~ssp_edge.sdk.backends.triton_bls.TritonBLSBackend`
+    (the three graph models of this server)."""
 
     def initialize(self, args: dict[str, str]) -> None:
-        from .bundle import Manifest
-        from .stages import graph_entry
+        import fcntl
+        import tempfile
+
+        from .backends.triton_bls import TritonBLSBackend, graph_entry_by_file
+        from .bundle import GRAPHS, Manifest
+        from .segmenter import Segmenter
         from .tokenizer import Tokenizer
 
         cfg = json.loads(args["model_config"])
         p = _params(cfg)
         version = Path(args["model_repository"]) / args["model_version"]
-        self.manifest = Manifest.from_dict(json.loads((version / "manifest.json").read_text()))
-        man = self.manifest
-        tok = _model_file(args, "tokenizer.json", man.files.get(man.tokenizer))
-        self.tokenizer = Tokenizer(tok, man.max_tokens)
-        self.text_model, self.image_model = p["text_model"], p["image_model"]
-        self.decoder_model = p["decoder_model"]
-        self.mask_threshold = float(p["mask_threshold"])
-        self.exists_threshold = float(p["exists_threshold"])
-        self.max_prompts = int(p["max_prompts"])
-        self.text_outputs = [t.name for t in graph_entry(man, "text_encoder").outputs]
-        self.image_outputs = [t.name for t in graph_entry(man, "image_encoder").outputs]
-        self.decoder = graph_entry(man, "mask_decoder")
-        self.outputs = [t["name"] for t in cfg["output"]]
+        man = Manifest.from_dict(json.loads((version / "manifest.json").read_text()))
+        tok = Tokenizer(_model_file(args, "tokenizer.json", man.files.get(man.tokenizer)), man.max_tokens,
+                        vocab_size=man.vocab_size)
         # the response cache does not merge concurrent misses: instances (processes) take turns for the text
         # encoder, so a new prompt that several cameras send at once is still encoded once (hits take ~0.1 ms)
-        import tempfile
-
         key = hashlib.sha256(str(Path(args["model_repository"]).resolve()).encode()).hexdigest()[:16]
         self._text_lock = open(Path(tempfile.gettempdir()) / f"ssp_segment_text_{key}.lock", "a+")
-
-    def _infer(self, model: str, inputs: dict[str, Any], outputs: list[str], host: bool = True) -> dict[str, Any]:
-        """One BLS request; ``host``: outputs in CPU memory (read with as_numpy), else where the model left them
-        (image features stay on the GPU when the engines run there and go straight into the decoder)."""
-        pb = _pb()
-        tensors = [v if isinstance(v, pb.Tensor) else pb.Tensor(k, np.ascontiguousarray(v))
-                   for k, v in inputs.items()]
-        kw = {}
-        if host and hasattr(pb, "PreferredMemory"):
-            kw["preferred_memory"] = pb.PreferredMemory(pb.TRITONSERVER_MEMORY_CPU, 0)
-        resp = pb.InferenceRequest(model_name=model, inputs=tensors, requested_output_names=outputs, **kw).exec()
-        if resp.has_error():
-            raise RuntimeError(f"{model}: {resp.error().message()}")
-        return {n: pb.get_output_tensor_by_name(resp, n) for n in outputs}
+        backend = TritonBLSBackend({g: p[f"{g}_model"] for g in GRAPHS if f"{g}_model" in p},
+                                   {g: graph_entry_by_file(man, g, p.get(f"{g}_graph")) for g in GRAPHS},
+                                   man.dynamic_axes, _Flock(self._text_lock, fcntl))
+        thresholds = {k: float(p[f"{k}_threshold"]) if p.get(f"{k}_threshold") else None for k in ("mask", "exists")}
+        self.seg = Segmenter(man, backend, tokenizer=tok, mask_threshold=thresholds["mask"],
+                             exists_threshold=thresholds["exists"])
+        self.outputs = [t["name"] for t in cfg["output"]]
 
     def _segment(self, request: Any) -> Any:
+        from .remote import request_prompts, result_arrays
+
         pb = _pb()
-        from .stages import check_prompts, decoder_feeds, postprocess, preprocess_frame
-
         image = pb.get_input_tensor_by_name(request, "image").as_numpy()
-        raw = pb.get_input_tensor_by_name(request, "prompts").as_numpy().reshape(-1)
-        prompts = check_prompts([x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in raw],
-                                self.max_prompts)
-        tok = self.tokenizer(prompts)
-        encodings = []
-        import fcntl
-
-        with _Flock(self._text_lock, fcntl):
-            for i in range(len(prompts)):  # one request per prompt: the response cache keys each prompt alone
-                out = self._infer(self.text_model, {"input_ids": tok.input_ids[i:i + 1],
-                                                    "attention_mask": tok.attention_mask[i:i + 1]}, self.text_outputs)
-                enc = {k: v.as_numpy()[0] for k, v in out.items()}
-                enc.update(input_ids=tok.input_ids[i], attention_mask=tok.attention_mask[i])
-                encodings.append(enc)
-        x, lb = preprocess_frame(image, self.manifest.input_size, self.manifest.mean, self.manifest.std)
-        feats = self._infer(self.image_model, {"image": x}, self.image_outputs, host=False)  # passed on as they are
-        dec = self._infer(self.decoder_model, decoder_feeds(self.decoder, feats, encodings),
-                          ["mask_logits", "target_logit"])
-        results = postprocess(dec["mask_logits"].as_numpy(), dec["target_logit"].as_numpy(), prompts, lb,
-                              self.mask_threshold, self.exists_threshold)
+        prompts = request_prompts(pb.get_input_tensor_by_name(request, "prompts").as_numpy())
+        results = self.seg.segment(image, prompts)
         wanted = set(request.requested_output_names() or self.outputs)
-        arrays = {"mask": lambda: np.stack([r.mask for r in results]),
-                  "prob": lambda: np.stack([r.prob for r in results]).astype(np.float32),
-                  "score": lambda: np.asarray([r.score for r in results], np.float32),
-                  "exists": lambda: np.asarray([r.exists for r in results], np.bool_)}
-        return pb.InferenceResponse([pb.Tensor(n, arrays[n]()) for n in self.outputs if n in wanted])
+        arrays = result_arrays(results, [n for n in self.outputs if n in wanted])
+        return pb.InferenceResponse([pb.Tensor(n, a) for n, a in arrays.items()])
 
     def execute(self, requests: list[Any]) -> list[Any]:
         pb = _pb()
@@ -191,4 +158,5 @@ class SegmentModel:
         return responses
 
     def finalize(self) -> None:
+        self.seg.close()
         self._text_lock.close()

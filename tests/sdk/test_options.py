@@ -23,7 +23,7 @@ def _subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
     top = _subparsers(cli.build_parser())
-    out = {k: v for k, v in top.items() if k in ("run", "bench", "eval", "calibrate")}
+    out = {k: v for k, v in top.items() if k in ("run", "bench", "eval", "calibrate", "serve")}
     out.update({f"convert {k}": v for k, v in _subparsers(top["convert"]).items()})
     return out
 
@@ -34,7 +34,8 @@ def _flags(p: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 
 def test_shared_flags_mean_the_same_on_every_command():
     cmds = _commands()
-    assert {"run", "bench", "eval", "calibrate", "convert check", "convert build", "convert info"} <= set(cmds)
+    assert {"run", "bench", "eval", "calibrate", "serve", "convert check", "convert build", "convert info",
+            "convert triton"} <= set(cmds)
     ref = _flags(cmds["run"])
     for flag in SHARED:
         assert flag in ref, flag
@@ -43,7 +44,7 @@ def test_shared_flags_mean_the_same_on_every_command():
             if a is not None:
                 assert (a.help, a.default, a.choices, type(a)) == (ref[flag].help, ref[flag].default,
                                                                     ref[flag].choices, type(ref[flag])), (name, flag)
-    for name in ("run", "bench", "eval"):  # commands that open a bundle on a backend take every native-code flag
+    for name in ("run", "bench", "eval", "serve"):  # commands that open a bundle on a backend take every native-code flag
         assert {"--plugins", "--trust-bundle-plugins", "--allow-engine-host-code", "--verify-key"} <= \
             set(_flags(cmds[name])), name
     assert "--plugins" in _flags(cmds["convert build"]) and "--threads" in _flags(cmds["calibrate"])

@@ -1,21 +1,18 @@
-"""Many cameras through one Segmenter (sdk/multi.py, sdk/stages.py): the same masks as a Segmenter per camera,
-one image-encoder run per round, per-camera FPS from `ssp run --source A --source B`, and the (frame, prompt)
-decoder batch for graphs that take a ``frame_index`` (checked on a stand-in backend against per-frame decoding)."""
+"""Many cameras through one Segmenter (sdk/multi.py over the Segmenter's stages): the same masks as a Segmenter per
+camera, one image-encoder run per round, per-camera FPS from `ssp run --source A --source B`, and the (frame, prompt)
+decoder batch for graphs that take a ``frame_index`` (a stand-in decoder over ONNX Runtime, against per-frame
+decoding)."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
 from helpers import assert_ok, assert_one_line_error, run_ssp
 
-from ssp_edge.sdk.bundle import GraphEntry, Manifest, TensorSpec
-from ssp_edge.sdk.multi import run_sources
-from ssp_edge.sdk.preprocess import Letterbox
+from ssp_edge.sdk.bundle import GraphEntry, TensorSpec
+from ssp_edge.sdk.multi import frame_groups, run_sources, segment_frames
 from ssp_edge.sdk.segmenter import Segmenter
-from ssp_edge.sdk.stages import FrameBatch, decode_frames
 from ssp_edge.sdk.video import open_source
 
 PROMPTS = ["the red circle", "the blue square"]
@@ -91,49 +88,61 @@ def test_ssp_run_several_sources_reports_per_camera_fps(lite_bundle, videos, tmp
                                   videos[1], "--prompt", "x", "--out", str(tmp_path / "one.mp4")), "{i}")
 
 
-def _spec(name, shape):
-    return TensorSpec(name, shape, "float32" if name not in ("attention_mask", "frame_index") else "int64")
-
-
 class FrameIndexBackend:
-    """A stand-in decoder that takes features of F frames + frame_index: logits = feature[frame] * sentence."""
+    """The ONNX Runtime backend with a decoder that declares ``frame_index`` (as the PyTorch backend's does): its
+    features of F frames + the frame of each prompt, run here as one batch-1 decoder run per frame (the reference)."""
 
-    name, precisions = "stand-in", {}
-
-    def __init__(self):
-        self.calls: list[dict] = []
+    def __init__(self, inner):
+        self.inner, self.name, self.precisions = inner, "frame-index", inner.precisions
+        dec = inner.entries["mask_decoder"]
+        self.entries = {**inner.entries, "mask_decoder": GraphEntry(
+            dec.name, dec.flavour, dec.precision, dec.file,
+            [*dec.inputs, TensorSpec("frame_index", ["expressions"], "int64")], dec.outputs)}
+        self.image_names = {t.name for t in inner.entries["image_encoder"].outputs}
+        self.decoder_calls: list[list[int]] = []
+        self.image_batches: list[int] = []
 
     def run(self, graph, feeds, to_host=True):
-        assert graph == "mask_decoder"
-        self.calls.append(feeds)
-        idx = feeds.get("frame_index", np.zeros(len(feeds["sentence"]), np.int64))
-        feat = feeds["feat"][idx]  # (K, 1, S, S)
-        logits = feat * feeds["sentence"][:, :1, None, None]
-        return {"mask_logits": logits, "target_logit": feeds["sentence"][:, 0] - 0.5}
+        if graph == "image_encoder":
+            self.image_batches.append(len(feeds["image"]))
+        if graph != "mask_decoder":
+            return self.inner.run(graph, feeds, to_host)
+        index = feeds["frame_index"]
+        self.decoder_calls.append(index.tolist())
+        parts = []
+        for f in range(int(index.max()) + 1):
+            rows = index == f
+            parts.append(self.inner.run("mask_decoder", {
+                k: (v[f:f + 1] if k in self.image_names else v[rows]) for k, v in feeds.items() if k != "frame_index"}))
+        return {k: np.concatenate([o[k] for o in parts]) for k in parts[0]}
+
+    def close(self):
+        self.inner.close()
 
 
-def test_decoder_batch_over_frame_prompt_pairs_with_frame_index():
-    S = 8
-    decoder = GraphEntry("mask_decoder", "portable", "fp32", "d.onnx",
-                         [_spec("feat", ["frames", 1, S, S]), _spec("sentence", ["expressions", 2]),
-                          _spec("attention_mask", ["expressions", 4]), _spec("frame_index", ["expressions"])],
-                         [_spec("mask_logits", ["expressions", 1, S, S]), _spec("target_logit", ["expressions"])])
-    man = Manifest({}, S, [0.5] * 3, [0.5] * 3, 4, {}, {}, {"frames": [1, 1, 4], "expressions": [1, 4, 16]},
-                   graphs=[decoder])
-    be = FrameIndexBackend()
-    seg = SimpleNamespace(bundle=SimpleNamespace(manifest=man), backend=be, mask_threshold=0.5,
-                          exists_threshold=0.5, max_prompts=16)
-    rng = np.random.default_rng(0)
-    feats = {"feat": rng.normal(size=(3, 1, S, S)).astype(np.float32)}
-    lbs = [Letterbox(1.0, 0, 0, S, S, S, S)] * 3
-    prompts = [["a", "b"], ["c"], ["d", "e", "f"]]
-    encs = [[{"sentence": rng.normal(size=2).astype(np.float32), "attention_mask": np.ones(4, np.int64)}
-             for _ in ps] for ps in prompts]
-    batched = decode_frames(seg, FrameBatch(feats, lbs), encs, prompts)
-    assert len(be.calls) == 1 and list(be.calls[0]["frame_index"]) == [0, 0, 1, 2, 2, 2]
-    for i, ps in enumerate(prompts):  # the same as decoding each frame alone (its features only)
-        alone = decode_frames(seg, FrameBatch({"feat": feats["feat"][i:i + 1]}, [lbs[i]]), [encs[i]], [ps])[0]
-        for a, b in zip(batched[i], alone):
-            assert a.prompt == b.prompt and np.allclose(a.prob, b.prob) and a.score == b.score
-            expect = 1 / (1 + np.exp(-feats["feat"][i, 0] * encs[i][ps.index(a.prompt)]["sentence"][0]))
-            assert np.allclose(a.prob, expect, atol=1e-6)
+def test_segment_frames_decodes_frame_prompt_pairs_in_one_batch(lite_bundle, camera_frames):
+    """With a frame_index decoder, one decode over every (frame, prompt) pair; groups are cut at the bundle's frame
+    batch (4) and prompt limit (16 pairs); each frame's results equal a Segmenter on that frame alone."""
+    ref = Segmenter.open(lite_bundle, backend="onnxruntime")
+    be = FrameIndexBackend(ref.backend)
+    seg = Segmenter(ref.bundle, be)
+    assert seg.decodes_frames_together and not ref.decodes_frames_together
+    frames = list(camera_frames[:3])
+    many = [f"shape {i}" for i in range(7)]
+    for prompts, image_batches, calls in (
+            ([["the red circle", "the blue square"], ["the red circle"], PROMPTS + ["the green triangle"]],
+             [3], [[0, 0, 1, 2, 2, 2]]),
+            ([many, many, many], [2, 1], [[0] * 7 + [1] * 7, [0] * 7])):  # 21 pairs > 16: two groups
+        be.image_batches.clear()
+        be.decoder_calls.clear()
+        got = segment_frames(seg, frames, [seg.encode_prompts(ps) for ps in prompts])
+        assert be.image_batches == image_batches and be.decoder_calls == calls
+        for f, (frame, ps) in enumerate(zip(frames, prompts)):
+            assert [(r.frame, r.prompt) for r in got[f]] == [(f, p) for p in ps]
+            for a, b in zip(got[f], ref.segment(frame, ps)):
+                assert np.array_equal(a.mask, b.mask) and np.abs(a.prob - b.prob).max() < 1e-5
+                assert abs(a.score - b.score) < 1e-6
+    five = segment_frames(seg, list(camera_frames[:5]), seg.encode_prompts(PROMPTS))  # the same prompts for all
+    assert be.image_batches[-2:] == [4, 1] and [len(r) for r in five] == [2] * 5
+    assert frame_groups(seg, [2] * 5) == [[0, 1, 2, 3], [4]] and frame_groups(ref, [9, 9]) == [[0, 1]]
+    ref.close()

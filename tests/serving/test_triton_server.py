@@ -53,7 +53,7 @@ def local_results(lite_bundle, camera_frames):
         return [{r.prompt: r for r in seg.segment(f)} for f in camera_frames]
 
 
-def test_four_clients_match_local_and_encode_each_prompt_once(server, camera_frames, local_results, tmp_path):
+def test_four_clients_match_local_and_encode_each_prompt_once(repo, server, camera_frames, local_results, tmp_path):
     import tritonclient.http as httpclient
 
     np.savez(tmp_path / "frames.npz", frames=camera_frames)
@@ -77,13 +77,17 @@ def test_four_clients_match_local_and_encode_each_prompt_once(server, camera_fra
                 assert abs(got["scores"][f, k] - ref[p].score) < 1e-3
     assert worst >= 0.999, worst
     assert sum(local_results[f]["the red circle"].area for f in range(len(local_results))) > 0  # not all empty
-    # every prompt encoded once for all clients: the text encoder ran only on cache misses
+    # every prompt encoded once for all clients: the text encoder ran only on cache misses. Each ssp_segment instance
+    # (a Segmenter with its own prompt cache) asks for a prompt at most once; the response cache answers the others
     c = httpclient.InferenceServerClient(f"127.0.0.1:{server.http}")
     stats = c.get_inference_statistics("ssp_text_encoder")["model_stats"][0]
     unique = len(set(COMMON + EXTRA))
     assert stats["inference_stats"]["cache_miss"]["count"] == unique
     assert stats["inference_count"] == unique  # inferences actually run (cached requests excluded)
-    assert stats["inference_stats"]["cache_hit"]["count"] == 4 * 20 * 3 - unique
+    from ssp_edge.converter.triton import read_config
+
+    instances = read_config(repo / "ssp_segment" / "config.pbtxt").instance_group[0].count
+    assert stats["inference_stats"]["cache_hit"]["count"] <= unique * (instances - 1)
     metrics = server.metrics_text()
     assert f'nv_cache_num_misses_per_model{{model="ssp_text_encoder",version="1"}} {unique}' in metrics
     # the image once per frame: one image-encoder inference per request
