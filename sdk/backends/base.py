@@ -11,7 +11,8 @@ from typing import Any, Mapping, Protocol, Sequence
 from ..bundle import GRAPHS, Bundle, GraphEntry, Manifest
 from ..errors import SDKError
 
-__all__ = ["Backend", "open_backend", "graph_entries", "BACKENDS", "PRECISIONS"]
+__all__ = ["Backend", "open_backend", "graph_entries", "describe_backend", "format_config", "BACKENDS",
+           "PRECISIONS"]
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino")
 #: graph precisions (fp32 / fp16 / int8 graphs and engines) and bf16, OpenVINO's CPU inference precision
@@ -49,6 +50,26 @@ def graph_entries(backend: Any, manifest: Manifest) -> dict[str, GraphEntry]:
             raise SDKError(f"the bundle's manifest has no {g} graph; re-export it with `ssp convert export`")
         out[g] = next((e for e in cands if e.file == sources.get(g)), cands[0])
     return out
+
+
+def describe_backend(backend: Any) -> dict[str, Any]:
+    """What a backend runs: ``{"backend", "precision", "precisions", "threads", "options"}`` (its own ``describe()``
+    where it has one; TensorRT and the PyTorch reference report name and precisions)."""
+    own = getattr(backend, "describe", None)
+    d = dict(own()) if callable(own) else {"backend": backend.name, "precisions": dict(backend.precisions)}
+    d.setdefault("threads", None)
+    d.setdefault("options", {})
+    per_frame = [v for g, v in d["precisions"].items() if g != "text_encoder"] or list(d["precisions"].values())
+    d["precision"] = "/".join(dict.fromkeys(per_frame)) or "-"
+    return d
+
+
+def format_config(d: dict[str, Any]) -> str:
+    """One line for people: ``onnxruntime fp32, 2 threads (text_encoder fp32, ...); options: k=v, ...``."""
+    graphs = ", ".join(f"{g} {p}" for g, p in d["precisions"].items())
+    threads = f", {d['threads']} threads" if d.get("threads") else ""
+    opts = "; ".join(f"{k}={v}" for k, v in d.get("options", {}).items())
+    return f"{d['backend']} {d['precision']}{threads} ({graphs})" + (f"; options: {opts}" if opts else "")
 
 
 def open_backend(bundle: Bundle, backend: str = "auto", precision: str | None = None, *,
