@@ -102,6 +102,10 @@ class OpenVINOBackend:
                         share_outputs=False)
         return {name: res[port] for name, port in self._ports[graph]}
 
+    def profiling_info(self, graph: str) -> list[Any]:
+        """OpenVINO's per-node profile of ``graph``'s last run (open with ``config={"PERF_COUNT": True}``)."""
+        return list(self._requests[graph].get_profiling_info())
+
     def describe(self) -> dict[str, Any]:
         """What runs: backend, precision per graph, threads and OpenVINO properties (``ssp run`` prints this)."""
         hints = {g: o["INFERENCE_PRECISION_HINT"] for g, o in self.options.items()}
