@@ -29,7 +29,7 @@ from ssp_edge.sdk.backends.base import describe_backend, open_backend
 from ssp_edge.sdk.bundle import Bundle
 from ssp_edge.sdk.errors import SDKError
 from ssp_edge.sdk.fsio import atomic_write_text
-from ssp_edge.sdk.segmenter import STAGES, Segmenter, open_bundle
+from ssp_edge.sdk.segmenter import Segmenter, open_bundle
 
 from .devices import JETSON_CALIBRATION, UTILIZATION, cpu_peak, jetson_estimates, sgemm_gflops
 
@@ -174,7 +174,7 @@ def _frame_and_prompts() -> tuple[np.ndarray, list[str], str]:
 Factory = Callable[[], Any]
 
 
-def _torch_factory(bundle: Bundle, threads: int, frame: np.ndarray, prompts: list[str]) -> Factory:
+def _torch_factory(bundle: Bundle, threads: int, frame: np.ndarray, prompts: list[str], measured: int = 6) -> Factory:
     """PyTorch eager at its best: torch.inference_mode (the backend's), the same threads as the others, and
     channels_last only where it measures faster on this machine (checked in a few interleaved rounds)."""
     def make() -> Any:
@@ -185,7 +185,7 @@ def _torch_factory(bundle: Bundle, threads: int, frame: np.ndarray, prompts: lis
         be = TorchBackend.from_bundle(bundle, threads)
         seg = Segmenter(bundle, be)
         times: dict[str, list[float]] = {"contiguous": [], "channels_last": []}
-        for r in range(8):
+        for r in range(2 + measured):
             for fmt in (("contiguous", "channels_last") if r % 2 else ("channels_last", "contiguous")):
                 be.model.to(memory_format=torch.channels_last if fmt == "channels_last" else torch.contiguous_format)
                 t0 = time.perf_counter()
@@ -208,9 +208,11 @@ def _candidates(bundle: Bundle, s: BenchSettings, frame: np.ndarray,
 
     out: list[tuple[str, str, Factory | None, str, str]] = []
     if _has("torch"):
-        out.append(("pytorch", "fp32", _torch_factory(bundle, s.threads, frame, prompts), "", ""))
+        out.append(("pytorch", "fp32", _torch_factory(bundle, s.threads, frame, prompts,
+                                                      max(2, min(6, s.iters // 5))), "", ""))
     else:
-        out.append(("pytorch", "fp32", None, "not installed", "PyTorch is not installed: pip install 'ssp-edge[model]'"))
+        out.append(("pytorch", "fp32", None, "not installed",
+                    "PyTorch is not installed: pip install 'ssp-edge[model]'"))
     for p in ("fp32", "fp16", "int8"):
         if p == "fp32" or bundle.has_graph("image_encoder", "portable", p):
             out.append(("onnxruntime", p, lambda p=p: open_backend(bundle, "onnxruntime", p, threads=s.threads,
@@ -315,7 +317,8 @@ def run_bench(path: str | Path, settings: BenchSettings, out_dir: str | Path, pr
     frame, prompts, frame_source = _frame_and_prompts()
     flops = _flops(bundle)
     graphs = None if flops is None else flops["bundle"]["graphs"]
-    frame_gflops = None if graphs is None else (graphs["image_encoder"]["flops"] + graphs["mask_decoder"]["flops"]) / 1e9
+    frame_gflops = None if graphs is None else \
+        (graphs["image_encoder"]["flops"] + graphs["mask_decoder"]["flops"]) / 1e9
     opened, rows = _open_rows(bundle, _candidates(bundle, s, frame, prompts), frame, prompts, s)
 
     # the timed rounds: every (row, prompt count) once per round, plus the ORT FP32 row with its text cache cleared

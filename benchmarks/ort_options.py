@@ -74,7 +74,8 @@ def frame_runner(bundle_dir: str | Path, feeds: Mapping[str, Mapping[str, np.nda
     for n, v in outs.items():
         b_ie.bind_ortvalue_output(n, v)
     for n, v in dec_in.items():
-        b_md.bind_ortvalue_input(n, outs[n] if n in outs else ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), cpu))
+        b_md.bind_ortvalue_input(n, outs[n] if n in outs else
+                                 ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), cpu))
     dref = md.run(None, {**dec_in, **{k: v for k, v in ref.items() if k in dec_in}})
     for o, r in zip(md.get_outputs(), dref):
         b_md.bind_ortvalue_output(o.name, ort.OrtValue.ortvalue_from_numpy(np.empty_like(r), cpu))

@@ -170,7 +170,8 @@ def frame_feeds(bundle_dir: str | Path, prompts: list[str], flavour: str = "port
     ims = [normalize(letterbox(data.scene_samples(i, 1)[0].image, man.input_size, pad_value(man.mean))[0],
                      man.mean, man.std) for i in range(frames)]
     tok = Tokenizer(b.read_bytes(man.tokenizer), man.max_tokens)(prompts)
-    text_in = {"input_ids": np.asarray(tok.input_ids, np.int64), "attention_mask": np.asarray(tok.attention_mask, np.int64)}
+    text_in = {"input_ids": np.asarray(tok.input_ids, np.int64),
+               "attention_mask": np.asarray(tok.attention_mask, np.int64)}
     image_in = {"image": np.stack(ims).astype(np.float32)}
     names = {g: [o.name for o in s.get_outputs()] for g, s in sess.items()}
     text_out = dict(zip(names["text_encoder"], sess["text_encoder"].run(None, text_in)))

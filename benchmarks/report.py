@@ -17,7 +17,8 @@ def _r(x: float | None, fmt: str = "{:.2f}") -> str:
 
 def _targets(res: dict[str, Any]) -> list[str]:
     names = {"ort_fp32_over_pytorch": "ONNX Runtime FP32 / PyTorch eager frame time (1 prompt)",
-             "fps_1_prompt": "ONNX Runtime FP32 frames/s, 1 prompt", "fps_2_prompts": "ONNX Runtime FP32 frames/s, 2 prompts",
+             "fps_1_prompt": "ONNX Runtime FP32 frames/s, 1 prompt",
+             "fps_2_prompts": "ONNX Runtime FP32 frames/s, 2 prompts",
              "prompts_8_over_1": "8-prompt frame time / 1-prompt frame time (ONNX Runtime FP32)",
              "cpu_peak_share": "ONNX Runtime FP32 share of the CPU's FP32 peak (1 prompt)"}
     out = ["| target | measured | bound | met |", "|---|---|---|---|"]
@@ -47,11 +48,13 @@ def write_markdown(res: dict[str, Any], out_dir: Path) -> Path:
     if res.get("targets"):
         L += ["## Targets", ""] + _targets(res) + [""]
     L += ["## Latency per stage (ms, median / p90, 1 prompt)", "",
-          "| backend | precision | status | " + " | ".join(_STAGES) + " | total | FPS | peak RSS MB (+added) | GFLOP/s |",
+          "| backend | precision | status | " + " | ".join(_STAGES) +
+          " | total | FPS | peak RSS MB (+added) | GFLOP/s |",
           "|---|---|---|" + "---|" * (len(_STAGES) + 4)]
     for r in res["rows"]:
         if r["status"] != "ok" or not r["stages"]:
-            L.append(f"| {r['backend']} | {r['precision']} | {r['reason'] or r['status']} |" + " |" * (len(_STAGES) + 4))
+            L.append(f"| {r['backend']} | {r['precision']} | {r['reason'] or r['status']} |" +
+                     " |" * (len(_STAGES) + 4))
             continue
         cells = [f"{r['stages'][s]['median_ms']:.1f} / {r['stages'][s]['p90_ms']:.1f}" if s in r["stages"] else "-"
                  for s in (*_STAGES, "total")]
@@ -84,7 +87,7 @@ def write_markdown(res: dict[str, Any], out_dir: Path) -> Path:
     tc = res["text_cache"]
     if tc:
         L += ["## Text cache", "", f"{tc['backend']}: {tc['cached_ms']:.1f} ms per frame with cached prompt encodings, "
-                                   f"{tc['uncached_ms']:.1f} ms when every frame encodes its prompt (ratio {tc['ratio']:.3f}).", ""]
+              f"{tc['uncached_ms']:.1f} ms when every frame encodes its prompt (ratio {tc['ratio']:.3f}).", ""]
     cpu = res["cpu"]
     missing = res.get("not_measured") or {}
     L += ["## Achieved compute", "", f"CPU peak: {cpu.get('formula', '-')} ({cpu.get('source', '')}; clock from "
@@ -132,7 +135,7 @@ def write_markdown(res: dict[str, Any], out_dir: Path) -> Path:
     je = res["jetson_estimates"]
     if je is not None:
         cal = je.get("calibration") or {}
-        L += ["", f"## Estimated FPS on Jetson Orin (an ESTIMATE, not a measurement)", "",
+        L += ["", "## Estimated FPS on Jetson Orin (an ESTIMATE, not a measurement)", "",
               f"Calibrated against a published TensorRT measurement of a comparable network: {cal.get('model')} "
               f"({cal.get('gflops')} GFLOPs) at {cal.get('latency_ms')} ms ({cal.get('precision', '').upper()}) on "
               f"{cal.get('device')}, i.e. {100 * je['utilization']:.1f}% of that module's dense INT8 peak "
@@ -196,7 +199,8 @@ def write_plots(res: dict[str, Any], out_dir: Path) -> list[str]:
         ax.plot([x["prompts"] for x in sweep], [x["frames_per_s"] for x in sweep], marker="o", label=name)
     if res.get("physical_limit"):
         lim = res["physical_limit"]
-        ax.plot([x["prompts"] for x in lim], [x["frames_per_s"] for x in lim], "k--", label="physical limit (FLOPs / peak)")
+        ax.plot([x["prompts"] for x in lim], [x["frames_per_s"] for x in lim], "k--",
+                label="physical limit (FLOPs / peak)")
     ax.set_xlabel("prompts per frame")
     ax.set_ylabel("frames per second")
     ax.set_yscale("log")

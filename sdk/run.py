@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = describe_backend(seg.backend)
     if not args.json:
-        print(f"ssp run: {format_config(config)}", file=sys.stderr)
+        print(f"backend: {format_config(config)}", file=sys.stderr)
     seg.set_prompts(prompts)
     source = open_source(args.source, policy=args.policy)
     sink.fps = source.fps
