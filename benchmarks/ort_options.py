@@ -20,9 +20,9 @@ from .ort_profile import frame_feeds, session_options
 
 __all__ = ["DEFAULT_VARIANTS", "OptionsResult", "compare_options", "frame_runner"]
 
-#: name -> options; "sdk_default" is what a bare ``ort.SessionOptions()`` gives (spinning on, all cores)
+#: name -> options; "ort_default" is ONNX Runtime's own default (spinning on); "no_spin" is the SDK's default
 DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
-    "sdk_default": {"spinning": None},
+    "ort_default": {"spinning": None},
     "no_spin": {"spinning": False},
     "no_spin_1thread": {"spinning": False, "threads": 1},
     "no_spin_extended": {"spinning": False, "level": "extended"},
@@ -39,7 +39,7 @@ class OptionsResult:
     ms: dict[str, float] = field(default_factory=dict)  # variant -> median wall ms per frame
     min_ms: dict[str, float] = field(default_factory=dict)
 
-    def table(self, ref: str = "sdk_default") -> str:
+    def table(self, ref: str = "ort_default") -> str:
         lines = [f"| variant ({self.prompts} prompts) | median ms | min ms | vs {ref} |", "|---|---:|---:|---:|"]
         for k, v in self.ms.items():
             lines.append(f"| {k} | {v:.1f} | {self.min_ms[k]:.1f} | {v / self.ms.get(ref, v):.2f} |")
@@ -51,12 +51,12 @@ def frame_runner(bundle_dir: str | Path, feeds: Mapping[str, Mapping[str, np.nda
     """A callable running one frame (image encoder, then the mask decoder fed by name) on fresh sessions."""
     import onnxruntime as ort
 
+    from ssp_edge.sdk.backends.onnxruntime import create_session
     from ssp_edge.sdk.bundle import Bundle
 
     b = Bundle.open(bundle_dir)
-    mk = {g: ort.InferenceSession(b.read_bytes(b.graph(g, flavour).file), session_options(threads, **opts),
-                                  providers=["CPUExecutionProvider"]) for g in ("text_encoder", "image_encoder",
-                                                                                "mask_decoder")}
+    mk = {g: create_session(b.read_bytes(b.graph(g, flavour).file), **session_options(threads, **opts))
+          for g in ("text_encoder", "image_encoder", "mask_decoder")}
     ie, md = mk["image_encoder"], mk["mask_decoder"]
     ie_out = [o.name for o in ie.get_outputs()]
     dec_in = feeds["mask_decoder"]
@@ -74,7 +74,8 @@ def frame_runner(bundle_dir: str | Path, feeds: Mapping[str, Mapping[str, np.nda
     for n, v in outs.items():
         b_ie.bind_ortvalue_output(n, v)
     for n, v in dec_in.items():
-        b_md.bind_ortvalue_input(n, outs[n] if n in outs else ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), cpu))
+        b_md.bind_ortvalue_input(n, outs[n] if n in outs else
+                                 ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), cpu))
     dref = md.run(None, {**dec_in, **{k: v for k, v in ref.items() if k in dec_in}})
     for o, r in zip(md.get_outputs(), dref):
         b_md.bind_ortvalue_output(o.name, ort.OrtValue.ortvalue_from_numpy(np.empty_like(r), cpu))

@@ -105,42 +105,28 @@ def parse_profile(path: str | Path, skip_runs: int = 0) -> OpProfile:
     return prof
 
 
-def session_options(threads: int = 0, spinning: bool | None = None, level: str = "all", nchwc: bool = True,
-                    arena: bool = True, profile_prefix: str | None = None) -> Any:
-    """ONNX Runtime SessionOptions for one variant (``level``: disable | basic | extended | all)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = threads
-    if spinning is not None:
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-    so.graph_optimization_level = levels[level]
-    if not nchwc and level == "all":
-        so.add_session_config_entry("optimization.disable_specified_optimizers", "NchwcTransformer")
-    so.enable_cpu_mem_arena = arena
-    if profile_prefix:
-        so.enable_profiling = True
-        so.profile_file_prefix = profile_prefix
-    return so
+def session_options(threads: int = 0, spinning: bool | None = False, level: str = "all", nchwc: bool = True,
+                    arena: bool = True) -> dict[str, Any]:
+    """Keyword arguments of the SDK's one session factory (:func:`ssp_edge.sdk.backends.onnxruntime.create_session`)
+    for one variant: ``spinning`` None is ONNX Runtime's own default (on), ``level`` disable | basic | extended |
+    all, ``nchwc`` False turns ONNX Runtime's NCHWc layout transformer off."""
+    entries = {} if nchwc or level != "all" else {"optimization.disable_specified_optimizers": "NchwcTransformer"}
+    return {"threads": threads, "spinning": True if spinning is None else bool(spinning), "graph_optimization": level,
+            "mem_arena": arena, "config_entries": entries}
 
 
 def profile_graph(model: str | Path | bytes, feeds: Mapping[str, np.ndarray], runs: int = 10, warmup: int = 3,
-                  threads: int = 0, spinning: bool | None = False, sess_options: Any = None) -> OpProfile:
-    """Profile ``runs`` runs of one ONNX graph on ``feeds`` (the ``warmup`` runs before them are left out)."""
-    import onnxruntime as ort
+                  threads: int = 0, spinning: bool | None = False, options: Mapping[str, Any] | None = None,
+                  providers: Any = None, custom_op_libraries: Any = ()) -> OpProfile:
+    """Profile ``runs`` runs of one ONNX graph on ``feeds`` (the ``warmup`` runs before them are left out), in a
+    session made by the SDK's session factory with ``options`` (default: :func:`session_options` of ``threads`` /
+    ``spinning``)."""
+    from ssp_edge.sdk.backends.onnxruntime import create_session
 
-    src = model if isinstance(model, bytes) else str(model)
+    opts = dict(options or session_options(threads, spinning))
     with tempfile.TemporaryDirectory() as tmp:
-        so = sess_options or session_options(threads, spinning)
-        so.enable_profiling = True
-        so.profile_file_prefix = os.path.join(tmp, "ort")
-        sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+        sess = create_session(model if isinstance(model, bytes) else str(model), providers=providers,
+                              custom_op_libraries=custom_op_libraries, profile_prefix=os.path.join(tmp, "ort"), **opts)
         for _ in range(warmup + runs):
             sess.run(None, dict(feeds))
         return parse_profile(sess.end_profiling(), skip_runs=warmup)
@@ -170,8 +156,7 @@ def frame_feeds(bundle_dir: str | Path, prompts: list[str], flavour: str = "port
     """Real feeds of every graph of a bundle (RefShapes frames, ``prompts`` on frame ``i % frames``), matched by
     name as the runtime feeds them (CONTRACTS.md): decoder inputs named like image / text encoder outputs get
     them, ``attention_mask`` the tokenizer's, ``frame_index`` each prompt's frame."""
-    import onnxruntime as ort
-
+    from ssp_edge.sdk.backends.onnxruntime import create_session
     from ssp_edge.sdk.bundle import Bundle
     from ssp_edge.sdk.preprocess import letterbox, normalize, pad_value
     from ssp_edge.sdk.tokenizer import Tokenizer
@@ -179,14 +164,14 @@ def frame_feeds(bundle_dir: str | Path, prompts: list[str], flavour: str = "port
 
     b = Bundle.open(bundle_dir)
     man = b.manifest
-    so = session_options(threads, spinning=False)
-    sess = {g: ort.InferenceSession(b.read_bytes(b.graph(g, flavour).file), so, providers=["CPUExecutionProvider"])
+    sess = {g: create_session(b.read_bytes(b.graph(g, flavour).file), **session_options(threads))
             for g in ("text_encoder", "image_encoder", "mask_decoder")}
     data = RefShapes("test", size=man.input_size)
     ims = [normalize(letterbox(data.scene_samples(i, 1)[0].image, man.input_size, pad_value(man.mean))[0],
                      man.mean, man.std) for i in range(frames)]
     tok = Tokenizer(b.read_bytes(man.tokenizer), man.max_tokens)(prompts)
-    text_in = {"input_ids": np.asarray(tok.input_ids, np.int64), "attention_mask": np.asarray(tok.attention_mask, np.int64)}
+    text_in = {"input_ids": np.asarray(tok.input_ids, np.int64),
+               "attention_mask": np.asarray(tok.attention_mask, np.int64)}
     image_in = {"image": np.stack(ims).astype(np.float32)}
     names = {g: [o.name for o in s.get_outputs()] for g, s in sess.items()}
     text_out = dict(zip(names["text_encoder"], sess["text_encoder"].run(None, text_in)))

@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                  "prints the trtexec lines to run on the target and the --import line that registers "
                                  "each engine they write.")
     b.add_argument("bundle")
-    add_backend_args(b, which=("precision",), precision_default="fp16",
+    add_backend_args(b, which=("precision",), precision_default="fp16", precisions=("fp32", "fp16", "int8"),
                      precision_help="engine precision: fp32, fp16 or int8 (default: fp16; int8 / fp16 graphs come "
                                     "from `ssp calibrate`, TensorRT 10 can also build fp16 from fp32)")
     b.add_argument("--flavour", choices=("plugin", "portable"), default=None,

@@ -23,11 +23,12 @@ __all__ = ["add_backend_args", "add_native_code_args", "add_bundle_trust_args", 
 _QUIET_DEFAULT = "%(default).0s"
 _HELP = {
     "backend": "runtime: auto (default: TensorRT when it imports, a GPU is present and the bundle has a matching "
-               "engine, else ONNX Runtime), tensorrt, onnxruntime",
-    "precision": "graph / engine precision: fp32, fp16 or int8 (fp16 / int8 need `ssp calibrate`; default: the best "
-                 "engines TensorRT has, fp32 on ONNX Runtime)",
-    "threads": "CPU threads of ONNX Runtime / PyTorch intra-op parallelism (default 0: the runtime's default, all "
-               "cores)",
+               "engine, else ONNX Runtime), tensorrt, onnxruntime, openvino (pip install 'ssp-edge[openvino]')",
+    "precision": "graph / engine precision: fp32, fp16 or int8 (fp16 / int8 need `ssp calibrate`), or bf16 (OpenVINO's "
+                 "CPU inference precision on the fp32 graphs; --backend openvino only); default: the best engines "
+                 "TensorRT has, fp32 on ONNX Runtime and OpenVINO",
+    "threads": "CPU threads of ONNX Runtime / OpenVINO / PyTorch intra-op parallelism (default 0: one per physical "
+               "core, the fastest measured)",
     "providers": "ONNX Runtime execution providers, comma-separated in order of preference, e.g. "
                  "CUDAExecutionProvider,CPUExecutionProvider (default: CPUExecutionProvider)",
     "plugins": "TensorRT plugin library (libssp_trt_plugins.so) to load for plugin engines (default: $SSP_PLUGIN_LIB)",

@@ -65,6 +65,11 @@ def _run(args: argparse.Namespace) -> int:
     sink = open_sink(args.out)  # bad --out fails before the model loads
     seg = Segmenter.open(args.bundle, mask_threshold=args.mask_threshold, exists_threshold=args.exists_threshold,
                          **backend_kwargs(args))
+    from .backends.base import describe_backend, format_config
+
+    config = describe_backend(seg.backend)
+    if not args.json:
+        print(f"backend: {format_config(config)}", file=sys.stderr)
     seg.set_prompts(prompts)
     source = open_source(args.source, policy=args.policy)
     sink.fps = source.fps
@@ -93,13 +98,13 @@ def _run(args: argparse.Namespace) -> int:
         if not cv2.imwrite(args.save_frame, last["image"]):
             raise SDKError(f"--save-frame {args.save_frame!r}: cannot write this file (folder missing or not .png?)")
     summary = {"bundle": args.bundle, "source": args.source, "backend": seg.backend.name,
-               "precisions": seg.backend.precisions, "prompts": seg.prompts, **stats.summary()}
+               "precisions": seg.backend.precisions, "config": config, "prompts": seg.prompts, **stats.summary()}
     if args.out not in ("none", "window"):
         summary["out"] = args.out
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{seg.backend.name} ({', '.join(f'{k} {v}' for k, v in seg.backend.precisions.items())})")
+        print(format_config(config))
         print(stats.table())
         if "out" in summary:
             print(f"overlay written to {args.out}")

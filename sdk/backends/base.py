@@ -1,4 +1,5 @@
-"""The backend interface the Segmenter drives, and backend selection (``auto`` | ``tensorrt`` | ``onnxruntime``).
+"""The backend interface the Segmenter drives, and backend selection (``auto`` | ``tensorrt`` | ``onnxruntime`` |
+``openvino``).
 
 A backend runs the bundle's three graphs by name: ``run(graph, feeds) -> {output name: array}``, feeds and
 outputs keyed by the manifest's tensor names (never by position) and checked against its tensor specs
@@ -10,10 +11,12 @@ from typing import Any, Mapping, Protocol, Sequence
 from ..bundle import GRAPHS, Bundle, GraphEntry, Manifest
 from ..errors import SDKError
 
-__all__ = ["Backend", "open_backend", "graph_entries", "BACKENDS", "PRECISIONS"]
+__all__ = ["Backend", "open_backend", "graph_entries", "describe_backend", "format_config", "BACKENDS",
+           "PRECISIONS"]
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime")
-PRECISIONS = ("fp32", "fp16", "int8")
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino")
+#: graph precisions (fp32 / fp16 / int8 graphs and engines) and bf16, OpenVINO's CPU inference precision
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 
 
 class Backend(Protocol):
@@ -49,18 +52,50 @@ def graph_entries(backend: Any, manifest: Manifest) -> dict[str, GraphEntry]:
     return out
 
 
+def describe_backend(backend: Any) -> dict[str, Any]:
+    """What a backend runs: ``{"backend", "precision", "precisions", "threads", "options"}`` (its own ``describe()``
+    where it has one; TensorRT and the PyTorch reference report name and precisions)."""
+    own = getattr(backend, "describe", None)
+    d = dict(own()) if callable(own) else {"backend": backend.name, "precisions": dict(backend.precisions)}
+    d.setdefault("threads", None)
+    d.setdefault("options", {})
+    per_frame = [v for g, v in d["precisions"].items() if g != "text_encoder"] or list(d["precisions"].values())
+    d["precision"] = "/".join(dict.fromkeys(per_frame)) or "-"
+    return d
+
+
+def format_config(d: dict[str, Any]) -> str:
+    """One line for people: ``onnxruntime fp32, 2 threads (text_encoder fp32, ...); options: k=v, ...``."""
+    graphs = ", ".join(f"{g} {p}" for g, p in d["precisions"].items())
+    threads = f", {d['threads']} threads" if d.get("threads") else ""
+    opts = "; ".join(f"{k}={v}" for k, v in d.get("options", {}).items())
+    return f"{d['backend']} {d['precision']}{threads} ({graphs})" + (f"; options: {opts}" if opts else "")
+
+
 def open_backend(bundle: Bundle, backend: str = "auto", precision: str | None = None, *,
                  providers: Sequence[str] | None = None, threads: int = 0, plugin_lib: str | None = None,
                  trust_bundle_plugins: bool = False, allow_engine_host_code: bool = False) -> Backend:
     """``auto`` picks TensorRT when it imports, a GPU is present and the bundle has a matching engine, else ONNX
-    Runtime. ``plugin_lib`` / ``trust_bundle_plugins`` / ``allow_engine_host_code``: native code the TensorRT
-    backend may load, only by the caller's explicit choice (see the TensorRT backend)."""
+    Runtime; ``openvino`` (an optional extra) runs the portable graphs on OpenVINO's CPU plugin, also in bf16.
+    ``plugin_lib`` / ``trust_bundle_plugins`` / ``allow_engine_host_code``: native code the TensorRT
+    backend may load, only by the caller's explicit choice (see the TensorRT backend). ``threads`` 0: one per
+    physical core (ONNX Runtime, OpenVINO; the session options are :func:`.onnxruntime.create_session`'s)."""
     if backend not in BACKENDS:
         raise SDKError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if precision is not None and precision not in PRECISIONS:
         raise SDKError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise SDKError(f"threads must be a whole number >= 0 (0: the runtime's default), got {threads!r}")
+        raise SDKError(f"threads must be a whole number >= 0 (0: one per physical core), got {threads!r}")
+    if backend == "openvino":
+        if providers:
+            raise SDKError("--providers chooses ONNX Runtime execution providers; the openvino backend runs on "
+                           "OpenVINO's CPU plugin")
+        from .openvino import OpenVINOBackend
+
+        return OpenVINOBackend(bundle, precision or "fp32", threads=threads)
+    if precision == "bf16":
+        raise SDKError("bf16 is OpenVINO's CPU inference precision: use --backend openvino --precision bf16 "
+                       "(ONNX Runtime and TensorRT run the bundle's fp32, fp16 or int8 graphs / engines)")
     if backend in ("auto", "tensorrt"):
         from .tensorrt import TensorRTBackend, tensorrt_unavailable
 

@@ -48,8 +48,8 @@ def test_shared_flags_mean_the_same_on_every_command():
         assert {"--plugins", "--trust-bundle-plugins", "--allow-engine-host-code", "--verify-key"} <= \
             set(_flags(cmds[name])), name
     assert "--plugins" in _flags(cmds["convert build"]) and "--threads" in _flags(cmds["calibrate"])
-    assert _flags(cmds["run"])["--backend"].choices == ("auto", "tensorrt", "onnxruntime")
-    assert _flags(cmds["eval"])["--backend"].choices == ("auto", "tensorrt", "onnxruntime", "pytorch")
+    assert _flags(cmds["run"])["--backend"].choices == ("auto", "tensorrt", "onnxruntime", "openvino")
+    assert _flags(cmds["eval"])["--backend"].choices == ("auto", "tensorrt", "onnxruntime", "openvino", "pytorch")
 
 
 def test_parsed_flags_become_segmenter_open_arguments():
