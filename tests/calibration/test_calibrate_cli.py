@@ -194,7 +194,7 @@ def test_failure_after_the_graphs_leaves_the_bundle_as_it_was(lite_bundle, tmp_p
     def boom(*a, **k):
         raise RuntimeError("simulated failure while measuring")
 
-    monkeypatch.setattr(pipeline, "_measure", boom)
+    monkeypatch.setattr(pipeline, "measure", boom)
     opts = pipeline.CalibrateOptions(data=str(data), samples=2, sensitivity_samples=0, eval_samples=0,
                                      progress=False)
     with pytest.raises(RuntimeError, match="simulated"):
