@@ -13,22 +13,35 @@ intersected with the observed signed minimum and maximum), handed to ``quantize_
 cache (``calibration_cache_path``), so it runs no calibrator of its own (its histogram calibrators keep every
 intermediate tensor in memory).
 
-Which nodes (:func:`plan_nodes`), from per-node ONNX Runtime profiles on this model (ORT 1.32, 2 threads, Zen 4):
+Which nodes (:func:`plan_nodes`), from per-node ONNX Runtime profiles of this model's graphs (ORT 1.32, 2 threads,
+Zen 4 with AVX512-VNNI; medians per node):
 
 * dense Conv with at least 16 input and 8 output channels, Gemm / MatMul with a constant weight (K >= 16,
-  N >= 8): int8 (2-2.5x faster per node than FP32's NCHWc kernels; 3-channel image convolutions and 8 -> 8
-  channel ones are 1.5-3x slower);
-* depthwise Conv with >= 64 channels: int8 only *inside* an int8 chain (0.7-0.9x FP32's time, not enough to pay
-  for a conversion); with fewer channels float (1.4-2.7x slower in int8);
-* products of two activations (attention scores): int8 unless an input is a Softmax output (probabilities in
-  8 bits lose the many small weights);
-* data movement and elementwise ops that have integer kernels (Add, Clip / Relu (folded into the producer's
-  range), nearest Resize, MaxPool, Concat, Reshape, Transpose, ...): int8 when all their activation inputs come
-  from the int8 region and their output feeds it (or is a graph output), so the region is contiguous and there is
-  a DequantizeLinear only where float resumes;
+  N >= 8): int8 (1x1 and 3x3 convolutions 2-2.5x faster than FP32's NCHWc kernels; the 3-channel image
+  convolutions and the 8 -> 8 channel full-resolution ones are 1.5-3x slower in int8);
+* depthwise Conv with >= 64 channels: int8 only *inside* an int8 chain. On its own it is barely faster
+  (0.7-0.9x FP32's time), but a float depthwise convolution between int8 ones costs a conversion and a layout
+  change on each side: with every depthwise convolution float the image encoder ran at 1.0x FP32, with them
+  inside the chain at 0.7x. With fewer channels: float (1.4-2.7x slower in int8);
+* products of two activations (attention): float. ``softmax @ V`` for accuracy (probabilities in 8 bits lose the
+  many small weights); ``Q @ K^T`` for speed (MatMulIntegerToFloat plus the scale Mul it no longer fuses took
+  longer than FP32's FusedMatMul; the decoder ran at 0.93x FP32 with them in int8, 0.82-0.86x without);
+* data movement and elementwise ops with integer kernels (Add, Clip / Relu (folded into the producer's range),
+  nearest Resize, MaxPool, Concat, Reshape, Transpose, ...): int8 when all their activation inputs come from the
+  int8 region and their output feeds it (or is a graph output), so the region is contiguous and there is a
+  DequantizeLinear only where float resumes;
 * a compute node isolated between float nodes: int8 only with an arithmetic intensity (MACs per activation
   element) of at least ``min_intensity``, else its two conversions cost more than it saves;
-* ConvTranspose, Softmax, LayerNormalization, reductions, Sigmoid, Mul, AveragePool: float (no faster int8 kernel).
+* ConvTranspose, Softmax, LayerNormalization, reductions, Sigmoid, Mul, AveragePool: float (no faster int8 kernel:
+  QLinearAveragePool took 6x FP32's AveragePool, QLinearSoftmax 1.1x).
+
+QDQ vs QOperator format: the same kernels after ONNX Runtime's fusion (image encoder 0.684x vs 0.683x FP32);
+QDQ is kept (ONNX Runtime's recommended format; the float-consumer fix below is written for it).
+
+One ONNX Runtime behaviour needs care (:func:`keep_float_consumers`): its WeightBiasQuantization pass turns a
+float Conv / Gemm whose input is a DequantizeLinear output into an int8 node with a *per-tensor* weight, which
+ruined the float depthwise convolutions next to the int8 region (mask mIoU -2.2 points on 100 samples) until the
+float nodes were given back their float input or a no-op barrier.
 """
 from __future__ import annotations
 
@@ -126,7 +139,8 @@ def _kernel_rule(n: onnx.NodeProto, init: Mapping[str, TensorProto], producers: 
             p = producers.get(t)
             if p is not None and p.op_type in ("Softmax", "LogSoftmax"):
                 return None, "accuracy (an input is a Softmax output: probabilities lose their small values in 8 bits)"
-        return "product", ""
+        return None, ("ONNX Runtime speed (product of two activations: its integer kernel and the then unfused "
+                      "scale are slower than FP32's FusedMatMul)")
     return None, "not a compute node"
 
 
