@@ -55,8 +55,16 @@ from .data import EvalSet, FrameSet, open_eval, open_frames
 from .errors import CalibrationError, CalibrationWarning
 from .ort_int8 import ORT_PLAN, plan_nodes, quantize_ort, range_tensors, u8s8_violations
 from .qdq import QuantNode, find_quant_nodes, match_excludes, qdq_violations, quantize_model, range_keys
-from .stages import (QUANT_GRAPHS, GraphPlan, GroupSensitivity, KeptFrame, Measurement, QuantPlan, Sensitivity,
-                     Statistics)
+from .stages import (
+    QUANT_GRAPHS,
+    GraphPlan,
+    GroupSensitivity,
+    KeptFrame,
+    Measurement,
+    QuantPlan,
+    Sensitivity,
+    Statistics,
+)
 from .stats import METHODS, RangeCollector
 
 __all__ = ["CalibrateOptions", "CalibrationResult", "calibrate_bundle", "REPORT_DIR", "collect_statistics",
@@ -101,7 +109,8 @@ class CalibrateOptions:
 def _check_options(o: CalibrateOptions) -> None:
     for name in ("method", "ort_method"):
         if getattr(o, name) not in METHODS:
-            raise CalibrationError(f"--{name.replace('_', '-')} {getattr(o, name)!r}: choose one of {', '.join(METHODS)}")
+            raise CalibrationError(f"--{name.replace('_', '-')} {getattr(o, name)!r}: choose one of "
+                                   f"{', '.join(METHODS)}")
     if not 0 < o.percentile <= 100:
         raise CalibrationError(f"--percentile must be in (0, 100], got {o.percentile}")
     for name in ("keep_fp32", "sensitivity_samples", "sensitivity_candidates", "eval_samples", "error_samples"):
@@ -333,7 +342,8 @@ def measure_sensitivity(models: dict[str, onnx.ModelProto], nodes: dict[str, lis
 
 # ----------------------------------------------------------------------------- 3. plan and graphs
 
-def excluded_nodes(nodes: dict[str, list[QuantNode]], sens: Sensitivity, o: CalibrateOptions) -> dict[str, dict[str, str]]:
+def excluded_nodes(nodes: dict[str, list[QuantNode]], sens: Sensitivity,
+                   o: CalibrateOptions) -> dict[str, dict[str, str]]:
     """Per graph: node key -> why it stays float in every INT8 graph (``--exclude``, or the group rule and the
     ``keep_fp32`` most sensitive nodes)."""
     out: dict[str, dict[str, str]] = {g: {} for g in QUANT_GRAPHS}

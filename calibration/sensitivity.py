@@ -45,9 +45,11 @@ class NodeSensitivity:
 
 
 def _fake_quant(emit: QDQEmitter, node: onnx.NodeProto, q: QuantNode, ranges: Mapping[str, float],
-                init: Mapping[str, TensorProto], tag: str) -> tuple[list[onnx.NodeProto], dict[int, str], dict[int, str]]:
-    """Q/DQ nodes fake-quantizing ``node``'s activation inputs and weight exactly as :func:`calibration.qdq.quantize_model`
-    does (same emitter); returns (nodes, {input index: fake-quantized tensor}, {input index: original tensor})."""
+                init: Mapping[str, TensorProto], tag: str
+                ) -> tuple[list[onnx.NodeProto], dict[int, str], dict[int, str]]:
+    """Q/DQ nodes fake-quantizing ``node``'s activation inputs and weight exactly as
+    :func:`calibration.qdq.quantize_model` does (same emitter); returns (nodes, {input index: fake-quantized tensor},
+    {input index: original tensor})."""
     pre: list[onnx.NodeProto] = []
     fq: dict[int, str] = {}
     orig: dict[int, str] = {}

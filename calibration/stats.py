@@ -1,8 +1,8 @@
 """Activation statistics for calibration, collected in one streaming pass.
 
 The graph is run on ONNX Runtime CPU with every tensor to calibrate added as an extra output; each run
-updates, per tensor, the absolute maximum, the signed minimum and maximum and a histogram of ``|x|`` (2048 bins to start, the bin width
-fixed once set and more bins appended when a larger value arrives, as TensorRT's and
+updates, per tensor, the absolute maximum, the signed minimum and maximum and a histogram of ``|x|`` (2048 bins to
+start, the bin width fixed once set and more bins appended when a larger value arrives, as TensorRT's and
 pytorch-quantization's histogram calibrators do). Nothing of a run is kept after its update, so memory
 does not grow with the number of samples. From the histograms, each method gives the clipping
 threshold ``amax`` (scale = amax / 127):
@@ -11,6 +11,9 @@ threshold ``amax`` (scale = amax / 127):
 * ``percentile``: the ``percentile``-th percentile of ``|x|`` (default 99.99);
 * ``entropy``: TensorRT's KL-divergence calibration: the threshold whose 128-level quantized
   distribution is closest (KL divergence) to the clipped reference distribution.
+
+The TensorRT plan uses ``amax`` (symmetric); the ONNX Runtime plan (uint8 with a zero point) the signed extremes
+clipped to its method's ``amax`` (:attr:`TensorRange.asymmetric`).
 """
 from __future__ import annotations
 
