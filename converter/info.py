@@ -45,8 +45,7 @@ def _plan(g: Any) -> str | None:
     return g.qdq_plan or ("tensorrt" if g.flavour == "plugin" else "onnxruntime")
 
 
-_PLAN_TEXT = {"tensorrt": "Q/DQ plan: TensorRT (ssp convert build)",
-              "onnxruntime": "Q/DQ plan: ONNX Runtime CPU (U8S8: uint8 activations, int8 weights)"}
+_PLAN_TEXT = {"tensorrt": "Q/DQ plan: TensorRT (ssp convert build)", "onnxruntime": "Q/DQ plan: ONNX Runtime CPU"}
 
 
 def format_info(info: dict[str, Any]) -> str:
