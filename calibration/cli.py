@@ -19,8 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "calibrate", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="add INT8 (Q/DQ) and FP16 graphs to a bundle, with an accuracy / latency report",
         description="Post-training quantization of a bundle: calibrate activation ranges on real frames, find the "
-                    "layers most sensitive to int8, write INT8 Q/DQ graphs (symmetric int8, zero point 0, "
-                    "per-channel weights; TensorRT's explicit-quantization rules) of image_encoder and mask_decoder "
+                    "layers most sensitive to int8, write INT8 Q/DQ graphs of image_encoder and mask_decoder in two "
+                    "plans (TensorRT's: symmetric int8, zero point 0, per-channel weights, what `ssp convert build "
+                    "--precision int8` builds; ONNX Runtime's: uint8 activations with a zero point and int8 "
+                    "per-channel weights where its CPU kernels are faster, what precision int8 runs on ONNX Runtime) "
                     "and FP16 graphs of all three, then measure FP32 / FP16 / INT8 accuracy on a held-out set "
                     "(ONNX Runtime CPU), output error and latency. Report: DIR/calibration/report.{json,md,png}; "
                     "--json prints fp32 / fp16 / int8 metrics, latency_ms and the report path.")
@@ -29,7 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="calibration data: refshapes:SPLIT, refcoco:ROOT:DATASET:SPLITBY:SPLIT, or jsonl:PATH (a JSONL "
                         "file of {\"image\": ..., \"expression\": ...} lines, image paths relative to it, or its folder)")
     p.add_argument("--method", choices=("entropy", "percentile", "minmax"), default="entropy",
-                   help="activation range: TensorRT's KL-entropy, a percentile of |x|, or the absolute maximum")
+                   help="activation range of the TensorRT plan: TensorRT's KL-entropy, a percentile of |x|, or the "
+                        "absolute maximum")
+    p.add_argument("--ort-method", choices=("entropy", "percentile", "minmax"), default="minmax",
+                   help="activation range of the ONNX Runtime plan (uint8 with a zero point): the observed minimum / "
+                        "maximum, or those clipped to the entropy / percentile threshold of |x|")
     p.add_argument("--percentile", type=float, default=99.99, help="with --method percentile")
     p.add_argument("--samples", type=int, default=512, help="calibration frames (images)")
     p.add_argument("--prompts", type=int, default=2, help="expressions per calibration frame (the decoder's batch)")
@@ -49,8 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sensitivity-candidates", type=int, default=12,
                    help="per graph: how many nodes (largest local error) the sensitivity pass measures end to end")
     p.add_argument("--min-intensity", type=float, default=48.0,
-                   help="portable (ONNX Runtime) graphs: nodes with fewer MACs per activation element stay float "
-                        "(int8 does not make them faster on CPU); 0 quantizes every node")
+                   help="ONNX Runtime plan: a Conv / Gemm / MatMul between float nodes with fewer MACs per activation "
+                        "element stays float (its two conversions cost more than int8 saves); 0 keeps every such "
+                        "node int8")
     p.add_argument("--no-fp16", action="store_true", help="do not write FP16 graphs")
     p.add_argument("--no-int8", action="store_true", help="do not write INT8 graphs")
     p.add_argument("--eval-data", default="refshapes:test", help="held-out data with masks (refshapes / refcoco spec)")
@@ -80,8 +87,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         sensitivity_samples=args.sensitivity_samples,
         sensitivity_candidates=args.sensitivity_candidates, min_intensity=args.min_intensity, fp16=not args.no_fp16,
         int8=not args.no_int8, eval_data=args.eval_data, eval_samples=args.eval_samples,
-        error_samples=args.error_samples, trt_plan_eval=not args.no_trt_plan_eval, latency_runs=args.latency_runs, threads=args.threads,
-        progress=not args.json)
+        error_samples=args.error_samples, trt_plan_eval=not args.no_trt_plan_eval, latency_runs=args.latency_runs,
+        threads=args.threads, progress=not args.json, ort_method=args.ort_method)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         shown = warnings.showwarning

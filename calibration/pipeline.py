@@ -1,85 +1,78 @@
 """`ssp calibrate`: INT8 (explicit Q/DQ) and FP16 graphs for a bundle, with an accuracy / error / latency
-report.
+report, in typed stages (:mod:`calibration.stages`):
 
-Steps (each with a progress bar where it takes time):
-
-1. **Statistics.** Calibration frames (:mod:`calibration.data`) are preprocessed exactly as the SDK does
-   (letterbox, normalise), their expressions tokenized with the bundle's tokenizer. The FP32 text encoder
-   gives words / sentence; the FP32 image encoder, run with every tensor to calibrate as an extra output,
-   gives the frame's features *and* its activation statistics; the FP32 mask decoder then runs on those
-   features with the frame's K expressions (batch-1 image features, as the SDK runs it) and collects its
-   statistics. One streaming pass, nothing kept per sample (:mod:`calibration.stats`).
-2. **Sensitivity.** Each Conv / Gemm / MatMul is quantized alone and the change of the mask probabilities
-   measured end to end, and so is each group of nodes of one kind (:mod:`calibration.sensitivity`);
-   unless ``--exclude`` is given, a group that hurts more than ``group_ratio`` times any other group of its
-   graph (on ssp_lite: the attention products of the mask decoder) and then the ``keep_fp32`` worst nodes
-   of each graph stay in float.
-3. **Graphs.** INT8 Q/DQ graphs of image_encoder and mask_decoder in each flavour (:mod:`calibration.qdq`):
-   the plugin flavour (TensorRT) quantizes every other node with TensorRT's placement; the portable flavour
-   (ONNX Runtime CPU, also buildable by TensorRT) additionally keeps in float the nodes ONNX Runtime runs
-   no faster in int8 (arithmetic intensity below ``min_intensity`` MACs per activation element: depthwise
-   and few-channel full-resolution convolutions, small attention products) and those it cannot fuse.
-   The text encoder stays FP32 in INT8 mode: it runs once per new prompt and is cached. FP16 graphs of all
-   three (:mod:`calibration.fp16`). Every graph passes the ONNX checker; every Q/DQ graph TensorRT's
-   Q/DQ rules (:func:`calibration.qdq.qdq_violations`).
-4. **Measurements** on a held-out set disjoint from the calibration frames: mIoU / oIoU / Prec@X for
-   FP32, FP16 and INT8 through ``sdk.Segmenter`` on ONNX Runtime CPU, per-graph output error against
-   FP32 (both flavours), ONNX Runtime CPU latency FP32 vs INT8 (vs FP16).
-5. **Commit.** Everything is built in a staging folder beside the bundle; only when all of it succeeded are
-   the new graphs moved into the bundle under names the current manifest does not use (atomic renames, so
-   no listed file is ever touched), then ``manifest.json`` is saved atomically through :mod:`sdk.bundle`,
-   and only then are the replaced graphs deleted and the report moved to ``DIR/calibration/``. Killed at
-   any point, the bundle opens and verifies, in its old or its new state (``SSP_TEST_KILL_AT`` names the
-   points for the crash tests: ``commit:staged``, ``commit:moving``, ``commit:moved``, ``commit:saved``,
-   ``commit:cleaned``). A failure leaves the bundle as it was.
+1. **Statistics** (:func:`collect_statistics` -> :class:`~calibration.stages.Statistics`). Calibration frames
+   (:mod:`calibration.data`) are preprocessed exactly as the SDK does (letterbox, normalise), their expressions
+   tokenized with the bundle's tokenizer. The FP32 text encoder gives words / sentence; the FP32 image encoder, run
+   with every tensor either INT8 plan needs as an extra output, gives the frame's features *and* its activation
+   statistics; the FP32 mask decoder then runs on those features with the frame's K expressions (batch-1 image
+   features, as the SDK runs it) and collects its statistics. One streaming pass, nothing kept per sample
+   (:mod:`calibration.stats`) but the first frames' feeds for the sensitivity pass.
+2. **Sensitivity** (:func:`measure_sensitivity` -> :class:`~calibration.stages.Sensitivity`). Each Conv / Gemm /
+   MatMul is fake-quantized alone (TensorRT's symmetric int8) and the change of the mask probabilities measured end
+   to end, and so is each group of nodes of one kind (:mod:`calibration.sensitivity`).
+3. **Plan** (:func:`plan_int8` -> :class:`~calibration.stages.QuantPlan`). Unless ``--exclude`` is given, a group
+   that hurts more than ``group_ratio`` times any other group of its graph (on ssp_lite: the attention products of
+   the mask decoder) and then the ``keep_fp32`` worst nodes of each graph stay in float, in every INT8 graph:
+   * the **TensorRT plan** (``qdq_plan: "tensorrt"``; :mod:`calibration.qdq`): symmetric int8 Q/DQ on every other
+     Conv / Gemm / MatMul, for both flavours (the plugin flavour's ``*.plugin.int8.onnx``, the portable flavour's
+     ``*.portable.int8.trtplan.onnx``), what ``ssp convert build --precision int8`` builds;
+   * the **ONNX Runtime plan** (``qdq_plan: "onnxruntime"``; :mod:`calibration.ort_int8`): the portable graph in
+     ONNX Runtime's U8S8 format with the int8 region its CPU kernels speed up, what the SDK's ``precision="int8"``
+     runs on ONNX Runtime (``*.portable.int8.onnx``).
+   The graphs are then written (:func:`write_int8`, FP16: :func:`write_fp16`, :mod:`calibration.fp16`); every one
+   passes the ONNX checker, the TensorRT plan TensorRT's Q/DQ rules (:func:`calibration.qdq.qdq_violations`), the
+   ONNX Runtime plan the U8S8 checks (:func:`calibration.ort_int8.u8s8_violations`). The text encoder stays FP32 in
+   INT8 mode: it runs once per new prompt and is cached.
+4. **Measurement** (:func:`measure` -> :class:`~calibration.stages.Measurement`) on a held-out set disjoint from
+   the calibration frames: mIoU / oIoU / Prec@X for FP32, FP16 and INT8 through ``sdk.Segmenter`` on ONNX Runtime
+   CPU (and the TensorRT plan through the same pipeline), per-graph output error against FP32, ONNX Runtime CPU
+   latency FP32 vs INT8 (vs FP16) with ``--prompts`` expressions, interleaved.
+5. **Commit** (:mod:`calibration.commit`): built in a staging folder beside the bundle, moved in under unused names,
+   manifest saved atomically, replaced graphs deleted; killed at any point, the bundle opens and verifies.
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import hashlib
 import importlib.util
-import json
 import os
-import shutil
-import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
 import onnx
 from tqdm import tqdm
 
-from ssp_edge.sdk.bundle import Bundle, GraphEntry, Manifest
-from ssp_edge.sdk.errors import BundleError
-from ssp_edge.sdk.fsio import atomic_replace_file, atomic_write_bytes, fsync_dir, kill_point
+from ssp_edge.sdk.bundle import Bundle, GraphEntry
 from ssp_edge.sdk.preprocess import Letterbox
 from ssp_edge.sdk.segmenter import ImageFeatures, PromptEncodings, Segmenter
 
+from .commit import REPORT_DIR, CalibrationResult, commit, staged_bundle, staging
 from .data import EvalSet, FrameSet, open_eval, open_frames
 from .errors import CalibrationError, CalibrationWarning
-from .qdq import (
-    QuantNode,
-    find_quant_nodes,
-    match_excludes,
-    qdq_violations,
-    quantize_model,
-    range_keys,
-    unfusable_nodes,
+from .ort_int8 import ORT_PLAN, plan_nodes, quantize_ort, range_tensors, u8s8_violations
+from .qdq import QuantNode, find_quant_nodes, match_excludes, qdq_violations, quantize_model, range_keys
+from .stages import (
+    QUANT_GRAPHS,
+    GraphPlan,
+    GroupSensitivity,
+    KeptFrame,
+    Measurement,
+    QuantPlan,
+    Sensitivity,
+    Statistics,
 )
 from .stats import METHODS, RangeCollector
 
-__all__ = ["CalibrateOptions", "CalibrationResult", "calibrate_bundle", "REPORT_DIR", "arithmetic_intensity"]
+__all__ = ["CalibrateOptions", "CalibrationResult", "calibrate_bundle", "REPORT_DIR", "collect_statistics",
+           "measure_sensitivity", "plan_int8", "write_int8", "write_fp16", "measure"]
 
-REPORT_DIR = "calibration"
-QUANT_GRAPHS = ("image_encoder", "mask_decoder")
-#: placement per flavour (see calibration.qdq)
-PLACEMENT = {"portable": "onnxruntime", "plugin": "tensorrt"}
-#: the portable flavour's INT8 graph in TensorRT's placement (GraphEntry.qdq_plan "tensorrt"), for TensorRT builds
+#: the TensorRT plan of each flavour's graphs (the plugin flavour has no other INT8 graph)
+TRT_PLAN = "tensorrt"
+#: the portable flavour's INT8 graph in TensorRT's plan (GraphEntry.qdq_plan "tensorrt"), for TensorRT builds
 TRT_PLAN_FILE = "{base}.trtplan.onnx"
 #: group errors below this (mask prob. MAE) are noise: such a group is never kept float for its ratio
 _GROUP_FLOOR = 5e-4
@@ -88,7 +81,7 @@ _GROUP_FLOOR = 5e-4
 @dataclass
 class CalibrateOptions:
     data: str = "refshapes:val"
-    method: str = "entropy"
+    method: str = "entropy"  # TensorRT plan ranges
     samples: int = 512  # calibration frames
     prompts: int = 2  # expressions per frame (the decoder's batch)
     seed: int = 0
@@ -98,7 +91,7 @@ class CalibrateOptions:
     group_ratio: float = 2.0  # a node group whose error is this many times every other group's stays float (0: off)
     sensitivity_samples: int = 8  # frames; 0 skips the pass
     sensitivity_candidates: int = 12  # per graph: nodes (worst local error) measured end to end
-    min_intensity: float = 48.0  # portable flavour: MACs per activation element below which a node stays float
+    min_intensity: float = 48.0  # ONNX Runtime plan: an int8 node between float nodes needs this many MACs / element
     fp16: bool = True
     int8: bool = True
     eval_data: str = "refshapes:test"
@@ -108,21 +101,16 @@ class CalibrateOptions:
     latency_runs: int = 20
     threads: int = 0  # ONNX Runtime intra-op threads for the accuracy runs (0: its default)
     progress: bool = True
-
-
-@dataclass
-class CalibrationResult:
-    bundle: str
-    report: dict[str, Any]
-    files: dict[str, str] = field(default_factory=dict)  # kind -> path (report_json, report_md, report_png, ...)
-    graphs: list[str] = field(default_factory=list)  # files added / replaced in the bundle
+    ort_method: str = "minmax"  # ONNX Runtime (U8S8) plan ranges
 
 
 # ----------------------------------------------------------------------------- helpers
 
 def _check_options(o: CalibrateOptions) -> None:
-    if o.method not in METHODS:
-        raise CalibrationError(f"--method {o.method!r}: choose one of {', '.join(METHODS)}")
+    for name in ("method", "ort_method"):
+        if getattr(o, name) not in METHODS:
+            raise CalibrationError(f"--{name.replace('_', '-')} {getattr(o, name)!r}: choose one of "
+                                   f"{', '.join(METHODS)}")
     if not 0 < o.percentile <= 100:
         raise CalibrationError(f"--percentile must be in (0, 100], got {o.percentile}")
     for name in ("keep_fp32", "sensitivity_samples", "sensitivity_candidates", "eval_samples", "error_samples"):
@@ -154,45 +142,18 @@ def _bar(total: int, desc: str, unit: str, on: bool) -> tqdm:
     return tqdm(total=total, desc=desc, unit=unit, disable=not on, leave=False, dynamic_ncols=True)
 
 
-def _session(path: Path | str, threads: int = 0):
+def _session(model: Path | str | onnx.ModelProto, threads: int = 0):
+    """An ONNX Runtime CPU session for a graph of either flavour (plugin graphs: the converter's ``ssp::`` ops)."""
     from ssp_edge.converter.ort_ops import make_session
 
-    return make_session(path, threads)
+    return make_session(model.SerializeToString() if isinstance(model, onnx.ModelProto) else model, threads)
 
 
 def _load(bundle: Bundle, graph: str, flavour: str) -> onnx.ModelProto:
-    return onnx.load(str(bundle.path(bundle.graph(graph, flavour, "fp32").file)))
+    return onnx.load_model_from_string(bundle.read_bytes(bundle.graph(graph, flavour, "fp32").file))
 
 
-def arithmetic_intensity(model: onnx.ModelProto, nodes: Sequence[QuantNode]) -> dict[str, float]:
-    """MACs per activation element read or written (batch 1, one expression) of each node: how much
-    integer arithmetic a node has to amortise its int8 conversions. Unknown shapes count as 1."""
-    inf = onnx.shape_inference.infer_shapes(model)
-    dims: dict[str, list[int]] = {}
-    for v in list(inf.graph.value_info) + list(inf.graph.input) + list(inf.graph.output):
-        dims[v.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in v.type.tensor_type.shape.dim]
-    for t in inf.graph.initializer:
-        dims[t.name] = list(t.dims)
-    by_name = {n.name: n for n in inf.graph.node}
-    out = {}
-    for q in nodes:
-        n = by_name[q.name]
-        o = float(np.prod(dims.get(n.output[0], [0])))
-        ins = float(sum(np.prod(dims.get(n.input[i], [0])) for i in q.act_inputs))
-        if q.op_type == "Conv":
-            per_out = float(np.prod(dims[n.input[1]][1:]))
-        elif q.weight_input is not None:
-            w = dims[n.input[1]]
-            per_out = float(w[-2] if q.weight_axis == len(w) - 1 else w[-1])  # the reduced dimension
-        else:
-            per_out = float(dims.get(n.input[0], [1])[-1])
-        out[q.name] = o * per_out / (ins + o) if (ins + o) > 0 else 0.0
-    return out
-
-
-# ----------------------------------------------------------------------------- feeds
-
-class _Feeder:
+class Feeder:
     """The SDK's own stages on ONNX Runtime FP32 (letterbox, tokenizer, text and image encoders): calibration feeds
     every graph exactly as the runtime does, by the manifest's tensor names."""
 
@@ -232,131 +193,105 @@ def calibrate_bundle(path: str | os.PathLike[str], opts: CalibrateOptions | None
     frames = open_frames(o.data, o.samples, o.prompts, o.seed)
     evalset = open_eval(o.eval_data, o.eval_samples, frames.keys) if o.eval_samples else None
     root = bundle.root.resolve()
-    with _staging(root) as stage:
+    with staging(root) as stage:
         timings: dict[str, float] = {}
-        report: dict[str, Any] = {"bundle": str(root), "options": asdict(o), "timings_s": timings}
-        feeder = _Feeder(bundle, o.threads)
+        feeder = Feeder(bundle, o.threads)
         models = {g: _load(bundle, g, "portable") for g in QUANT_GRAPHS}
         nodes = {g: find_quant_nodes(models[g]) for g in QUANT_GRAPHS}
         if o.exclude is not None:
-            _excludes(nodes, {}, o)  # an unknown --exclude pattern fails now, not after the statistics
+            excluded_nodes(nodes, Sensitivity(), o)  # an unknown --exclude pattern fails now, not after the statistics
 
-        # 1. statistics
         t0 = time.time()
-        ranges, keep = _collect(models, nodes, frames, feeder, o)
+        stats = collect_statistics(models, nodes, frames, feeder, o)
         timings["statistics"] = round(time.time() - t0, 1)
-        if feeder.truncated:
-            warnings.warn(f"{len(feeder.truncated)} calibration expression(s) are longer than {feeder.max_tokens} "
-                          f"tokens and were truncated, e.g. {feeder.truncated[0][:80]!r}", CalibrationWarning,
+        if stats.truncated:
+            warnings.warn(f"{len(stats.truncated)} calibration expression(s) are longer than {feeder.max_tokens} "
+                          f"tokens and were truncated, e.g. {stats.truncated[0][:80]!r}", CalibrationWarning,
                           stacklevel=2)
-        report["calibration"] = {"data": frames.spec, "frames": len(frames), "available_frames": frames.available,
-                                 "prompts_per_frame": o.prompts, "expressions": keep["expressions"],
-                                 "truncated_expressions": len(feeder.truncated), "method": o.method,
-                                 "seed": o.seed}
 
-        # 2. sensitivity
         t0 = time.time()
-        sens = _sensitivity(models, nodes, ranges[o.method], keep, feeder, o) if o.sensitivity_samples and o.int8 \
-            else {}
+        sens = measure_sensitivity(models, nodes, stats, feeder, o) if o.sensitivity_samples and o.int8 \
+            else Sensitivity()
         timings["sensitivity"] = round(time.time() - t0, 1)
 
-        # 3. graphs
         t0 = time.time()
-        excluded = _excludes(nodes, sens, o)
-        entries: list[GraphEntry] = []
-        plans: dict[str, dict] = {}
-        if o.int8:
-            for g in QUANT_GRAPHS:
-                for fl in flavours:
-                    new, plan = _write_int8(bundle, g, fl, ranges[o.method], excluded[g], stage, o)
-                    entries += new  # TensorRT-plan entry first: Bundle.graph() defaults to the flavour's own plan
-                    plans[f"{g}/{fl}"] = plan
+        plan = plan_int8(bundle, flavours, nodes, sens, stats, o)
+        entries = write_int8(bundle, plan, stats, stage) if o.int8 else []
         if o.fp16:
-            entries += _write_fp16(bundle, flavours, stage)
+            entries += write_fp16(bundle, flavours, stage)
         timings["graphs"] = round(time.time() - t0, 1)
         timings["calibration_total"] = round(time.time() - t_start, 1)
-        report["int8_plan"] = plans
-        report["kept_float"] = {g: dict(excluded[g]["reason"]) for g in QUANT_GRAPHS}
-        report["sensitivity"] = {g: [s.to_dict() for s in v] for g, v in (sens.get("nodes") or {}).items()}
-        report["group_sensitivity"] = (sens.get("groups") or {})
-        report["ranges"] = {"method": o.method, "amax": ranges[o.method]}
 
-        # 4. measurements on a staging bundle (the original files linked, the new ones beside them)
-        staged = _staged_bundle(bundle, stage, entries)
-        report.update(_measure(bundle, staged, entries, flavours, evalset, feeder, o, timings))
+        staged = staged_bundle(bundle, stage, entries)  # the original files linked, the new ones beside them
+        result = measure(staged, entries, evalset, feeder, o, timings)
         timings["total"] = round(time.time() - t_start, 1)
 
-        # 5. commit
         from .report import write_report
 
+        report: dict[str, Any] = {"bundle": str(root), "options": asdict(o), "timings_s": timings}
+        for part in (stats.to_report(), plan.to_report(), sens.to_report(), result.to_report()):
+            report.update(part)
         rep_files = write_report(stage / REPORT_DIR, report)
-        return _commit(bundle, stage, entries, rep_files, report)
+        return commit(bundle, stage, entries, rep_files, report)
 
 
-@contextlib.contextmanager
-def _staging(root: Path) -> Iterator[Path]:
-    """A temporary folder beside the bundle (same filesystem: renames are atomic), removed afterwards."""
-    parent = root.parent
-    try:
-        d = Path(tempfile.mkdtemp(prefix=f".{root.name}.calibrate-", dir=parent))
-    except OSError:
-        d = Path(tempfile.mkdtemp(prefix=f".{root.name}.calibrate-"))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+# ----------------------------------------------------------------------------- 1. statistics
 
-
-def _collect(models: dict[str, onnx.ModelProto], nodes: dict[str, list[QuantNode]], frames: FrameSet,
-             feeder: _Feeder, o: CalibrateOptions) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-    """One pass over the frames: range keys -> amax ({method: {key: amax}}); the first frames' feeds kept."""
+def collect_statistics(models: dict[str, onnx.ModelProto], nodes: dict[str, list[QuantNode]], frames: FrameSet,
+                       feeder: Feeder, o: CalibrateOptions) -> Statistics:
+    """One pass over the frames: ranges of the TensorRT plan's range-key tensors and of every tensor the ONNX Runtime
+    plan can quantize (its plan before any node is kept float: a superset); the first frames' feeds kept."""
     rk = {g: range_keys(models[g], nodes[g]) for g in QUANT_GRAPHS}
-    enc = RangeCollector(models["image_encoder"], rk["image_encoder"])
-    dec = RangeCollector(models["mask_decoder"], rk["mask_decoder"])
-    keep: dict[str, Any] = {"frames": [], "expressions": 0}
+    want = {g: list(dict.fromkeys([*rk[g], *range_tensors(models[g], plan_nodes(models[g], {}, o.min_intensity))]))
+            for g in QUANT_GRAPHS}
+    enc = RangeCollector(models["image_encoder"], want["image_encoder"], o.threads)
+    dec = RangeCollector(models["mask_decoder"], want["mask_decoder"], o.threads)
+    kept: list[KeptFrame] = []
+    expressions = 0
     bar = _bar(len(frames), f"calibrate ({o.method} statistics)", "frame", o.progress)
     try:
         for i, fr in enumerate(frames):
             feeds, lbs = feeder.image(fr.image)
             prompts = feeder.prompts(fr.expressions)
             dec.run(feeder.decoder_feeds(enc.run(feeds), lbs, prompts))
-            keep["expressions"] += len(fr.expressions)
+            expressions += len(fr.expressions)
             if i < o.sensitivity_samples:
-                keep["frames"].append((feeds, lbs, prompts))
+                kept.append(KeptFrame(feeds, lbs, prompts))
             bar.update(1)
     finally:
         bar.close()
-    out: dict[str, dict[str, float]] = {}
-    for method in (o.method,):
-        r: dict[str, float] = {}
-        for g, col in (("image_encoder", enc), ("mask_decoder", dec)):
-            am = col.amax(method, o.percentile)
-            for tensor, keys in rk[g].items():
-                for k in keys:
-                    r[k] = float(am[tensor])
-        out[method] = r
-    return out, keep
+    cols = {"image_encoder": enc, "mask_decoder": dec}
+    return Statistics(
+        method=o.method, percentile=o.percentile, data=frames.spec, frames=len(frames),
+        available_frames=frames.available, prompts_per_frame=o.prompts, expressions=expressions, seed=o.seed,
+        tensors={g: c.ranges(o.method, o.percentile) for g, c in cols.items()}, range_keys=rk,
+        truncated=list(feeder.truncated), kept=kept, ort_method=o.ort_method,
+        ort_tensors={g: c.ranges(o.ort_method, o.percentile) for g, c in cols.items()})
 
 
-def _sensitivity(models, nodes, ranges, keep, feeder: _Feeder, o: CalibrateOptions) -> dict[str, Any]:
-    """Per graph: the end-to-end mask error of each node group (all its nodes quantized at once), the
-    local error of every node, and the end-to-end error of the ``sensitivity_candidates`` nodes with the
-    largest local error, one at a time (see calibration.sensitivity)."""
+# ----------------------------------------------------------------------------- 2. sensitivity
+
+def measure_sensitivity(models: dict[str, onnx.ModelProto], nodes: dict[str, list[QuantNode]], stats: Statistics,
+                        feeder: Feeder, o: CalibrateOptions) -> Sensitivity:
+    """Per graph: the end-to-end mask error of each node group (all its nodes quantized at once), the local error of
+    every node, and the end-to-end error of the ``sensitivity_candidates`` nodes with the largest local error, one at
+    a time (see :mod:`calibration.sensitivity`)."""
     from .sensitivity import NodeSensitivity, SwitchRunner, local_errors, mask_prob_mae, node_groups, rank
 
-    frames = keep["frames"]
+    frames = stats.kept
     if not frames:
-        return {}
-    enc_fp32 = _ort(models["image_encoder"])
-    dec_fp32 = _ort(models["mask_decoder"])
+        return Sensitivity()
+    ranges = stats.amax()
+    enc_fp32 = _session(models["image_encoder"])
+    dec_fp32 = _session(models["mask_decoder"])
     feat_names = [x.name for x in enc_fp32.get_outputs()]
     dec_out = [x.name for x in dec_fp32.get_outputs()]
-    batch = {n: np.concatenate([f[n] for f, _, _ in frames]) for n in frames[0][0]}  # the image encoder's feeds
+    batch = {n: np.concatenate([f.image[n] for f in frames]) for n in frames[0].image}  # the image encoder's feeds
 
     def per_frame(feats: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """The decoder feeds of each frame from a batch of image-encoder outputs (in ``feat_names`` order)."""
-        return [feeder.decoder_feeds({n: v[k:k + 1] for n, v in zip(feat_names, feats)}, lbs, prompts)
-                for k, (_, lbs, prompts) in enumerate(frames)]
+        return [feeder.decoder_feeds({n: v[k:k + 1] for n, v in zip(feat_names, feats)}, f.letterboxes, f.prompts)
+                for k, f in enumerate(frames)]
 
     dec_feeds = per_frame(enc_fp32.run(feat_names, batch))
     ref_logits = [dec_fp32.run(dec_out, f)[0] for f in dec_feeds]
@@ -375,18 +310,17 @@ def _sensitivity(models, nodes, ranges, keep, feeder: _Feeder, o: CalibrateOptio
     bar = _bar(sum(len(v) + 1 for v in groups.values()) + 2 + sum(cands.values()), "sensitivity", "step",
                o.progress)
     res: dict[str, list[NodeSensitivity]] = {}
-    gres: dict[str, list[dict]] = {}
+    gres: dict[str, list[GroupSensitivity]] = {}
     try:
         for g in QUANT_GRAPHS:  # groups, and everything at once, through one switchable model of all nodes
             runner = SwitchRunner(models[g], nodes[g], ranges)
             rows = []
             for name, idx in groups[g].items():
-                rows.append({"group": name, "nodes": len(idx), "mask_prob_mae": score(g, runner, idx),
-                             "keys": [nodes[g][j].key for j in idx]})
+                rows.append(GroupSensitivity(g, name, len(idx), [nodes[g][j].key for j in idx],
+                                             score(g, runner, idx)))
                 bar.update(1)
-            gres[g] = sorted(rows, key=lambda r: -r["mask_prob_mae"])
-            gres[g].append({"group": "all", "nodes": len(nodes[g]), "keys": [],
-                            "mask_prob_mae": score(g, runner, range(len(nodes[g])))})
+            gres[g] = sorted(rows, key=lambda r: -r.mask_prob_mae)
+            gres[g].append(GroupSensitivity(g, "all", len(nodes[g]), [], score(g, runner, range(len(nodes[g])))))
             bar.update(1)
             del runner
         for g, feeds in (("image_encoder", [batch]), ("mask_decoder", dec_feeds)):
@@ -403,18 +337,16 @@ def _sensitivity(models, nodes, ranges, keep, feeder: _Feeder, o: CalibrateOptio
                 bar.update(1)
     finally:
         bar.close()
-    return {"nodes": {g: rank(v) for g, v in res.items()}, "groups": gres}
+    return Sensitivity({g: rank(v) for g, v in res.items()}, gres)
 
 
-def _ort(model: onnx.ModelProto):
-    from ssp_edge.sdk.backends.onnxruntime import create_session
+# ----------------------------------------------------------------------------- 3. plan and graphs
 
-    return create_session(model.SerializeToString())
-
-
-def _excludes(nodes: dict[str, list[QuantNode]], sens: dict[str, list], o: CalibrateOptions) -> dict[str, dict]:
-    """Per graph: {"keys": excluded weight/node keys, "reason": {key: why}}."""
-    out: dict[str, dict] = {g: {"keys": set(), "reason": {}} for g in QUANT_GRAPHS}
+def excluded_nodes(nodes: dict[str, list[QuantNode]], sens: Sensitivity,
+                   o: CalibrateOptions) -> dict[str, dict[str, str]]:
+    """Per graph: node key -> why it stays float in every INT8 graph (``--exclude``, or the group rule and the
+    ``keep_fp32`` most sensitive nodes)."""
+    out: dict[str, dict[str, str]] = {g: {} for g in QUANT_GRAPHS}
     if o.exclude is not None:
         unused = set(o.exclude)
         for g in QUANT_GRAPHS:
@@ -422,8 +354,7 @@ def _excludes(nodes: dict[str, list[QuantNode]], sens: dict[str, list], o: Calib
             unused &= set(miss)
             for q in nodes[g]:
                 if q.name in hit:
-                    out[g]["keys"].add(q.key)
-                    out[g]["reason"][q.key] = "--exclude"
+                    out[g][q.key] = "--exclude"
         if unused:
             example = ", ".join(q.name for q in nodes["mask_decoder"][:2])
             raise CalibrationError(f"--exclude {sorted(unused)[0]!r} matches no Conv/Gemm/MatMul node of "
@@ -432,21 +363,50 @@ def _excludes(nodes: dict[str, list[QuantNode]], sens: dict[str, list], o: Calib
                                    "'depthwise'")
         return out
     for g in QUANT_GRAPHS:
-        rows = [r for r in (sens.get("groups") or {}).get(g, []) if r["keys"]]
+        rows = [r for r in sens.groups.get(g, []) if r.keys]
         for row in rows:
-            others = [r["mask_prob_mae"] for r in rows if r is not row]
+            others = [r.mask_prob_mae for r in rows if r is not row]
             worst_other = max(others) if others else None
-            if (o.group_ratio > 0 and worst_other is not None and row["mask_prob_mae"] >= _GROUP_FLOOR
-                    and row["mask_prob_mae"] > o.group_ratio * worst_other):
-                for k in row["keys"]:
-                    out[g]["keys"].add(k)
-                    out[g]["reason"][k] = (f"group {row['group']!r} (mask prob. MAE {row['mask_prob_mae']:.2e}, "
-                                           f"{row['mask_prob_mae'] / worst_other:.1f}x the next group)")
-        ranked = [s for s in (sens.get("nodes") or {}).get(g, []) if s.key not in out[g]["keys"] and s.score]
+            if (o.group_ratio > 0 and worst_other is not None and row.mask_prob_mae >= _GROUP_FLOOR
+                    and row.mask_prob_mae > o.group_ratio * worst_other):
+                for k in row.keys:
+                    out[g][k] = (f"group {row.group!r} (mask prob. MAE {row.mask_prob_mae:.2e}, "
+                                 f"{row.mask_prob_mae / worst_other:.1f}x the next group)")
+        ranked = [s for s in sens.nodes.get(g, []) if s.key not in out[g] and s.score]
         for s in ranked[: o.keep_fp32]:
-            out[g]["keys"].add(s.key)
-            out[g]["reason"][s.key] = f"sensitivity (mask prob. MAE {s.score:.2e})"
+            out[g][s.key] = f"sensitivity (mask prob. MAE {s.score:.2e})"
     return out
+
+
+def plan_int8(bundle: Bundle, flavours: Sequence[str], nodes: dict[str, list[QuantNode]], sens: Sensitivity,
+              stats: Statistics, o: CalibrateOptions) -> QuantPlan:
+    """Which nodes run in int8 in each INT8 graph: the TensorRT plan of every flavour and the portable flavour's ONNX
+    Runtime plan, both without the nodes kept float for accuracy."""
+    from ssp_edge.converter.export import graph_file
+
+    excluded = excluded_nodes(nodes, sens, o)
+    plan = QuantPlan(excluded)
+    if not o.int8:
+        return plan
+    amax = stats.amax()
+    for g in QUANT_GRAPHS:
+        for fl in flavours:
+            fl_nodes = nodes[g] if fl == "portable" else find_quant_nodes(_load(bundle, g, fl))
+            keep = {q.name: excluded[g][q.key] for q in fl_nodes if q.key in excluded[g]}
+            for q in fl_nodes:
+                if q.name not in keep and not all((amax.get(f"{q.key}:in{i}") or 0) > 0 for i in q.act_inputs):
+                    keep[q.name] = "no calibrated range (the tensor was all zero)"
+            file = graph_file(g, fl, "int8")
+            if fl == "portable":
+                file = TRT_PLAN_FILE.format(base=file[: -len(".onnx")])
+            plan.graphs.append(GraphPlan(g, fl, TRT_PLAN, file, len(fl_nodes),
+                                         [q.name for q in fl_nodes if q.name not in keep], keep))
+        model = _load(bundle, g, "portable")
+        ort = plan_nodes(model, {q.name: excluded[g][q.key] for q in nodes[g] if q.key in excluded[g]},
+                         o.min_intensity)
+        plan.graphs.append(GraphPlan(g, "portable", ORT_PLAN, graph_file(g, "portable", "int8"), len(nodes[g]),
+                                     list(ort.compute), dict(ort.kept_float), ort))
+    return plan
 
 
 def _graph_entry(graph: str, flavour: str, precision: str, file: str, m: onnx.ModelProto,
@@ -468,53 +428,37 @@ def _check(m: onnx.ModelProto, what: str) -> None:
 
 
 def _save(m: onnx.ModelProto, path: Path) -> None:
+    from ssp_edge.sdk.fsio import atomic_write_bytes
+
     atomic_write_bytes(path, m.SerializeToString())
 
 
-def _write_int8(bundle: Bundle, graph: str, flavour: str, ranges: dict[str, float], excl: dict, stage: Path,
-                o: CalibrateOptions) -> tuple[list[GraphEntry], dict]:
-    from ssp_edge.converter.export import graph_file
-
-    m = _load(bundle, graph, flavour)
-    nodes = find_quant_nodes(m)
-    skip: dict[str, str] = {q.name: excl["reason"][q.key] for q in nodes if q.key in excl["keys"]}
-    if flavour == "portable":
-        inten = arithmetic_intensity(m, nodes)
-        for q in nodes:
-            if q.name not in skip and inten[q.name] < o.min_intensity:
-                skip[q.name] = f"ONNX Runtime speed (intensity {inten[q.name]:.0f} < {o.min_intensity:g})"
-        for name in unfusable_nodes(m, nodes):
-            skip.setdefault(name, "ONNX Runtime cannot fuse it (output fans out)")
+def write_int8(bundle: Bundle, plan: QuantPlan, stats: Statistics, stage: Path) -> list[GraphEntry]:
+    """Write every graph of ``plan`` into ``stage`` (checked); their manifest entries."""
     out: list[GraphEntry] = []
-    if flavour == "portable":
-        # the plugin flavour's plan (every node but the kept ones, TensorRT placement) on the portable graph: what
-        # TensorRT builds from without the plugin library (`ssp convert build --precision int8`), also evaluated on
-        # plain ONNX Runtime
-        trt = quantize_model(m, ranges, [n.name for n in nodes if n.key in excl["keys"]], "tensorrt")
-        _check(trt, f"{graph} (portable, int8, TensorRT plan)")
-        bad = qdq_violations(trt)
+    amax = stats.amax()
+    for p in plan.graphs:
+        m = _load(bundle, p.graph, p.flavour)
+        what = f"{p.graph} ({p.flavour}, int8, {p.qdq_plan} plan)"
+        if p.qdq_plan == TRT_PLAN:
+            q = quantize_model(m, amax, list(p.kept_float), TRT_PLAN)
+            bad = qdq_violations(q)
+            rules = "TensorRT's Q/DQ rules"
+        else:
+            assert p.ort is not None
+            q = quantize_ort(m, p.ort, stats.asymmetric(p.graph), stage)
+            bad = u8s8_violations(q)
+            rules = "the U8S8 format"
+        _check(q, what)
         if bad:
-            raise RuntimeError(f"{graph} (portable, int8, TensorRT plan) breaks TensorRT's Q/DQ rules: {bad[:3]}")
-        trt_file = TRT_PLAN_FILE.format(base=graph_file(graph, flavour, "int8")[: -len(".onnx")])
-        _save(trt, stage / trt_file)
-        out.append(_graph_entry(graph, flavour, "int8", trt_file, trt, "tensorrt"))
-    q = quantize_model(m, ranges, skip, PLACEMENT[flavour])
-    _check(q, f"{graph} ({flavour}, int8)")
-    bad = qdq_violations(q)
-    if bad:
-        raise RuntimeError(f"{graph} ({flavour}, int8) breaks TensorRT's Q/DQ rules: {bad[:3]}")
-    file = graph_file(graph, flavour, "int8")
-    _save(q, stage / file)
-    quantized = [n.name for n in nodes if n.name not in skip]
-    plan = {"placement": PLACEMENT[flavour], "quantized": len(quantized), "float": len(skip),
-            "nodes": len(nodes), "kept_float": skip,
-            "qdq_nodes": sum(1 for n in q.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))}
-    if out:
-        plan["tensorrt_plan_file"] = out[0].file
-    return out + [_graph_entry(graph, flavour, "int8", file, q, PLACEMENT[flavour])], plan
+            raise RuntimeError(f"{what} breaks {rules}: {bad[:3]}")
+        p.qdq_nodes = sum(1 for n in q.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+        _save(q, stage / p.file)
+        out.append(_graph_entry(p.graph, p.flavour, "int8", p.file, q, p.qdq_plan))
+    return out
 
 
-def _write_fp16(bundle: Bundle, flavours: Sequence[str], stage: Path) -> list[GraphEntry]:
+def write_fp16(bundle: Bundle, flavours: Sequence[str], stage: Path) -> list[GraphEntry]:
     from ssp_edge.converter.export import graph_file
 
     from .fp16 import convert_fp16
@@ -533,33 +477,15 @@ def _write_fp16(bundle: Bundle, flavours: Sequence[str], stage: Path) -> list[Gr
     return out
 
 
-def _staged_bundle(bundle: Bundle, stage: Path, entries: list[GraphEntry]) -> Bundle:
-    """A Bundle object rooted at ``stage``: the original files hard-linked in (inside the staging folder, as a
-    bundle's files must be; nothing writes into them), the new graphs added."""
-    for rel in bundle.manifest.files:
-        dst = stage / rel
-        if dst.exists():
-            continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        src = bundle.path(rel)
-        try:
-            os.link(src, dst)
-        except OSError:  # another filesystem, or no hard links
-            shutil.copyfile(src, dst)
-    man = Manifest.from_dict(json.loads(bundle.manifest.to_json()))
-    staged = Bundle(stage, man)
-    for e in entries:
-        staged.add_graph(e)
-    return staged
+# ----------------------------------------------------------------------------- 4. measurement
 
-
-def _measure(bundle: Bundle, staged: Bundle, entries: list[GraphEntry], flavours: Sequence[str],
-             evalset: EvalSet | None, feeder: _Feeder, o: CalibrateOptions, timings: dict) -> dict[str, Any]:
+def measure(staged: Bundle, entries: list[GraphEntry], evalset: EvalSet | None, feeder: Feeder,
+            o: CalibrateOptions, timings: dict[str, float]) -> Measurement:
+    """Accuracy, output error against FP32 and latency of the new graphs (in ``staged``)."""
     from .evaluate import accuracy, latency, output_errors
 
-    out: dict[str, Any] = {}
+    out = Measurement()
     precisions = ["fp32"] + (["fp16"] if o.fp16 else []) + (["int8"] if o.int8 else [])
-    # accuracy
     t0 = time.time()
     if evalset is not None:
         acc = {}
@@ -569,7 +495,7 @@ def _measure(bundle: Bundle, staged: Bundle, entries: list[GraphEntry], flavours
                 acc[p] = accuracy(staged, p, evalset, o.threads, lambda: bar.update(1))
             finally:
                 bar.close()
-        trt_plan = {e.name: e for e in entries if e.flavour == "portable" and e.qdq_plan == "tensorrt"}
+        trt_plan = {e.name: e for e in entries if e.flavour == "portable" and e.qdq_plan == TRT_PLAN}
         if o.int8 and o.trt_plan_eval and set(trt_plan) == set(QUANT_GRAPHS):
             bar = _bar(len(evalset), f"evaluate int8, TensorRT plan ({evalset.spec})", "sample", o.progress)
             try:
@@ -577,8 +503,7 @@ def _measure(bundle: Bundle, staged: Bundle, entries: list[GraphEntry], flavours
                                                      _plan_backend(staged, trt_plan, o.threads))
             finally:
                 bar.close()
-        out["accuracy"] = {"data": evalset.spec, "samples": len(evalset), "skipped_overlap": evalset.skipped,
-                           **acc}
+        out.accuracy = {"data": evalset.spec, "samples": len(evalset), "skipped_overlap": evalset.skipped, **acc}
     timings["evaluation"] = round(time.time() - t0, 1)
 
     # output error of every new graph against its FP32 graph, on held-out frames (or calibration ones)
@@ -600,26 +525,26 @@ def _measure(bundle: Bundle, staged: Bundle, entries: list[GraphEntry], flavours
                 continue  # the same file as the portable entry
             ref = _session(staged.path(staged.graph(e.name, e.flavour, "fp32").file))
             new = _session(staged.path(e.file))
-            label = "int8 (TensorRT plan)" if e.flavour == "portable" and e.qdq_plan == "tensorrt" else e.precision
+            label = "int8 (TensorRT plan)" if e.flavour == "portable" and e.qdq_plan == TRT_PLAN else e.precision
             errors += [r.to_dict() for r in output_errors(e.name, e.flavour, label, ref, new, feeds[e.name])]
             bar.update(1)
     finally:
         bar.close()
-    out["output_error"] = {"frames": len(err_frames), "rows": errors}
+    out.output_error = {"frames": len(err_frames), "rows": errors}
     timings["output_error"] = round(time.time() - t0, 1)
 
-    # latency (portable graphs, the SDK's ONNX Runtime backend)
+    # latency (portable graphs, the SDK's ONNX Runtime backend), with the decoder's batch of --prompts expressions
     t0 = time.time()
-    rgb, exprs = err_frames[0]
-    lat = {}
+    rgb = err_frames[0][0]
+    prompts = [e for _, ex in err_frames for e in ex][: max(1, o.prompts)]
+    prompts += prompts[:1] * (max(1, o.prompts) - len(prompts))
     for threads in sorted({o.threads, 1}):
         bar = _bar(o.latency_runs + 3, f"latency ({threads or 'default'} threads)", "round", o.progress)
         try:
-            lat[str(threads)] = latency(staged, precisions, rgb, exprs[:1], o.latency_runs, threads,
-                                        tick=lambda: bar.update(1)).to_dict()
+            out.latency[str(threads)] = latency(staged, precisions, rgb, prompts, o.latency_runs, threads,
+                                                tick=lambda: bar.update(1)).to_dict()
         finally:
             bar.close()
-    out["latency"] = lat
     timings["latency"] = round(time.time() - t0, 1)
     return out
 
@@ -647,70 +572,3 @@ def _error_frames(evalset: EvalSet | None, o: CalibrateOptions) -> list[tuple[np
         return out
     frames = open_frames(o.data, n, o.prompts, o.seed + 1)
     return [(f.image, f.expressions) for f in frames]
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _fresh_name(bundle: Bundle, file: str, digest: str) -> str:
-    """Where a new graph goes: its usual name unless the current manifest lists that name with other bytes, then
-    the name with a digest suffix. Never a name the manifest lists for different content."""
-    files = bundle.manifest.files
-    if files.get(file, digest) == digest:
-        return file
-    stem, dot, ext = file.rpartition(".")
-    alt = f"{stem}.{digest[:16]}.{ext}" if dot else f"{file}.{digest[:16]}"
-    if files.get(alt, digest) != digest:  # pragma: no cover - a 64-bit digest prefix collision
-        raise CalibrationError(f"bundle {str(bundle.root)!r} already lists {alt!r} with other content")
-    return alt
-
-
-def _commit(bundle: Bundle, stage: Path, entries: list[GraphEntry], rep_files: dict[str, Path],
-            report: dict[str, Any]) -> CalibrationResult:
-    """New graphs in under unused names, then the manifest (atomic), then the replaced graphs out, then the report.
-
-    Until the manifest is saved the old manifest and all its files are untouched; from then on every file the new
-    manifest lists is in place. So an interrupt at any point leaves a bundle that opens and verifies."""
-    root = bundle.root
-    staged = {e.file for e in entries}
-    final = {f: _fresh_name(bundle, f, _file_sha256(stage / f)) for f in sorted(staged)}
-    kill_point("commit:staged")
-    for i, (f, name) in enumerate(final.items()):
-        atomic_replace_file(stage / f, bundle.target(name), 0o644)
-        if i == 0:
-            kill_point("commit:moving")
-    kill_point("commit:moved")
-    replaced = set()
-    for e in entries:
-        old = [g.file for g in bundle.manifest.graphs if (g.name, g.flavour, g.precision) == (e.name, e.flavour,
-                                                                                              e.precision)]
-        replaced.update(old)
-        bundle.add_graph(dataclasses.replace(e, file=final[e.file]))
-    used = {g.file for g in bundle.manifest.graphs} | {e.file for e in bundle.manifest.engines}
-    stale = sorted(f for f in replaced if f not in used)
-    for f in stale:
-        bundle.manifest.files.pop(f, None)
-    bundle.save()
-    kill_point("commit:saved")
-    for f in stale:
-        with contextlib.suppress(OSError, BundleError):
-            bundle.target(f)  # inside the bundle (the old manifest was validated; checked again all the same)
-            (root / f).unlink(missing_ok=True)
-    fsync_dir(root)
-    kill_point("commit:cleaned")
-    (root / REPORT_DIR).mkdir(exist_ok=True)
-    files: dict[str, str] = {}
-    for kind, p in rep_files.items():
-        dst = root / REPORT_DIR / p.name
-        _move(p, dst)
-        files[kind] = str(dst)
-    return CalibrationResult(str(root), report, files, list(final.values()))
-
-
-def _move(src: Path, dst: Path) -> None:
-    atomic_replace_file(src, dst, 0o644)

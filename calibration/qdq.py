@@ -1,8 +1,8 @@
-"""Explicit INT8 quantization of an ONNX graph: QuantizeLinear / DequantizeLinear (Q/DQ) pairs that
-TensorRT consumes directly ("explicit quantization", the only INT8 mode of TensorRT 11) and that ONNX
-Runtime CPU fuses into integer kernels.
+"""Explicit INT8 quantization of an ONNX graph for TensorRT: QuantizeLinear / DequantizeLinear (Q/DQ) pairs that
+TensorRT consumes directly ("explicit quantization", the only INT8 mode of TensorRT 11); plain ONNX Runtime runs
+them too (the report's "TensorRT plan" accuracy).
 
-Why this module inserts the Q/DQ nodes itself instead of calling a PTQ library (measured on this
+Why the TensorRT graphs get their Q/DQ nodes from this module instead of a PTQ library (measured on this
 repository's graphs, ONNX Runtime 1.31, onnx 1.23):
 
 * ``nvidia-modelopt[onnx]`` cannot be installed next to this project: on x86_64 Linux it requires
@@ -19,27 +19,23 @@ repository's graphs, ONNX Runtime 1.31, onnx 1.23):
   per-inference weight dequantization and the model got *slower* than FP32.
 
 So calibration statistics come from :mod:`calibration.stats` and this pass writes the Q/DQ graph with
-exactly TensorRT's rules:
+exactly TensorRT's rules (the ONNX Runtime graph, :mod:`calibration.ort_int8`, does use ``quantize_static``: fed
+with these statistics through its calibration cache, uint8 activations, which TensorRT does not take):
 
 * int8 (never uint8), symmetric, zero point 0 on every Q/DQ node (``scale = amax / 127``);
 * weights: per-channel, ``axis`` = output-channel dimension (Conv: 0; Gemm: 0 when ``transB=1`` else 1;
   MatMul with a constant B: the last dimension), stored as int8 initializers behind a DequantizeLinear;
 * activations: per-tensor, a Q/DQ pair on every activation input of Conv / MatMul / Gemm;
 * biases stay float (TensorRT fuses them; ONNX Runtime >= 1.21 quantizes a float bias itself);
-* never a Q/DQ pair directly in front of a graph output (placement ``onnxruntime`` below adds output
-  pairs only where the node output feeds exactly one other node).
+* never a Q/DQ pair directly in front of a graph output.
 
-Two placements, both valid for TensorRT:
+One placement, ``tensorrt`` (both flavours' TensorRT graphs, manifest ``qdq_plan: "tensorrt"``): Q/DQ on the
+inputs of the quantized nodes only, as NVIDIA's Q/DQ placement guide recommends; TensorRT fuses each Q into the
+producing layer. (ONNX Runtime CPU gets its own U8S8 graph, :mod:`calibration.ort_int8`: ONNX Runtime's x86
+integer kernels take unsigned activations, and most symmetric int8 pairs did not fuse there.)
 
-* ``tensorrt`` (default for the plugin flavour, which only TensorRT runs): Q/DQ on the inputs of the
-  quantized nodes only, as NVIDIA's Q/DQ placement guide recommends; TensorRT fuses each Q into the
-  producing layer.
-* ``onnxruntime`` (default for the portable flavour, which the SDK runs on ONNX Runtime CPU): also a
-  Q/DQ pair after a quantized node whose output has a single consumer, so ONNX Runtime can fuse
-  DQ -> Conv/Gemm/MatMul -> Q into QLinearConv / QGemm / QLinearMatMul. Every Q gets its own scale and
-  zero-point initializers and exactly one DequantizeLinear, so ONNX Runtime's optimizer keeps them
-  apart and converts every pair to uint8 on x86. Nodes ONNX Runtime cannot fuse (their output fans out)
-  are reported by :func:`unfusable_nodes`; the calibration pipeline keeps them in float there.
+All of this module's Q/DQ nodes, and the sensitivity pass's fake quantization, are written by one
+:class:`QDQEmitter` whose names come from one :class:`~calibration.names.UniqueNames` allocator.
 """
 from __future__ import annotations
 
@@ -54,11 +50,11 @@ from onnx import TensorProto, helper, numpy_helper
 from .names import UniqueNames
 
 __all__ = ["QUANT_OPS", "PLACEMENTS", "QuantNode", "find_quant_nodes", "range_keys", "match_excludes",
-           "quantize_weight", "quantize_model", "unfusable_nodes", "qdq_violations", "ACT_QMAX"]
+           "quantize_weight", "QDQEmitter", "insert_nodes", "quantize_model", "qdq_violations", "ACT_QMAX"]
 
 #: op types that get int8 inputs (TensorRT's weighted layers and matrix products)
 QUANT_OPS = ("Conv", "Gemm", "MatMul")
-PLACEMENTS = ("tensorrt", "onnxruntime")
+PLACEMENTS = ("tensorrt",)  # ONNX Runtime CPU has its own U8S8 graph: calibration.ort_int8
 ACT_QMAX = 127.0  # symmetric int8: [-127, 127] * scale (Q itself clamps to [-128, 127])
 _MIN_SCALE = 1e-12
 
@@ -178,23 +174,75 @@ def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     return cons
 
 
-def unfusable_nodes(model: onnx.ModelProto, nodes: Iterable[QuantNode] | None = None) -> set[str]:
-    """Quantizable nodes whose output ONNX Runtime cannot requantize for a fused integer kernel: the
-    output is a graph output or feeds several nodes (a fused node needs a single Q consumer)."""
-    cons = _consumers(model.graph)
-    outputs = {o.name for o in model.graph.output}
-    by_name = {n.name: n for n in model.graph.node}
-    bad = set()
-    for q in nodes if nodes is not None else find_quant_nodes(model):
-        o = by_name[q.name].output[0]
-        if o in outputs or len(cons.get(o, [])) != 1:
-            bad.add(q.name)
-    return bad
+class QDQEmitter:
+    """The one writer of TensorRT-rule Q/DQ nodes (symmetric int8, zero point 0, per-channel int8 weights) for a graph:
+    the INT8 graphs (:func:`quantize_model`) and the sensitivity pass's fake quantization
+    (:mod:`calibration.sensitivity`) both emit through it. Every node, tensor and initializer name comes from one
+    :class:`~calibration.names.UniqueNames` over the graph, so nothing collides with the graph's own names or with
+    each other; new initializers collect in :attr:`initializers` (see :meth:`flush`)."""
+
+    def __init__(self, graph: onnx.GraphProto):
+        self.graph = graph
+        self.names = UniqueNames(graph)
+        self.initializers: list[TensorProto] = []
+
+    def constant(self, value: np.ndarray, tag: str) -> str:
+        """A new initializer holding ``value``; returns its name."""
+        name = self.names(tag)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def pair(self, tensor: str, amax: float, tag: str) -> tuple[list[onnx.NodeProto], str]:
+        """A dedicated Q -> DQ pair on ``tensor`` (scale ``amax / 127``) with its own scale / zero-point initializers;
+        returns the nodes and the dequantized tensor."""
+        s = self.constant(np.array(max(amax / ACT_QMAX, _MIN_SCALE), np.float32), f"{tag}_scale")
+        z = self.constant(np.array(0, np.int8), f"{tag}_zero_point")
+        qo, do = self.names(f"{tag}_quantized"), self.names(f"{tag}_dequantized")
+        qn = helper.make_node("QuantizeLinear", [tensor, s, z], [qo], name=self.names(f"{tag}_QuantizeLinear"))
+        dn = helper.make_node("DequantizeLinear", [qo, s, z], [do], name=self.names(f"{tag}_DequantizeLinear"))
+        return [qn, dn], do
+
+    def weight(self, w: np.ndarray, axis: int, tag: str) -> tuple[list[onnx.NodeProto], str]:
+        """Per-channel symmetric int8 ``w`` (:func:`quantize_weight`) as an initializer behind a DequantizeLinear;
+        returns the node and the dequantized tensor."""
+        wq, ws = quantize_weight(w, axis)
+        qn = self.constant(wq, f"{tag}_quantized")
+        sn = self.constant(ws, f"{tag}_scale")
+        zn = self.constant(np.zeros(ws.shape, np.int8), f"{tag}_zero_point")
+        dn = self.names(f"{tag}_dequantized")
+        node = helper.make_node("DequantizeLinear", [qn, sn, zn], [dn], axis=int(axis),
+                                name=self.names(f"{tag}_DequantizeLinear"))
+        return [node], dn
+
+    def node(self, op_type: str, inputs: list[str], tag: str, **attrs) -> tuple[onnx.NodeProto, str]:
+        """Any other helper node (e.g. the sensitivity pass's switches) with allocated node and output names."""
+        out = self.names(f"{tag}_output")
+        return helper.make_node(op_type, inputs, [out], name=self.names(tag), **attrs), out
+
+    def flush(self) -> None:
+        """Append the collected initializers to the graph."""
+        self.graph.initializer.extend(self.initializers)
+        self.initializers = []
+
+
+def insert_nodes(graph: onnx.GraphProto, before: Mapping[str, list[onnx.NodeProto]] | None = None,
+                 after: Mapping[str, list[onnx.NodeProto]] | None = None) -> None:
+    """Put new nodes right before / after the node of that name (so the graph stays topologically sorted)."""
+    before, after = before or {}, after or {}
+    ordered: list[onnx.NodeProto] = []
+    for n in graph.node:
+        ordered += before.get(n.name, [])
+        ordered.append(n)
+        ordered += after.get(n.name, [])
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def quantize_model(model: onnx.ModelProto, ranges: Mapping[str, float], exclude: Iterable[str] = (),
                    placement: str = "tensorrt") -> onnx.ModelProto:
-    """A copy of ``model`` with Q/DQ on the quantizable nodes not named in ``exclude``.
+    """A copy of ``model`` with Q/DQ pairs on the inputs of the quantizable nodes not named in ``exclude`` (TensorRT's
+    placement: NVIDIA's guide puts Q/DQ on the inputs of the quantized layers and TensorRT fuses each Q into the
+    producing layer).
 
     ``ranges`` maps range keys (see :func:`range_keys`) to the calibrated absolute maximum; a node whose
     input range is missing or not positive stays in float."""
@@ -212,88 +260,32 @@ def quantize_model(model: onnx.ModelProto, ranges: Mapping[str, float], exclude:
         return float(v) if v is not None and np.isfinite(v) and v > 0 else None
 
     nodes = [q for q in nodes if all(amax(f"{q.key}:in{i}") for i in q.act_inputs)]
-    qset = {q.name: q for q in nodes}
-    cons = _consumers(g)
-    outputs = {o.name for o in g.output}
     init = {t.name: t for t in g.initializer}
-    names = UniqueNames(g)
+    emit = QDQEmitter(g)
     before: dict[str, list[onnx.NodeProto]] = {}  # node name -> Q/DQ nodes to emit before it
-    after: dict[str, list[onnx.NodeProto]] = {}
-    new_inits: list[TensorProto] = []
     done_weights: dict[str, str] = {}
-
-    def pair(tensor: str, scale: float, tag: str) -> tuple[list[onnx.NodeProto], str]:
-        """A dedicated Q -> DQ pair on ``tensor`` with its own scale / zero-point initializers."""
-        s = names(f"{tag}_scale")
-        z = names(f"{tag}_zero_point")
-        qo, do = names(f"{tag}_quantized"), names(f"{tag}_dequantized")
-        new_inits.append(numpy_helper.from_array(np.array(max(scale, _MIN_SCALE), np.float32), s))
-        new_inits.append(numpy_helper.from_array(np.array(0, np.int8), z))
-        qn = helper.make_node("QuantizeLinear", [tensor, s, z], [qo], name=names(f"{tag}_QuantizeLinear"))
-        dn = helper.make_node("DequantizeLinear", [qo, s, z], [do], name=names(f"{tag}_DequantizeLinear"))
-        return [qn, dn], do
-
-    # output pairs (placement "onnxruntime"): node -> the DQ tensor its single consumer reads instead
-    out_dq: dict[str, tuple[str, str]] = {}  # original output tensor -> (consumer node name, dq tensor)
-    if placement == "onnxruntime":
-        for q in nodes:
-            node = by_name[q.name]
-            o = node.output[0]
-            users = cons.get(o, [])
-            r = amax(f"{q.key}:out")
-            if o in outputs or len(users) != 1 or r is None:
-                continue
-            user = users[0]
-            nq = qset.get(user.name)
-            if nq is not None and any(user.input[i] == o for i in nq.act_inputs):
-                r = amax(f"{nq.key}:in{[i for i in nq.act_inputs if user.input[i] == o][0]}") or r
-            qdq, dq = pair(o, r / ACT_QMAX, f"{o}_out")
-            after[q.name] = qdq
-            out_dq[o] = (user.name, dq)
-
     for q in nodes:
         node = by_name[q.name]
         pre: list[onnx.NodeProto] = []
         for i in q.act_inputs:
             t = node.input[i]
-            if t in out_dq and out_dq[t][0] == node.name:
-                continue  # the producer's output pair already feeds this input
-            qdq, dq = pair(t, amax(f"{q.key}:in{i}") / ACT_QMAX, f"{t}_in{i}_{_safe(node.name)}")  # type: ignore
+            qdq, dq = emit.pair(t, amax(f"{q.key}:in{i}"), f"{t}_in{i}_{_safe(node.name)}")  # type: ignore[arg-type]
             pre += qdq
             node.input[i] = dq
         if q.weight_input is not None:
             wname = node.input[q.weight_input]
             if wname not in done_weights:
-                w = numpy_helper.to_array(init[wname])
-                wq, ws = quantize_weight(w, q.weight_axis)  # type: ignore[arg-type]
-                qn, sn, zn, dn = (names(f"{wname}_quantized"), names(f"{wname}_scale"),
-                                  names(f"{wname}_zero_point"), names(f"{wname}_dequantized"))
-                new_inits += [numpy_helper.from_array(wq, qn), numpy_helper.from_array(ws, sn),
-                              numpy_helper.from_array(np.zeros(ws.shape, np.int8), zn)]
-                pre.append(helper.make_node("DequantizeLinear", [qn, sn, zn], [dn], axis=int(q.weight_axis),
-                                            name=names(f"{wname}_DequantizeLinear")))
-                done_weights[wname] = dn
+                wn, dq = emit.weight(numpy_helper.to_array(init[wname]), q.weight_axis, wname)  # type: ignore[arg-type]
+                pre += wn
+                done_weights[wname] = dq
             node.input[q.weight_input] = done_weights[wname]
         before[q.name] = pre
-
-    for o, (user_name, dq) in out_dq.items():
-        user = by_name[user_name]
-        for k, t in enumerate(user.input):
-            if t == o:
-                user.input[k] = dq
-
-    ordered: list[onnx.NodeProto] = []
-    for n in g.node:
-        ordered += before.get(n.name, [])
-        ordered.append(n)
-        ordered += after.get(n.name, [])
-    del g.node[:]
-    g.node.extend(ordered)
-
+    insert_nodes(g, before)
     still_used = {i for n in g.node for i in n.input}
     keep = [t for t in g.initializer if not (t.name in done_weights and t.name not in still_used)]
     del g.initializer[:]
-    g.initializer.extend(keep + new_inits)
+    g.initializer.extend(keep)
+    emit.flush()
     return m
 
 

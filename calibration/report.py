@@ -107,10 +107,11 @@ def _markdown(r: dict) -> str:
                      + f" | {_fmt(a.get('N-acc'))} | {drop} |")
         L.append("")
         if "int8_tensorrt_plan" in acc:
-            L.append("INT8 = the portable Q/DQ graphs the SDK runs on ONNX Runtime (speed-aware: nodes int8 does not "
-                     "speed up on CPU stay float). INT8 (TensorRT plan) = the quantization of the plugin-flavour "
-                     "graphs TensorRT builds (every Conv/Gemm/MatMul but the kept ones, TensorRT placement), applied "
-                     "to the portable graphs so plain ONNX Runtime runs it with the SDK's pre/post-processing.")
+            L.append("INT8 = the ONNX Runtime plan the SDK runs on ONNX Runtime (U8S8: uint8 activations with a zero "
+                     "point, int8 per-channel weights, on the int8 region ONNX Runtime's CPU kernels speed up). "
+                     "INT8 (TensorRT plan) = the symmetric quantization TensorRT builds (every Conv/Gemm/MatMul but "
+                     "the kept ones, TensorRT placement), on the portable graphs so plain ONNX Runtime runs it with "
+                     "the SDK's pre/post-processing.")
             L.append("")
         for p, bound in (("int8", INT8_MAX_DROP), ("int8_tensorrt_plan", INT8_MAX_DROP), ("fp16", FP16_MAX_DROP)):
             if p in acc and base is not None:
@@ -123,7 +124,7 @@ def _markdown(r: dict) -> str:
     if lat:
         L += ["## ONNX Runtime CPU latency (image_encoder + mask_decoder)", ""]
         for threads, d in lat.items():
-            L.append(f"Portable graphs through the SDK backend, {d['prompts']} prompt, intra-op threads "
+            L.append(f"Portable graphs through the SDK backend, {d['prompts']} prompt(s) per frame, intra-op threads "
                      f"{threads if threads != '0' else 'default'}, median of {d['runs']} interleaved rounds:")
             L += ["", "| precision | image_encoder ms | mask_decoder ms | total ms |", "|---|---|---|---|"]
             for p, v in d["ms"].items():
@@ -136,12 +137,17 @@ def _markdown(r: dict) -> str:
     plans = r.get("int8_plan")
     if plans:
         L += ["## INT8 graphs", "",
-              "Symmetric int8 Q/DQ, zero point 0, per-channel weights on the output-channel axis, float biases; "
-              "checked against TensorRT's rules. The text encoder stays FP32 (it runs once per new prompt and is "
-              "cached).", "",
-              "| graph / flavour | placement | quantized | kept float | Q/DQ nodes |", "|---|---|---|---|---|"]
+              "TensorRT plan: symmetric int8 Q/DQ, zero point 0, per-channel weights on the output-channel axis, "
+              "float biases, checked against TensorRT's rules (what `ssp convert build --precision int8` builds). "
+              "ONNX Runtime plan: uint8 activations with a zero point, int8 per-channel weights, int32 biases "
+              "(ONNX Runtime's U8S8 kernels), written by `onnxruntime.quantization.quantize_static` from these "
+              "statistics; data-movement ops inside the int8 region run in uint8 (passthrough). The text encoder "
+              "stays FP32 (it runs once per new prompt and is cached).", "",
+              "| graph / flavour | plan | file | int8 Conv/Gemm/MatMul | kept float | passthrough | Q/DQ nodes |",
+              "|---|---|---|---|---|---|---|"]
         for k, p in plans.items():
-            L.append(f"| {k} | {p['placement']} | {p['quantized']} / {p['nodes']} | {p['float']} | {p['qdq_nodes']} |")
+            L.append(f"| {k} | {p.get('qdq_plan', p['placement'])} | {p.get('file', '')} | {p['quantized']} / "
+                     f"{p['nodes']} | {p['float']} | {p.get('passthrough', '-')} | {p['qdq_nodes']} |")
         L.append("")
         for k, p in plans.items():
             reasons: dict[str, list[str]] = {}

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .qdq import ACT_QMAX, QuantNode, quantize_weight
+from .qdq import QDQEmitter, QuantNode, insert_nodes
 
 __all__ = ["NodeSensitivity", "switch_model", "SwitchRunner", "rank"]
 
@@ -44,6 +44,30 @@ class NodeSensitivity:
                 "local_rel_error": self.local, "mask_prob_mae": self.score}
 
 
+def _fake_quant(emit: QDQEmitter, node: onnx.NodeProto, q: QuantNode, ranges: Mapping[str, float],
+                init: Mapping[str, TensorProto], tag: str
+                ) -> tuple[list[onnx.NodeProto], dict[int, str], dict[int, str]]:
+    """Q/DQ nodes fake-quantizing ``node``'s activation inputs and weight exactly as
+    :func:`calibration.qdq.quantize_model` does (same emitter); returns (nodes, {input index: fake-quantized tensor},
+    {input index: original tensor})."""
+    pre: list[onnx.NodeProto] = []
+    fq: dict[int, str] = {}
+    orig: dict[int, str] = {}
+    for i in q.act_inputs:
+        amax = float(ranges.get(f"{q.key}:in{i}") or 0.0)
+        if amax <= 0 or not np.isfinite(amax):
+            continue
+        nodes, dq = emit.pair(node.input[i], amax, f"{tag}_in{i}")
+        pre += nodes
+        fq[i], orig[i] = dq, node.input[i]
+    if q.weight_input is not None:
+        w = node.input[q.weight_input]
+        nodes, dq = emit.weight(numpy_helper.to_array(init[w]), q.weight_axis, f"{tag}_w")  # type: ignore[arg-type]
+        pre += nodes
+        fq[q.weight_input], orig[q.weight_input] = dq, w
+    return pre, fq, orig
+
+
 def switch_model(model: onnx.ModelProto, nodes: Sequence[QuantNode], ranges: Mapping[str, float]
                  ) -> tuple[onnx.ModelProto, list[str]]:
     """``model`` with a boolean input per node in ``nodes`` switching its fake quantization on."""
@@ -52,42 +76,22 @@ def switch_model(model: onnx.ModelProto, nodes: Sequence[QuantNode], ranges: Map
     g = m.graph
     by_name = {n.name: n for n in g.node}
     init = {t.name: t for t in g.initializer}
+    emit = QDQEmitter(g)
     before: dict[str, list[onnx.NodeProto]] = {}
     flags = []
     for j, q in enumerate(nodes):
         node = by_name[q.name]
-        flag = f"qsw_{j}"
+        flag = emit.names(f"qsw_{j}")
         flags.append(flag)
         g.input.append(helper.make_tensor_value_info(flag, TensorProto.BOOL, []))
-        pre: list[onnx.NodeProto] = []
-        for i in q.act_inputs:
-            t = node.input[i]
-            amax = float(ranges.get(f"{q.key}:in{i}") or 0.0)
-            if amax <= 0 or not np.isfinite(amax):
-                continue
-            s, z = f"qsw_{j}_{i}_scale", f"qsw_{j}_{i}_zp"
-            g.initializer.extend([numpy_helper.from_array(np.array(amax / ACT_QMAX, np.float32), s),
-                              numpy_helper.from_array(np.array(0, np.int8), z)])
-            pre += [helper.make_node("QuantizeLinear", [t, s, z], [f"qsw_{j}_{i}_q"]),
-                    helper.make_node("DequantizeLinear", [f"qsw_{j}_{i}_q", s, z], [f"qsw_{j}_{i}_dq"]),
-                    helper.make_node("Where", [flag, f"qsw_{j}_{i}_dq", t], [f"qsw_{j}_{i}_x"])]
-            node.input[i] = f"qsw_{j}_{i}_x"
-        if q.weight_input is not None:
-            w = node.input[q.weight_input]
-            wq, ws = quantize_weight(numpy_helper.to_array(init[w]), q.weight_axis)  # type: ignore[arg-type]
-            g.initializer.extend([numpy_helper.from_array(wq, f"qsw_{j}_w_q"), numpy_helper.from_array(ws, f"qsw_{j}_w_s"),
-                              numpy_helper.from_array(np.zeros(ws.shape, np.int8), f"qsw_{j}_w_z")])
-            pre += [helper.make_node("DequantizeLinear", [f"qsw_{j}_w_q", f"qsw_{j}_w_s", f"qsw_{j}_w_z"],
-                                     [f"qsw_{j}_w_dq"], axis=int(q.weight_axis)),  # type: ignore[arg-type]
-                    helper.make_node("Where", [flag, f"qsw_{j}_w_dq", w], [f"qsw_{j}_w"])]
-            node.input[q.weight_input] = f"qsw_{j}_w"
+        pre, fq, orig = _fake_quant(emit, node, q, ranges, init, f"qsw_{j}")
+        for i, t in fq.items():
+            sw, out = emit.node("Where", [flag, t, orig[i]], f"qsw_{j}_where{i}")
+            pre.append(sw)
+            node.input[i] = out
         before[q.name] = pre
-    ordered = []
-    for n in g.node:
-        ordered += before.get(n.name, [])
-        ordered.append(n)
-    del g.node[:]
-    g.node.extend(ordered)
+    insert_nodes(g, before)
+    emit.flush()
     return m, flags
 
 
@@ -125,48 +129,30 @@ def local_error_model(model: onnx.ModelProto, nodes: Sequence[QuantNode], ranges
     g = m.graph
     by_name = {n.name: n for n in g.node}
     init = {t.name: t for t in g.initializer}
+    emit = QDQEmitter(g)
     pairs = []
     after: dict[str, list[onnx.NodeProto]] = {}
     have_out = {o.name for o in g.output}
     for j, q in enumerate(nodes):
         node = by_name[q.name]
+        extra, fq, _ = _fake_quant(emit, node, q, ranges, init, f"lerr_{j}")
         twin = onnx.NodeProto()
         twin.CopyFrom(node)
-        twin.name = f"lerr_{j}_twin"
-        extra: list[onnx.NodeProto] = []
-        for i in q.act_inputs:
-            amax = float(ranges.get(f"{q.key}:in{i}") or 0.0)
-            if amax <= 0 or not np.isfinite(amax):
-                continue
-            s, z = f"lerr_{j}_{i}_scale", f"lerr_{j}_{i}_zp"
-            g.initializer.extend([numpy_helper.from_array(np.array(amax / ACT_QMAX, np.float32), s),
-                                  numpy_helper.from_array(np.array(0, np.int8), z)])
-            extra += [helper.make_node("QuantizeLinear", [node.input[i], s, z], [f"lerr_{j}_{i}_q"]),
-                      helper.make_node("DequantizeLinear", [f"lerr_{j}_{i}_q", s, z], [f"lerr_{j}_{i}_dq"])]
-            twin.input[i] = f"lerr_{j}_{i}_dq"
-        if q.weight_input is not None:
-            w = node.input[q.weight_input]
-            wq, ws = quantize_weight(numpy_helper.to_array(init[w]), q.weight_axis)  # type: ignore[arg-type]
-            g.initializer.extend([numpy_helper.from_array(wq, f"lerr_{j}_w_q"),
-                                  numpy_helper.from_array(ws, f"lerr_{j}_w_s"),
-                                  numpy_helper.from_array(np.zeros(ws.shape, np.int8), f"lerr_{j}_w_z")])
-            extra.append(helper.make_node("DequantizeLinear", [f"lerr_{j}_w_q", f"lerr_{j}_w_s", f"lerr_{j}_w_z"],
-                                          [f"lerr_{j}_w_dq"], axis=int(q.weight_axis)))  # type: ignore[arg-type]
-            twin.input[q.weight_input] = f"lerr_{j}_w_dq"
+        twin.name = emit.names(f"lerr_{j}_twin")
+        for i, t in fq.items():
+            twin.input[i] = t
         del twin.output[:]
-        twin.output.append(f"lerr_{j}_out")
+        twin.output.append(emit.names(f"lerr_{j}_out"))
+        for extra_out in node.output[1:]:  # a second output (none for Conv / Gemm / MatMul) gets a fresh name too
+            twin.output.append(emit.names(f"{extra_out}_lerr_{j}"))
         after[q.name] = extra + [twin]
-        for t in (node.output[0], f"lerr_{j}_out"):
+        for t in (node.output[0], twin.output[0]):
             if t not in have_out:
                 g.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
                 have_out.add(t)
-        pairs.append((node.output[0], f"lerr_{j}_out"))
-    ordered = []
-    for n in g.node:
-        ordered.append(n)
-        ordered += after.get(n.name, [])
-    del g.node[:]
-    g.node.extend(ordered)
+        pairs.append((node.output[0], twin.output[0]))
+    insert_nodes(g, after=after)
+    emit.flush()
     return m, pairs
 
 

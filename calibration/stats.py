@@ -1,8 +1,8 @@
 """Activation statistics for calibration, collected in one streaming pass.
 
 The graph is run on ONNX Runtime CPU with every tensor to calibrate added as an extra output; each run
-updates, per tensor, the absolute maximum and a histogram of ``|x|`` (2048 bins to start, the bin width
-fixed once set and more bins appended when a larger value arrives, as TensorRT's and
+updates, per tensor, the absolute maximum, the signed minimum and maximum and a histogram of ``|x|`` (2048 bins to
+start, the bin width fixed once set and more bins appended when a larger value arrives, as TensorRT's and
 pytorch-quantization's histogram calibrators do). Nothing of a run is kept after its update, so memory
 does not grow with the number of samples. From the histograms, each method gives the clipping
 threshold ``amax`` (scale = amax / 127):
@@ -11,6 +11,9 @@ threshold ``amax`` (scale = amax / 127):
 * ``percentile``: the ``percentile``-th percentile of ``|x|`` (default 99.99);
 * ``entropy``: TensorRT's KL-divergence calibration: the threshold whose 128-level quantized
   distribution is closest (KL divergence) to the clipped reference distribution.
+
+The TensorRT plan uses ``amax`` (symmetric); the ONNX Runtime plan (uint8 with a zero point) the signed extremes
+clipped to its method's ``amax`` (:attr:`TensorRange.asymmetric`).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import onnx
 
-__all__ = ["METHODS", "TensorHistogram", "RangeCollector", "entropy_amax", "percentile_amax"]
+__all__ = ["METHODS", "TensorRange", "TensorHistogram", "RangeCollector", "entropy_amax", "percentile_amax"]
 
 METHODS = ("entropy", "percentile", "minmax")
 _BINS = 2048
@@ -30,28 +33,48 @@ _HIST_SAMPLES = 1 << 16
 _SMOOTH_EPS = 1e-4  # larger tensors are histogrammed on a strided subset (amax stays exact)
 
 
+@dataclass(frozen=True)
+class TensorRange:
+    """What calibration knows of one tensor: the method's clipping threshold on ``|x|`` (TensorRT's symmetric scale
+    is ``amax / 127``) and the signed extremes seen; :attr:`asymmetric` is the ``[lo, hi]`` an asymmetric (uint8,
+    zero point) quantizer covers: the extremes clipped to the threshold."""
+
+    amax: float
+    lo: float
+    hi: float
+
+    @property
+    def asymmetric(self) -> tuple[float, float]:
+        return max(self.lo, -self.amax), min(self.hi, self.amax)
+
+
 @dataclass
 class TensorHistogram:
-    """Running ``max |x|`` and histogram of ``|x|`` with bins ``[k*width, (k+1)*width)``."""
+    """Running ``max |x|``, signed minimum / maximum and histogram of ``|x|`` with bins ``[k*width, (k+1)*width)``."""
 
     amax: float = 0.0
     width: float = 0.0
     hist: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     count: int = 0
+    lo: float = math.inf
+    hi: float = -math.inf
 
     def update(self, x: np.ndarray) -> None:
         x = np.asarray(x)
         if x.size == 0:
             return
-        m = max(float(x.max()), -float(x.min()))  # exact max |x| without an |x| copy of the tensor
+        xmin, xmax = float(x.min()), float(x.max())
+        m = max(xmax, -xmin)  # exact max |x| without an |x| copy of the tensor
         flat = x.reshape(-1)
         a = np.abs(flat[:: flat.size // _HIST_SAMPLES + 1] if flat.size > _HIST_SAMPLES else flat)
         if not math.isfinite(m):  # inf / nan in the tensor: statistics of the finite values only
-            fin = np.abs(flat[np.isfinite(flat)])
+            fin = flat[np.isfinite(flat)]
             if fin.size == 0:
                 return
-            m = float(fin.max())
+            xmin, xmax = float(fin.min()), float(fin.max())
+            m = max(xmax, -xmin)
             a = a[np.isfinite(a)]
+        self.lo, self.hi = min(self.lo, xmin), max(self.hi, xmax)
         self.amax = max(self.amax, m)
         self.count += x.size
         if self.width == 0.0:
@@ -73,6 +96,12 @@ class TensorHistogram:
                 self.width *= 2
         idx = np.minimum((a * (1.0 / self.width)).astype(np.int64), self.hist.size - 1)
         self.hist += np.bincount(idx, minlength=self.hist.size)
+
+    def range_for(self, method: str, percentile: float = 99.99) -> TensorRange:
+        """The method's threshold and the extremes (a tensor never seen: all zero)."""
+        if not math.isfinite(self.lo):
+            return TensorRange(0.0, 0.0, 0.0)
+        return TensorRange(self.amax_for(method, percentile), self.lo, self.hi)
 
     def amax_for(self, method: str, percentile: float = 99.99) -> float:
         if method == "minmax" or self.width == 0.0:
@@ -177,3 +206,6 @@ class RangeCollector:
 
     def amax(self, method: str, percentile: float = 99.99) -> dict[str, float]:
         return {t: h.amax_for(method, percentile) for t, h in self.stats.items()}
+
+    def ranges(self, method: str, percentile: float = 99.99) -> dict[str, TensorRange]:
+        return {t: h.range_for(method, percentile) for t, h in self.stats.items()}

@@ -105,23 +105,37 @@ def test_manifest_lists_the_new_graphs(calibrated):
 
 
 @pytest.mark.slow
-def test_int8_graphs_follow_tensorrt_rules(calibrated):
+def test_int8_graphs_follow_their_plans_rules(calibrated):
+    """Read from the files: the TensorRT plan (plugin graphs and the portable *.trtplan.onnx) symmetric int8 with
+    zero point 0 and float biases; the ONNX Runtime plan (the portable *.int8.onnx) uint8 activations with a zero
+    point, int8 per-channel weights, int32 biases."""
     from ssp_edge.converter.schemas import register_schemas
+    from ssp_edge.sdk.bundle import Bundle
 
     b, _ = calibrated
     register_schemas()
-    for f in sorted(b.glob("*.int8*.onnx")):  # both plans of the portable flavour
+    plans = {g.file: g.qdq_plan for g in Bundle.open(b).manifest.graphs if g.precision == "int8"}
+    assert sorted(plans.values()) == ["onnxruntime"] * 2 + ["tensorrt"] * 4
+    for f in sorted(b.glob("*.int8*.onnx")):
         m = onnx.load(str(f))
         onnx.checker.check_model(m, full_check=True)
         init = {t.name: t for t in m.graph.initializer}
         qdq = [n for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
         assert len(qdq) > 20, f.name
-        for n in qdq:
-            zp = init[n.input[2]]
-            assert zp.data_type == TensorProto.INT8, (f.name, n.name)
-            assert not numpy_helper.to_array(zp).any(), (f.name, n.name)
-        assert not any(t.data_type == TensorProto.INT32 for t in m.graph.initializer)  # float biases
-        assert not any(t.data_type == TensorProto.UINT8 for t in m.graph.initializer)
+        zps = {init[n.input[2]].data_type for n in qdq}
+        if plans[f.name] == "tensorrt":
+            assert zps == {TensorProto.INT8}, f.name
+            for n in qdq:
+                assert not numpy_helper.to_array(init[n.input[2]]).any(), (f.name, n.name)
+            assert not any(t.data_type == TensorProto.INT32 for t in m.graph.initializer)  # float biases
+            assert not any(t.data_type == TensorProto.UINT8 for t in m.graph.initializer)
+        else:
+            assert TensorProto.UINT8 in zps and zps <= {TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32}
+            for n in qdq:
+                zp = init[n.input[2]]
+                if zp.data_type != TensorProto.UINT8:  # weights and biases: symmetric
+                    assert not numpy_helper.to_array(zp).any(), (f.name, n.name)
+            assert any(t.data_type == TensorProto.INT32 for t in m.graph.initializer)  # int32 biases
 
 
 @pytest.mark.slow
@@ -194,7 +208,7 @@ def test_failure_after_the_graphs_leaves_the_bundle_as_it_was(lite_bundle, tmp_p
     def boom(*a, **k):
         raise RuntimeError("simulated failure while measuring")
 
-    monkeypatch.setattr(pipeline, "_measure", boom)
+    monkeypatch.setattr(pipeline, "measure", boom)
     opts = pipeline.CalibrateOptions(data=str(data), samples=2, sensitivity_samples=0, eval_samples=0,
                                      progress=False)
     with pytest.raises(RuntimeError, match="simulated"):

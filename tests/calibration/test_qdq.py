@@ -9,8 +9,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from ssp_edge.calibration.qdq import (find_quant_nodes, match_excludes, qdq_violations, quantize_model, range_keys,
-                             unfusable_nodes)
+from ssp_edge.calibration.names import UniqueNames
+from ssp_edge.calibration.qdq import (QDQEmitter, find_quant_nodes, match_excludes, qdq_violations, quantize_model,
+                                      range_keys)
 
 RNG = np.random.default_rng(0)
 
@@ -85,13 +86,12 @@ def _qdq_nodes(m):
     return [n for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
 
 
-@pytest.mark.parametrize("placement", ["tensorrt", "onnxruntime"])
 @pytest.mark.parametrize("build", [conv_net, matmul_net])
-def test_tensorrt_rules_read_from_the_initializers(build, placement):
+def test_tensorrt_rules_read_from_the_initializers(build):
     m = build()
     feeds = {i.name: RNG.normal(size=[d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
              for i in m.graph.input}
-    q = quantize_model(m, _ranges(m, feeds), placement=placement)
+    q = quantize_model(m, _ranges(m, feeds), placement="tensorrt")
     onnx.checker.check_model(q, full_check=True)
     init = {t.name: t for t in q.graph.initializer}
     outputs = {o.name for o in q.graph.output}
@@ -143,11 +143,10 @@ def test_numbers_match_a_numpy_fake_quantization():
     assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("placement", ["tensorrt", "onnxruntime"])
-def test_quantized_conv_net_stays_close_to_fp32(placement):
+def test_quantized_conv_net_stays_close_to_fp32():
     m = conv_net()
     x = RNG.normal(size=(1, 3, 12, 12)).astype(np.float32)
-    q = quantize_model(m, _ranges(m, {"x": x}), placement=placement)
+    q = quantize_model(m, _ranges(m, {"x": x}))
     (ref,), (got,) = _run(m, {"x": x}), _run(q, {"x": x})
     assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
 
@@ -166,21 +165,43 @@ def test_excluded_nodes_keep_float_inputs_and_weights():
     assert match_excludes(find_quant_nodes(m), ["Conv"])[0] == {"conv1", "dw", "conv3"}
 
 
-def test_onnxruntime_placement_requantizes_single_consumer_outputs_only():
+def test_tensorrt_placement_puts_pairs_on_inputs_only_each_q_with_its_own_dq():
     m = conv_net()
     x = RNG.normal(size=(1, 3, 12, 12)).astype(np.float32)
-    q = quantize_model(m, _ranges(m, {"x": x}), placement="onnxruntime")
+    q = quantize_model(m, _ranges(m, {"x": x}))
     cons = {}
     for n in q.graph.node:
         for i in n.input:
             cons.setdefault(i, []).append(n.op_type)
-    assert cons["c2"] == ["QuantizeLinear"]  # dw -> Add: output pair for ONNX Runtime's fused kernel
-    assert sorted(cons["c1"]) == ["Add", "Relu"]  # fans out: no output pair
-    assert unfusable_nodes(m) == {"conv1", "conv3"}  # fan-out, graph output
-    # each Q has its own DQ (ONNX Runtime's int8 -> uint8 conversion on x86 needs that)
+    assert sorted(cons["c1"]) == ["Add", "Relu"]  # no pair on a node output
+    assert cons["r1"] == ["QuantizeLinear"] and cons["a"] == ["QuantizeLinear"]  # pairs on quantized inputs
     for n in q.graph.node:
         if n.op_type == "QuantizeLinear":
             assert cons[n.output[0]] == ["DequantizeLinear"]
+    with pytest.raises(ValueError, match="placement"):
+        quantize_model(m, _ranges(m, {"x": x}), placement="onnxruntime")  # ONNX Runtime has its own U8S8 graph
+
+
+def test_one_emitter_one_name_allocator_never_reuses_a_name():
+    """The emitter's names skip every name of the graph (node, tensor, initializer) and each other, even when the
+    graph already uses the names the emitter would pick first."""
+    m = conv_net()
+    g = m.graph
+    g.node[1].name = "x_in0_scale"  # a node named like a Q/DQ tag: taken
+    g.initializer.append(numpy_helper.from_array(np.zeros(1, np.float32), "x_in0_zero_point"))
+    emit = QDQEmitter(g)
+    nodes, dq = emit.pair("x", 1.0, "x_in0")
+    nodes2, dq2 = emit.pair("x", 1.0, "x_in0")
+    wnodes, wdq = emit.weight(numpy_helper.to_array(g.initializer[0]), 0, "w1")
+    emit.flush()
+    names = [n.name for n in g.node] + [n.name for n in nodes + nodes2 + wnodes]
+    tensors = ([t.name for t in g.initializer] + [o for n in list(g.node) + nodes + nodes2 + wnodes for o in n.output]
+               + [i.name for i in g.input])
+    assert len(set(names)) == len(names) and len(set(tensors)) == len(tensors)
+    assert "x_in0_scale" not in [i for n in nodes for i in n.input]  # the node's name was taken
+    assert dq != dq2 and wdq not in (dq, dq2)
+    fresh = UniqueNames(g)  # a later pass over the emitted graph sees the emitter's names as taken
+    assert fresh("x_in0_scale") not in set(names) | set(tensors)
 
 
 def test_violations_are_reported():
