@@ -52,6 +52,7 @@ class ModelCost:
     blocks: dict[str, dict[str, int]] = field(default_factory=dict)
     frame_flops: int = 0  # the image encoder graph: once per frame
     prompt_flops: int = 0  # the mask decoder graph: once per (frame, expression)
+    rus_form: str = ""  # "dense" (v1) | "grouped" (v2) for a RUS decoder
 
     @property
     def frame_and_prompt_flops(self) -> int:
@@ -212,7 +213,7 @@ def model_cost(model: SSP, cfg: SSPConfig, expression: str = "the red circle lef
     del head["text_flops"]
     blocks["head"] = head
     return ModelCost(cfg.name, cfg.input_size, cfg.decoder, count_parameters(model), total, graphs, parts, blocks,
-                     by_graph["image_encoder"], by_graph["mask_decoder"])
+                     by_graph["image_encoder"], by_graph["mask_decoder"], cfg.rus_form if cfg.decoder == "rus" else "")
 
 
 def decoder_block_table(rus: dict[str, Any], bilinear: dict[str, Any]) -> list[str]:
