@@ -76,7 +76,8 @@ def format_info(info: dict[str, Any]) -> str:
         lines.append(f"  per frame (image encoder) + per prompt (mask decoder): {c['frame_flops'] / 1e9:.3f} + "
                      f"{c['prompt_flops'] / 1e9:.3f} = {(c['frame_flops'] + c['prompt_flops']) / 1e9:.3f} GFLOPs")
     split = all("frame_flops" in v for v in c["parts"].values())
-    lines.append(f"  {'module':<16}{'params (M)':>12}{'GFLOPs':>10}" + (f"{'frame':>10}{'prompt':>10}" if split else ""))
+    head = f"  {'module':<16}{'params (M)':>12}{'GFLOPs':>10}"
+    lines.append(head + (f"{'frame':>10}{'prompt':>10}" if split else ""))
     for k, v in c["parts"].items():
         lines.append(f"  {k:<16}{v['parameters'] / 1e6:>12.3f}{v['flops'] / 1e9:>10.3f}"
                      + (f"{v['frame_flops'] / 1e9:>10.3f}{v['prompt_flops'] / 1e9:>10.3f}" if split else ""))
