@@ -46,6 +46,7 @@ from .checkpoint import load_weights, read_checkpoint_info, save_checkpoint
 from .config import SSPConfig
 from .data.augment import AugmentParams
 from .data.refshapes import RefShapes
+from .data.refshapes2 import RefShapes2
 from .data.spec import default_val_spec, open_data
 from .data.train_data import StepBatches, TrainUnits, collate_units, has_no_target
 from .data.transforms import normalize
@@ -368,7 +369,7 @@ class _Subset:
 
 
 def _augment(opt: TrainOptions, ds: Any) -> AugmentParams | None:
-    on = opt.augment == "on" or (opt.augment == "auto" and not isinstance(ds, RefShapes))
+    on = opt.augment == "on" or (opt.augment == "auto" and not isinstance(ds, (RefShapes, RefShapes2)))
     return AugmentParams(opt.aug_scale, opt.aug_color, opt.aug_flip) if on else None
 
 
@@ -454,7 +455,7 @@ def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
     # ---- data
     units = TrainUnits(ds, cfg.input_size, cfg.mean, opt.exprs_per_image, _augment(opt, ds), opt.seed)
     batches = StepBatches(len(units), opt.images_per_batch, opt.steps, start, opt.accum, rt.world, rt.rank,
-                          opt.seed, refshapes=isinstance(ds, RefShapes))
+                          opt.seed, refshapes=isinstance(ds, (RefShapes, RefShapes2)))
     units[batches.keys(start, 0)[0]]  # a bad image folder fails here as one line, not inside a DataLoader worker
     workers = _workers(opt, rt)
     loader = torch.utils.data.DataLoader(
