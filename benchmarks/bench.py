@@ -259,8 +259,13 @@ def _flops(bundle: Bundle) -> dict[str, Any] | None:
 
     base = config_from_json(json.dumps(bundle.manifest.config)).replace(pretrained=False)
     out: dict[str, Any] = {}
-    for key, cfg in (("bundle", base), ("bundle_bilinear", base.replace(decoder="bilinear")),
-                     ("ssp_lite", get_config("ssp_lite", pretrained=False)), ("ssp_paper", get_config("ssp_paper"))):
+    # RUS vs bilinear per block at equal width: the bundle's config with each decoder (bundle_rus only when the
+    # bundle's own decoder is bilinear)
+    variants = [("bundle", base), ("bundle_bilinear", base.replace(decoder="bilinear"))]
+    if base.decoder != "rus":
+        variants.append(("bundle_rus", base.replace(decoder="rus")))
+    for key, cfg in (*variants, ("ssp_lite", get_config("ssp_lite", pretrained=False)),
+                     ("ssp_paper", get_config("ssp_paper"))):
         torch.manual_seed(0)
         out[key] = asdict(model_cost(build_model(cfg), cfg))
     return out

@@ -120,18 +120,31 @@ def write_markdown(res: dict[str, Any], out_dir: Path) -> Path:
                          f"{v['flops'] / 1e9:.3f} |")
             L.append(f"| {key} ({c['input_size']}) | **total** | {c['parameters'] / 1e6:.2f} | "
                      f"{c['flops'] / 1e9:.2f} |")
-        rus, bil = res["flops"]["bundle"], res["flops"]["bundle_bilinear"]
+        rus, bil = res["flops"].get("bundle_rus", res["flops"]["bundle"]), res["flops"]["bundle_bilinear"]
         rd = rus["parts"].get("RUS_decoder", {})
         bd = bil["parts"].get("bilinear_decoder", {})
         if rd and bd:
+            form = rus.get("rus_form", "")
+            why = ("the grouped RUS (a 1x1 gate on the skip projection, a grouped channel-replication conv, "
+                   "replicate x gate + add) costs the 4 multiply-adds per output value of interpolation"
+                   if rd["flops"] <= bd["flops"] else
+                   "in it, RUS's gate convolution on the raw skip feature and its C*s^2 channel-replication conv "
+                   "cost more than one 1x1 projection plus bilinear interpolation")
             L += ["", f"RUS decoder vs bilinear decoder at {rus['input_size']}x{rus['input_size']}: "
                       f"{rd['flops'] / 1e9:.3f} vs {bd['flops'] / 1e9:.3f} GFLOPs "
                       f"({rd['parameters'] / 1e3:.0f}k vs {bd['parameters'] / 1e3:.0f}k parameters; bilinear "
                       "interpolation counted at 4 multiply-adds per output value). This compares two decoders of "
-                      "the same reconstructed model; in it, RUS's gate convolution on the skip feature and its "
-                      "C*s^2 channel-replication conv cost more than one 1x1 projection plus bilinear "
-                      "interpolation. The paper's fewer-FLOPs claim is a different comparison: the whole SSP "
-                      "model against other referring-segmentation methods, which this benchmark does not measure."]
+                      f"the same reconstructed model{f' ({form})' if form else ''}; {why}. The paper's fewer-FLOPs "
+                      "claim is a different comparison: the whole SSP model against other referring-segmentation "
+                      "methods, which this benchmark does not measure."]
+            if rus.get("blocks") and bil.get("blocks"):
+                L += ["", "| decoder block | RUS GFLOPs | bilinear GFLOPs | RUS params | bilinear params |",
+                      "|---|---|---|---|---|"]
+                for k, rb in rus["blocks"].items():
+                    bb = bil["blocks"].get(k)
+                    if bb is not None:
+                        L.append(f"| {k} | {rb['flops'] / 1e9:.4f} | {bb['flops'] / 1e9:.4f} | {rb['parameters']:,} | "
+                                 f"{bb['parameters']:,} |")
     je = res["jetson_estimates"]
     if je is not None:
         cal = je.get("calibration") or {}

@@ -1,5 +1,6 @@
 """`ssp convert info`: what a bundle holds (graphs, flavours, precisions, engines, sizes) and the
-parameters / FLOPs per graph and per SSP module at the bundle's input size."""
+parameters / FLOPs per graph, per SSP module (per frame / per prompt) and per decoder block, RUS against the
+bilinear decoder of the same config, at the bundle's input size."""
 from __future__ import annotations
 
 import dataclasses
@@ -25,6 +26,10 @@ def bundle_info(path: str | Path) -> dict[str, Any]:
     cfg = config_from_json(json.dumps(man.config)).replace(pretrained=False)  # counting needs no weights
     torch.manual_seed(0)
     cost = model_cost(build_model(cfg), cfg)
+    # the same config with the other upsampling decoder: RUS vs bilinear per block, at equal width
+    other = cfg.replace(decoder="bilinear" if cfg.decoder == "rus" else "rus")
+    torch.manual_seed(0)
+    cost_other = model_cost(build_model(other), other)
     return {
         "bundle": str(path), "config": cfg.name, "input_size": man.input_size, "max_tokens": man.max_tokens,
         "source": man.source, "thresholds": man.thresholds, "dynamic_axes": man.dynamic_axes,
@@ -34,6 +39,7 @@ def bundle_info(path: str | Path) -> dict[str, Any]:
                    for g in man.graphs],
         "engines": [dataclasses.asdict(e) for e in man.engines],
         "cost": dataclasses.asdict(cost),
+        "cost_other_decoder": dataclasses.asdict(cost_other),
     }
 
 
@@ -66,7 +72,20 @@ def format_info(info: dict[str, Any]) -> str:
               f"  {'graph':<16}{'params (M)':>12}{'GFLOPs':>10}"]
     for k, v in c["graphs"].items():
         lines.append(f"  {k:<16}{v['parameters'] / 1e6:>12.3f}{v['flops'] / 1e9:>10.3f}")
-    lines.append(f"  {'module':<16}{'params (M)':>12}{'GFLOPs':>10}")
+    if "frame_flops" in c:
+        lines.append(f"  per frame (image encoder) + per prompt (mask decoder): {c['frame_flops'] / 1e9:.3f} + "
+                     f"{c['prompt_flops'] / 1e9:.3f} = {(c['frame_flops'] + c['prompt_flops']) / 1e9:.3f} GFLOPs")
+    split = all("frame_flops" in v for v in c["parts"].values())
+    head = f"  {'module':<16}{'params (M)':>12}{'GFLOPs':>10}"
+    lines.append(head + (f"{'frame':>10}{'prompt':>10}" if split else ""))
     for k, v in c["parts"].items():
-        lines.append(f"  {k:<16}{v['parameters'] / 1e6:>12.3f}{v['flops'] / 1e9:>10.3f}")
+        lines.append(f"  {k:<16}{v['parameters'] / 1e6:>12.3f}{v['flops'] / 1e9:>10.3f}"
+                     + (f"{v['frame_flops'] / 1e9:>10.3f}{v['prompt_flops'] / 1e9:>10.3f}" if split else ""))
+    other = info.get("cost_other_decoder")
+    if other and c.get("blocks"):
+        from ssp_edge.ssp.flops import decoder_block_table
+
+        rus, bil = (c, other) if c["decoder"] == "rus" else (other, c)
+        lines += ["", "upsampling decoder per block (RUS vs bilinear, equal width; bilinear = 4 multiply-adds per "
+                      "output value):"] + decoder_block_table(rus, bil)
     return "\n".join(lines)

@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import SSPError
 
-__all__ = ["SSPConfig", "CONFIGS", "get_config", "config_from_json"]
+__all__ = ["SSPConfig", "CONFIGS", "V2", "get_config", "config_from_json"]
 
 
 @dataclass
@@ -26,7 +26,7 @@ class SSPConfig:
     ept_layers: int = 1
     input_size: int = 320
     max_tokens: int = 20
-    cell: int = 4  # superpixel grid cell, in stride-4 feature pixels
+    cell: int = 4  # superpixel grid cell, in stride-4 feature pixels (v2: 8, 100 superpixels at 320x320)
     spixel_width: int = 32
     decoder: str = "rus"  # "rus" | "bilinear"
     decoder_channels: tuple[int, ...] = (64, 32, 16, 8)  # at strides 8, 4, 2, 1
@@ -43,10 +43,27 @@ class SSPConfig:
     backbone_config: dict[str, Any] = field(default_factory=dict)
     text_config: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # issue 19 (model v2). The defaults are the v1 architecture (what a checkpoint's stored config JSON without
+    # these keys was trained with); the named configs set the v2 values (V2 below).
+    spixel_net: str = "dilated"  # "dilated": 5 convs at stride 4, RF ~50 px | "pyramid": strides 4/8/16, RF ~120 px
+    rus_form: str = "dense"  # "dense": CR = conv1x1(x) -> C'*s^2, gate = conv3x3(raw skip) | "grouped": CR = grouped
+    #   Conv2d(C', 4C', 1, groups=C'/2) on sr(x), gate = conv1x1(skip projection): ~4 multiply-adds per output value
+    pos_encoding: str = "sine8"  # fixed query/key encodings: "sine8" (spans 8 rad) | "multiscale" (0.5 to 32 periods)
+    token_coords: bool = False  # learned projections of coordinates added to the token streams (Q-weighted
+    #   superpixel centroids for SWT, normalised cell centres for PWT)
+    relevance: str = "sentence"  # superpixel relevance against "sentence" | "words" (+ word-attention context)
 
     def __post_init__(self) -> None:
         if self.decoder not in ("rus", "bilinear"):
             raise SSPError(f"config {self.name!r}: decoder must be 'rus' or 'bilinear', got {self.decoder!r}")
+        for key, allowed in (("spixel_net", ("dilated", "pyramid")), ("rus_form", ("dense", "grouped")),
+                             ("pos_encoding", ("sine8", "multiscale")), ("relevance", ("sentence", "words"))):
+            if getattr(self, key) not in allowed:
+                raise SSPError(f"config {self.name!r}: {key} must be one of {', '.join(map(repr, allowed))}, got "
+                               f"{getattr(self, key)!r}")
+        if self.rus_form == "grouped" and any(c % 2 for c in self.decoder_channels):
+            raise SSPError(f"config {self.name!r}: rus_form='grouped' needs even decoder_channels (groups = C'/2), "
+                           f"got {tuple(self.decoder_channels)}")
         if self.input_size % 32:
             raise SSPError(f"config {self.name!r}: input_size must be divisible by 32, got {self.input_size}")
         if self.dim % self.heads or self.dim % 4:
@@ -69,16 +86,21 @@ class SSPConfig:
         return dataclasses.replace(self, **kw)
 
 
+#: the v2 architecture (issue 19): 100 superpixels at 320x320 from a superpixel net whose receptive field covers a
+#: cell's 3x3 neighbourhood, 4 SWT layers (100 tokens are cheap), readable coordinates, the equal-cost RUS
+V2: dict[str, Any] = {"cell": 8, "swt_layers": 4, "spixel_net": "pyramid", "rus_form": "grouped",
+                      "pos_encoding": "multiscale", "token_coords": True}
+
 CONFIGS: dict[str, SSPConfig] = {
-    "ssp_lite": SSPConfig(),
+    "ssp_lite": SSPConfig(**V2),
     "ssp_paper": SSPConfig(
+        **V2,
         name="ssp_paper",
         backbone="swin_b",
         text_encoder="bert_base",
         dim=256,
         heads=8,
         pwt_layers=2,
-        swt_layers=2,
         ept_layers=1,
         input_size=480,
         decoder_channels=(128, 96, 48, 24),

@@ -46,6 +46,7 @@ from .checkpoint import load_weights, read_checkpoint_info, save_checkpoint
 from .config import SSPConfig
 from .data.augment import AugmentParams
 from .data.refshapes import RefShapes
+from .data.refshapes2 import RefShapes2
 from .data.spec import default_val_spec, open_data
 from .data.train_data import StepBatches, TrainUnits, collate_units, has_no_target
 from .data.transforms import normalize
@@ -235,15 +236,17 @@ def _to_tensor_batch(cfg: SSPConfig, images: list[np.ndarray]) -> torch.Tensor:
 
 
 def pretrain_spixel(model: SSP, cfg: SSPConfig, steps: int, seed: int = 0, batch: int = 8,
-                    device: torch.device | None = None, progress: bool = True) -> float:
-    """SpixelFCN-style pretraining of the superpixel net on RefShapes scenes (colour + position +
-    instance labels reconstructed through aggregate -> propagate)."""
+                    device: torch.device | None = None, progress: bool = True, scenes: Any = None,
+                    history: list[float] | None = None) -> float:
+    """SpixelFCN-style pretraining of the superpixel net on synthetic scenes (colour + position +
+    instance labels reconstructed through aggregate -> propagate). ``scenes``: a data set with ``scene(i)``
+    (image + instance map: RefShapes, RefShapes v2); default RefShapes train. ``history`` collects the losses."""
     device = device or torch.device("cpu")
     net = model.image.spixel
     net.train()
     for p in net.parameters():
         p.requires_grad_(True)
-    ds = RefShapes("train", size=cfg.input_size)
+    ds = scenes if scenes is not None else RefShapes("train", size=cfg.input_size)
     optim = torch.optim.Adam(net.parameters(), lr=2e-3)
     loss_v = float("nan")
     bar = tqdm(range(steps), desc="superpixel pretrain", unit="step", disable=not progress)
@@ -252,13 +255,15 @@ def pretrain_spixel(model: SSP, cfg: SSPConfig, steps: int, seed: int = 0, batch
         x = _to_tensor_batch(cfg, [s.image for s in scenes]).to(device)
         rgb4 = F.avg_pool2d(torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 255, 4)
         inst = torch.from_numpy(np.stack([s.instances for s in scenes])).long()
-        lab4 = F.avg_pool2d(F.one_hot(inst, 8).permute(0, 3, 1, 2).float(), 4)
+        lab4 = F.avg_pool2d(F.one_hot(inst, max(8, int(inst.max()) + 1)).permute(0, 3, 1, 2).float(), 4)
         q = net(x)
         loss = spixel_loss(q, rgb4.to(device), cfg.cell, lab4.to(device))
         optim.zero_grad()
         loss.backward()
         optim.step()
         loss_v = float(loss.detach())
+        if history is not None:
+            history.append(loss_v)
         bar.set_postfix(loss=f"{loss_v:.4f}")
     net.eval()
     return loss_v
@@ -364,7 +369,7 @@ class _Subset:
 
 
 def _augment(opt: TrainOptions, ds: Any) -> AugmentParams | None:
-    on = opt.augment == "on" or (opt.augment == "auto" and not isinstance(ds, RefShapes))
+    on = opt.augment == "on" or (opt.augment == "auto" and not isinstance(ds, (RefShapes, RefShapes2)))
     return AugmentParams(opt.aug_scale, opt.aug_color, opt.aug_flip) if on else None
 
 
@@ -433,7 +438,9 @@ def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
         else:
             from safetensors.torch import save
 
-            loss = pretrain_spixel(model, cfg, opt.spixel_steps, opt.seed, device=rt.device)
+            # on the training scenes when they have instance maps (RefShapes v2's textured backgrounds)
+            loss = pretrain_spixel(model, cfg, opt.spixel_steps, opt.seed, device=rt.device,
+                                   scenes=ds if hasattr(ds, "scene") else None)
             print(f"superpixel pretraining: final loss {loss:.4f}")
             atomic_write_bytes(sp_file, save({k: v.detach().cpu().contiguous()
                                               for k, v in model.image.spixel.state_dict().items()}))
@@ -448,7 +455,7 @@ def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
     # ---- data
     units = TrainUnits(ds, cfg.input_size, cfg.mean, opt.exprs_per_image, _augment(opt, ds), opt.seed)
     batches = StepBatches(len(units), opt.images_per_batch, opt.steps, start, opt.accum, rt.world, rt.rank,
-                          opt.seed, refshapes=isinstance(ds, RefShapes))
+                          opt.seed, refshapes=isinstance(ds, (RefShapes, RefShapes2)))
     units[batches.keys(start, 0)[0]]  # a bad image folder fails here as one line, not inside a DataLoader worker
     workers = _workers(opt, rt)
     loader = torch.utils.data.DataLoader(

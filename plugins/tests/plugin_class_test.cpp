@@ -617,6 +617,32 @@ void testAggregate()
     CHECK(out[0].d[3]->isConstant() && out[0].d[3]->getConstantValue() == 15);
     CHECK(build(p.get())->getOutputShapes(in, 1, nullptr, 0, out, 1, eb) != 0);
 
+    // cell 8 (model v2: 100 superpixels at 320x320): 80 x 80 -> 10 x 10, symbolic H -> floordiv(H,8)
+    {
+        Fields f8;
+        int32_t const cell8 = 8;
+        f8.list = {{"cell", &cell8, PluginFieldType::kINT32, 1}};
+        std::unique_ptr<IPluginV3> p8 = create("SuperpixelAggregate", f8);
+        auto* agg8 = dynamic_cast<ssp::SuperpixelAggregatePlugin*>(p8.get());
+        CHECK(agg8 != nullptr && agg8->cell() == 8);
+        if (agg8 != nullptr)
+        {
+            DimsExprs in8[2] = {in[0], in[1]};
+            in8[0].d[2] = in8[1].d[2] = eb.impl.symbol("H");
+            in8[0].d[3] = in8[1].d[3] = eb.constant(80);
+            CHECK(build(p8.get())->getOutputShapes(in8, 2, nullptr, 0, out, 1, eb) == 0);
+            CHECK(textOf(out[0].d[2]) == "floordiv(H,8)");
+            CHECK(out[0].d[3]->isConstant() && out[0].d[3]->getConstantValue() == 10);
+            DataType const F8 = DataType::kFLOAT;
+            DynamicPluginTensorDesc c8[2] = {dyn(dims4(-1, 32, 80, 80), F8), dyn(dims4(-1, 9, 80, 80), F8)};
+            DynamicPluginTensorDesc o8[1] = {dyn(dims4(-1, 32, 10, 10), F8)};
+            CHECK(build(p8.get())->configurePlugin(c8, 2, o8, 1) == 0);
+            c8[0].desc.dims.d[2] = c8[1].desc.dims.d[2] = 84; // a multiple of 4, not of 8
+            CHECK(build(p8.get())->configurePlugin(c8, 2, o8, 1) != 0);
+            checkRoundTrip("SuperpixelAggregate", p8.get());
+        }
+    }
+
     // configurePlugin: dynamic batch (-1) with min/max from the profile
     DataType const F = DataType::kFLOAT;
     DynamicPluginTensorDesc cin[2] = {
@@ -718,6 +744,25 @@ void testPropagate()
     CHECK(build(p.get())->configurePlugin(cin, 2, cout, 1) == 0);
     DynamicPluginTensorDesc bad[2] = {cin[0], dyn(dims4(-1, 9, 80, 84), H)}; // Q width != w * cell
     CHECK(build(p.get())->configurePlugin(bad, 2, cout, 1) != 0);
+    // cell 8 (model v2): a 10 x 10 grid over the same 80 x 80 Q; the cell-4 plugin refuses that grid
+    {
+        int32_t const cell8 = 8;
+        Fields f8;
+        f8.list = {{"cell", &cell8, PluginFieldType::kINT32, 1}};
+        std::unique_ptr<IPluginV3> p8 = create("SuperpixelPropagate", f8);
+        CHECK(p8 != nullptr);
+        if (p8)
+        {
+            DynamicPluginTensorDesc c8[2] = {dyn(dims4(-1, 18, 10, 10), H), dyn(dims4(-1, 9, 80, 80), H)};
+            DynamicPluginTensorDesc o8[1] = {dyn(dims4(-1, 18, 80, 80), H)};
+            CHECK(build(p8.get())->configurePlugin(c8, 2, o8, 1) == 0);
+            CHECK(build(p.get())->configurePlugin(c8, 2, o8, 1) != 0);
+            DimsExprs in8[2] = {in[0], in[1]};
+            CHECK(build(p8.get())->getOutputShapes(in8, 2, nullptr, 0, out, 1, eb) == 0);
+            CHECK(textOf(out[0].d[2]) == "prod(h,8)");
+            checkRoundTrip("SuperpixelPropagate", p8.get());
+        }
+    }
 
     PluginTensorDesc rin[2] = {desc(dims4(2, 1, 20, 20), H), desc(dims4(2, 9, 80, 80), H)};
     PluginTensorDesc rout[1] = {desc(dims4(2, 1, 80, 80), H)};

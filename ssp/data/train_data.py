@@ -28,6 +28,7 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 from ..errors import SSPError
 from .augment import AugmentParams, color_jitter, hflip, zoom_shift
 from .refshapes import RefShapes
+from .refshapes2 import RefShapes2
 from .transforms import letterbox, normalize, pad_value
 
 __all__ = ["Unit", "TrainUnits", "StepBatches", "collate_units", "has_no_target"]
@@ -48,6 +49,8 @@ def has_no_target(source: Any) -> bool:
     """Whether a training source has no-target expressions (only then does the target-exists head train)."""
     if isinstance(source, RefShapes):
         return "no_target" in source.types
+    if isinstance(source, RefShapes2):  # a share of every type names nothing
+        return source.no_target_rate > 0
     return bool(getattr(source, "has_no_target", False))
 
 
@@ -58,7 +61,7 @@ class TrainUnits(Dataset):
                  seed: int = 0):
         self.source, self.size, self.k, self.augment, self.seed = source, size, k, augment, seed
         self.pad = pad_value(tuple(mean))  # type: ignore[arg-type]
-        self.refshapes = isinstance(source, RefShapes)
+        self.refshapes = isinstance(source, (RefShapes, RefShapes2))  # same scene_samples(i, k) interface
         if not self.refshapes and not hasattr(source, "load_ref"):
             raise SSPError(f"training needs RefShapes, RefCOCO or gRefCOCO data, not {type(source).__name__}")
 

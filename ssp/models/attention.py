@@ -7,11 +7,54 @@ import math
 import torch
 import torch.nn as nn
 
-__all__ = ["pos2d", "Attention", "FFN", "FusionLayer"]
+__all__ = ["pos2d", "pos2d_multiscale", "position_encoding", "fourier_coords", "grid_coords", "FOURIER_DIM",
+           "Attention", "FFN", "FusionLayer"]
+
+
+def position_encoding(kind: str, h: int, w: int, dim: int) -> torch.Tensor:
+    """The fixed query / key encoding of an h x w grid: ``sine8`` (v1) or ``multiscale`` (v2)."""
+    return pos2d(h, w, dim) if kind == "sine8" else pos2d_multiscale(h, w, dim)
+
+
+def pos2d_multiscale(h: int, w: int, dim: int, periods: tuple[float, float] = (0.5, 32.0)) -> torch.Tensor:
+    """2-D sine/cosine encoding (h*w, dim) of normalised cell centres u in [0, 1], with frequencies spaced
+    geometrically from ``periods[0]`` to ``periods[1]`` periods across the image (the v1 encoding spans 8 rad in all,
+    so neighbouring cells were 0.997 alike). A function of u only: grids of any size (pixels, superpixels) share one
+    coordinate frame, as the EPT's pixel queries and superpixel keys need."""
+    assert dim % 4 == 0
+    d = dim // 4
+    lo, hi = periods
+    freq = 2 * math.pi * lo * (hi / lo) ** (torch.arange(d, dtype=torch.float32) / max(d - 1, 1))
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
+    py, px = ys[:, None] * freq[None], xs[:, None] * freq[None]
+    py = torch.cat([py.sin(), py.cos()], 1)[:, None, :].expand(h, w, 2 * d)
+    px = torch.cat([px.sin(), px.cos()], 1)[None, :, :].expand(h, w, 2 * d)
+    return torch.cat([py, px], dim=2).reshape(h * w, dim)
+
+
+#: Fourier features of a normalised (y, x): the coordinates themselves + sin / cos at 1, 2, 4, 8 half-periods
+_FOURIER_OCTAVES = 4
+FOURIER_DIM = 2 + 4 * _FOURIER_OCTAVES
+
+
+def fourier_coords(yx: torch.Tensor) -> torch.Tensor:
+    """(..., 2) normalised coordinates in [0, 1] -> (..., FOURIER_DIM) features a linear layer can read position
+    from (left / right, top / bottom, and finer bands), exported as Mul / Sin / Cos / Concat."""
+    f = torch.cat([yx * (math.pi * 2.0 ** i) for i in range(_FOURIER_OCTAVES)], -1)
+    return torch.cat([yx, f.sin(), f.cos()], -1)
+
+
+def grid_coords(h: int, w: int) -> torch.Tensor:
+    """Normalised (y, x) centres of an h x w grid, (h*w, 2)."""
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
+    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).reshape(h * w, 2)
 
 
 def pos2d(h: int, w: int, dim: int) -> torch.Tensor:
-    """Fixed 2-D sine/cosine position encoding (h*w, dim): half the channels for y, half for x."""
+    """Fixed 2-D sine/cosine position encoding (h*w, dim): half the channels for y, half for x (v1: spans at most
+    8 rad across the image)."""
     assert dim % 4 == 0
     d = dim // 4
     freq = torch.exp(-math.log(10000.0) * torch.arange(d, dtype=torch.float32) / d)

@@ -2,6 +2,11 @@
 replication gated by the skip feature + channel replication via depth-to-space) and a bilinear variant
 for ablation / FLOPs comparison. Every step is x2 and fuses the skip feature of its stride.
 
+Two RUS forms: :class:`RUSBlock` (v1, ``rus_form="dense"``: CR = conv1x1(x) to C'*s^2 channels, gate = 3x3 conv
+on the raw skip; it costs more than interpolation) and :class:`GroupedRUSBlock` (v2, ``rus_form="grouped"``:
+CR = grouped conv1x1 on sr(x), gate = conv1x1 on the skip projection; the multiply-adds of bilinear
+interpolation at equal width).
+
 Each block splits into what depends on the skip feature alone (:meth:`RUSBlock.frame_terms`: the gate and
 the skip projection, run once per frame) and the per-expression step (:meth:`RUSBlock.step`), so K prompts
 on one frame share the frame's work. A skip may also have channels that depend on the prompt (the
@@ -16,9 +21,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .ops import conv_depth_to_space, is_overridden, nearest_replicate, replication_upsample
+from .ops import (conv_depth_to_space, grouped_conv_depth_to_space, is_overridden, nearest_replicate,
+                  replication_upsample)
 
-__all__ = ["RUSBlock", "BilinearBlock", "UpDecoder", "Terms"]
+__all__ = ["RUSBlock", "GroupedRUSBlock", "BilinearBlock", "UpDecoder", "Terms"]
 
 #: (gate or None, skip projection) of one block, per frame or per prompt
 Terms = tuple[Optional[torch.Tensor], torch.Tensor]
@@ -120,6 +126,70 @@ class RUSBlock(nn.Module):
         return a[:, None] * conv.weight.flatten(1), b
 
 
+def _conv1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1x1 convolution; with few output channels as a MatMul (keeps ONNX Runtime from replicating in its blocked
+    layout, padded to 16 channels, and reordering the full-resolution result back)."""
+    if weight.shape[0] >= 16:
+        return F.conv2d(x, weight, bias)
+    k, c, h, w = x.shape
+    y = torch.matmul(weight.flatten(1), x.reshape(k, c, h * w))
+    return (y if bias is None else y + bias[:, None]).reshape(k, -1, h, w)
+
+
+class GroupedRUSBlock(nn.Module):
+    """RUS at the cost of interpolation (v2): ``s = sr(x)``; SR = replicate(s) x gate with gate =
+    sigmoid(conv1x1(skip projection) -> 1); CR = pixel_shuffle(grouped Conv2d(C', 4C', 1, groups=C'/2)(s));
+    out = fuse(SR + CR + skip projection).
+
+    Per output value (C' channels at s*h x s*w): the gate 1, the grouped conv 2 (8C' per low-res pixel), replicate x
+    gate + add 1 multiply-adds: 4, what bilinear interpolation costs. The first sum is ``ssp::ReplicationUpsample``
+    with Y = the grouped conv's output: its channel c*s*s + i comes from group c // 2 (pixel_shuffle's order).
+    The gate is per frame where the skip is (strides 8, 2, 1); at stride 4 the skip also carries the prompt's
+    propagated prior, and the gate is computed from the prompt's complete projection (:meth:`prompt_terms`).
+    """
+
+    def __init__(self, cin: int, cout: int, cskip: int, scale: int = 2, fuse_k: int = 3):
+        super().__init__()
+        if cout % 2:
+            raise ValueError(f"GroupedRUSBlock: output channels must be even (groups = C'/2), got {cout}")
+        self.scale = scale
+        self.groups = cout // 2
+        self.sr = nn.Conv2d(cin, cout, 1)
+        self.cr = nn.Conv2d(cout, cout * scale * scale, 1, groups=self.groups, bias=False)
+        self.skip = nn.Conv2d(cskip, cout, 1)
+        self.gate = nn.Conv2d(cout, 1, 1)
+        self.fuse = _fuse(cout, fuse_k)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.step(x, *self.frame_terms(skip))
+
+    def _gate(self, proj: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(_conv1x1(proj, self.gate.weight, self.gate.bias))
+
+    def frame_terms(self, skip: torch.Tensor, prompt_channels: int = 0) -> Terms:
+        """Skip projection of the first channels of the skip and, when the skip has no prompt channels, the gate."""
+        cf = skip.shape[1]
+        proj = F.conv2d(skip, self.skip.weight[:, :cf], self.skip.bias)
+        return (None if prompt_channels else self._gate(proj)), proj
+
+    def prompt_terms(self, terms: Terms, extra: torch.Tensor) -> Terms:
+        """Add the prompt-dependent skip channels ``extra`` to the projection; the gate from the sum."""
+        cf = self.skip.in_channels - extra.shape[1]
+        proj = terms[1] + F.conv2d(extra, self.skip.weight[:, cf:])
+        return self._gate(proj), proj
+
+    def step(self, x: torch.Tensor, gate: torch.Tensor | None, proj: torch.Tensor) -> torch.Tensor:
+        """The per-expression part: ``fuse(replicate(sr(x)) * gate + pixel_shuffle(cr(sr(x))) + proj)``."""
+        assert gate is not None
+        s = self.scale
+        sr = _conv1x1(x, self.sr.weight, self.sr.bias)
+        if is_overridden("replication_upsample"):  # the ssp::ReplicationUpsample node
+            up = replication_upsample(sr, gate, self.cr(sr), s)
+        else:  # same math, every full-resolution tensor written once (Resize, grouped ConvTranspose)
+            up = nearest_replicate(sr, s) * gate + grouped_conv_depth_to_space(sr, self.cr.weight, self.groups, s)
+        return self.fuse(up + proj)
+
+
 class BilinearBlock(nn.Module):
     """Interpolation baseline: bilinear x2 of conv1x1(x) + skip fusion."""
 
@@ -149,9 +219,10 @@ class BilinearBlock(nn.Module):
 class UpDecoder(nn.Module):
     """Four x2 steps (16 -> 8 -> 4 -> 2 -> 1) and a 1x1 mask head; 3x3 fusion at strides 8/4, 1x1 above."""
 
-    def __init__(self, cin: int, channels: Sequence[int], skips: Sequence[int], kind: str = "rus"):
+    def __init__(self, cin: int, channels: Sequence[int], skips: Sequence[int], kind: str = "rus",
+                 rus_form: str = "dense"):
         super().__init__()
-        block = RUSBlock if kind == "rus" else BilinearBlock
+        block = BilinearBlock if kind != "rus" else RUSBlock if rus_form == "dense" else GroupedRUSBlock
         ks = (3, 3, 1, 1)
         self.blocks = nn.ModuleList()
         for i, (c, s) in enumerate(zip(channels, skips)):

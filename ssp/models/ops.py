@@ -25,6 +25,7 @@ __all__ = [
     "replication_upsample",
     "nearest_replicate",
     "conv_depth_to_space",
+    "grouped_conv_depth_to_space",
     "use_implementations",
     "is_overridden",
     "OP_NAMES",
@@ -85,6 +86,20 @@ def conv_depth_to_space(x: torch.Tensor, weight: torch.Tensor, s: int) -> torch.
     cin = weight.shape[1]
     wt = weight.reshape(weight.shape[0] // (s * s), s, s, cin).permute(3, 0, 1, 2)  # (Cin, C, s, s)
     return F.conv_transpose2d(x, wt, stride=s)
+
+
+def grouped_conv_depth_to_space(x: torch.Tensor, weight: torch.Tensor, groups: int, s: int) -> torch.Tensor:
+    """``pixel_shuffle(conv1x1(x, weight, groups=groups), s)`` (no bias) as one grouped transposed convolution with
+    kernel = stride = s (see :func:`conv_depth_to_space`).
+
+    x: (B,Cin,h,w), weight: (C*s*s,Cin/groups,1,1) -> (B,C,s*h,s*w). Output channel c comes from group
+    c // (C / groups), the group whose conv outputs are channels c*s*s ... c*s*s + s*s - 1 (pixel_shuffle's order,
+    the ``ssp::ReplicationUpsample`` Y layout).
+    """
+    cpg = weight.shape[1]
+    opg = weight.shape[0] // (s * s) // groups  # output channels (after depth-to-space) per group
+    wt = weight.reshape(groups, opg, s, s, cpg).permute(0, 4, 1, 2, 3).reshape(groups * cpg, opg, s, s)
+    return F.conv_transpose2d(x, wt, stride=s, groups=groups)
 
 
 def _cell_sum(x: torch.Tensor, cell: int) -> torch.Tensor:

@@ -16,15 +16,15 @@ import torch
 import torch.nn as nn
 
 from ..config import SSPConfig
-from .attention import FusionLayer, pos2d
+from .attention import FOURIER_DIM, FusionLayer, fourier_coords, grid_coords, position_encoding
 from .backbones import build_backbone
 from .decoder import UpDecoder
 from .ops import nearest_replicate, superpixel_aggregate, superpixel_propagate
-from .superpixel import SuperpixelNet
+from .superpixel import build_superpixel_net
 from .text import build_text_encoder
 
-__all__ = ["SSP", "TextEncoder", "ImageEncoder", "MaskDecoder", "Grounding", "SSPOutput", "IMAGE_FEATURES",
-           "frame_feature_names", "build_model"]
+__all__ = ["SSP", "WordContext", "TextEncoder", "ImageEncoder", "MaskDecoder", "Grounding", "SSPOutput",
+           "IMAGE_FEATURES", "frame_feature_names", "build_model"]
 
 #: names of the :class:`ImageEncoder` outputs, in order (also :meth:`MaskDecoder.forward`'s first inputs)
 IMAGE_FEATURES = ("f1", "f2", "f4", "f8", "f16", "spix", "q")
@@ -38,6 +38,22 @@ def _dw_sep(c: int) -> nn.Sequential:
     """Depthwise 3x3 + pointwise conv (cheap smoothing at high resolution)."""
     return nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, groups=c, bias=False), nn.Conv2d(c, c, 1, bias=False),
                          nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+
+
+class WordContext(nn.Module):
+    """Word-level relevance keys: each token's masked attention over projected words, scaled by a learned mix
+    (initialised 0, so training starts from the sentence-only relevance)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.proj = nn.Linear(c, c)
+        self.mix = nn.Parameter(torch.zeros(()))
+
+    def forward(self, tokens: torch.Tensor, words: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        w = self.proj(words)
+        att = torch.matmul(tokens, w.transpose(1, 2)) * (tokens.shape[-1] ** -0.5)
+        att = (att + (1.0 - attention_mask.to(att.dtype))[:, None, :] * -1e4).softmax(-1)
+        return self.mix * torch.matmul(att, w)
 
 
 class TextEncoder(nn.Module):
@@ -59,12 +75,20 @@ class TextEncoder(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """Language-free: backbone + FPN to width C, superpixel associations Q and superpixel tokens."""
+    """Language-free: backbone + FPN to width C, superpixel associations Q and superpixel tokens.
+
+    With ``token_coords`` the superpixel features ``spix`` carry two more channels: the Q-weighted centroid (y, x) of
+    each superpixel in normalised image coordinates (SuperpixelAggregate of the pixel coordinates, so both export
+    flavours compute it with the same op)."""
 
     def __init__(self, cfg: SSPConfig):
         super().__init__()
         self.cell = cfg.cell
         self.eps = cfg.eps
+        self.token_coords = cfg.token_coords
+        if cfg.token_coords:
+            s4 = cfg.input_size // 4
+            self.register_buffer("coords4", grid_coords(s4, s4).T.reshape(1, 2, s4, s4), persistent=False)
         c = cfg.dim
         self.backbone = build_backbone(cfg.backbone, cfg.input_size, cfg.pretrained, cfg.backbone_config)
         c2, c4, c8, c16, c32 = self.backbone.channels
@@ -78,7 +102,7 @@ class ImageEncoder(nn.Module):
         self.smooth8 = _dw_sep(c)
         self.stem2 = _conv_bn(c2, cfg.decoder_channels[2], 1)
         self.stem1 = _conv_bn(3, cfg.decoder_channels[3], 3)
-        self.spixel = SuperpixelNet(cfg.spixel_width)
+        self.spixel = build_superpixel_net(cfg.spixel_net, cfg.spixel_width)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         b2, b4, b8, b16, b32 = self.backbone(image)
@@ -88,6 +112,9 @@ class ImageEncoder(nn.Module):
         f4 = self.smooth4(l4)
         q = self.spixel(image)
         spix = superpixel_aggregate(f4, q, self.cell, self.eps)
+        if self.token_coords:  # a batch of coordinate maps by broadcasting (no Expand): one per frame
+            centroid = superpixel_aggregate(q[:, :2] * 0.0 + self.coords4, q, self.cell, self.eps)
+            spix = torch.cat([spix, centroid], 1)
         return self.stem1(image), self.stem2(b2), f4, self.smooth8(l8), l16, spix, q
 
 
@@ -107,9 +134,18 @@ class MaskDecoder(nn.Module):
         c, g = cfg.dim, cfg.grid
         s16 = cfg.input_size // 16
         self.cell = cfg.cell
-        self.register_buffer("pos_pix", pos2d(s16, s16, c), persistent=False)
-        self.register_buffer("pos_sp", pos2d(g, g, c), persistent=False)
+        self.register_buffer("pos_pix", position_encoding(cfg.pos_encoding, s16, s16, c), persistent=False)
+        self.register_buffer("pos_sp", position_encoding(cfg.pos_encoding, g, g, c), persistent=False)
         self.sp_in = nn.Linear(cfg.decoder_channels[1], c)
+        self.sp_channels = cfg.decoder_channels[1]
+        self.token_coords = cfg.token_coords
+        if cfg.token_coords:  # learned projections of coordinates into the token streams (values, not only q / k)
+            self.sp_coord = nn.Linear(FOURIER_DIM, c)
+            self.pix_coord = nn.Linear(FOURIER_DIM, c)
+            self.register_buffer("pix_fourier", fourier_coords(grid_coords(s16, s16)), persistent=False)
+        self.word_relevance = cfg.relevance == "words"
+        if self.word_relevance:  # each token's relevance also against the words it attends to
+            self.rel_w = WordContext(c)
         self.pwt = nn.ModuleList(FusionLayer(c, cfg.heads, cfg.ffn_ratio) for _ in range(cfg.pwt_layers))
         self.coarse = nn.Sequential(nn.LayerNorm(c), nn.Linear(c, 1))
         self.swt = nn.ModuleList(FusionLayer(c, cfg.heads, cfg.ffn_ratio) for _ in range(cfg.swt_layers))
@@ -120,7 +156,7 @@ class MaskDecoder(nn.Module):
         self.prior = nn.Linear(c, cfg.prior_channels)
         dc = cfg.decoder_channels
         skips = (c, dc[1] + 1 + cfg.prior_channels, dc[2], dc[3])
-        self.decoder = UpDecoder(c, dc, skips, cfg.decoder)
+        self.decoder = UpDecoder(c, dc, skips, cfg.decoder, cfg.rus_form)
         self.exists = nn.Sequential(nn.Linear(2 * c, c), nn.GELU(), nn.Linear(c, 1))
         self.sent_gate = nn.Linear(c, c)
         self.prior_channels = cfg.prior_channels
@@ -183,7 +219,11 @@ class MaskDecoder(nn.Module):
         return mask, g.target, g.coarse, g.relevance
 
     def _grounding_features(self, f16: torch.Tensor, spix: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"f16": f16, "sp_tokens": self.sp_in(spix.flatten(2).transpose(1, 2)), "q": q}
+        sp = spix.flatten(2).transpose(1, 2)
+        if not self.token_coords:
+            return {"f16": f16, "sp_tokens": self.sp_in(sp), "q": q}
+        tokens = self.sp_in(sp[..., : self.sp_channels]) + self.sp_coord(fourier_coords(sp[..., self.sp_channels :]))
+        return {"f16": f16, "sp_tokens": tokens, "q": q}
 
     def _ground(self, feats: Mapping[str, torch.Tensor], words: torch.Tensor, attention_mask: torch.Tensor,
                 sentence: torch.Tensor, frame_index: torch.Tensor | None) -> Grounding:
@@ -198,6 +238,8 @@ class MaskDecoder(nn.Module):
         gate = torch.sigmoid(self.sent_gate(sentence))[:, None, :]
         # PWT: pixel-word perception at stride 16 -> P and the coarse "potential target" map
         p = pix * gate
+        if self.token_coords:
+            p = p + self.pix_coord(self.pix_fourier)
         for layer in self.pwt:
             p = layer(p, self.pos_pix, words, None, attention_mask)
         coarse = self.coarse(p).transpose(1, 2).reshape(k, 1, h16, w16)
@@ -205,7 +247,11 @@ class MaskDecoder(nn.Module):
         z = sp * gate
         for layer in self.swt:
             z = layer(z, self.pos_sp, words, None, attention_mask)
-        rel = (self.rel_z(z) * self.rel_s(sentence)[:, None, :]).sum(-1, keepdim=True) * (c ** -0.5)
+        zr = self.rel_z(z)
+        key = self.rel_s(sentence)[:, None, :]
+        if self.word_relevance:  # + the words each token matches best
+            key = key + self.rel_w(zr, words, attention_mask)
+        rel = (zr * key).sum(-1, keepdim=True) * (c ** -0.5)
         r = torch.sigmoid(rel)
         zp = z * r
         # EPT: pixels attend to the purified superpixel knowledge; r propagated as a stride-4 prior
@@ -224,7 +270,9 @@ def frame_feature_names(cfg: SSPConfig) -> tuple[str, ...]:
     """Names of :meth:`MaskDecoder.frame_features` (the image encoder graph's outputs) for a config."""
     names = ["f16", "sp_tokens", "q"]
     for stride in (8, 4, 2, 1):
-        names += ([f"gate{stride}"] if cfg.decoder == "rus" else []) + [f"skip{stride}"]
+        # the grouped RUS computes its stride-4 gate from the prompt's complete skip projection
+        gate = cfg.decoder == "rus" and not (stride == 4 and cfg.rus_form == "grouped")
+        names += ([f"gate{stride}"] if gate else []) + [f"skip{stride}"]
     return tuple(names)
 
 

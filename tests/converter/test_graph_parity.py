@@ -1,5 +1,6 @@
 """The exported graphs' I/O after the per-frame / per-prompt cut (ARCHITECTURE.md §6, §8) and their parity with
-the PyTorch graph modules on several frames in one decoder batch, both flavours (one export per session)."""
+the PyTorch graph modules on several frames in one decoder batch, both flavours: the shipped (v1) checkpoint and a
+randomly initialised v2 ssp_lite (cell 8, grouped RUS, coordinates; one export each per session)."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,10 +12,31 @@ from ssp_edge.converter.ort_ops import make_session
 from ssp_edge.sdk.bundle import Bundle
 from ssp_edge.sdk.preprocess import letterbox, normalize, pad_value
 from ssp_edge.ssp.data.refshapes import RefShapes
-from ssp_edge.ssp.models.graphs import GRAPH_IO, graph_modules, run_graph
+from helpers import assert_ok, run_ssp
+from ssp_edge.ssp.config import config_from_json
+from ssp_edge.ssp.models.graphs import graph_io, graph_modules, run_graph
 from ssp_edge.ssp.models.text import Tokenizer
 
 FLAVOURS = ("plugin", "portable")
+
+
+@pytest.fixture(scope="module")
+def v2_bundle(tmp_path_factory):
+    """v2 ssp_lite, random init, both flavours."""
+    out = tmp_path_factory.mktemp("bundle_v2") / "ssp_lite_v2"
+    assert_ok(run_ssp("convert", "export", "--config", "ssp_lite", "--out", str(out), timeout=1200))
+    return out
+
+
+@pytest.fixture(params=["v1_shipped", "v2_random"])
+def bundle(request, lite_bundle):
+    return lite_bundle if request.param == "v1_shipped" else request.getfixturevalue("v2_bundle")
+
+
+def _io(b: Bundle):
+    import json
+
+    return graph_io(config_from_json(json.dumps(b.manifest.config)))
 
 
 def _dims(values) -> dict[str, list]:
@@ -23,13 +45,14 @@ def _dims(values) -> dict[str, list]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("flavour", FLAVOURS)
-def test_decoder_takes_per_frame_features_of_f_frames_and_frame_index(lite_bundle, flavour):
-    b = Bundle.open(lite_bundle)
+def test_decoder_takes_per_frame_features_of_f_frames_and_frame_index(bundle, flavour):
+    b = Bundle.open(bundle)
+    io = _io(b)
     enc = onnx.load(str(b.path(b.graph("image_encoder", flavour).file))).graph
     dec = onnx.load(str(b.path(b.graph("mask_decoder", flavour).file))).graph
     outs, ins = _dims(enc.output), _dims(dec.input)
-    assert list(outs) == list(GRAPH_IO["image_encoder"].outputs)
-    assert list(ins) == list(GRAPH_IO["mask_decoder"].inputs)
+    assert list(outs) == list(io["image_encoder"].outputs)
+    assert list(ins) == list(io["mask_decoder"].inputs)
     for name, shape in outs.items():  # every image feature keeps the frames axis into the decoder
         assert shape[0] == "frames" and ins[name] == shape, name
     assert ins["frame_index"] == ["expressions"] and ins["words"][0] == "expressions"
@@ -39,10 +62,10 @@ def test_decoder_takes_per_frame_features_of_f_frames_and_frame_index(lite_bundl
 
 @pytest.mark.slow
 @pytest.mark.parametrize("flavour", FLAVOURS)
-def test_no_expand_and_no_depth_to_space(lite_bundle, flavour):
+def test_no_expand_and_no_depth_to_space(bundle, flavour):
     """No K copies by Expand, no nearest replication by Expand, no DepthToSpace transpose at full resolution:
     a frame's features are selected per expression by Gather on frame_index only."""
-    b = Bundle.open(lite_bundle)
+    b = Bundle.open(bundle)
     for graph in ("image_encoder", "mask_decoder"):
         ops = [n.op_type for n in onnx.load(str(b.path(b.graph(graph, flavour).file))).graph.node]
         assert "Expand" not in ops and "Tile" not in ops, (graph, flavour)
@@ -62,8 +85,8 @@ def _frames(n: int, size: int, mean, std) -> np.ndarray:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("flavour", FLAVOURS)
-def test_multi_frame_decoder_batch_matches_pytorch_and_per_frame_runs(lite_bundle, flavour):
-    b = Bundle.open(lite_bundle)
+def test_multi_frame_decoder_batch_matches_pytorch_and_per_frame_runs(bundle, flavour):
+    b = Bundle.open(bundle)
     man = b.manifest
     from ssp_edge.converter.source import load_manifest_source
 
@@ -77,7 +100,7 @@ def test_multi_frame_decoder_batch_matches_pytorch_and_per_frame_runs(lite_bundl
     ids, am = tok.input_ids.numpy(), tok.attention_mask.numpy()
     frame_index = np.array([2, 0, 1, 0, 2], np.int64)
     words, sent = text.run(["words", "sentence"], {"input_ids": ids, "attention_mask": am})
-    io = GRAPH_IO
+    io = _io(b)
     feats = dict(zip(io["image_encoder"].outputs, enc.run(list(io["image_encoder"].outputs), {"image": image})))
     feeds = {**feats, "words": words, "attention_mask": am, "sentence": sent, "frame_index": frame_index}
     mask, target = dec.run(["mask_logits", "target_logit"], feeds)

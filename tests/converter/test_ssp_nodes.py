@@ -15,7 +15,8 @@ from ssp_edge.ssp.models import ops as ref
 
 BACKENDS = ("numpy", "onnxruntime")
 # (batch, channels, grid h, grid w, cell): edge cells, odd grids, batch > 1, several channel counts
-CASES = [(1, 1, 1, 1, 4), (2, 3, 3, 5, 4), (1, 7, 4, 3, 2), (3, 16, 5, 5, 4), (2, 5, 2, 7, 3)]
+CASES = [(1, 1, 1, 1, 4), (2, 3, 3, 5, 4), (1, 7, 4, 3, 2), (3, 16, 5, 5, 4), (2, 5, 2, 7, 3),
+         (1, 2, 1, 1, 8), (2, 32, 4, 3, 8)]  # cell 8: model v2's superpixel grid
 
 
 def _rng(seed: int = 0) -> np.random.Generator:

@@ -100,6 +100,9 @@ AGG_SHAPES = [
     (2, 1, 20, 4, 4),    # one column of cells
     (1, 2, 5, 7, 1),     # cell 1
     (2, 16, 16, 16, 4),  # more channels
+    (1, 2, 8, 8, 8),     # cell 8 (model v2), a single cell
+    (2, 3, 16, 24, 8),   # cell 8, 2x3 grid
+    (1, 32, 40, 40, 8),  # cell 8, v2's 32 stride-4 channels on a 5x5 grid
 ]
 
 
@@ -147,7 +150,8 @@ def test_aggregate_eps_and_empty_cells(run, eps):
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1, 2), (2, 3, 3, 2, 4), (1, 5, 3, 5, 3), (3, 2, 4, 4, 2),
-                                   (1, 4, 1, 6, 4), (2, 2, 5, 1, 3), (1, 3, 2, 3, 1), (2, 16, 4, 4, 4)],
+                                   (1, 4, 1, 6, 4), (2, 2, 5, 1, 3), (1, 3, 2, 3, 1), (2, 16, 4, 4, 4),
+                                   (1, 1, 1, 1, 8), (2, 3, 2, 3, 8), (1, 18, 5, 5, 8)],  # cell 8: model v2
                          ids=lambda s: "x".join(map(str, s)))
 def test_propagate_fp32(run, shape):
     b, c, h, w, cell = shape
@@ -156,6 +160,20 @@ def test_propagate_fp32(run, shape):
     q = _softmax_q(rng, b, h * cell, w * cell)
     out = run("propagate", "f32", (b, c, h, w, cell), [z, q], (b, c, h * cell, w * cell))
     np.testing.assert_allclose(out, _ref("superpixel_propagate", z, q, cell=cell), **FP32_TOL)
+
+
+@pytest.mark.parametrize("cell", [3, 8])
+def test_fp16_cell8_path(run, cell):
+    """Half I/O at v2's cell 8 (64 pixels per cell summed in float32) and at cell 3, both ops."""
+    rng = np.random.default_rng(cell)
+    b, c, h, w = 2, 4, 3, 2
+    x = rng.standard_normal((b, c, h * cell, w * cell)).astype(np.float16)
+    q = _softmax_q(rng, b, h * cell, w * cell).astype(np.float16)
+    out = run("aggregate", "f16", (b, c, h * cell, w * cell, cell, "1e-8"), [x, q], (b, c, h, w))
+    _check_fp16(out, _ref("superpixel_aggregate", x, q, cell=cell, eps=1e-8))
+    z = (rng.standard_normal((b, c, h, w)) * 4).astype(np.float16)
+    out = run("propagate", "f16", (b, c, h, w, cell), [z, q], (b, c, h * cell, w * cell))
+    _check_fp16(out, _ref("superpixel_propagate", z, q, cell=cell))
 
 
 @pytest.mark.parametrize("k", range(9))

@@ -1,5 +1,8 @@
 """Per-module output shapes of the SSP model (ARCHITECTURE.md §3, §4), the three-graph split with
-K-expression broadcasting, ssp_paper at 480x480, and EfficientNet-Lite0 against the reference package."""
+K-expression broadcasting, ssp_paper at 480x480, and EfficientNet-Lite0 against the reference package.
+
+Models: ``ssp_lite`` (v2: cell 8, 4 SWT layers, grouped RUS, coordinates) with both decoders and the v1 architecture
+(``SSPConfig()`` defaults: what the shipped checkpoint's stored config JSON builds)."""
 from __future__ import annotations
 
 import copy
@@ -7,11 +10,12 @@ import inspect
 
 import original_ssp_model as orig  # the forward passes as trained (base commit), test-only copy
 import pytest
+import reference_v2 as ref_v2  # the v2 formulas, test-only
 import torch
 
-from ssp_edge.ssp.config import get_config
+from ssp_edge.ssp.config import SSPConfig, get_config
 from ssp_edge.ssp.models.backbones import EfficientNetLite0
-from ssp_edge.ssp.models.decoder import BilinearBlock, RUSBlock
+from ssp_edge.ssp.models.decoder import BilinearBlock, GroupedRUSBlock, RUSBlock
 from ssp_edge.ssp.models.graphs import GRAPH_IO, graph_io, graph_modules, run_graph
 from ssp_edge.ssp.models.ssp import IMAGE_FEATURES, SSP, MaskDecoder, build_model, frame_feature_names
 from ssp_edge.ssp.models.text import Tokenizer
@@ -24,11 +28,37 @@ def _tokens(cfg, texts=EXPRESSIONS):
     return tok.input_ids, tok.attention_mask
 
 
-@pytest.fixture(scope="module", params=["rus", "bilinear"])
+LITE_VARIANTS = {"v2-rus": lambda: get_config("ssp_lite"),
+                 "v2-bilinear": lambda: get_config("ssp_lite", decoder="bilinear"),
+                 "v2-words": lambda: get_config("ssp_lite", relevance="words"), "v1-rus": lambda: SSPConfig()}
+
+
+@pytest.fixture(scope="module", params=list(LITE_VARIANTS))
 def lite(request):
     torch.manual_seed(0)
-    cfg = get_config("ssp_lite", decoder=request.param)
-    return cfg, build_model(cfg).eval()
+    cfg = LITE_VARIANTS[request.param]()
+    model = build_model(cfg).eval()
+    if cfg.relevance == "words":  # the word context starts at 0 (sentence-only): give it weight to test it
+        model.decoder.rel_w.mix.data.fill_(0.7)
+    return cfg, model
+
+
+def _reference(cfg):
+    """The plain formulas of the model as trained: the base commit's for v1, reference_v2 for v2."""
+    v1 = cfg.rus_form == "dense" and not cfg.token_coords and cfg.relevance == "sentence"
+    return (orig.image_forward, orig.decoder_forward_all) if v1 else (ref_v2.image_forward, ref_v2.decoder_forward_all)
+
+
+def test_dataclass_defaults_are_v1_and_named_configs_v2():
+    """A checkpoint's stored config JSON lacks the v2 keys: the dataclass defaults must build v1 exactly."""
+    v1 = SSPConfig()
+    assert (v1.cell, v1.swt_layers, v1.spixel_net, v1.rus_form, v1.pos_encoding, v1.token_coords, v1.relevance) == (
+        4, 2, "dilated", "dense", "sine8", False, "sentence")
+    for name in ("ssp_lite", "ssp_paper"):
+        c = get_config(name)
+        assert (c.cell, c.swt_layers, c.spixel_net, c.rus_form, c.pos_encoding, c.token_coords) == (
+            8, 4, "pyramid", "grouped", "multiscale", True)
+    assert get_config("ssp_lite").grid == 10 and get_config("ssp_paper").grid == 15
 
 
 def _expected_image_shapes(cfg, b):
@@ -40,7 +70,7 @@ def _expected_image_shapes(cfg, b):
         "f4": (b, dc[1], s // 4, s // 4),
         "f8": (b, c, s // 8, s // 8),
         "f16": (b, c, s // 16, s // 16),
-        "spix": (b, dc[1], g, g),
+        "spix": (b, dc[1] + 2 * cfg.token_coords, g, g),  # + the superpixel centroids (y, x)
         "q": (b, 9, s // 4, s // 4),
     }
 
@@ -49,9 +79,11 @@ def test_ssp_lite_per_module_shapes(lite):
     cfg, model = lite
     assert isinstance(model, SSP)
     blocks = model.decoder.decoder.blocks
-    assert all(isinstance(b, RUSBlock if cfg.decoder == "rus" else BilinearBlock) for b in blocks)
+    kind = BilinearBlock if cfg.decoder != "rus" else RUSBlock if cfg.rus_form == "dense" else GroupedRUSBlock
+    assert all(type(b) is kind for b in blocks)
     s, b = cfg.input_size, 2
-    assert s == 320 and cfg.grid == 20  # 400 superpixels at 320x320 (§3.3)
+    # 400 superpixels at 320x320 in v1 (cell 4), 100 in v2 (cell 8, §3.3)
+    assert s == 320 and cfg.grid == (20 if cfg.cell == 4 else 10)
     image = torch.randn(b, 3, s, s)
     ids, am = _tokens(cfg, EXPRESSIONS[:b])
     assert ids.shape == (b, cfg.max_tokens) == am.shape
@@ -131,7 +163,8 @@ def test_forward_equals_the_model_as_trained_on_random_weights(lite):
         ref = copy.deepcopy(model).train(train)
         words, sent = (t.detach() for t in m.text(ids, am))
         got = m.decoder.forward_all(*m.image(image), words, am, sent)
-        want = orig.decoder_forward_all(ref.decoder, *orig.image_forward(ref.image, image), words, am, sent)
+        image_ref, decoder_ref = _reference(cfg)
+        want = decoder_ref(ref.decoder, *image_ref(ref.image, image), words, am, sent)
         for a, b in zip(got, want):
             assert a.shape == b.shape and a.shape[0] == k
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
@@ -175,7 +208,9 @@ def test_graph_modules_are_the_graph_io_table(lite):
     assert all(io["mask_decoder"].dynamic[n] == "frames" for n in feats)
     assert io["mask_decoder"].dynamic["frame_index"] == "expressions"
     assert any(n.startswith("gate") for n in feats) == (cfg.decoder == "rus")
-    if cfg.decoder == "rus":
+    # the grouped RUS gates its stride-4 step from the prompt's whole skip projection: no per-frame gate4
+    assert ("gate4" in feats) == (cfg.decoder == "rus" and cfg.rus_form == "dense")
+    if cfg == get_config("ssp_lite"):
         assert GRAPH_IO == io
     mods = graph_modules(model)
     ids, am = _tokens(cfg)
@@ -323,6 +358,6 @@ def test_ssp_paper_forward_480(paper):
         out = model(torch.randn(1, 3, s, s), ids, am)
     assert out.mask_logits.shape == (1, 1, s, s) and out.target_logit.shape == (1,)
     assert out.coarse_logits.shape == (1, 1, s // 16, s // 16)
-    assert out.relevance_logits.shape == (1, 1, cfg.grid, cfg.grid) and cfg.grid == 30
+    assert out.relevance_logits.shape == (1, 1, cfg.grid, cfg.grid) and cfg.grid == 15  # cell 8: 225 superpixels
     assert out.q.shape == (1, 9, s // 4, s // 4)
     assert torch.isfinite(out.mask_logits).all()

@@ -10,11 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssp_edge.ssp.models.decoder import BilinearBlock, RUSBlock, UpDecoder
+from ssp_edge.ssp.models.decoder import BilinearBlock, GroupedRUSBlock, RUSBlock, UpDecoder
 from ssp_edge.ssp.models.ops import (
     NEIGHBOURS,
     REFERENCE,
     conv_depth_to_space,
+    grouped_conv_depth_to_space,
     is_overridden,
     nearest_replicate,
     replication_upsample,
@@ -94,7 +95,7 @@ def _t(a: np.ndarray) -> torch.Tensor:
 GRIDS = [(1, 1), (2, 2), (3, 5), (5, 3), (1, 4)]
 
 
-@pytest.mark.parametrize("cell", [1, 2, 4])
+@pytest.mark.parametrize("cell", [1, 2, 4, 8])  # 8: the v2 superpixel grid
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
 @pytest.mark.parametrize("batch,channels", [(1, 1), (3, 3), (1, 8)])
 def test_aggregate_matches_loop(cell, grid, batch, channels):
@@ -107,7 +108,7 @@ def test_aggregate_matches_loop(cell, grid, batch, channels):
     np.testing.assert_allclose(got, ref_aggregate(x, q, cell), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("cell", [1, 2, 4])
+@pytest.mark.parametrize("cell", [1, 2, 4, 8])  # 8: the v2 superpixel grid
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
 @pytest.mark.parametrize("batch,channels", [(1, 1), (3, 3), (1, 8)])
 def test_propagate_matches_loop(cell, grid, batch, channels):
@@ -309,11 +310,12 @@ def test_bilinear_block_equals_hand_built_reference():
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("kind,block", [("rus", RUSBlock), ("bilinear", BilinearBlock)])
-def test_up_decoder_goes_from_stride_16_to_stride_1(kind, block):
+@pytest.mark.parametrize("kind,form,block", [("rus", "dense", RUSBlock), ("rus", "grouped", GroupedRUSBlock),
+                                             ("bilinear", "dense", BilinearBlock)])
+def test_up_decoder_goes_from_stride_16_to_stride_1(kind, form, block):
     torch.manual_seed(2)
     channels, skips = (16, 8, 8, 4), (12, 10, 6, 3)
-    dec = UpDecoder(12, channels, skips, kind).eval()
+    dec = UpDecoder(12, channels, skips, kind, form).eval()
     assert all(isinstance(b, block) for b in dec.blocks) and len(dec.blocks) == 4
     h16, w16 = 2, 3
     x = torch.randn(2, 12, h16, w16)
@@ -326,7 +328,7 @@ def test_up_decoder_goes_from_stride_16_to_stride_1(kind, block):
 # --------------------------------------------------------------------------- fast formulations == the plain ones
 
 
-@pytest.mark.parametrize("cell", [1, 2, 4])
+@pytest.mark.parametrize("cell", [1, 2, 4, 8])  # 8: the v2 superpixel grid
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
 def test_propagate_as_one_matmul_equals_the_reference_formula(cell, grid):
     rng = np.random.default_rng([7, cell, *grid])
@@ -411,3 +413,124 @@ def test_rus_block_plugin_route_gets_the_same_terms():
             routed = blk(x, skip)
     assert seen == [((2, 4, 3, 5), (2, 1, 6, 10), (2, 16, 3, 5))]
     torch.testing.assert_close(routed, fast, rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- the grouped (v2) RUS block
+
+
+@pytest.mark.parametrize("s", [2, 4])
+@pytest.mark.parametrize("groups", [1, 2, 4])
+def test_grouped_conv_depth_to_space_is_pixel_shuffle_of_the_grouped_1x1_conv(s, groups):
+    torch.manual_seed(s * groups)
+    x = torch.randn(2, 8, 3, 5, dtype=torch.float64)
+    w = torch.randn(8 * s * s, 8 // groups, 1, 1, dtype=torch.float64)
+    want = F.pixel_shuffle(F.conv2d(x, w, groups=groups), s)
+    torch.testing.assert_close(grouped_conv_depth_to_space(x, w, groups, s), want, rtol=1e-12, atol=1e-12)
+
+
+def test_grouped_channel_replication_keeps_each_channel_pair_in_its_group():
+    """The grouped conv's output channel c*s*s + i (ReplicationUpsample's Y layout, pixel_shuffle's order) reads
+    input channels 2*(c//2) and 2*(c//2)+1 only: perturbing one input pair changes exactly its two output channels."""
+    torch.manual_seed(3)
+    blk = GroupedRUSBlock(cin=12, cout=8, cskip=5).double().eval()
+    assert blk.cr.groups == 4 and blk.cr.weight.shape == (32, 2, 1, 1)
+    s = torch.randn(1, 8, 3, 4, dtype=torch.float64)
+    base = F.pixel_shuffle(blk.cr(s), 2)
+    for pair in range(4):
+        t = s.clone()
+        t[:, 2 * pair : 2 * pair + 2] += torch.randn(1, 2, 3, 4, dtype=torch.float64)
+        diff = (F.pixel_shuffle(blk.cr(t), 2) - base).abs().flatten(2).amax(-1)[0]
+        changed = sorted(int(c) for c in torch.nonzero(diff > 0))
+        assert changed == [2 * pair, 2 * pair + 1]
+
+
+@pytest.mark.parametrize("fuse_k", [1, 3])
+@pytest.mark.parametrize("scale", [2, 4])
+def test_grouped_rus_block_equals_hand_built_reference(fuse_k, scale):
+    """gate = sigmoid(conv1x1(skip projection)), CR = pixel_shuffle(grouped conv(sr(x))), written out by hand."""
+    torch.manual_seed(1)
+    blk = GroupedRUSBlock(cin=6, cout=4, cskip=5, scale=scale, fuse_k=fuse_k).double()
+    _randomize_bn(blk, 5)
+    blk.eval()
+    x = torch.randn(2, 6, 3, 5, dtype=torch.float64)
+    skip = torch.randn(2, 5, 3 * scale, 5 * scale, dtype=torch.float64)
+    with torch.no_grad():
+        got = blk(x, skip)
+        sr = torch.einsum("oc,bchw->bohw", blk.sr.weight[:, :, 0, 0], x) + blk.sr.bias[None, :, None, None]
+        proj = torch.einsum("oc,bchw->bohw", blk.skip.weight[:, :, 0, 0], skip) + blk.skip.bias[None, :, None, None]
+        gate = torch.sigmoid(torch.einsum("c,bchw->bhw", blk.gate.weight[0, :, 0, 0], proj) + blk.gate.bias)[:, None]
+        w = blk.cr.weight[:, :, 0, 0]  # (4 * s * s, 2)
+        pair = [2 * (o // (2 * scale * scale)) for o in range(4 * scale * scale)]  # the group's first input
+        y = torch.stack([w[o, 0] * sr[:, i] + w[o, 1] * sr[:, i + 1] for o, i in enumerate(pair)], 1)
+        up = ref_replication_upsample_torch(sr, gate, y, scale)
+        want = blk.fuse(up + proj)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_grouped_rus_costs_what_interpolation_costs():
+    """Per output value beyond the shared projections: gate 1 + grouped conv 2 + replicate x gate + add 1
+    multiply-adds = 4, bilinear interpolation's 4 (counted on the modules' weights)."""
+    blk = GroupedRUSBlock(cin=32, cout=16, cskip=16, scale=2)
+    cout, s = 16, 2
+    gate_per_pixel = blk.gate.weight.numel()  # per high-res pixel
+    cr_per_low_pixel = blk.cr.weight.numel()  # per low-res pixel
+    per_output = (gate_per_pixel + cr_per_low_pixel / (s * s)) / cout + 1
+    assert per_output == 4.0
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("fuse_k", [1, 3])
+@pytest.mark.parametrize("cout", [4, 16])  # 16: the Conv (not MatMul) 1x1 branches
+def test_grouped_rus_split_in_frame_and_prompt_terms_equals_the_block_on_the_whole_skip(train, fuse_k, cout):
+    """The stride-4 case: frame channels per frame (no gate yet), prompt channels per prompt, then the gate from the
+    whole projection == the block on the concatenated skip; gradients too."""
+    torch.manual_seed(fuse_k + cout + 1)
+    blk = GroupedRUSBlock(cin=6, cout=cout, cskip=7, scale=2, fuse_k=fuse_k).double()
+    _randomize_bn(blk, 6)
+    blk.train(train)
+    x = torch.randn(3, 6, 3, 5, dtype=torch.float64, requires_grad=True)
+    frame = torch.randn(1, 4, 6, 10, dtype=torch.float64)
+    extra = torch.randn(3, 3, 6, 10, dtype=torch.float64)
+    ref_blk = copy.deepcopy(blk)
+    whole = torch.cat([frame.expand(3, -1, -1, -1), extra], 1)
+    sr = ref_blk.sr(x)
+    proj = ref_blk.skip(whole)
+    want = ref_blk.fuse(ref_replication_upsample_torch(sr, torch.sigmoid(ref_blk.gate(proj)),
+                                                       ref_blk.cr(sr), 2) + proj)
+    gate, fproj = blk.frame_terms(frame, prompt_channels=3)
+    assert gate is None and fproj.shape == (1, cout, 6, 10)
+    got = blk.step(x, *blk.prompt_terms((gate, fproj), extra))
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    got.square().sum().backward()
+    want.square().sum().backward()
+    for (name, p), (_, q) in zip(blk.named_parameters(), ref_blk.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-9, msg=name)
+    g2, _ = blk.frame_terms(frame)  # without prompt channels the gate is per frame
+    assert g2.shape == (1, 1, 6, 10) and bool(((g2 > 0) & (g2 < 1)).all())
+
+
+def test_grouped_rus_plugin_route_gets_the_contract_terms():
+    """Routed to the ssp::ReplicationUpsample node the block hands it sr(x) (C'), the gate and the grouped conv's
+    C'*s*s channels; the result equals the fast route (grouped ConvTranspose)."""
+    torch.manual_seed(7)
+    blk = GroupedRUSBlock(6, 4, 5, 2, 1).double().eval()
+    _randomize_bn(blk, 7)
+    x = torch.randn(2, 6, 3, 5, dtype=torch.float64)
+    skip = torch.randn(2, 5, 6, 10, dtype=torch.float64)
+    seen = []
+
+    def op(a, g, y, s):
+        seen.append((a.shape, g.shape, y.shape))
+        return REFERENCE["replication_upsample"](a, g, y, s)
+
+    with torch.no_grad():
+        fast = blk(x, skip)
+        with use_implementations(replication_upsample=op):
+            routed = blk(x, skip)
+    assert seen == [((2, 4, 3, 5), (2, 1, 6, 10), (2, 16, 3, 5))]
+    torch.testing.assert_close(routed, fast, rtol=1e-12, atol=1e-12)
+
+
+def test_grouped_rus_needs_even_channels():
+    with pytest.raises(ValueError, match="even"):
+        GroupedRUSBlock(6, 5, 5)
