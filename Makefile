@@ -38,6 +38,8 @@ demo: $(BUNDLE)/manifest.json build/demo_input.mp4
 	@echo "demo: overlay video build/demo.mp4, a frame build/demo.png, summary build/demo_summary.txt"
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q --durations=15
 
 # Public TensorRT headers for building the plugin library here (never committed: third_party/ is ignored).

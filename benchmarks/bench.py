@@ -11,6 +11,7 @@ threads (PyTorch's OpenMP, OpenVINO's TBB) go idle, so no row pays for another's
 Missing pieces become rows that say why ("not built", "not available: ...", "not installed") instead of failing the
 run, so a runtime-only install (no PyTorch, no matplotlib) benchmarks what it has.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -18,9 +19,10 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -36,8 +38,13 @@ from .devices import JETSON_CALIBRATION, UTILIZATION, cpu_peak, jetson_estimates
 __all__ = ["BenchSettings", "BackendRow", "Row", "interleave", "run_bench", "TARGETS"]
 
 #: issue 17's targets on this machine, checked in bench.json ("targets")
-TARGETS = {"ort_fp32_over_pytorch": ("<=", 0.5), "fps_1_prompt": (">=", 25.0), "fps_2_prompts": (">=", 15.0),
-           "prompts_8_over_1": ("<=", 2.5), "cpu_peak_share": (">=", 0.35)}
+TARGETS = {
+    "ort_fp32_over_pytorch": ("<=", 0.5),
+    "fps_1_prompt": (">=", 25.0),
+    "fps_2_prompts": (">=", 15.0),
+    "prompts_8_over_1": ("<=", 2.5),
+    "cpu_peak_share": (">=", 0.35),
+}
 
 
 @dataclass
@@ -59,7 +66,7 @@ class BenchSettings:
     sgemm: bool = True  # measure a float32 GEMM as a check on the peak formula
 
     @classmethod
-    def quick(cls) -> "BenchSettings":
+    def quick(cls) -> BenchSettings:
         return cls(warmup=2, iters=6, layer_runs=3)
 
 
@@ -113,9 +120,16 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
 Runner = Callable[[int], Mapping[str, float]]
 
 
-def interleave(runners: Mapping[str, Runner], counts: Sequence[int], rounds: int, warmup: int = 0, seed: int = 0,
-               settle_s: float = 0.0, clock: Callable[[], float] = time.perf_counter,
-               progress: Any = None) -> dict[str, dict[int, dict[str, list[float]]]]:
+def interleave(
+    runners: Mapping[str, Runner],
+    counts: Sequence[int],
+    rounds: int,
+    warmup: int = 0,
+    seed: int = 0,
+    settle_s: float = 0.0,
+    clock: Callable[[], float] = time.perf_counter,
+    progress: Any = None,
+) -> dict[str, dict[int, dict[str, list[float]]]]:
     """Time every (runner, prompt count) cell once per round, in a new random order each round; the first
     ``warmup`` rounds are left out. A runner takes the prompt count and returns its per-stage ms (may be empty);
     ``total`` is the wall time of the call. Returns runner -> count -> stage -> ms per measured round."""
@@ -141,9 +155,16 @@ def interleave(runners: Mapping[str, Runner], counts: Sequence[int], rounds: int
 
 
 #: prompts of the synthetic frame used when RefShapes' background photos (scikit-image / scikit-learn) are missing
-_SYNTHETIC_PROMPTS = ["the red circle", "the blue square", "the green triangle", "the yellow circle",
-                      "the square left of the circle", "the biggest shape", "the circle on the right",
-                      "the shape at the top"]
+_SYNTHETIC_PROMPTS = [
+    "the red circle",
+    "the blue square",
+    "the green triangle",
+    "the yellow circle",
+    "the square left of the circle",
+    "the biggest shape",
+    "the circle on the right",
+    "the shape at the top",
+]
 
 
 def _has(*modules: str) -> bool:
@@ -177,6 +198,7 @@ Factory = Callable[[], Any]
 def _torch_factory(bundle: Bundle, threads: int, frame: np.ndarray, prompts: list[str], measured: int = 6) -> Factory:
     """PyTorch eager at its best: torch.inference_mode (the backend's), the same threads as the others, and
     channels_last only where it measures faster on this machine (checked in a few interleaved rounds)."""
+
     def make() -> Any:
         import torch
 
@@ -186,7 +208,7 @@ def _torch_factory(bundle: Bundle, threads: int, frame: np.ndarray, prompts: lis
         seg = Segmenter(bundle, be)
         times: dict[str, list[float]] = {"contiguous": [], "channels_last": []}
         for r in range(2 + measured):
-            for fmt in (("contiguous", "channels_last") if r % 2 else ("channels_last", "contiguous")):
+            for fmt in ("contiguous", "channels_last") if r % 2 else ("channels_last", "contiguous"):
                 be.model.to(memory_format=torch.channels_last if fmt == "channels_last" else torch.contiguous_format)
                 t0 = time.perf_counter()
                 seg.segment(frame, prompts[:2])
@@ -198,25 +220,36 @@ def _torch_factory(bundle: Bundle, threads: int, frame: np.ndarray, prompts: lis
         be.memory_format = best
         be.memory_format_ms = {k: round(v, 2) for k, v in med.items()}
         return be
+
     return make
 
 
-def _candidates(bundle: Bundle, s: BenchSettings, frame: np.ndarray,
-                prompts: list[str]) -> list[tuple[str, str, Factory | None, str, str]]:
+def _candidates(
+    bundle: Bundle, s: BenchSettings, frame: np.ndarray, prompts: list[str]
+) -> list[tuple[str, str, Factory | None, str, str]]:
     """(backend, precision, factory or None, row status when None, reason)."""
     from ssp_edge.sdk.backends.tensorrt import tensorrt_unavailable
 
     out: list[tuple[str, str, Factory | None, str, str]] = []
     if _has("torch"):
-        out.append(("pytorch", "fp32", _torch_factory(bundle, s.threads, frame, prompts,
-                                                      max(2, min(6, s.iters // 5))), "", ""))
+        out.append(
+            ("pytorch", "fp32", _torch_factory(bundle, s.threads, frame, prompts, max(2, min(6, s.iters // 5))), "", "")
+        )
     else:
-        out.append(("pytorch", "fp32", None, "not installed",
-                    "PyTorch is not installed: pip install 'ssp-edge[model]'"))
+        out.append(
+            ("pytorch", "fp32", None, "not installed", "PyTorch is not installed: pip install 'ssp-edge[model]'")
+        )
     for p in ("fp32", "fp16", "int8"):
         if p == "fp32" or bundle.has_graph("image_encoder", "portable", p):
-            out.append(("onnxruntime", p, lambda p=p: open_backend(bundle, "onnxruntime", p, threads=s.threads,
-                                                                   providers=s.providers), "", ""))
+            out.append(
+                (
+                    "onnxruntime",
+                    p,
+                    lambda p=p: open_backend(bundle, "onnxruntime", p, threads=s.threads, providers=s.providers),
+                    "",
+                    "",
+                )
+            )
         else:
             out.append(("onnxruntime", p, None, "not built", f"not built (run `ssp calibrate {bundle.root}`)"))
     if _has("openvino"):
@@ -231,10 +264,14 @@ def _candidates(bundle: Bundle, s: BenchSettings, frame: np.ndarray,
             else:
                 out.append(("openvino", p, lambda p=p: open_backend(bundle, "openvino", p, threads=s.threads), "", ""))
     else:
-        out.append(("openvino", "fp32", None, "not installed",
-                    "OpenVINO is not installed: pip install 'ssp-edge[openvino]'"))
-    native = dict(plugin_lib=s.plugin_lib, trust_bundle_plugins=s.trust_bundle_plugins,
-                  allow_engine_host_code=s.allow_engine_host_code)
+        out.append(
+            ("openvino", "fp32", None, "not installed", "OpenVINO is not installed: pip install 'ssp-edge[openvino]'")
+        )
+    native = dict(
+        plugin_lib=s.plugin_lib,
+        trust_bundle_plugins=s.trust_bundle_plugins,
+        allow_engine_host_code=s.allow_engine_host_code,
+    )
     for p in ("fp16", "int8"):
         why = tensorrt_unavailable(bundle, p)
         if why is None:
@@ -264,15 +301,19 @@ def _flops(bundle: Bundle) -> dict[str, Any] | None:
     variants = [("bundle", base), ("bundle_bilinear", base.replace(decoder="bilinear"))]
     if base.decoder != "rus":
         variants.append(("bundle_rus", base.replace(decoder="rus")))
-    for key, cfg in (*variants, ("ssp_lite", get_config("ssp_lite", pretrained=False)),
-                     ("ssp_paper", get_config("ssp_paper"))):
+    for key, cfg in (
+        *variants,
+        ("ssp_lite", get_config("ssp_lite", pretrained=False)),
+        ("ssp_paper", get_config("ssp_paper")),
+    ):
         torch.manual_seed(0)
         out[key] = asdict(model_cost(build_model(cfg), cfg))
     return out
 
 
-def _open_rows(bundle: Bundle, candidates: list, frame: np.ndarray, prompts: list[str],
-               s: BenchSettings) -> tuple[list[Row], list[BackendRow]]:
+def _open_rows(
+    bundle: Bundle, candidates: list, frame: np.ndarray, prompts: list[str], s: BenchSettings
+) -> tuple[list[Row], list[BackendRow]]:
     """Open every available row (one Segmenter each) and run one frame at the most prompts, recording memory."""
     opened: list[Row] = []
     rows: list[BackendRow] = []
@@ -288,17 +329,28 @@ def _open_rows(bundle: Bundle, candidates: list, frame: np.ndarray, prompts: lis
             rows.append(BackendRow(name, precision, "not available", str(e)))
             continue
         seg = Segmenter(bundle, backend)
-        seg.segment(frame, prompts[:max(s.prompt_counts)])
+        seg.segment(frame, prompts[: max(s.prompt_counts)])
         config = describe_backend(backend)
         if name == "pytorch":
-            config["options"] = {"inference_mode": True, "memory_format": getattr(backend, "memory_format", ""),
-                                 "memory_format_ms (2 prompts)": getattr(backend, "memory_format_ms", {})}
+            config["options"] = {
+                "inference_mode": True,
+                "memory_format": getattr(backend, "memory_format", ""),
+                "memory_format_ms (2 prompts)": getattr(backend, "memory_format_ms", {}),
+            }
             import torch
 
             config["threads"] = torch.get_num_threads()
         peak = _rss_mb("VmHWM")
-        rows.append(BackendRow(name, precision, "ok", peak_rss_mb=round(peak, 1),
-                               added_rss_mb=round(max(0.0, peak - before), 1), config=config))
+        rows.append(
+            BackendRow(
+                name,
+                precision,
+                "ok",
+                peak_rss_mb=round(peak, 1),
+                added_rss_mb=round(max(0.0, peak - before), 1),
+                config=config,
+            )
+        )
         opened.append(Row(name, precision, seg, config))
     return opened, rows
 
@@ -308,8 +360,9 @@ def _check(value: float | None, op: str, target: float) -> dict[str, Any]:
     return {"value": value, "target": f"{op} {target}", "met": met}
 
 
-def run_bench(path: str | Path, settings: BenchSettings, out_dir: str | Path, progress: bool = True,
-              verify_key: Any = None) -> dict[str, Any]:
+def run_bench(
+    path: str | Path, settings: BenchSettings, out_dir: str | Path, progress: bool = True, verify_key: Any = None
+) -> dict[str, Any]:
     """Measure everything, write ``bench.json``, ``bench.md`` and PNG plots (with matplotlib) into ``out_dir``
     (and ``layers.{json,md}`` + ``bench_layers.png`` with ``settings.layers``)."""
     from .report import write_markdown, write_plots
@@ -322,8 +375,9 @@ def run_bench(path: str | Path, settings: BenchSettings, out_dir: str | Path, pr
     frame, prompts, frame_source = _frame_and_prompts()
     flops = _flops(bundle)
     graphs = None if flops is None else flops["bundle"]["graphs"]
-    frame_gflops = None if graphs is None else \
-        (graphs["image_encoder"]["flops"] + graphs["mask_decoder"]["flops"]) / 1e9
+    frame_gflops = (
+        None if graphs is None else (graphs["image_encoder"]["flops"] + graphs["mask_decoder"]["flops"]) / 1e9
+    )
     opened, rows = _open_rows(bundle, _candidates(bundle, s, frame, prompts), frame, prompts, s)
 
     # the timed rounds: every (row, prompt count) once per round, plus the ORT FP32 row with its text cache cleared
@@ -338,6 +392,7 @@ def run_bench(path: str | Path, settings: BenchSettings, out_dir: str | Path, pr
         def uncached(k: int) -> Mapping[str, float]:
             fresh.clear_cache()
             return fresh.segment(frame, prompts[:1])[0].times_ms
+
         uncached_key = f"{ref.key} (text not cached)"
         runners[uncached_key] = uncached
     counts = {k: list(s.prompt_counts) for k in runners}
@@ -364,12 +419,17 @@ def run_bench(path: str | Path, settings: BenchSettings, out_dir: str | Path, pr
         sweep = []
         for k in s.prompt_counts:
             t = float(np.median(measured[key][k]["total"]))
-            cell: dict[str, float] = {"prompts": k, "frame_ms": round(t, 2), "frames_per_s": round(1e3 / t, 2),
-                                      "masks_per_s": round(k * 1e3 / t, 2)}
+            cell: dict[str, float] = {
+                "prompts": k,
+                "frame_ms": round(t, 2),
+                "frames_per_s": round(1e3 / t, 2),
+                "masks_per_s": round(k * 1e3 / t, 2),
+            }
             if graphs is not None:
                 g = (graphs["image_encoder"]["flops"] + k * graphs["mask_decoder"]["flops"]) / 1e9
-                comp = float(np.median(measured[key][k]["image_encoder"])) + \
-                    float(np.median(measured[key][k]["mask_decoder"]))
+                comp = float(np.median(measured[key][k]["image_encoder"])) + float(
+                    np.median(measured[key][k]["mask_decoder"])
+                )
                 cell["gflops"] = round(g, 3)
                 cell["gflops_per_s"] = round(g / (comp / 1e3), 1) if comp > 0 else 0.0
                 if by_key[key].name != "tensorrt":
@@ -381,12 +441,21 @@ def run_bench(path: str | Path, settings: BenchSettings, out_dir: str | Path, pr
         c = float(np.median(measured[ref.key][1]["total"])) if 1 in measured[ref.key] else None
         u = float(np.median(measured[uncached_key][1]["total"]))
         if c is not None:
-            text_cache = {"backend": ref.key, "cached_ms": round(c, 2), "uncached_ms": round(u, 2),
-                          "ratio": round(c / u, 3)}
+            text_cache = {
+                "backend": ref.key,
+                "cached_ms": round(c, 2),
+                "uncached_ms": round(u, 2),
+                "ratio": round(c / u, 3),
+            }
     limit = None
     if graphs is not None:
-        limit = [{"prompts": k, "gflops": round((graphs["image_encoder"]["flops"] + k * graphs["mask_decoder"]["flops"])
-                                                / 1e9, 3)} for k in s.prompt_counts]
+        limit = [
+            {
+                "prompts": k,
+                "gflops": round((graphs["image_encoder"]["flops"] + k * graphs["mask_decoder"]["flops"]) / 1e9, 3),
+            }
+            for k in s.prompt_counts
+        ]
         for x in limit:
             x["frame_ms"] = round(x["gflops"] / peak.gflops * 1e3, 2)
             x["frames_per_s"] = round(1e3 / x["frame_ms"], 1)
@@ -407,27 +476,43 @@ def run_bench(path: str | Path, settings: BenchSettings, out_dir: str | Path, pr
     ort = {x["prompts"]: x for x in throughput.get("onnxruntime fp32", [])}
     share = ort.get(min(s.prompt_counts), {}).get("cpu_peak_share")
     result: dict[str, Any] = {
-        "bundle": str(path), "config": bundle.manifest.config.get("name"), "input_size": bundle.manifest.input_size,
-        "settings": asdict(s), "frame": frame_source,
+        "bundle": str(path),
+        "config": bundle.manifest.config.get("name"),
+        "input_size": bundle.manifest.input_size,
+        "settings": asdict(s),
+        "frame": frame_source,
         "method": "interleaved rounds: each round runs every (backend/precision, prompts) cell once in a new random "
-                  f"order on the same frame; {s.warmup} warm-up rounds left out; medians over {s.iters} rounds",
+        f"order on the same frame; {s.warmup} warm-up rounds left out; medians over {s.iters} rounds",
         "load_average": {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in os.getloadavg()]},
         "frame_gflops": round(frame_gflops, 3) if frame_gflops is not None else None,
-        "rows": [asdict(r) for r in rows], "throughput": throughput, "text_cache": text_cache,
+        "rows": [asdict(r) for r in rows],
+        "throughput": throughput,
+        "text_cache": text_cache,
         "physical_limit": limit,
-        "ratios": {"ort_fp32_over_pytorch": ratio(("onnxruntime", "fp32"), ("pytorch", "fp32")),
-                   "ort_int8_over_ort_fp32": ratio(("onnxruntime", "int8"), ("onnxruntime", "fp32")),
-                   "openvino_fp32_over_ort_fp32": ratio(("openvino", "fp32"), ("onnxruntime", "fp32")),
-                   "openvino_bf16_over_ort_fp32": ratio(("openvino", "bf16"), ("onnxruntime", "fp32")),
-                   "cached_over_uncached_text": text_cache.get("ratio")},
-        "cpu": {**asdict(peak), "peak_gflops": round(peak.gflops, 1), "formula": peak.formula,
-                "sgemm_gflops": sgemm, "sgemm_share_of_peak": round(sgemm / peak.gflops, 3) if sgemm else None,
-                "ort_fp32_share_of_peak": share},
+        "ratios": {
+            "ort_fp32_over_pytorch": ratio(("onnxruntime", "fp32"), ("pytorch", "fp32")),
+            "ort_int8_over_ort_fp32": ratio(("onnxruntime", "int8"), ("onnxruntime", "fp32")),
+            "openvino_fp32_over_ort_fp32": ratio(("openvino", "fp32"), ("onnxruntime", "fp32")),
+            "openvino_bf16_over_ort_fp32": ratio(("openvino", "bf16"), ("onnxruntime", "fp32")),
+            "cached_over_uncached_text": text_cache.get("ratio"),
+        },
+        "cpu": {
+            **asdict(peak),
+            "peak_gflops": round(peak.gflops, 1),
+            "formula": peak.formula,
+            "sgemm_gflops": sgemm,
+            "sgemm_share_of_peak": round(sgemm / peak.gflops, 3) if sgemm else None,
+            "ort_fp32_share_of_peak": share,
+        },
         "flops": flops,
         "not_measured": {},
-        "jetson_estimates": None if frame_gflops is None else
-        {"utilization": UTILIZATION, "calibration": JETSON_CALIBRATION,
-         "rows": [asdict(j) for j in jetson_estimates(frame_gflops)]},
+        "jetson_estimates": None
+        if frame_gflops is None
+        else {
+            "utilization": UTILIZATION,
+            "calibration": JETSON_CALIBRATION,
+            "rows": [asdict(j) for j in jetson_estimates(frame_gflops)],
+        },
         "layers": layers,
     }
     eight = ort.get(8, {}).get("frame_ms")
@@ -440,14 +525,19 @@ def run_bench(path: str | Path, settings: BenchSettings, out_dir: str | Path, pr
         "cpu_peak_share": _check(share, *TARGETS["cpu_peak_share"]),
     }
     if flops is None:
-        result["not_measured"]["flops"] = ("FLOPs and parameters are counted on the PyTorch model, which is not "
-                                           "installed: pip install 'ssp-edge[model]'")
+        result["not_measured"]["flops"] = (
+            "FLOPs and parameters are counted on the PyTorch model, which is not "
+            "installed: pip install 'ssp-edge[model]'"
+        )
     if not _has("matplotlib"):
         result["not_measured"]["plots"] = "plots need matplotlib: pip install matplotlib"
     for r in result["rows"]:
         if r["status"] == "ok":
-            r["cpu_peak_share"] = (round(r["gflops_per_s"] / peak.gflops, 4)
-                                   if r["backend"] != "tensorrt" and frame_gflops is not None else None)
+            r["cpu_peak_share"] = (
+                round(r["gflops_per_s"] / peak.gflops, 4)
+                if r["backend"] != "tensorrt" and frame_gflops is not None
+                else None
+            )
     atomic_write_text(out_dir / "bench.json", json.dumps(result, indent=1) + "\n")
     result["plots"] = write_plots(result, out_dir) if _has("matplotlib") else []
     result["report"] = str(write_markdown(result, out_dir))
@@ -455,18 +545,22 @@ def run_bench(path: str | Path, settings: BenchSettings, out_dir: str | Path, pr
     return result
 
 
-def _interleave_cells(runners: Mapping[str, Runner], counts: Mapping[str, Sequence[int]], s: BenchSettings,
-                      bar: Any) -> dict[str, dict[int, dict[str, list[float]]]]:
+def _interleave_cells(
+    runners: Mapping[str, Runner], counts: Mapping[str, Sequence[int]], s: BenchSettings, bar: Any
+) -> dict[str, dict[int, dict[str, list[float]]]]:
     """:func:`interleave` where each runner has its own prompt counts (the uncached-text row runs at 1 only)."""
     all_counts = sorted({k for v in counts.values() for k in v})
-    wrapped = {name: (lambda fn, ks: lambda k: fn(k) if k in ks else {"_skip": 0.0})(fn, set(counts[name]))
-               for name, fn in runners.items()}
+    wrapped = {
+        name: (lambda fn, ks: lambda k: fn(k) if k in ks else {"_skip": 0.0})(fn, set(counts[name]))
+        for name, fn in runners.items()
+    }
     raw = interleave(wrapped, all_counts, s.iters, s.warmup, s.seed, s.settle_s, progress=bar)
     return {name: {k: v for k, v in per.items() if k in counts[name]} for name, per in raw.items()}
 
 
-def _layers(bundle: Bundle, opened: list[Row], frame: np.ndarray, prompts: list[str], s: BenchSettings,
-            out_dir: Path) -> dict[str, Any]:
+def _layers(
+    bundle: Bundle, opened: list[Row], frame: np.ndarray, prompts: list[str], s: BenchSettings, out_dir: Path
+) -> dict[str, Any]:
     """Per-op profiles of every opened ONNX Runtime / OpenVINO / TensorRT row (``--layers``)."""
     from .layers import graph_feeds, openvino_layers, ort_layers, tensorrt_layers, write_layers
 
@@ -486,8 +580,17 @@ def _layers(bundle: Bundle, opened: list[Row], frame: np.ndarray, prompts: list[
     if not any(r.name == "tensorrt" for r in opened):
         notes["tensorrt"] = "not profiled: no TensorRT engine runs here (TensorRT and a GPU are needed)"
     files = write_layers(profiles, out_dir)
-    summary = {row: {label: {"total_ms": round(p.total_ms, 3),
-                             "by_type": [{"op_type": x.op_type, "nodes": x.count, "ms": round(x.ms, 3),
-                                          "share": round(x.share, 4)} for x in p.by_type()[:12]]}
-                     for label, p in graphs.items()} for row, graphs in profiles.items()}
+    summary = {
+        row: {
+            label: {
+                "total_ms": round(p.total_ms, 3),
+                "by_type": [
+                    {"op_type": x.op_type, "nodes": x.count, "ms": round(x.ms, 3), "share": round(x.share, 4)}
+                    for x in p.by_type()[:12]
+                ],
+            }
+            for label, p in graphs.items()
+        }
+        for row, graphs in profiles.items()
+    }
     return {"files": files, "profiles": summary, "notes": notes}

@@ -1,5 +1,6 @@
 """`ssp bench DIR [--quick] [--json]` (entry point ``bench``). Runs on a runtime-only install: what needs PyTorch
 (its row, FLOPs) or matplotlib (plots) is reported as not installed / not measured."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,23 +17,34 @@ DEFAULT_OUT = "bench_results"
 def register(sub: argparse._SubParsersAction) -> None:
     from ssp_edge.sdk.options import add_backend_args, add_bundle_trust_args, add_json_arg, add_native_code_args
 
-    p = sub.add_parser("bench", help="latency, throughput, memory, FLOPs per backend and precision",
-                       description="Benchmark a bundle on every available backend and precision in one run "
-                                   "(PyTorch eager as the reference when installed, ONNX Runtime FP32 / FP16 / INT8, "
-                                   "OpenVINO FP32 / bf16 when installed, TensorRT where present), in interleaved "
-                                   "rounds (every row once per round, medians over rounds); writes bench.json, "
-                                   "bench.md and PNG plots.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "bench",
+        help="latency, throughput, memory, FLOPs per backend and precision",
+        description="Benchmark a bundle on every available backend and precision in one run "
+        "(PyTorch eager as the reference when installed, ONNX Runtime FP32 / FP16 / INT8, "
+        "OpenVINO FP32 / bf16 when installed, TensorRT where present), in interleaved "
+        "rounds (every row once per round, medians over rounds); writes bench.json, "
+        "bench.md and PNG plots.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("bundle")
     p.add_argument("--quick", action="store_true", help="2 warm-up + 6 measured frames per setting (< 3 min)")
     p.add_argument("--iters", type=int, default=None, help="measured frames per setting (default 30, quick 6)")
     p.add_argument("--out-dir", default=DEFAULT_OUT, help="output folder (relative to the working directory)")
-    p.add_argument("--layers", action="store_true",
-                   help="also profile per op type and per node (ONNX Runtime's profiler, OpenVINO PERF_COUNT, TensorRT "
-                        "IProfiler where present): layers.json, layers.md, bench_layers.png")
-    p.add_argument("--only", action="append", default=None, metavar="ROW",
-                   help="measure only these rows (repeatable): a backend (pytorch, onnxruntime, openvino, tensorrt) or "
-                        "'BACKEND PRECISION', e.g. --only 'onnxruntime fp32'")
+    p.add_argument(
+        "--layers",
+        action="store_true",
+        help="also profile per op type and per node (ONNX Runtime's profiler, OpenVINO PERF_COUNT, TensorRT "
+        "IProfiler where present): layers.json, layers.md, bench_layers.png",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="ROW",
+        help="measure only these rows (repeatable): a backend (pytorch, onnxruntime, openvino, tensorrt) or "
+        "'BACKEND PRECISION', e.g. --only 'onnxruntime fp32'",
+    )
     add_json_arg(p)
     add_backend_args(p, which=("threads", "providers"))
     add_native_code_args(p)
@@ -64,6 +76,7 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(res))
     else:
         print(Path(res["report"]).read_text())
-        print(f"written: {res['report']}, {', '.join(res['plots']) or '(no plots: matplotlib missing)'}",
-              file=sys.stderr)
+        print(
+            f"written: {res['report']}, {', '.join(res['plots']) or '(no plots: matplotlib missing)'}", file=sys.stderr
+        )
     return 0

@@ -20,6 +20,7 @@ FP32 peak per core and cycle = FMA units x (vector bits / 32) lanes x 2 (an FMA 
   Microprocessor Report, June 2020); Neoverse V1 / V2 and Cortex-X1..X4: 4 pipes = 32; A57 / A72 / A76 / A77 /
   N1 / N2 / A710 and NVIDIA Carmel (Xavier): 2 pipes = 16; A53 / A55: 1 x 128-bit FMA per cycle = 8.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,8 +28,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CpuPeak", "cpu_peak", "sgemm_gflops", "JETSONS", "JetsonEstimate", "jetson_estimates",
-           "JETSON_CALIBRATION", "UTILIZATION"]
+__all__ = [
+    "CpuPeak",
+    "cpu_peak",
+    "sgemm_gflops",
+    "JETSONS",
+    "JetsonEstimate",
+    "jetson_estimates",
+    "JETSON_CALIBRATION",
+    "UTILIZATION",
+]
 
 
 @dataclass
@@ -50,9 +59,11 @@ class CpuPeak:
     @property
     def formula(self) -> str:
         lanes = self.vector_bits // 32 if self.vector_bits else 0
-        return (f"{self.cores} cores x {self.ghz:.2f} GHz x {self.flops_per_cycle} FP32 FLOP/cycle "
-                f"({self.fma_units} FMA units x {lanes} lanes x 2; {self.microarch}, {self.isa}) "
-                f"= {self.gflops:.0f} GFLOP/s")
+        return (
+            f"{self.cores} cores x {self.ghz:.2f} GHz x {self.flops_per_cycle} FP32 FLOP/cycle "
+            f"({self.fma_units} FMA units x {lanes} lanes x 2; {self.microarch}, {self.isa}) "
+            f"= {self.gflops:.0f} GFLOP/s"
+        )
 
 
 def _first(info: str, key: str) -> str:
@@ -92,11 +103,24 @@ def _sysfs_ghz() -> tuple[float, str]:
 
 #: Arm CPU part (implementer 0x41 unless noted) -> (name, 128-bit FMA pipes)
 _ARM_PARTS = {
-    "0xd03": ("Cortex-A53", 1), "0xd05": ("Cortex-A55", 1), "0xd07": ("Cortex-A57", 2), "0xd08": ("Cortex-A72", 2),
-    "0xd0b": ("Cortex-A76", 2), "0xd0c": ("Neoverse N1", 2), "0xd0d": ("Cortex-A77", 2), "0xd40": ("Neoverse V1", 4),
-    "0xd41": ("Cortex-A78", 2), "0xd42": ("Cortex-A78AE", 2), "0xd44": ("Cortex-X1", 4), "0xd47": ("Cortex-A710", 2),
-    "0xd48": ("Cortex-X2", 4), "0xd49": ("Neoverse N2", 2), "0xd4b": ("Cortex-A78C", 2), "0xd4e": ("Cortex-X3", 4),
-    "0xd4f": ("Neoverse V2", 4), "0xd82": ("Cortex-X4", 4),
+    "0xd03": ("Cortex-A53", 1),
+    "0xd05": ("Cortex-A55", 1),
+    "0xd07": ("Cortex-A57", 2),
+    "0xd08": ("Cortex-A72", 2),
+    "0xd0b": ("Cortex-A76", 2),
+    "0xd0c": ("Neoverse N1", 2),
+    "0xd0d": ("Cortex-A77", 2),
+    "0xd40": ("Neoverse V1", 4),
+    "0xd41": ("Cortex-A78", 2),
+    "0xd42": ("Cortex-A78AE", 2),
+    "0xd44": ("Cortex-X1", 4),
+    "0xd47": ("Cortex-A710", 2),
+    "0xd48": ("Cortex-X2", 4),
+    "0xd49": ("Neoverse N2", 2),
+    "0xd4b": ("Cortex-A78C", 2),
+    "0xd4e": ("Cortex-X3", 4),
+    "0xd4f": ("Neoverse V2", 4),
+    "0xd82": ("Cortex-X4", 4),
 }
 
 
@@ -165,11 +189,13 @@ def cpu_peak(cpuinfo: str | None = None, cores: int | None = None, ghz: float | 
         part = _first(info, "CPU part").lower()
         feats = set(_first(info, "Features").split())
         name, pipes = _ARM_PARTS.get(part, (f"Arm part {part or '?'}", 2))
-        why = f"CPU part {part}: {name}, {pipes} x 128-bit NEON FMA pipes" if part in _ARM_PARTS else \
-            f"CPU part {part or '?'} not in the table: 2 x 128-bit NEON pipes assumed"
+        why = (
+            f"CPU part {part}: {name}, {pipes} x 128-bit NEON FMA pipes"
+            if part in _ARM_PARTS
+            else f"CPU part {part or '?'} not in the table: 2 x 128-bit NEON pipes assumed"
+        )
         arch, bits, units, isa = name, 128, pipes, "NEON" if "asimd" in feats or not feats else "VFP"
-    return CpuPeak(int(cores), round(float(clock), 3), units * (bits // 32) * 2, isa, arch, bits, units, clock_src,
-                   why)
+    return CpuPeak(int(cores), round(float(clock), 3), units * (bits // 32) * 2, isa, arch, bits, units, clock_src, why)
 
 
 def sgemm_gflops(n: int = 1024, repeats: int = 5) -> float:
@@ -186,7 +212,7 @@ def sgemm_gflops(n: int = 1024, repeats: int = 5) -> float:
         t0 = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - t0)
-    return 2.0 * n ** 3 / best / 1e9
+    return 2.0 * n**3 / best / 1e9
 
 
 #: name -> published AI performance (sparse INT8 TOPS; dense INT8 = / 2, dense FP16 = / 4 on Ampere tensor cores)
@@ -205,13 +231,18 @@ JETSON_CALIBRATION: dict[str, object] = {
     "precision": "int8",
     "latency_ms": 3.49,  # trtexec GPU compute time, TensorRT 10.3, JetPack 6.2, MAXN SUPER
     "source": "H. Choi, 'YOLOv8 on Jetson Orin Nano: From PyTorch to TensorRT INT8', hokwangchoi.com/blog/"
-              "vision-benchmarks, 2026 (trtexec, TensorRT 10.3)",
+    "vision-benchmarks, 2026 (trtexec, TensorRT 10.3)",
     "cross_check": "NVIDIA-AI-IOT/jetson_benchmarks README: ResNet-50 224x224 (8.2 GFLOPs) at 824 FPS on Jetson "
-                   "Xavier NX (21 INT8 TOPS, GPU + 2 DLA, batched, TensorRT 7): 32% of peak, the batched "
-                   "throughput regime a batch-1 camera pipeline does not reach",
+    "Xavier NX (21 INT8 TOPS, GPU + 2 DLA, batched, TensorRT 7): 32% of peak, the batched "
+    "throughput regime a batch-1 camera pipeline does not reach",
 }
-UTILIZATION = round(JETSON_CALIBRATION["gflops"] * 1e9 / (JETSON_CALIBRATION["latency_ms"] / 1e3)  # type: ignore
-                    / (JETSONS["Jetson Orin Nano 8GB (Super)"] / 2 * 1e12), 4)
+UTILIZATION = round(
+    JETSON_CALIBRATION["gflops"]
+    * 1e9
+    / (JETSON_CALIBRATION["latency_ms"] / 1e3)  # type: ignore
+    / (JETSONS["Jetson Orin Nano 8GB (Super)"] / 2 * 1e12),
+    4,
+)
 
 
 @dataclass
@@ -233,4 +264,3 @@ def jetson_estimates(gflops_per_frame: float, utilization: float = UTILIZATION) 
         limit = tops / 2 * 1e12 / (gflops_per_frame * 1e9)
         out.append(JetsonEstimate(name, tops, round(fp16, 1), round(int8, 1), round(limit, 0)))
     return out
-

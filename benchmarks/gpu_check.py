@@ -17,6 +17,7 @@ takes the :class:`Run` and returns a dict (its ``status`` defaults to "ok"), rai
 ``--dry-run`` (no GPU needed) builds what it can (``--arch 90`` compiles for sm_90 without a GPU) and reports the
 GPU sections as skipped, with the same keys.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,24 +32,45 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["SECTIONS", "Run", "Skip", "run_checks", "main", "AGG_CASES", "PROP_CASES", "UPS_CASES"]
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = REPO / "plugins"
-KERNELS = ["superpixel_aggregate/superpixel_aggregate_kernel.cu", "superpixel_propagate/superpixel_propagate_kernel.cu",
-           "replication_upsample/replication_upsample_kernel.cu"]
+KERNELS = [
+    "superpixel_aggregate/superpixel_aggregate_kernel.cu",
+    "superpixel_propagate/superpixel_propagate_kernel.cu",
+    "replication_upsample/replication_upsample_kernel.cu",
+]
 LAUNCHER = "tests/gpu_check_launcher.cu"
 BUDGET_S = 360.0  # the whole run
 
 # the host tests' cases (tests/plugins/test_host_kernels.py; tests/benchmarks/test_gpu_check.py keeps them equal)
-AGG_CASES = [(1, 1, 2, 2, 2), (1, 3, 3, 3, 3), (2, 3, 12, 8, 4), (1, 5, 9, 15, 3), (3, 2, 6, 10, 2), (1, 4, 4, 16, 4),
-             (2, 1, 20, 4, 4), (1, 2, 5, 7, 1), (2, 16, 16, 16, 4)]  # (B, C, H, W, cell)
-PROP_CASES = [(1, 1, 1, 1, 2), (2, 3, 3, 2, 4), (1, 5, 3, 5, 3), (3, 2, 4, 4, 2), (1, 4, 1, 6, 4), (2, 2, 5, 1, 3),
-              (1, 3, 2, 3, 1), (2, 16, 4, 4, 4)]  # (B, C, h, w, cell)
+AGG_CASES = [
+    (1, 1, 2, 2, 2),
+    (1, 3, 3, 3, 3),
+    (2, 3, 12, 8, 4),
+    (1, 5, 9, 15, 3),
+    (3, 2, 6, 10, 2),
+    (1, 4, 4, 16, 4),
+    (2, 1, 20, 4, 4),
+    (1, 2, 5, 7, 1),
+    (2, 16, 16, 16, 4),
+]  # (B, C, H, W, cell)
+PROP_CASES = [
+    (1, 1, 1, 1, 2),
+    (2, 3, 3, 2, 4),
+    (1, 5, 3, 5, 3),
+    (3, 2, 4, 4, 2),
+    (1, 4, 1, 6, 4),
+    (2, 2, 5, 1, 3),
+    (1, 3, 2, 3, 1),
+    (2, 16, 4, 4, 4),
+]  # (B, C, h, w, cell)
 UPS_CASES = [(1, 1, 1, 1), (2, 3, 3, 5), (1, 2, 4, 1), (3, 1, 2, 2), (1, 8, 5, 3)]  # (B, C, h, w) x scale 2, 4, 8
 FP32_TOL = dict(rtol=2e-5, atol=2e-6)
 
@@ -93,8 +115,11 @@ def _nvcc() -> str | None:
 def environment(run: Run) -> dict[str, Any]:
     out: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine()}
     nvcc = _nvcc()
-    out["nvcc"] = (subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
-                   if nvcc else None)
+    out["nvcc"] = (
+        subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        if nvcc
+        else None
+    )
     try:
         import torch
 
@@ -121,20 +146,40 @@ def build(run: Run) -> dict[str, Any]:
         major, minor = torch.cuda.get_device_capability(0)
         arch = f"{major}{minor}"
     lib = run.work / "libssp_gpu_check.so"
-    cmd = [nvcc, "-O3", "-std=c++17", "-shared", "-Xcompiler", "-fPIC", f"-arch=sm_{arch}", "-I", str(PLUGINS),
-           str(PLUGINS / LAUNCHER), *[str(PLUGINS / k) for k in KERNELS], "-o", str(lib)]
+    cmd = [
+        nvcc,
+        "-O3",
+        "-std=c++17",
+        "-shared",
+        "-Xcompiler",
+        "-fPIC",
+        f"-arch=sm_{arch}",
+        "-I",
+        str(PLUGINS),
+        str(PLUGINS / LAUNCHER),
+        *[str(PLUGINS / k) for k in KERNELS],
+        "-o",
+        str(lib),
+    ]
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=max(30.0, min(300.0, run.left() - 60)))
     if r.returncode != 0:
         return {"status": "failed", "arch": f"sm_{arch}", "command": " ".join(cmd), "log": r.stderr[-4000:]}
-    out = {"arch": f"sm_{arch}", "seconds": round(time.monotonic() - t0, 1), "library": str(lib),
-           "bytes": lib.stat().st_size}
+    out = {
+        "arch": f"sm_{arch}",
+        "seconds": round(time.monotonic() - t0, 1),
+        "library": str(lib),
+        "bytes": lib.stat().st_size,
+    }
     if not run.dry_run:
         run.lib = ctypes.CDLL(str(lib))
         i32, i64, p, f32 = ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
-        sigs = {"sspGcAggregate": [i32, p, p, p, i64, i64, i64, i64, i32, f32, p],
-                "sspGcPropagate": [i32, p, p, p, i64, i64, i64, i64, i32, p],
-                "sspGcUpsample": [i32, p, p, p, p, i64, i64, i64, i64, i32, p], "sspGcSync": [p]}
+        sigs = {
+            "sspGcAggregate": [i32, p, p, p, i64, i64, i64, i64, i32, f32, p],
+            "sspGcPropagate": [i32, p, p, p, i64, i64, i64, i64, i32, p],
+            "sspGcUpsample": [i32, p, p, p, p, i64, i64, i64, i64, i32, p],
+            "sspGcSync": [p],
+        }
         for name, argtypes in sigs.items():  # the C signatures of plugins/tests/gpu_check_launcher.cu
             fn = getattr(run.lib, name)
             fn.argtypes, fn.restype = argtypes, i32
@@ -188,15 +233,25 @@ def _inputs(torch: Any, op: str, case: tuple, s: int = 0, seed: int = 0) -> tupl
     dev = "cuda"
     if op == "agg":
         b, c, hh, ww, cell = case
-        return (torch.randn(b, c, hh, ww, device=dev, generator=g),
-                torch.softmax(2 * torch.randn(b, 9, hh, ww, device=dev, generator=g), 1), cell)
+        return (
+            torch.randn(b, c, hh, ww, device=dev, generator=g),
+            torch.softmax(2 * torch.randn(b, 9, hh, ww, device=dev, generator=g), 1),
+            cell,
+        )
     if op == "prop":
         b, c, h, w, cell = case
-        return (torch.randn(b, c, h, w, device=dev, generator=g),
-                torch.softmax(2 * torch.randn(b, 9, h * cell, w * cell, device=dev, generator=g), 1), cell)
+        return (
+            torch.randn(b, c, h, w, device=dev, generator=g),
+            torch.softmax(2 * torch.randn(b, 9, h * cell, w * cell, device=dev, generator=g), 1),
+            cell,
+        )
     b, c, h, w = case
-    return (torch.randn(b, c, h, w, device=dev, generator=g), torch.rand(b, 1, h * s, w * s, device=dev, generator=g),
-            torch.randn(b, c * s * s, h, w, device=dev, generator=g), s)
+    return (
+        torch.randn(b, c, h, w, device=dev, generator=g),
+        torch.rand(b, 1, h * s, w * s, device=dev, generator=g),
+        torch.randn(b, c * s * s, h, w, device=dev, generator=g),
+        s,
+    )
 
 
 def kernels(run: Run) -> dict[str, Any]:
@@ -269,8 +324,11 @@ def timing(run: Run) -> dict[str, Any]:
 
     rows = {}
     # ssp_lite at 320x320, batch 8: stride-4 features 80x80 (C=128), cell 4 -> a 20x20 grid; RUS x2 to 160x160
-    sizes = {"SuperpixelAggregate": ("agg", (8, 128, 80, 80, 4)), "SuperpixelPropagate": ("prop", (8, 16, 20, 20, 4)),
-             "ReplicationUpsample": ("ups", (8, 32, 80, 80))}
+    sizes = {
+        "SuperpixelAggregate": ("agg", (8, 128, 80, 80, 4)),
+        "SuperpixelPropagate": ("prop", (8, 16, 20, 20, 4)),
+        "ReplicationUpsample": ("ups", (8, 32, 80, 80)),
+    }
     for half in (False, True):
         dt = torch.float16 if half else torch.float32
         for name, (op, case) in sizes.items():
@@ -292,8 +350,12 @@ def timing(run: Run) -> dict[str, Any]:
                 fused = lambda: _upsample(run, x, g, y, s)  # noqa: E731
                 unfused = lambda: REF["replication_upsample"](x, g, y, s)  # noqa: E731
             f, u = _time(torch, fused), _time(torch, unfused)
-            rows[f"{name}/{'fp16' if half else 'fp32'}"] = {"shape": list(case), "fused_ms": round(f, 4),
-                                                             "pytorch_ms": round(u, 4), "speedup": round(u / f, 2)}
+            rows[f"{name}/{'fp16' if half else 'fp32'}"] = {
+                "shape": list(case),
+                "fused_ms": round(f, 4),
+                "pytorch_ms": round(u, 4),
+                "speedup": round(u / f, 2),
+            }
     return {"batch": 8, "rows": rows}
 
 
@@ -321,10 +383,16 @@ def forward(run: Run) -> dict[str, Any]:
         e.record()
         e.synchronize()
     logits = getattr(out, "mask", out[0])
-    return {"config": cfg.name, "batch": b, "dtype": "bfloat16 (autocast)", "input_size": s,
-            "forward_ms": round(a.elapsed_time(e), 2), "mask_shape": list(logits.shape),
-            "finite": bool(torch.isfinite(logits.float()).all()),
-            "peak_memory_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
+    return {
+        "config": cfg.name,
+        "batch": b,
+        "dtype": "bfloat16 (autocast)",
+        "input_size": s,
+        "forward_ms": round(a.elapsed_time(e), 2),
+        "mask_shape": list(logits.shape),
+        "finite": bool(torch.isfinite(logits.float()).all()),
+        "peak_memory_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+    }
 
 
 def training(run: Run) -> dict[str, Any]:
@@ -342,8 +410,13 @@ def training(run: Run) -> dict[str, Any]:
 
 #: (name, section) in run order; append here to add a section
 SECTIONS: list[tuple[str, Callable[[Run], dict[str, Any]]]] = [
-    ("environment", environment), ("build", build), ("kernels", kernels), ("timing", timing), ("forward", forward),
-    ("training", training)]
+    ("environment", environment),
+    ("build", build),
+    ("kernels", kernels),
+    ("timing", timing),
+    ("forward", forward),
+    ("training", training),
+]
 
 
 def run_checks(run: Run, sections: list[tuple[str, Callable[[Run], dict[str, Any]]]] | None = None) -> dict[str, Any]:
@@ -362,8 +435,11 @@ def run_checks(run: Run, sections: list[tuple[str, Callable[[Run], dict[str, Any
             except Skip as e:
                 res = {"status": "skipped", "reason": str(e)}
             except Exception as e:  # a section's failure is reported, the others still run
-                res = {"status": "error", "error": f"{type(e).__name__}: {e}",
-                       "traceback": traceback.format_exc(limit=6)[-3000:]}
+                res = {
+                    "status": "error",
+                    "error": f"{type(e).__name__}: {e}",
+                    "traceback": traceback.format_exc(limit=6)[-3000:],
+                }
         res["seconds"] = round(time.monotonic() - t0, 2)
         report["sections"][name] = res
     report["seconds"] = round(time.monotonic() - t_all, 1)

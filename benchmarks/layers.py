@@ -13,11 +13,13 @@
 Everything becomes an :class:`~.ort_profile.OpProfile` (node -> ms per run, node -> op type), written as
 ``layers.json``, ``layers.md`` and ``bench_layers.png``.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +30,9 @@ from .ort_profile import OpProfile, profile_graph, session_options
 __all__ = ["graph_feeds", "ort_layers", "openvino_layers", "tensorrt_layers", "parse_trtexec", "write_layers"]
 
 
-def graph_feeds(seg: Any, frame: np.ndarray, prompts: Sequence[str],
-                prompt_counts: Sequence[int] = (1, 8)) -> dict[str, tuple[str, dict[str, np.ndarray]]]:
+def graph_feeds(
+    seg: Any, frame: np.ndarray, prompts: Sequence[str], prompt_counts: Sequence[int] = (1, 8)
+) -> dict[str, tuple[str, dict[str, np.ndarray]]]:
     """label -> (graph, feeds by name): the image encoder on ``frame`` and the mask decoder at each prompt count,
     built by the Segmenter's own stages (host arrays)."""
     image, _ = seg.image_feeds(frame)
@@ -41,13 +44,22 @@ def graph_feeds(seg: Any, frame: np.ndarray, prompts: Sequence[str],
         while len(ps) < k:
             ps.append(prompts[len(ps) % len(prompts)] + f" ({len(ps)})")
         feeds = seg.decoder_feeds(host, seg.encode_prompts(ps))
-        out[f"mask_decoder ({k} prompt{'s' if k > 1 else ''})"] = ("mask_decoder",
-                                                                   {n: np.asarray(v) for n, v in feeds.items()})
+        out[f"mask_decoder ({k} prompt{'s' if k > 1 else ''})"] = (
+            "mask_decoder",
+            {n: np.asarray(v) for n, v in feeds.items()},
+        )
     return out
 
 
-def ort_layers(bundle: Any, precision: str, feeds: Mapping[str, tuple[str, Mapping[str, np.ndarray]]],
-               runs: int = 10, warmup: int = 3, threads: int = 0, flavour: str = "portable") -> dict[str, OpProfile]:
+def ort_layers(
+    bundle: Any,
+    precision: str,
+    feeds: Mapping[str, tuple[str, Mapping[str, np.ndarray]]],
+    runs: int = 10,
+    warmup: int = 3,
+    threads: int = 0,
+    flavour: str = "portable",
+) -> dict[str, OpProfile]:
     """ONNX Runtime profiles of each labelled graph run (the bundle's graph at ``precision``, fp32 where it has
     none), with the SDK's default session options."""
     out = {}
@@ -58,8 +70,14 @@ def ort_layers(bundle: Any, precision: str, feeds: Mapping[str, tuple[str, Mappi
     return out
 
 
-def openvino_layers(bundle: Any, precision: str, feeds: Mapping[str, tuple[str, Mapping[str, np.ndarray]]],
-                    runs: int = 10, warmup: int = 3, threads: int = 0) -> dict[str, OpProfile]:
+def openvino_layers(
+    bundle: Any,
+    precision: str,
+    feeds: Mapping[str, tuple[str, Mapping[str, np.ndarray]]],
+    runs: int = 10,
+    warmup: int = 3,
+    threads: int = 0,
+) -> dict[str, OpProfile]:
     """OpenVINO ``PERF_COUNT`` profiles (per executed node of the compiled graph, real time) of each labelled run."""
     from ssp_edge.sdk.backends.openvino import OpenVINOBackend
 
@@ -102,8 +120,9 @@ def _trt_layer_types(engine: Any) -> dict[str, str]:
     return out
 
 
-def tensorrt_layers(backend: Any, feeds: Mapping[str, tuple[str, Mapping[str, np.ndarray]]], runs: int = 10,
-                    warmup: int = 3) -> dict[str, OpProfile]:
+def tensorrt_layers(
+    backend: Any, feeds: Mapping[str, tuple[str, Mapping[str, np.ndarray]]], runs: int = 10, warmup: int = 3
+) -> dict[str, OpProfile]:
     """Per-layer times of the TensorRT backend's engines through an ``IProfiler`` on each execution context (the
     backend's engine runners; CUDA graphs are off while profiling, as TensorRT requires)."""
     import tensorrt as trt
@@ -167,15 +186,21 @@ def parse_trtexec(profile: str | Path, layer_info: str | Path | None = None) -> 
     return prof
 
 
-def write_layers(layers: Mapping[str, Mapping[str, OpProfile]], out_dir: str | Path, top: int = 12,
-                 nodes: int = 10) -> dict[str, str]:
+def write_layers(
+    layers: Mapping[str, Mapping[str, OpProfile]], out_dir: str | Path, top: int = 12, nodes: int = 10
+) -> dict[str, str]:
     """``layers.json`` (every node), ``layers.md`` (top op types and nodes per backend and graph) and, with
     matplotlib, ``bench_layers.png`` (op-type bars). ``layers``: "backend precision" -> label -> profile."""
     out_dir = Path(out_dir)
     data = {row: {label: p.to_dict() for label, p in graphs.items()} for row, graphs in layers.items()}
     atomic_write_text(out_dir / "layers.json", json.dumps(data, indent=1) + "\n")
-    lines = ["# Per-op profile", "", "Kernel time per run from each runtime's profiler (ONNX Runtime: its profiler; "
-             "OpenVINO: PERF_COUNT, node types after its fusions; TensorRT: IProfiler per layer).", ""]
+    lines = [
+        "# Per-op profile",
+        "",
+        "Kernel time per run from each runtime's profiler (ONNX Runtime: its profiler; "
+        "OpenVINO: PERF_COUNT, node types after its fusions; TensorRT: IProfiler per layer).",
+        "",
+    ]
     for row, graphs in layers.items():
         for label, p in graphs.items():
             lines += [f"## {row}: {label}", "", p.table(top=top, nodes=nodes), ""]

@@ -5,6 +5,7 @@ does, timed in interleaved rounds (:func:`benchmarks.ort_profile.interleaved`).
 A variant is a dict of :func:`benchmarks.ort_profile.session_options` arguments plus ``iobinding`` (outputs
 bound to preallocated buffers and the image features handed to the decoder as OrtValues, no NumPy copies).
 """
+
 from __future__ import annotations
 
 import random
@@ -46,8 +47,14 @@ class OptionsResult:
         return "\n".join(lines)
 
 
-def frame_runner(bundle_dir: str | Path, feeds: Mapping[str, Mapping[str, np.ndarray]], flavour: str = "portable",
-                 threads: int = 0, iobinding: bool = False, **opts: Any) -> Callable[[], Any]:
+def frame_runner(
+    bundle_dir: str | Path,
+    feeds: Mapping[str, Mapping[str, np.ndarray]],
+    flavour: str = "portable",
+    threads: int = 0,
+    iobinding: bool = False,
+    **opts: Any,
+) -> Callable[[], Any]:
     """A callable running one frame (image encoder, then the mask decoder fed by name) on fresh sessions."""
     import onnxruntime as ort
 
@@ -55,15 +62,19 @@ def frame_runner(bundle_dir: str | Path, feeds: Mapping[str, Mapping[str, np.nda
     from ssp_edge.sdk.bundle import Bundle
 
     b = Bundle.open(bundle_dir)
-    mk = {g: create_session(b.read_bytes(b.graph(g, flavour).file), **session_options(threads, **opts))
-          for g in ("text_encoder", "image_encoder", "mask_decoder")}
+    mk = {
+        g: create_session(b.read_bytes(b.graph(g, flavour).file), **session_options(threads, **opts))
+        for g in ("text_encoder", "image_encoder", "mask_decoder")
+    }
     ie, md = mk["image_encoder"], mk["mask_decoder"]
     ie_out = [o.name for o in ie.get_outputs()]
     dec_in = feeds["mask_decoder"]
     if not iobinding:
+
         def run() -> Any:
             feats = dict(zip(ie_out, ie.run(None, dict(feeds["image_encoder"]))))
             return md.run(None, {**dec_in, **{k: v for k, v in feats.items() if k in dec_in}})
+
         return run
     cpu = "cpu"
     img = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(feeds["image_encoder"]["image"]), cpu)
@@ -74,8 +85,9 @@ def frame_runner(bundle_dir: str | Path, feeds: Mapping[str, Mapping[str, np.nda
     for n, v in outs.items():
         b_ie.bind_ortvalue_output(n, v)
     for n, v in dec_in.items():
-        b_md.bind_ortvalue_input(n, outs[n] if n in outs else
-                                 ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), cpu))
+        b_md.bind_ortvalue_input(
+            n, outs[n] if n in outs else ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), cpu)
+        )
     dref = md.run(None, {**dec_in, **{k: v for k, v in ref.items() if k in dec_in}})
     for o, r in zip(md.get_outputs(), dref):
         b_md.bind_ortvalue_output(o.name, ort.OrtValue.ortvalue_from_numpy(np.empty_like(r), cpu))
@@ -84,11 +96,18 @@ def frame_runner(bundle_dir: str | Path, feeds: Mapping[str, Mapping[str, np.nda
         ie.run_with_iobinding(b_ie)
         md.run_with_iobinding(b_md)
         return b_md.get_outputs()
+
     return run_bound
 
 
-def compare_options(bundle_dir: str | Path, prompts: list[str], variants: Mapping[str, dict[str, Any]] | None = None,
-                    rounds: int = 20, flavour: str = "portable", settle_s: float = 0.02) -> OptionsResult:
+def compare_options(
+    bundle_dir: str | Path,
+    prompts: list[str],
+    variants: Mapping[str, dict[str, Any]] | None = None,
+    rounds: int = 20,
+    flavour: str = "portable",
+    settle_s: float = 0.02,
+) -> OptionsResult:
     """Median / min wall ms per frame of each variant in interleaved rounds, in a new random order every round
     (a variant's spinning threads or a neighbour's burst then favour no position). ``settle_s`` pauses between
     variants so a variant's spinning threads do not eat into the next one's time."""

@@ -6,6 +6,7 @@ several variants in rounds (each round runs every variant once on the same input
 a noisy neighbour on a shared machine lands on every variant alike. ``ssp bench --layers`` can print
 :meth:`OpProfile.table` and plot :meth:`OpProfile.by_type`.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,31 +62,44 @@ class OpProfile:
     def by_node(self) -> list[OpRow]:
         """Nodes by kernel time, largest first."""
         tot = self.total_ms or 1.0
-        return sorted((OpRow(k, self.node_type[k], t, t / tot, 1) for k, t in self.node_ms.items()),
-                      key=lambda r: -r.ms)
+        return sorted(
+            (OpRow(k, self.node_type[k], t, t / tot, 1) for k, t in self.node_ms.items()), key=lambda r: -r.ms
+        )
 
     def table(self, top: int = 12, nodes: int = 0) -> str:
         """Markdown table of the top op types (and optionally the top nodes)."""
-        lines = [f"kernel time {self.total_ms:.2f} ms per run ({self.runs} runs)", "",
-                 "| op type | nodes | ms | % |", "|---|---:|---:|---:|"]
+        lines = [
+            f"kernel time {self.total_ms:.2f} ms per run ({self.runs} runs)",
+            "",
+            "| op type | nodes | ms | % |",
+            "|---|---:|---:|---:|",
+        ]
         lines += [f"| {r.op_type} | {r.count} | {r.ms:.2f} | {100 * r.share:.1f} |" for r in self.by_type()[:top]]
         if nodes:
             lines += ["", "| node | op type | output | ms | % |", "|---|---|---|---:|---:|"]
-            lines += [f"| {r.name} | {r.op_type} | {self.shape.get(r.name, '')} | {r.ms:.3f} | {100 * r.share:.1f} |"
-                      for r in self.by_node()[:nodes]]
+            lines += [
+                f"| {r.name} | {r.op_type} | {self.shape.get(r.name, '')} | {r.ms:.3f} | {100 * r.share:.1f} |"
+                for r in self.by_node()[:nodes]
+            ]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"runs": self.runs, "total_ms": self.total_ms,
-                        "by_type": [vars(r) for r in self.by_type()],
-                "by_node": [{**vars(r), "shape": self.shape.get(r.name, "")} for r in self.by_node()]}
+        return {
+            "runs": self.runs,
+            "total_ms": self.total_ms,
+            "by_type": [vars(r) for r in self.by_type()],
+            "by_node": [{**vars(r), "shape": self.shape.get(r.name, "")} for r in self.by_node()],
+        }
 
 
 def parse_profile(path: str | Path, skip_runs: int = 0) -> OpProfile:
     """ONNX Runtime profiler JSON -> per-node kernel ms per run, leaving out the first ``skip_runs`` runs."""
     events = json.loads(Path(path).read_text())
-    spans = sorted((int(e["ts"]), int(e["ts"]) + int(e["dur"])) for e in events
-                   if e.get("cat") == "Session" and e.get("name") == "model_run")[skip_runs:]
+    spans = sorted(
+        (int(e["ts"]), int(e["ts"]) + int(e["dur"]))
+        for e in events
+        if e.get("cat") == "Session" and e.get("name") == "model_run"
+    )[skip_runs:]
     prof = OpProfile(max(1, len(spans)))
     for ev in events:
         if ev.get("cat") != "Node" or not str(ev.get("name", "")).endswith("_kernel_time"):
@@ -105,19 +119,33 @@ def parse_profile(path: str | Path, skip_runs: int = 0) -> OpProfile:
     return prof
 
 
-def session_options(threads: int = 0, spinning: bool | None = False, level: str = "all", nchwc: bool = True,
-                    arena: bool = True) -> dict[str, Any]:
+def session_options(
+    threads: int = 0, spinning: bool | None = False, level: str = "all", nchwc: bool = True, arena: bool = True
+) -> dict[str, Any]:
     """Keyword arguments of the SDK's one session factory (:func:`ssp_edge.sdk.backends.onnxruntime.create_session`)
     for one variant: ``spinning`` None is ONNX Runtime's own default (on), ``level`` disable | basic | extended |
     all, ``nchwc`` False turns ONNX Runtime's NCHWc layout transformer off."""
     entries = {} if nchwc or level != "all" else {"optimization.disable_specified_optimizers": "NchwcTransformer"}
-    return {"threads": threads, "spinning": True if spinning is None else bool(spinning), "graph_optimization": level,
-            "mem_arena": arena, "config_entries": entries}
+    return {
+        "threads": threads,
+        "spinning": True if spinning is None else bool(spinning),
+        "graph_optimization": level,
+        "mem_arena": arena,
+        "config_entries": entries,
+    }
 
 
-def profile_graph(model: str | Path | bytes, feeds: Mapping[str, np.ndarray], runs: int = 10, warmup: int = 3,
-                  threads: int = 0, spinning: bool | None = False, options: Mapping[str, Any] | None = None,
-                  providers: Any = None, custom_op_libraries: Any = ()) -> OpProfile:
+def profile_graph(
+    model: str | Path | bytes,
+    feeds: Mapping[str, np.ndarray],
+    runs: int = 10,
+    warmup: int = 3,
+    threads: int = 0,
+    spinning: bool | None = False,
+    options: Mapping[str, Any] | None = None,
+    providers: Any = None,
+    custom_op_libraries: Any = (),
+) -> OpProfile:
     """Profile ``runs`` runs of one ONNX graph on ``feeds`` (the ``warmup`` runs before them are left out), in a
     session made by the SDK's session factory with ``options`` (default: :func:`session_options` of ``threads`` /
     ``spinning``)."""
@@ -125,15 +153,25 @@ def profile_graph(model: str | Path | bytes, feeds: Mapping[str, np.ndarray], ru
 
     opts = dict(options or session_options(threads, spinning))
     with tempfile.TemporaryDirectory() as tmp:
-        sess = create_session(model if isinstance(model, bytes) else str(model), providers=providers,
-                              custom_op_libraries=custom_op_libraries, profile_prefix=os.path.join(tmp, "ort"), **opts)
+        sess = create_session(
+            model if isinstance(model, bytes) else str(model),
+            providers=providers,
+            custom_op_libraries=custom_op_libraries,
+            profile_prefix=os.path.join(tmp, "ort"),
+            **opts,
+        )
         for _ in range(warmup + runs):
             sess.run(None, dict(feeds))
         return parse_profile(sess.end_profiling(), skip_runs=warmup)
 
 
-def interleaved(variants: Mapping[str, Callable[[], Any]], rounds: int = 20, warmup: int = 3,
-                stat: str = "median", clock: str = "wall") -> dict[str, float]:
+def interleaved(
+    variants: Mapping[str, Callable[[], Any]],
+    rounds: int = 20,
+    warmup: int = 3,
+    stat: str = "median",
+    clock: str = "wall",
+) -> dict[str, float]:
     """ms per call of each variant, timed in interleaved rounds (every variant once per round, same inputs):
     the median over rounds, or with ``stat="min"`` the fastest round (the least disturbed by neighbours).
     ``clock="cpu"`` times the process's CPU seconds (all threads) instead of wall time: on a machine shared
@@ -151,8 +189,9 @@ def interleaved(variants: Mapping[str, Callable[[], Any]], rounds: int = 20, war
     return {k: float(agg(v)) for k, v in times.items()}
 
 
-def frame_feeds(bundle_dir: str | Path, prompts: list[str], flavour: str = "portable", frames: int = 1,
-                threads: int = 0) -> dict[str, dict[str, np.ndarray]]:
+def frame_feeds(
+    bundle_dir: str | Path, prompts: list[str], flavour: str = "portable", frames: int = 1, threads: int = 0
+) -> dict[str, dict[str, np.ndarray]]:
     """Real feeds of every graph of a bundle (RefShapes frames, ``prompts`` on frame ``i % frames``), matched by
     name as the runtime feeds them (CONTRACTS.md): decoder inputs named like image / text encoder outputs get
     them, ``attention_mask`` the tokenizer's, ``frame_index`` each prompt's frame."""
@@ -164,14 +203,22 @@ def frame_feeds(bundle_dir: str | Path, prompts: list[str], flavour: str = "port
 
     b = Bundle.open(bundle_dir)
     man = b.manifest
-    sess = {g: create_session(b.read_bytes(b.graph(g, flavour).file), **session_options(threads))
-            for g in ("text_encoder", "image_encoder", "mask_decoder")}
+    sess = {
+        g: create_session(b.read_bytes(b.graph(g, flavour).file), **session_options(threads))
+        for g in ("text_encoder", "image_encoder", "mask_decoder")
+    }
     data = RefShapes("test", size=man.input_size)
-    ims = [normalize(letterbox(data.scene_samples(i, 1)[0].image, man.input_size, pad_value(man.mean))[0],
-                     man.mean, man.std) for i in range(frames)]
+    ims = [
+        normalize(
+            letterbox(data.scene_samples(i, 1)[0].image, man.input_size, pad_value(man.mean))[0], man.mean, man.std
+        )
+        for i in range(frames)
+    ]
     tok = Tokenizer(b.read_bytes(man.tokenizer), man.max_tokens)(prompts)
-    text_in = {"input_ids": np.asarray(tok.input_ids, np.int64),
-               "attention_mask": np.asarray(tok.attention_mask, np.int64)}
+    text_in = {
+        "input_ids": np.asarray(tok.input_ids, np.int64),
+        "attention_mask": np.asarray(tok.attention_mask, np.int64),
+    }
     image_in = {"image": np.stack(ims).astype(np.float32)}
     names = {g: [o.name for o in s.get_outputs()] for g, s in sess.items()}
     text_out = dict(zip(names["text_encoder"], sess["text_encoder"].run(None, text_in)))

@@ -13,6 +13,7 @@
 (``--serve-python``: an interpreter with ``ssp-edge[runtime,serve]``; PyTriton pins numpy<2, so it is usually its own
 venv. Without it the serve part is skipped with the reason.)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,6 +79,7 @@ def bench_multi(bundle: str, cams: Sequence[np.ndarray], rounds: int = 3, thread
         def loop(i: int) -> None:
             for f in cams[i]:
                 separate[i].segment(f)
+
         ts = [threading.Thread(target=loop, args=(i,)) for i in range(n)]
         for t in ts:
             t.start()
@@ -88,23 +91,31 @@ def bench_multi(bundle: str, cams: Sequence[np.ndarray], rounds: int = 3, thread
             for i in range(n):
                 separate[i].segment(cams[i][k])
 
-    settings = {"one_segmenter_batched": multi, "separate_segmenters_threads": per_camera_threads,
-                "separate_segmenters_turns": per_camera_turns}
+    settings = {
+        "one_segmenter_batched": multi,
+        "separate_segmenters_threads": per_camera_threads,
+        "separate_segmenters_turns": per_camera_turns,
+    }
     segment_frames(one, [c[0] for c in cams], one.encode_prompts(PROMPTS))  # warm-up
     for i in range(n):
         separate[i].segment(cams[i][0])
     fps: dict[str, list[float]] = {k: [] for k in settings}
     names = list(settings)
     for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:  # interleaved, rotating order
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # interleaved, rotating order
             fps[name].append(n * frames / _timed(settings[name]))
     for s in (one, *separate):
         s.close()
     med = {k: round(statistics.median(v), 2) for k, v in fps.items()}
     best_separate = max(med["separate_segmenters_threads"], med["separate_segmenters_turns"])
-    return {"cameras": n, "frames_per_camera": frames, "rounds": rounds, "fps_median": med,
-            "fps_rounds": {k: [round(x, 2) for x in v] for k, v in fps.items()},
-            "speedup_vs_best_separate": round(med["one_segmenter_batched"] / best_separate, 3)}
+    return {
+        "cameras": n,
+        "frames_per_camera": frames,
+        "rounds": rounds,
+        "fps_median": med,
+        "fps_rounds": {k: [round(x, 2) for x in v] for k, v in fps.items()},
+        "speedup_vs_best_separate": round(med["one_segmenter_batched"] / best_separate, 3),
+    }
 
 
 def _free_port() -> int:
@@ -128,25 +139,61 @@ def _client(url: str, frames_path: str, out: str) -> int:
     return 0
 
 
-def bench_serve(bundle: str, cams: Sequence[np.ndarray], camera_counts: Sequence[int], serve_python: str,
-                threads: int = 0, timeout: float = 600.0) -> dict[str, Any]:
+def bench_serve(
+    bundle: str,
+    cams: Sequence[np.ndarray],
+    camera_counts: Sequence[int],
+    serve_python: str,
+    threads: int = 0,
+    timeout: float = 600.0,
+) -> dict[str, Any]:
     """``ssp serve`` on loopback; for each N, N client processes at once: total frames/s."""
     ssp = Path(serve_python).parent / "ssp"
     ports = [_free_port() for _ in range(3)]
     tmp = Path(tempfile.mkdtemp(prefix="ssp-serve-bench-"))
     log = open(tmp / "serve.log", "wb")
-    proc = subprocess.Popen([str(ssp), "serve", bundle, "--backend", "onnxruntime", "--threads", str(threads),
-                             "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port",
-                             str(ports[2])], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(ssp),
+            "serve",
+            bundle,
+            "--backend",
+            "onnxruntime",
+            "--threads",
+            str(threads),
+            "--http-port",
+            str(ports[0]),
+            "--grpc-port",
+            str(ports[1]),
+            "--metrics-port",
+            str(ports[2]),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"grpc://127.0.0.1:{ports[1]}"
     result: dict[str, Any] = {"url": url, "fps": {}}
     try:
         for i, c in enumerate(cams):
             np.savez(tmp / f"cam{i}.npz", frames=c)
         for n in camera_counts:
-            procs = [subprocess.Popen([sys.executable, "-m", "ssp_edge.benchmarks.serve_bench", "--client", url,
-                                       str(tmp / f"cam{i % len(cams)}.npz"), str(tmp / f"n{n}_{i}.json")],
-                                      stderr=subprocess.PIPE, text=True) for i in range(n)]
+            procs = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "ssp_edge.benchmarks.serve_bench",
+                        "--client",
+                        url,
+                        str(tmp / f"cam{i % len(cams)}.npz"),
+                        str(tmp / f"n{n}_{i}.json"),
+                    ],
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for i in range(n)
+            ]
             for p in procs:
                 _, err = p.communicate(timeout=timeout)
                 if p.returncode != 0:
@@ -186,8 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.frames < 1 or args.rounds < 1 or min(args.cameras) < 1:
         ap.error("--frames, --rounds and --cameras must be at least 1")
     cams = camera_frames(max(args.cameras), args.frames)
-    out: dict[str, Any] = {"bundle": args.bundle, "prompts": PROMPTS, "cpu_count": os.cpu_count(),
-                           "load_avg_1min_at_start": round(os.getloadavg()[0], 2)}
+    out: dict[str, Any] = {
+        "bundle": args.bundle,
+        "prompts": PROMPTS,
+        "cpu_count": os.cpu_count(),
+        "load_avg_1min_at_start": round(os.getloadavg()[0], 2),
+    }
     if "multi" not in args.skip:
         out["multi"] = [bench_multi(args.bundle, cams[:n], args.rounds, args.threads) for n in args.cameras]
     if "serve" not in args.skip:
@@ -200,8 +251,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(out))
         return 0
     for m in out.get("multi", []):
-        print(f"{m['cameras']} cameras x {m['frames_per_camera']} frames: " + ", ".join(
-            f"{k} {v} fps" for k, v in m["fps_median"].items()) + f" (x{m['speedup_vs_best_separate']})")
+        print(
+            f"{m['cameras']} cameras x {m['frames_per_camera']} frames: "
+            + ", ".join(f"{k} {v} fps" for k, v in m["fps_median"].items())
+            + f" (x{m['speedup_vs_best_separate']})"
+        )
     s = out.get("serve", {})
     if "fps" in s:
         print("ssp serve: " + ", ".join(f"{k} cameras {v} fps" for k, v in s["fps"].items()))

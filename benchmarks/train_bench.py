@@ -7,6 +7,7 @@ Writes ``benchmarks/results/train_bench.json`` and ``train_bench.md``. On CPU ss
 of 1 image x 2 expressions at 480 px (a Swin-B + BERT-base step takes tens of seconds on 2 cores); on CUDA
 both configs run the GPU-check batch sizes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,13 @@ SETTINGS: dict[str, list[tuple]] = {
 }
 
 
-def run_train_bench(device: str = "cpu", amp: str = "bf16", out_dir: str | Path | None = DEFAULT_OUT,
-                    settings: list[tuple] | None = None,
-                    progress: bool = True) -> dict[str, Any]:
+def run_train_bench(
+    device: str = "cpu",
+    amp: str = "bf16",
+    out_dir: str | Path | None = DEFAULT_OUT,
+    settings: list[tuple] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Benchmark each config; returns {"device", "amp", "rows": [train_steps results]} and writes JSON + Markdown."""
     from ssp_edge.ssp.train_bench import train_steps
 
@@ -37,8 +42,18 @@ def run_train_bench(device: str = "cpu", amp: str = "bf16", out_dir: str | Path 
     for config, steps, images, exprs, warm, *over in settings or SETTINGS[kind]:
         if progress:
             print(f"train bench: {config} {steps} steps of {images} x {exprs} on {device} ({amp})", file=sys.stderr)
-        rows.append(train_steps(config, steps, device, amp, images_per_batch=images, exprs_per_image=exprs,
-                                warmup=warm, **(over[0] if over else {})))
+        rows.append(
+            train_steps(
+                config,
+                steps,
+                device,
+                amp,
+                images_per_batch=images,
+                exprs_per_image=exprs,
+                warmup=warm,
+                **(over[0] if over else {}),
+            )
+        )
     res: dict[str, Any] = {"device": device, "amp": amp, "rows": rows}
     if out_dir is not None:
         out = Path(out_dir)
@@ -52,28 +67,40 @@ def run_train_bench(device: str = "cpu", amp: str = "bf16", out_dir: str | Path 
 
 
 def report(res: dict[str, Any]) -> str:
-    lines = [f"# Training benchmark ({res['device']}, {res['amp']})", "",
-             "Random backbones, synthetic batches; samples = (image, expression) pairs; the trainer's own step "
-             "(forward, losses, backward, clipping, AdamW).", "",
-             "| config | input | batch (images x exprs) | s / step | steps / s | samples / s | CPU s / step | "
-             "samples / s, unshared (est.) | peak memory MB | loss finite |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Training benchmark ({res['device']}, {res['amp']})",
+        "",
+        "Random backbones, synthetic batches; samples = (image, expression) pairs; the trainer's own step "
+        "(forward, losses, backward, clipping, AdamW).",
+        "",
+        "| config | input | batch (images x exprs) | s / step | steps / s | samples / s | CPU s / step | "
+        "samples / s, unshared (est.) | peak memory MB | loss finite |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in res["rows"]:
-        lines.append(f"| {r['config']} | {r['input_size']} | {r['images_per_batch']} x {r['exprs_per_image']} | "
-                     f"{r['sec_per_step']} | {r['steps_per_s']} | {r['samples_per_s']} | {r['cpu_sec_per_step']} | "
-                     f"{r['samples_per_s_unshared_estimate'] or '-'} | {r['peak_memory_mb']} ({r['memory_kind']}) | "
-                     f"{r['loss_finite']} |")
+        lines.append(
+            f"| {r['config']} | {r['input_size']} | {r['images_per_batch']} x {r['exprs_per_image']} | "
+            f"{r['sec_per_step']} | {r['steps_per_s']} | {r['samples_per_s']} | {r['cpu_sec_per_step']} | "
+            f"{r['samples_per_s_unshared_estimate'] or '-'} | {r['peak_memory_mb']} ({r['memory_kind']}) | "
+            f"{r['loss_finite']} |"
+        )
     load = [r["load_average"] for r in res["rows"] if r.get("load_average") is not None]
     if load:
-        lines += ["", f"1-minute load average during the runs: {', '.join(map(str, load))} "
-                      f"(on a shared machine the wall-clock columns are slower than the machine; the unshared "
-                      f"estimate divides the CPU seconds by the {res['rows'][0]['threads']} threads)."]
+        lines += [
+            "",
+            f"1-minute load average during the runs: {', '.join(map(str, load))} "
+            f"(on a shared machine the wall-clock columns are slower than the machine; the unshared "
+            f"estimate divides the CPU seconds by the {res['rows'][0]['threads']} threads).",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ssp_edge.benchmarks.train_bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m ssp_edge.benchmarks.train_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--amp", default="bf16", choices=("bf16", "fp16", "off"))
     p.add_argument("--out-dir", default=str(DEFAULT_OUT))

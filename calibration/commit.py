@@ -7,6 +7,7 @@ graphs deleted and the report moved to ``DIR/calibration/``. Killed at any point
 in its old or its new state (``SSP_TEST_KILL_AT`` names the points for the crash tests: ``commit:staged``,
 ``commit:moving``, ``commit:moved``, ``commit:saved``, ``commit:cleaned``). A failure leaves the bundle as it was.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,9 +17,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ssp_edge.sdk.bundle import Bundle, GraphEntry, Manifest
 from ssp_edge.sdk.errors import BundleError
@@ -94,8 +96,9 @@ def _fresh_name(bundle: Bundle, file: str, digest: str) -> str:
     return alt
 
 
-def commit(bundle: Bundle, stage: Path, entries: list[GraphEntry], rep_files: dict[str, Path],
-           report: dict[str, Any]) -> CalibrationResult:
+def commit(
+    bundle: Bundle, stage: Path, entries: list[GraphEntry], rep_files: dict[str, Path], report: dict[str, Any]
+) -> CalibrationResult:
     """New graphs in under unused names, then the manifest (atomic), then the replaced graphs out, then the report.
 
     Until the manifest is saved the old manifest and all its files are untouched; from then on every file the new
@@ -111,8 +114,11 @@ def commit(bundle: Bundle, stage: Path, entries: list[GraphEntry], rep_files: di
     kill_point("commit:moved")
     replaced = set()
     for e in entries:
-        old = [g.file for g in bundle.manifest.graphs if (g.name, g.flavour, g.precision) == (e.name, e.flavour,
-                                                                                              e.precision)]
+        old = [
+            g.file
+            for g in bundle.manifest.graphs
+            if (g.name, g.flavour, g.precision) == (e.name, e.flavour, e.precision)
+        ]
         replaced.update(old)
         bundle.add_graph(dataclasses.replace(e, file=final[e.file]))
     used = {g.file for g in bundle.manifest.graphs} | {e.file for e in bundle.manifest.engines}

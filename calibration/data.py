@@ -16,12 +16,13 @@ Evaluation (``--eval-data``) needs ground-truth masks, so it takes RefShapes or 
 samples are the data set's first N in order (as ``ssp eval --limit N``) minus any whose image is also a
 calibration frame.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -75,12 +76,15 @@ def read_image(path: Path, where: str) -> np.ndarray:
     try:
         buf = np.fromfile(str(path), np.uint8)
     except OSError as e:
-        raise CalibrationError(f"{where}: cannot read image {path} ({e.strerror or e}); fix the path or remove "
-                               "the line") from None
+        raise CalibrationError(
+            f"{where}: cannot read image {path} ({e.strerror or e}); fix the path or remove the line"
+        ) from None
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if buf.size else None
     if img is None:
-        raise CalibrationError(f"{where}: image {path} is not a readable image (empty or corrupt); replace it "
-                               "with a JPEG/PNG or remove the line")
+        raise CalibrationError(
+            f"{where}: image {path} is not a readable image (empty or corrupt); replace it "
+            "with a JPEG/PNG or remove the line"
+        )
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -100,9 +104,11 @@ def open_frames(spec: str, count: int, prompts: int = 2, seed: int = 0) -> Frame
     p = Path(spec)
     if p.is_dir() or p.suffix == ".jsonl":
         return _jsonl_frames(p, count, prompts, seed)
-    raise CalibrationError(f"--data {spec!r}: expected refshapes:SPLIT, refcoco:ROOT:DATASET:SPLITBY:SPLIT or "
-                           "jsonl:PATH (a JSONL file of {\"image\": ..., \"expression\": ...} lines, or a folder "
-                           "holding one)")
+    raise CalibrationError(
+        f"--data {spec!r}: expected refshapes:SPLIT, refcoco:ROOT:DATASET:SPLITBY:SPLIT or "
+        'jsonl:PATH (a JSONL file of {"image": ..., "expression": ...} lines, or a folder '
+        "holding one)"
+    )
 
 
 def _refshapes_frames(spec: str, split: str, count: int, prompts: int, seed: int) -> FrameSet:
@@ -143,13 +149,15 @@ def _refcoco_frames(spec: str, count: int, prompts: int, seed: int) -> FrameSet:
     images = sorted(by_image, key=str)
     chosen = [images[i] for i in _pick(len(images), count, seed)]
     rng = np.random.default_rng([seed, 6])
-    picks = [sorted(rng.choice(by_image[im], size=min(prompts, len(by_image[im])), replace=False).tolist())
-             for im in chosen]
+    picks = [
+        sorted(rng.choice(by_image[im], size=min(prompts, len(by_image[im])), replace=False).tolist()) for im in chosen
+    ]
 
     def load(i: int) -> Frame:
         samples: list[Sample] = [ds[k] for k in picks[i]]
-        return Frame(samples[0].image, [s.expression for s in samples if s.expression] or ["object"],
-                     f"coco:{chosen[i]}")
+        return Frame(
+            samples[0].image, [s.expression for s in samples if s.expression] or ["object"], f"coco:{chosen[i]}"
+        )
 
     return FrameSet(spec, [f"coco:{im}" for im in chosen], load, len(images))
 
@@ -159,17 +167,25 @@ def _jsonl_path(path: Path) -> Path:
         files = sorted(path.glob("*.jsonl"))
         if not files:
             if not any(path.iterdir()):
-                raise CalibrationError(f"calibration folder {path} is empty; put the images and a JSONL file of "
-                                       "{\"image\": \"a.jpg\", \"expression\": \"the red cup\"} lines in it")
-            raise CalibrationError(f"calibration folder {path} has no *.jsonl file; add one with "
-                                   "{\"image\": \"a.jpg\", \"expression\": \"the red cup\"} lines (paths relative to it)")
+                raise CalibrationError(
+                    f"calibration folder {path} is empty; put the images and a JSONL file of "
+                    '{"image": "a.jpg", "expression": "the red cup"} lines in it'
+                )
+            raise CalibrationError(
+                f"calibration folder {path} has no *.jsonl file; add one with "
+                '{"image": "a.jpg", "expression": "the red cup"} lines (paths relative to it)'
+            )
         if len(files) > 1:
-            raise CalibrationError(f"calibration folder {path} has {len(files)} JSONL files "
-                                   f"({', '.join(f.name for f in files[:4])}); pass one as --data jsonl:FILE")
+            raise CalibrationError(
+                f"calibration folder {path} has {len(files)} JSONL files "
+                f"({', '.join(f.name for f in files[:4])}); pass one as --data jsonl:FILE"
+            )
         return files[0]
     if not path.is_file():
-        raise CalibrationError(f"--data jsonl:{path}: no such file or folder; give a JSONL file of "
-                               "{\"image\": ..., \"expression\": ...} lines or the folder holding it")
+        raise CalibrationError(
+            f"--data jsonl:{path}: no such file or folder; give a JSONL file of "
+            '{"image": ..., "expression": ...} lines or the folder holding it'
+        )
     return path
 
 
@@ -187,37 +203,49 @@ def _jsonl_frames(path: Path, count: int, prompts: int, seed: int) -> FrameSet:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise CalibrationError(f"{where}: not valid JSON ({e.msg}); each line must be one object like "
-                                   "{\"image\": \"a.jpg\", \"expression\": \"the red cup\"}") from None
+            raise CalibrationError(
+                f"{where}: not valid JSON ({e.msg}); each line must be one object like "
+                '{"image": "a.jpg", "expression": "the red cup"}'
+            ) from None
         if not isinstance(obj, dict):
-            raise CalibrationError(f"{where}: expected a JSON object, got {type(obj).__name__}; write "
-                                   "{\"image\": \"a.jpg\", \"expression\": \"the red cup\"}")
+            raise CalibrationError(
+                f"{where}: expected a JSON object, got {type(obj).__name__}; write "
+                '{"image": "a.jpg", "expression": "the red cup"}'
+            )
         missing = [k for k in ("image", "expression") if not isinstance(obj.get(k), str) or not obj[k].strip()]
         if missing:
-            raise CalibrationError(f"{where}: missing or empty field {' and '.join(repr(k) for k in missing)}; "
-                                   "each line needs a non-empty \"image\" path and \"expression\" text")
+            raise CalibrationError(
+                f"{where}: missing or empty field {' and '.join(repr(k) for k in missing)}; "
+                'each line needs a non-empty "image" path and "expression" text'
+            )
         by_image.setdefault(obj["image"].strip(), []).append((n, obj["expression"].strip()))
     if not by_image:
-        raise CalibrationError(f"{f} has no calibration lines; add {{\"image\": \"a.jpg\", \"expression\": "
-                               "\"the red cup\"} lines (image paths relative to the JSONL file)")
+        raise CalibrationError(
+            f'{f} has no calibration lines; add {{"image": "a.jpg", "expression": '
+            '"the red cup"} lines (image paths relative to the JSONL file)'
+        )
     images = list(by_image)
     chosen = [images[i] for i in _pick(len(images), count, seed)]
     base = f.parent
     paths = [(base / rel) if not Path(rel).is_absolute() else Path(rel) for rel in chosen]
     for rel, p in zip(chosen, paths):  # fail before the long run, not in the middle of it
         if not p.is_file():
-            raise CalibrationError(f"{f}:{by_image[rel][0][0]}: image {rel!r} not found (looked for {p}); image "
-                                   "paths are relative to the JSONL file")
+            raise CalibrationError(
+                f"{f}:{by_image[rel][0][0]}: image {rel!r} not found (looked for {p}); image "
+                "paths are relative to the JSONL file"
+            )
 
     def load(i: int) -> Frame:
         lines = by_image[chosen[i]]
-        return Frame(read_image(paths[i], f"{f}:{lines[0][0]}"), [e for _, e in lines[:prompts]],
-                     f"jsonl:{paths[i].resolve()}")
+        return Frame(
+            read_image(paths[i], f"{f}:{lines[0][0]}"), [e for _, e in lines[:prompts]], f"jsonl:{paths[i].resolve()}"
+        )
 
     return FrameSet(f"jsonl:{f}", [f"jsonl:{p.resolve()}" for p in paths], load, len(images))
 
 
 # ----------------------------------------------------------------------------- evaluation data
+
 
 class EvalSet:
     """The held-out evaluation samples: the first ``n`` of a data set whose image is not a calibration frame."""
@@ -245,8 +273,10 @@ def open_eval(spec: str, count: int, exclude_keys: Sequence[str] = ()) -> EvalSe
         raise CalibrationError(f"--eval-samples must be at least 1, got {count}")
     kind = spec.partition(":")[0]
     if kind not in ("refshapes", "refcoco"):
-        raise CalibrationError(f"--eval-data {spec!r}: evaluation needs ground-truth masks; use refshapes:SPLIT "
-                               "or refcoco:ROOT:DATASET:SPLITBY:SPLIT")
+        raise CalibrationError(
+            f"--eval-data {spec!r}: evaluation needs ground-truth masks; use refshapes:SPLIT "
+            "or refcoco:ROOT:DATASET:SPLITBY:SPLIT"
+        )
     from ssp_edge.ssp.data.spec import open_data
 
     ds = open_data(spec)
@@ -269,6 +299,8 @@ def open_eval(spec: str, count: int, exclude_keys: Sequence[str] = ()) -> EvalSe
             continue
         chosen.append(k)
     if not chosen:
-        raise CalibrationError(f"--eval-data {spec!r} has no samples outside the calibration set; choose another "
-                               "split (e.g. refshapes:test)")
+        raise CalibrationError(
+            f"--eval-data {spec!r} has no samples outside the calibration set; choose another "
+            "split (e.g. refshapes:test)"
+        )
     return EvalSet(spec, ds, chosen, skipped)

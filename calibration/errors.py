@@ -1,4 +1,5 @@
 """Errors of the calibration tools: bad input (data, bundle, options), printed by `ssp` as one line."""
+
 from __future__ import annotations
 
 from ssp_edge.ssp.errors import SSPError
@@ -7,7 +8,10 @@ __all__ = ["CalibrationError", "CalibrationWarning"]
 
 
 class CalibrationError(SSPError):
-    """Bad calibration / evaluation input: names the input, what is wrong and the fix (an :class:`~ssp_edge.sdk.errors.SSPEdgeError`)."""
+    """Bad calibration / evaluation input: names the input, what is wrong and the fix.
+
+    An :class:`~ssp_edge.sdk.errors.SSPEdgeError`, so the CLI reports it as one line.
+    """
 
 
 class CalibrationWarning(UserWarning):

@@ -2,10 +2,11 @@
 Runtime CPU), output error of every reduced-precision graph against its FP32 graph, and ONNX Runtime CPU
 latency of image_encoder + mask_decoder per precision through the Segmenter's stages (interleaved in one run,
 median of N)."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -19,16 +20,25 @@ __all__ = ["METRIC_KEYS", "accuracy", "OutputError", "output_errors", "Latency",
 METRIC_KEYS = ("mIoU", "oIoU", *(f"prec@{t}" for t in THRESHOLDS))
 
 
-def accuracy(bundle: Bundle, precision: str, samples: Sequence, threads: int = 0,
-             tick: Callable[[], None] | None = None, backend: Backend | None = None) -> dict:
+def accuracy(
+    bundle: Bundle,
+    precision: str,
+    samples: Sequence,
+    threads: int = 0,
+    tick: Callable[[], None] | None = None,
+    backend: Backend | None = None,
+) -> dict:
     """:class:`ssp.metrics.SegMeter` summary of the SDK pipeline at ``precision`` over ``samples``:
     ``Segmenter.open(backend="onnxruntime", precision=...)`` exactly as users run it, or the same
     Segmenter over ``backend`` (e.g. graphs that are not bundle entries)."""
     from ssp_edge.sdk.segmenter import Segmenter
 
     meter = SegMeter()
-    seg = (Segmenter.open(bundle, backend="onnxruntime", precision=precision, threads=threads) if backend is None
-           else Segmenter(bundle, backend))
+    seg = (
+        Segmenter.open(bundle, backend="onnxruntime", precision=precision, threads=threads)
+        if backend is None
+        else Segmenter(bundle, backend)
+    )
     with seg:
         used = dict(seg.backend.precisions)
         for s in samples:
@@ -57,8 +67,9 @@ class OutputError:
         return dict(self.__dict__)
 
 
-def output_errors(graph: str, flavour: str, precision: str, ref_session, session, feeds: Sequence[dict]
-                  ) -> list[OutputError]:
+def output_errors(
+    graph: str, flavour: str, precision: str, ref_session, session, feeds: Sequence[dict]
+) -> list[OutputError]:
     """Max / mean |output - FP32 output| per output over ``feeds`` (both graphs get identical inputs)."""
     names = [o.name for o in ref_session.get_outputs()]
     mx = {n: 0.0 for n in names}
@@ -92,12 +103,25 @@ class Latency:
         return None
 
     def to_dict(self) -> dict:
-        return {"runs": self.runs, "prompts": self.prompts, "threads": self.threads, "ms": self.ms,
-                "fp32_over_int8": self.ratio()}
+        return {
+            "runs": self.runs,
+            "prompts": self.prompts,
+            "threads": self.threads,
+            "ms": self.ms,
+            "fp32_over_int8": self.ratio(),
+        }
 
 
-def latency(bundle: Bundle, precisions: Sequence[str], image: np.ndarray, prompts: Sequence[str], runs: int = 20,
-            threads: int = 0, warmup: int = 3, tick: Callable[[], None] | None = None) -> Latency:
+def latency(
+    bundle: Bundle,
+    precisions: Sequence[str],
+    image: np.ndarray,
+    prompts: Sequence[str],
+    runs: int = 20,
+    threads: int = 0,
+    warmup: int = 3,
+    tick: Callable[[], None] | None = None,
+) -> Latency:
     """Time image_encoder + mask_decoder of the SDK's ONNX Runtime backend for each precision in turn through the
     Segmenter's stages (``encode_image``, ``decode`` with cached prompt encodings; their stage timers), round robin
     so load changes on a shared machine hit every precision alike; median of ``runs``."""
@@ -122,6 +146,9 @@ def latency(bundle: Bundle, precisions: Sequence[str], image: np.ndarray, prompt
     out = Latency(runs, len(prompts), threads)
     for p, d in times.items():
         enc, dec = np.asarray(d["image_encoder"]), np.asarray(d["mask_decoder"])
-        out.ms[p] = {"image_encoder": round(float(np.median(enc)), 2), "mask_decoder": round(float(np.median(dec)), 2),
-                     "total": round(float(np.median(enc + dec)), 2)}
+        out.ms[p] = {
+            "image_encoder": round(float(np.median(enc)), 2),
+            "mask_decoder": round(float(np.median(dec)), 2),
+            "total": round(float(np.median(enc + dec)), 2),
+        }
     return out

@@ -15,9 +15,10 @@ crosses between precisions one Cast per (tensor, target type) is inserted right 
 ONNX Runtime CPU has float16 kernels for few ops; for the rest it inserts its own casts at load time,
 so the FP16 graph runs everywhere (slower than FP32 on CPU) and TensorRT runs it natively.
 """
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import onnx
@@ -28,9 +29,27 @@ from .names import UniqueNames
 __all__ = ["FP32_OPS", "convert_fp16", "fp16_node_count"]
 
 #: op types kept in float32 (numerically sensitive: normalisation, softmax, reductions)
-FP32_OPS = ("LayerNormalization", "Softmax", "LogSoftmax", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin",
-            "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare",
-            "CumSum", "TopK", "Range", "NonMaxSuppression", "RoiAlign", "Upsample")
+FP32_OPS = (
+    "LayerNormalization",
+    "Softmax",
+    "LogSoftmax",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+    "CumSum",
+    "TopK",
+    "Range",
+    "NonMaxSuppression",
+    "RoiAlign",
+    "Upsample",
+)
 _FP16_MAX = 65504.0
 _F32, _F16 = TensorProto.FLOAT, TensorProto.FLOAT16
 
@@ -46,6 +65,7 @@ def _schema(node: onnx.NodeProto, opset: dict[str, int]) -> defs.OpSchema | None
 def _fp16_inputs(node: onnx.NodeProto, schema: defs.OpSchema, types: dict[str, int]) -> tuple[list[int], list[int]]:
     """(input indices, output indices) bound to a type constraint shared by a float input and a float
     output and admitting float16; empty when the node cannot run in float16."""
+
     def param(params, i):
         if not params:
             return None
@@ -65,16 +85,20 @@ def _fp16_inputs(node: onnx.NodeProto, schema: defs.OpSchema, types: dict[str, i
     for c, ks in out_c.items():
         if "tensor(float16)" not in allowed.get(c, set()):
             continue
-        idx = [i for i, t in enumerate(node.input) if t and (p := param(schema.inputs, i)) is not None
-               and p.type_str == c and types.get(t) == _F32]
+        idx = [
+            i
+            for i, t in enumerate(node.input)
+            if t and (p := param(schema.inputs, i)) is not None and p.type_str == c and types.get(t) == _F32
+        ]
         if idx:
             ins += idx
             outs += ks
     return ins, outs
 
 
-def convert_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = FP32_OPS,
-                 keep_nodes: Iterable[str] = ()) -> onnx.ModelProto:
+def convert_fp16(
+    model: onnx.ModelProto, keep_fp32: Iterable[str] = FP32_OPS, keep_nodes: Iterable[str] = ()
+) -> onnx.ModelProto:
     """A float16 copy of ``model`` (graph inputs / outputs and ``keep_fp32`` op types stay float32)."""
     block = set(keep_fp32)
     block_nodes = set(keep_nodes)
@@ -128,7 +152,8 @@ def convert_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = FP32_OPS,
         types[inner], prec[inner] = _F32, _F16
         producer[inner] = p
         casts_after.setdefault(inner, []).append(
-            helper.make_node("Cast", [inner], [o.name], to=_F32, name=names(f"{o.name}_Cast")))
+            helper.make_node("Cast", [inner], [o.name], to=_F32, name=names(f"{o.name}_Cast"))
+        )
 
     # initializers: float16 when every use is a float16 input position, else casts like any tensor
     uses: dict[str, list[tuple[int, int, int]]] = {}  # tensor -> (node index, input index, wanted type)
@@ -150,7 +175,8 @@ def convert_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = FP32_OPS,
             out = names(f"{t}_to_{'fp16' if to == _F16 else 'fp32'}")
             cast_of[(t, to)] = out
             casts_after.setdefault(t if t in producer else "", []).append(
-                helper.make_node("Cast", [t], [out], to=to, name=names(f"{out}_Cast")))
+                helper.make_node("Cast", [t], [out], to=to, name=names(f"{out}_Cast"))
+            )
         return cast_of[(t, to)]
 
     for name, us in uses.items():
@@ -182,5 +208,3 @@ def fp16_node_count(model: onnx.ModelProto) -> tuple[int, int]:
     h = sum(1 for n in inf.graph.node if n.op_type != "Cast" and any(ty.get(o) == _F16 for o in n.output))
     f = sum(1 for n in inf.graph.node if n.op_type != "Cast" and any(ty.get(o) == _F32 for o in n.output))
     return h, f
-
-

@@ -1,5 +1,6 @@
 """Fresh tensor / node names for graph rewrites (Q/DQ insertion, FP16 casts) that never collide with a
 name the graph already uses."""
+
 from __future__ import annotations
 
 import onnx

@@ -43,26 +43,47 @@ float Conv / Gemm whose input is a DequantizeLinear output into an int8 node wit
 ruined the float depthwise convolutions next to the int8 region (mask mIoU -2.2 points on 100 samples) until the
 float nodes were given back their float input or a no-op barrier.
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-__all__ = ["ORT_PLAN", "OrtPlan", "plan_nodes", "range_tensors", "quantize_ort", "u8s8_violations",
-           "int8_region_summary"]
+__all__ = [
+    "ORT_PLAN",
+    "OrtPlan",
+    "plan_nodes",
+    "range_tensors",
+    "quantize_ort",
+    "u8s8_violations",
+    "int8_region_summary",
+]
 
 ORT_PLAN = "onnxruntime"
 #: ops with ONNX Runtime integer kernels that only move or combine int8 data (joined when inside the region)
-PASSTHROUGH = ("Add", "Clip", "Relu", "Resize", "MaxPool", "Concat", "Reshape", "Transpose", "Squeeze", "Unsqueeze",
-               "Flatten", "Slice", "Split")
+PASSTHROUGH = (
+    "Add",
+    "Clip",
+    "Relu",
+    "Resize",
+    "MaxPool",
+    "Concat",
+    "Reshape",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "Slice",
+    "Split",
+)
 _COMPUTE = ("Conv", "Gemm", "MatMul")
 DENSE_MIN_CIN = 16  # input channels (per group) / reduced dimension of a dense node
 DENSE_MIN_N = 8  # output channels / columns
@@ -78,8 +99,12 @@ class OrtPlan:
     kept_float: dict[str, str] = field(default_factory=dict)  # Conv / Gemm / MatMul node -> reason
 
     def to_dict(self) -> dict:
-        return {"quantized": len(self.compute), "passthrough": len(self.quantize) - len(self.compute),
-                "float": len(self.kept_float), "kept_float": dict(self.kept_float)}
+        return {
+            "quantized": len(self.compute),
+            "passthrough": len(self.quantize) - len(self.compute),
+            "float": len(self.kept_float),
+            "kept_float": dict(self.kept_float),
+        }
 
 
 def _attr(node: onnx.NodeProto, name: str, default):
@@ -99,8 +124,12 @@ def _dims(model: onnx.ModelProto) -> dict[str, list[int]]:
     return out
 
 
-def _kernel_rule(n: onnx.NodeProto, init: Mapping[str, TensorProto], producers: Mapping[str, onnx.NodeProto],
-                 dims: Mapping[str, list[int]]) -> tuple[str | None, str]:
+def _kernel_rule(
+    n: onnx.NodeProto,
+    init: Mapping[str, TensorProto],
+    producers: Mapping[str, onnx.NodeProto],
+    dims: Mapping[str, list[int]],
+) -> tuple[str | None, str]:
     """(kind, reason): kind "dense" / "depthwise" / "product" when ONNX Runtime's int8 kernel is faster, else None
     and why not."""
     if n.op_type == "Conv":
@@ -139,8 +168,10 @@ def _kernel_rule(n: onnx.NodeProto, init: Mapping[str, TensorProto], producers: 
             p = producers.get(t)
             if p is not None and p.op_type in ("Softmax", "LogSoftmax"):
                 return None, "accuracy (an input is a Softmax output: probabilities lose their small values in 8 bits)"
-        return None, ("ONNX Runtime speed (product of two activations: its integer kernel and the then unfused "
-                      "scale are slower than FP32's FusedMatMul)")
+        return None, (
+            "ONNX Runtime speed (product of two activations: its integer kernel and the then unfused "
+            "scale are slower than FP32's FusedMatMul)"
+        )
     return None, "not a compute node"
 
 
@@ -159,8 +190,9 @@ def _intensity(n: onnx.NodeProto, dims: Mapping[str, list[int]], init: Mapping[s
     return o * per_out / (ins + o) if (ins + o) > 0 else 0.0
 
 
-def plan_nodes(model: onnx.ModelProto, exclude: Mapping[str, str] | None = None,
-               min_intensity: float = 48.0) -> OrtPlan:
+def plan_nodes(
+    model: onnx.ModelProto, exclude: Mapping[str, str] | None = None, min_intensity: float = 48.0
+) -> OrtPlan:
     """The U8S8 plan of ``model`` (see the module docstring); ``exclude``: node name -> reason to keep it float."""
     g = model.graph
     exclude = dict(exclude or {})
@@ -235,12 +267,16 @@ def plan_nodes(model: onnx.ModelProto, exclude: Mapping[str, str] | None = None,
             src, dst = fed_from_region(n, inside), feeds_region(n, inside)
             if k == "depthwise" and not (src and dst):
                 drop[name] = "ONNX Runtime speed (depthwise convolution at an int8 / float boundary)"
-            elif k != "depthwise" and not src and not any(c.name in inside for o in n.output
-                                                          for c in consumers.get(o, [])):
+            elif (
+                k != "depthwise"
+                and not src
+                and not any(c.name in inside for o in n.output for c in consumers.get(o, []))
+            ):
                 inten = _intensity(n, dims, init)
                 if inten < min_intensity:
-                    drop[name] = (f"ONNX Runtime speed (isolated between float nodes, intensity {inten:.0f} < "
-                                  f"{min_intensity:g})")
+                    drop[name] = (
+                        f"ONNX Runtime speed (isolated between float nodes, intensity {inten:.0f} < {min_intensity:g})"
+                    )
         if not drop:
             break
         for name, reason in drop.items():
@@ -264,8 +300,9 @@ def range_tensors(model: onnx.ModelProto, plan: OrtPlan) -> list[str]:
     return list(out)
 
 
-def quantize_ort(model: onnx.ModelProto, plan: OrtPlan, ranges: Mapping[str, tuple[float, float]],
-                 workdir: str | Path | None = None) -> onnx.ModelProto:
+def quantize_ort(
+    model: onnx.ModelProto, plan: OrtPlan, ranges: Mapping[str, tuple[float, float]], workdir: str | Path | None = None
+) -> onnx.ModelProto:
     """``model`` as a U8S8 QDQ graph of ``plan`` by ``onnxruntime.quantization.quantize_static``, ranges
     (tensor -> (lo, hi)) from this project's statistics through its calibration cache."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -288,11 +325,20 @@ def quantize_ort(model: onnx.ModelProto, plan: OrtPlan, ranges: Mapping[str, tup
         onnx.save(model, str(src))
         with _quiet_root_logger():  # its "consider pre-processing" advice (for shape inference we do not need)
             quantize_static(
-                str(src), str(dst), None, quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=list(plan.quantize),
+                str(src),
+                str(dst),
+                None,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                reduce_range=False,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_quantize=list(plan.quantize),
                 op_types_to_quantize=sorted({n.op_type for n in model.graph.node if n.name in set(plan.quantize)}),
-                calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "MatMulConstBOnly": False})
+                calibrate_method=CalibrationMethod.MinMax,
+                calibration_cache_path=str(cache),
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "MatMulConstBOnly": False},
+            )
         out = onnx.load(str(dst))
     out.graph.name = model.graph.name
     keep_float_consumers(out, model, plan)
@@ -350,9 +396,13 @@ def keep_float_consumers(q: onnx.ModelProto, original: onnx.ModelProto, plan: Or
         src = prod.get(t)
         same = t in graph_inputs or (src is not None and (src.name, src.op_type) == orig_prod.get(t))
         float_src = same and (src is None or src.name not in quantized)
-        gemm_out = (same and src is not None and src.op_type in ("Gemm", "MatMul")
-                    and not any(c.name in quantized or c.op_type == "QuantizeLinear" for _, c in users)
-                    and not any(d.output[0] in graph_outputs for d in dqs))
+        gemm_out = (
+            same
+            and src is not None
+            and src.op_type in ("Gemm", "MatMul")
+            and not any(c.name in quantized or c.op_type == "QuantizeLinear" for _, c in users)
+            and not any(d.output[0] in graph_outputs for d in dqs)
+        )
         for d, c in users:
             if c.name in quantized or c.op_type in ("QuantizeLinear", "DequantizeLinear"):
                 continue
@@ -367,7 +417,8 @@ def keep_float_consumers(q: onnx.ModelProto, original: onnx.ModelProto, plan: Or
                         g.initializer.append(numpy_helper.from_array(np.array(_FLOAT_LOWEST, np.float32), lowest))
                     out = names(f"{x}_float")
                     before.setdefault(id(c), []).append(
-                        onnx.helper.make_node("Max", [x, lowest], [out], name=names(f"{c.name}_float_input")))
+                        onnx.helper.make_node("Max", [x, lowest], [out], name=names(f"{c.name}_float_input"))
+                    )
                     c.input[k] = out
     if before:
         ordered: list[onnx.NodeProto] = []

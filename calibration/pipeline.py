@@ -31,15 +31,17 @@ report, in typed stages (:mod:`calibration.stages`):
 5. **Commit** (:mod:`calibration.commit`): built in a staging folder beside the bundle, moved in under unused names,
    manifest saved atomically, replaced graphs deleted; killed at any point, the bundle opens and verifies.
 """
+
 from __future__ import annotations
 
 import importlib.util
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -67,8 +69,18 @@ from .stages import (
 )
 from .stats import METHODS, RangeCollector
 
-__all__ = ["CalibrateOptions", "CalibrationResult", "calibrate_bundle", "REPORT_DIR", "collect_statistics",
-           "measure_sensitivity", "plan_int8", "write_int8", "write_fp16", "measure"]
+__all__ = [
+    "CalibrateOptions",
+    "CalibrationResult",
+    "calibrate_bundle",
+    "REPORT_DIR",
+    "collect_statistics",
+    "measure_sensitivity",
+    "plan_int8",
+    "write_int8",
+    "write_fp16",
+    "measure",
+]
 
 #: the TensorRT plan of each flavour's graphs (the plugin flavour has no other INT8 graph)
 TRT_PLAN = "tensorrt"
@@ -106,11 +118,13 @@ class CalibrateOptions:
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def _check_options(o: CalibrateOptions) -> None:
     for name in ("method", "ort_method"):
         if getattr(o, name) not in METHODS:
-            raise CalibrationError(f"--{name.replace('_', '-')} {getattr(o, name)!r}: choose one of "
-                                   f"{', '.join(METHODS)}")
+            raise CalibrationError(
+                f"--{name.replace('_', '-')} {getattr(o, name)!r}: choose one of {', '.join(METHODS)}"
+            )
     if not 0 < o.percentile <= 100:
         raise CalibrationError(f"--percentile must be in (0, 100], got {o.percentile}")
     for name in ("keep_fp32", "sensitivity_samples", "sensitivity_candidates", "eval_samples", "error_samples"):
@@ -129,12 +143,15 @@ def _check_options(o: CalibrateOptions) -> None:
 def _flavours(bundle: Bundle) -> list[str]:
     fl = [f for f in ("portable", "plugin") if all(bundle.has_graph(g, f, "fp32") for g in QUANT_GRAPHS)]
     if "portable" not in fl:
-        raise CalibrationError(f"bundle {str(bundle.root)!r} has no portable FP32 image_encoder / mask_decoder, "
-                               "which calibration runs on ONNX Runtime; re-export with `ssp convert export "
-                               "--flavour both`")
+        raise CalibrationError(
+            f"bundle {str(bundle.root)!r} has no portable FP32 image_encoder / mask_decoder, "
+            "which calibration runs on ONNX Runtime; re-export with `ssp convert export "
+            "--flavour both`"
+        )
     if not bundle.has_graph("text_encoder", "portable", "fp32"):
-        raise CalibrationError(f"bundle {str(bundle.root)!r} has no text_encoder graph; re-export it with "
-                               "`ssp convert export`")
+        raise CalibrationError(
+            f"bundle {str(bundle.root)!r} has no text_encoder graph; re-export it with `ssp convert export`"
+        )
     return fl
 
 
@@ -174,13 +191,15 @@ class Feeder:
         self.truncated += [e for e, c in zip(enc.prompts, enc.truncated) if c]
         return enc
 
-    def decoder_feeds(self, features: dict[str, np.ndarray], letterboxes: tuple[Letterbox, ...],
-                      enc: PromptEncodings) -> dict[str, np.ndarray]:
+    def decoder_feeds(
+        self, features: dict[str, np.ndarray], letterboxes: tuple[Letterbox, ...], enc: PromptEncodings
+    ) -> dict[str, np.ndarray]:
         """The mask decoder's feeds for one frame's image-encoder outputs and its prompts."""
         return self.seg.decoder_feeds(ImageFeatures(features, letterboxes), enc)
 
 
 # ----------------------------------------------------------------------------- main entry
+
 
 def calibrate_bundle(path: str | os.PathLike[str], opts: CalibrateOptions | None = None) -> CalibrationResult:
     """Run calibration on the bundle at ``path`` (see the module docstring); raises CalibrationError /
@@ -205,13 +224,17 @@ def calibrate_bundle(path: str | os.PathLike[str], opts: CalibrateOptions | None
         stats = collect_statistics(models, nodes, frames, feeder, o)
         timings["statistics"] = round(time.time() - t0, 1)
         if stats.truncated:
-            warnings.warn(f"{len(stats.truncated)} calibration expression(s) are longer than {feeder.max_tokens} "
-                          f"tokens and were truncated, e.g. {stats.truncated[0][:80]!r}", CalibrationWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"{len(stats.truncated)} calibration expression(s) are longer than {feeder.max_tokens} "
+                f"tokens and were truncated, e.g. {stats.truncated[0][:80]!r}",
+                CalibrationWarning,
+                stacklevel=2,
+            )
 
         t0 = time.time()
-        sens = measure_sensitivity(models, nodes, stats, feeder, o) if o.sensitivity_samples and o.int8 \
-            else Sensitivity()
+        sens = (
+            measure_sensitivity(models, nodes, stats, feeder, o) if o.sensitivity_samples and o.int8 else Sensitivity()
+        )
         timings["sensitivity"] = round(time.time() - t0, 1)
 
         t0 = time.time()
@@ -237,13 +260,21 @@ def calibrate_bundle(path: str | os.PathLike[str], opts: CalibrateOptions | None
 
 # ----------------------------------------------------------------------------- 1. statistics
 
-def collect_statistics(models: dict[str, onnx.ModelProto], nodes: dict[str, list[QuantNode]], frames: FrameSet,
-                       feeder: Feeder, o: CalibrateOptions) -> Statistics:
+
+def collect_statistics(
+    models: dict[str, onnx.ModelProto],
+    nodes: dict[str, list[QuantNode]],
+    frames: FrameSet,
+    feeder: Feeder,
+    o: CalibrateOptions,
+) -> Statistics:
     """One pass over the frames: ranges of the TensorRT plan's range-key tensors and of every tensor the ONNX Runtime
     plan can quantize (its plan before any node is kept float: a superset); the first frames' feeds kept."""
     rk = {g: range_keys(models[g], nodes[g]) for g in QUANT_GRAPHS}
-    want = {g: list(dict.fromkeys([*rk[g], *range_tensors(models[g], plan_nodes(models[g], {}, o.min_intensity))]))
-            for g in QUANT_GRAPHS}
+    want = {
+        g: list(dict.fromkeys([*rk[g], *range_tensors(models[g], plan_nodes(models[g], {}, o.min_intensity))]))
+        for g in QUANT_GRAPHS
+    }
     enc = RangeCollector(models["image_encoder"], want["image_encoder"], o.threads)
     dec = RangeCollector(models["mask_decoder"], want["mask_decoder"], o.threads)
     kept: list[KeptFrame] = []
@@ -262,17 +293,33 @@ def collect_statistics(models: dict[str, onnx.ModelProto], nodes: dict[str, list
         bar.close()
     cols = {"image_encoder": enc, "mask_decoder": dec}
     return Statistics(
-        method=o.method, percentile=o.percentile, data=frames.spec, frames=len(frames),
-        available_frames=frames.available, prompts_per_frame=o.prompts, expressions=expressions, seed=o.seed,
-        tensors={g: c.ranges(o.method, o.percentile) for g, c in cols.items()}, range_keys=rk,
-        truncated=list(feeder.truncated), kept=kept, ort_method=o.ort_method,
-        ort_tensors={g: c.ranges(o.ort_method, o.percentile) for g, c in cols.items()})
+        method=o.method,
+        percentile=o.percentile,
+        data=frames.spec,
+        frames=len(frames),
+        available_frames=frames.available,
+        prompts_per_frame=o.prompts,
+        expressions=expressions,
+        seed=o.seed,
+        tensors={g: c.ranges(o.method, o.percentile) for g, c in cols.items()},
+        range_keys=rk,
+        truncated=list(feeder.truncated),
+        kept=kept,
+        ort_method=o.ort_method,
+        ort_tensors={g: c.ranges(o.ort_method, o.percentile) for g, c in cols.items()},
+    )
 
 
 # ----------------------------------------------------------------------------- 2. sensitivity
 
-def measure_sensitivity(models: dict[str, onnx.ModelProto], nodes: dict[str, list[QuantNode]], stats: Statistics,
-                        feeder: Feeder, o: CalibrateOptions) -> Sensitivity:
+
+def measure_sensitivity(
+    models: dict[str, onnx.ModelProto],
+    nodes: dict[str, list[QuantNode]],
+    stats: Statistics,
+    feeder: Feeder,
+    o: CalibrateOptions,
+) -> Sensitivity:
     """Per graph: the end-to-end mask error of each node group (all its nodes quantized at once), the local error of
     every node, and the end-to-end error of the ``sensitivity_candidates`` nodes with the largest local error, one at
     a time (see :mod:`calibration.sensitivity`)."""
@@ -290,16 +337,20 @@ def measure_sensitivity(models: dict[str, onnx.ModelProto], nodes: dict[str, lis
 
     def per_frame(feats: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """The decoder feeds of each frame from a batch of image-encoder outputs (in ``feat_names`` order)."""
-        return [feeder.decoder_feeds({n: v[k:k + 1] for n, v in zip(feat_names, feats)}, f.letterboxes, f.prompts)
-                for k, f in enumerate(frames)]
+        return [
+            feeder.decoder_feeds({n: v[k : k + 1] for n, v in zip(feat_names, feats)}, f.letterboxes, f.prompts)
+            for k, f in enumerate(frames)
+        ]
 
     dec_feeds = per_frame(enc_fp32.run(feat_names, batch))
     ref_logits = [dec_fp32.run(dec_out, f)[0] for f in dec_feeds]
 
     def score(g: str, runner, on: Sequence[int]) -> float:
         if g == "image_encoder":
-            errs = [mask_prob_mae(dec_fp32.run(dec_out, f)[0], ref_logits[k])
-                    for k, f in enumerate(per_frame(runner.run(batch, on)))]
+            errs = [
+                mask_prob_mae(dec_fp32.run(dec_out, f)[0], ref_logits[k])
+                for k, f in enumerate(per_frame(runner.run(batch, on)))
+            ]
         else:
             errs = [mask_prob_mae(runner.run(f, on)[0], ref_logits[k]) for k, f in enumerate(dec_feeds)]
         return float(np.mean(errs))
@@ -307,8 +358,7 @@ def measure_sensitivity(models: dict[str, onnx.ModelProto], nodes: dict[str, lis
     m = max(o.sensitivity_candidates, o.keep_fp32)
     cands = {g: min(m, len(nodes[g])) for g in QUANT_GRAPHS}
     groups = {g: node_groups(nodes[g]) for g in QUANT_GRAPHS}
-    bar = _bar(sum(len(v) + 1 for v in groups.values()) + 2 + sum(cands.values()), "sensitivity", "step",
-               o.progress)
+    bar = _bar(sum(len(v) + 1 for v in groups.values()) + 2 + sum(cands.values()), "sensitivity", "step", o.progress)
     res: dict[str, list[NodeSensitivity]] = {}
     gres: dict[str, list[GroupSensitivity]] = {}
     try:
@@ -316,8 +366,7 @@ def measure_sensitivity(models: dict[str, onnx.ModelProto], nodes: dict[str, lis
             runner = SwitchRunner(models[g], nodes[g], ranges)
             rows = []
             for name, idx in groups[g].items():
-                rows.append(GroupSensitivity(g, name, len(idx), [nodes[g][j].key for j in idx],
-                                             score(g, runner, idx)))
+                rows.append(GroupSensitivity(g, name, len(idx), [nodes[g][j].key for j in idx], score(g, runner, idx)))
                 bar.update(1)
             gres[g] = sorted(rows, key=lambda r: -r.mask_prob_mae)
             gres[g].append(GroupSensitivity(g, "all", len(nodes[g]), [], score(g, runner, range(len(nodes[g])))))
@@ -342,8 +391,10 @@ def measure_sensitivity(models: dict[str, onnx.ModelProto], nodes: dict[str, lis
 
 # ----------------------------------------------------------------------------- 3. plan and graphs
 
-def excluded_nodes(nodes: dict[str, list[QuantNode]], sens: Sensitivity,
-                   o: CalibrateOptions) -> dict[str, dict[str, str]]:
+
+def excluded_nodes(
+    nodes: dict[str, list[QuantNode]], sens: Sensitivity, o: CalibrateOptions
+) -> dict[str, dict[str, str]]:
     """Per graph: node key -> why it stays float in every INT8 graph (``--exclude``, or the group rule and the
     ``keep_fp32`` most sensitive nodes)."""
     out: dict[str, dict[str, str]] = {g: {} for g in QUANT_GRAPHS}
@@ -357,29 +408,43 @@ def excluded_nodes(nodes: dict[str, list[QuantNode]], sens: Sensitivity,
                     out[g][q.key] = "--exclude"
         if unused:
             example = ", ".join(q.name for q in nodes["mask_decoder"][:2])
-            raise CalibrationError(f"--exclude {sorted(unused)[0]!r} matches no Conv/Gemm/MatMul node of "
-                                   f"image_encoder or mask_decoder; give a node name (e.g. {example}), a weight "
-                                   "name (e.g. 'backbone.blocks.0.*'), an op type (Conv, Gemm, MatMul) or "
-                                   "'depthwise'")
+            raise CalibrationError(
+                f"--exclude {sorted(unused)[0]!r} matches no Conv/Gemm/MatMul node of "
+                f"image_encoder or mask_decoder; give a node name (e.g. {example}), a weight "
+                "name (e.g. 'backbone.blocks.0.*'), an op type (Conv, Gemm, MatMul) or "
+                "'depthwise'"
+            )
         return out
     for g in QUANT_GRAPHS:
         rows = [r for r in sens.groups.get(g, []) if r.keys]
         for row in rows:
             others = [r.mask_prob_mae for r in rows if r is not row]
             worst_other = max(others) if others else None
-            if (o.group_ratio > 0 and worst_other is not None and row.mask_prob_mae >= _GROUP_FLOOR
-                    and row.mask_prob_mae > o.group_ratio * worst_other):
+            if (
+                o.group_ratio > 0
+                and worst_other is not None
+                and row.mask_prob_mae >= _GROUP_FLOOR
+                and row.mask_prob_mae > o.group_ratio * worst_other
+            ):
                 for k in row.keys:
-                    out[g][k] = (f"group {row.group!r} (mask prob. MAE {row.mask_prob_mae:.2e}, "
-                                 f"{row.mask_prob_mae / worst_other:.1f}x the next group)")
+                    out[g][k] = (
+                        f"group {row.group!r} (mask prob. MAE {row.mask_prob_mae:.2e}, "
+                        f"{row.mask_prob_mae / worst_other:.1f}x the next group)"
+                    )
         ranked = [s for s in sens.nodes.get(g, []) if s.key not in out[g] and s.score]
         for s in ranked[: o.keep_fp32]:
             out[g][s.key] = f"sensitivity (mask prob. MAE {s.score:.2e})"
     return out
 
 
-def plan_int8(bundle: Bundle, flavours: Sequence[str], nodes: dict[str, list[QuantNode]], sens: Sensitivity,
-              stats: Statistics, o: CalibrateOptions) -> QuantPlan:
+def plan_int8(
+    bundle: Bundle,
+    flavours: Sequence[str],
+    nodes: dict[str, list[QuantNode]],
+    sens: Sensitivity,
+    stats: Statistics,
+    o: CalibrateOptions,
+) -> QuantPlan:
     """Which nodes run in int8 in each INT8 graph: the TensorRT plan of every flavour and the portable flavour's ONNX
     Runtime plan, both without the nodes kept float for accuracy."""
     from ssp_edge.converter.export import graph_file
@@ -399,22 +464,41 @@ def plan_int8(bundle: Bundle, flavours: Sequence[str], nodes: dict[str, list[Qua
             file = graph_file(g, fl, "int8")
             if fl == "portable":
                 file = TRT_PLAN_FILE.format(base=file[: -len(".onnx")])
-            plan.graphs.append(GraphPlan(g, fl, TRT_PLAN, file, len(fl_nodes),
-                                         [q.name for q in fl_nodes if q.name not in keep], keep))
+            plan.graphs.append(
+                GraphPlan(g, fl, TRT_PLAN, file, len(fl_nodes), [q.name for q in fl_nodes if q.name not in keep], keep)
+            )
         model = _load(bundle, g, "portable")
-        ort = plan_nodes(model, {q.name: excluded[g][q.key] for q in nodes[g] if q.key in excluded[g]},
-                         o.min_intensity)
-        plan.graphs.append(GraphPlan(g, "portable", ORT_PLAN, graph_file(g, "portable", "int8"), len(nodes[g]),
-                                     list(ort.compute), dict(ort.kept_float), ort))
+        ort = plan_nodes(model, {q.name: excluded[g][q.key] for q in nodes[g] if q.key in excluded[g]}, o.min_intensity)
+        plan.graphs.append(
+            GraphPlan(
+                g,
+                "portable",
+                ORT_PLAN,
+                graph_file(g, "portable", "int8"),
+                len(nodes[g]),
+                list(ort.compute),
+                dict(ort.kept_float),
+                ort,
+            )
+        )
     return plan
 
 
-def _graph_entry(graph: str, flavour: str, precision: str, file: str, m: onnx.ModelProto,
-                 qdq_plan: str | None = None) -> GraphEntry:
+def _graph_entry(
+    graph: str, flavour: str, precision: str, file: str, m: onnx.ModelProto, qdq_plan: str | None = None
+) -> GraphEntry:
     from ssp_edge.converter.export import custom_op_counts, tensor_specs
 
-    return GraphEntry(graph, flavour, precision, file, tensor_specs(m.graph.input), tensor_specs(m.graph.output),
-                      custom_op_counts(m), qdq_plan)
+    return GraphEntry(
+        graph,
+        flavour,
+        precision,
+        file,
+        tensor_specs(m.graph.input),
+        tensor_specs(m.graph.output),
+        custom_op_counts(m),
+        qdq_plan,
+    )
 
 
 def _check(m: onnx.ModelProto, what: str) -> None:
@@ -479,8 +563,15 @@ def write_fp16(bundle: Bundle, flavours: Sequence[str], stage: Path) -> list[Gra
 
 # ----------------------------------------------------------------------------- 4. measurement
 
-def measure(staged: Bundle, entries: list[GraphEntry], evalset: EvalSet | None, feeder: Feeder,
-            o: CalibrateOptions, timings: dict[str, float]) -> Measurement:
+
+def measure(
+    staged: Bundle,
+    entries: list[GraphEntry],
+    evalset: EvalSet | None,
+    feeder: Feeder,
+    o: CalibrateOptions,
+    timings: dict[str, float],
+) -> Measurement:
     """Accuracy, output error against FP32 and latency of the new graphs (in ``staged``)."""
     from .evaluate import accuracy, latency, output_errors
 
@@ -499,8 +590,14 @@ def measure(staged: Bundle, entries: list[GraphEntry], evalset: EvalSet | None, 
         if o.int8 and o.trt_plan_eval and set(trt_plan) == set(QUANT_GRAPHS):
             bar = _bar(len(evalset), f"evaluate int8, TensorRT plan ({evalset.spec})", "sample", o.progress)
             try:
-                acc["int8_tensorrt_plan"] = accuracy(staged, "int8", evalset, o.threads, lambda: bar.update(1),
-                                                     _plan_backend(staged, trt_plan, o.threads))
+                acc["int8_tensorrt_plan"] = accuracy(
+                    staged,
+                    "int8",
+                    evalset,
+                    o.threads,
+                    lambda: bar.update(1),
+                    _plan_backend(staged, trt_plan, o.threads),
+                )
             finally:
                 bar.close()
         out.accuracy = {"data": evalset.spec, "samples": len(evalset), "skipped_overlap": evalset.skipped, **acc}
@@ -541,8 +638,9 @@ def measure(staged: Bundle, entries: list[GraphEntry], evalset: EvalSet | None, 
     for threads in sorted({o.threads, 1}):
         bar = _bar(o.latency_runs + 3, f"latency ({threads or 'default'} threads)", "round", o.progress)
         try:
-            out.latency[str(threads)] = latency(staged, precisions, rgb, prompts, o.latency_runs, threads,
-                                                tick=lambda: bar.update(1)).to_dict()
+            out.latency[str(threads)] = latency(
+                staged, precisions, rgb, prompts, o.latency_runs, threads, tick=lambda: bar.update(1)
+            ).to_dict()
         finally:
             bar.close()
     timings["latency"] = round(time.time() - t0, 1)
@@ -558,8 +656,12 @@ def _plan_backend(staged: Bundle, plan: dict[str, GraphEntry], threads: int):
     graphs: dict[str, tuple[GraphEntry, Any]] = {"text_encoder": (te, staged.read_bytes(te.file))}
     for g in QUANT_GRAPHS:
         graphs[g] = (plan[g], staged.read_bytes(plan[g].file))
-    return OnnxRuntimeBackend.from_graphs(graphs, staged.manifest.dynamic_axes, threads=threads,
-                                          precisions={g: "int8 (TensorRT plan)" for g in QUANT_GRAPHS})
+    return OnnxRuntimeBackend.from_graphs(
+        graphs,
+        staged.manifest.dynamic_axes,
+        threads=threads,
+        precisions={g: "int8 (TensorRT plan)" for g in QUANT_GRAPHS},
+    )
 
 
 def _error_frames(evalset: EvalSet | None, o: CalibrateOptions) -> list[tuple[np.ndarray, list[str]]]:

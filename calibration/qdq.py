@@ -37,11 +37,12 @@ integer kernels take unsigned activations, and most symmetric int8 pairs did not
 All of this module's Q/DQ nodes, and the sensitivity pass's fake quantization, are written by one
 :class:`QDQEmitter` whose names come from one :class:`~calibration.names.UniqueNames` allocator.
 """
+
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 import numpy as np
 import onnx
@@ -49,8 +50,20 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .names import UniqueNames
 
-__all__ = ["QUANT_OPS", "PLACEMENTS", "QuantNode", "find_quant_nodes", "range_keys", "match_excludes",
-           "quantize_weight", "QDQEmitter", "insert_nodes", "quantize_model", "qdq_violations", "ACT_QMAX"]
+__all__ = [
+    "QUANT_OPS",
+    "PLACEMENTS",
+    "QuantNode",
+    "find_quant_nodes",
+    "range_keys",
+    "match_excludes",
+    "quantize_weight",
+    "QDQEmitter",
+    "insert_nodes",
+    "quantize_model",
+    "qdq_violations",
+    "ACT_QMAX",
+]
 
 #: op types that get int8 inputs (TensorRT's weighted layers and matrix products)
 QUANT_OPS = ("Conv", "Gemm", "MatMul")
@@ -144,9 +157,14 @@ def match_excludes(nodes: Iterable[QuantNode], patterns: Iterable[str]) -> tuple
     hit: set[str] = set()
     unused: list[str] = []
     for p in patterns:
-        found = {q.name for q in nodes
-                 if fnmatch.fnmatchcase(q.name, p) or fnmatch.fnmatchcase(q.key, p) or q.op_type == p
-                 or (p == "depthwise" and q.depthwise)}
+        found = {
+            q.name
+            for q in nodes
+            if fnmatch.fnmatchcase(q.name, p)
+            or fnmatch.fnmatchcase(q.key, p)
+            or q.op_type == p
+            or (p == "depthwise" and q.depthwise)
+        }
         if not found:
             unused.append(p)
         hit |= found
@@ -210,8 +228,9 @@ class QDQEmitter:
         sn = self.constant(ws, f"{tag}_scale")
         zn = self.constant(np.zeros(ws.shape, np.int8), f"{tag}_zero_point")
         dn = self.names(f"{tag}_dequantized")
-        node = helper.make_node("DequantizeLinear", [qn, sn, zn], [dn], axis=int(axis),
-                                name=self.names(f"{tag}_DequantizeLinear"))
+        node = helper.make_node(
+            "DequantizeLinear", [qn, sn, zn], [dn], axis=int(axis), name=self.names(f"{tag}_DequantizeLinear")
+        )
         return [node], dn
 
     def node(self, op_type: str, inputs: list[str], tag: str, **attrs) -> tuple[onnx.NodeProto, str]:
@@ -225,8 +244,11 @@ class QDQEmitter:
         self.initializers = []
 
 
-def insert_nodes(graph: onnx.GraphProto, before: Mapping[str, list[onnx.NodeProto]] | None = None,
-                 after: Mapping[str, list[onnx.NodeProto]] | None = None) -> None:
+def insert_nodes(
+    graph: onnx.GraphProto,
+    before: Mapping[str, list[onnx.NodeProto]] | None = None,
+    after: Mapping[str, list[onnx.NodeProto]] | None = None,
+) -> None:
     """Put new nodes right before / after the node of that name (so the graph stays topologically sorted)."""
     before, after = before or {}, after or {}
     ordered: list[onnx.NodeProto] = []
@@ -238,8 +260,9 @@ def insert_nodes(graph: onnx.GraphProto, before: Mapping[str, list[onnx.NodeProt
     graph.node.extend(ordered)
 
 
-def quantize_model(model: onnx.ModelProto, ranges: Mapping[str, float], exclude: Iterable[str] = (),
-                   placement: str = "tensorrt") -> onnx.ModelProto:
+def quantize_model(
+    model: onnx.ModelProto, ranges: Mapping[str, float], exclude: Iterable[str] = (), placement: str = "tensorrt"
+) -> onnx.ModelProto:
     """A copy of ``model`` with Q/DQ pairs on the inputs of the quantizable nodes not named in ``exclude`` (TensorRT's
     placement: NVIDIA's guide puts Q/DQ on the inputs of the quantized layers and TensorRT fuses each Q into the
     producing layer).

@@ -16,10 +16,11 @@ all products of two activations): quantization error accumulates, and a group ca
 of its nodes alone (on ssp_lite the 18 attention products cost 2.5 mIoU points together while no single
 one stands out).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -40,13 +41,24 @@ class NodeSensitivity:
     score: float | None = None  # mean |d sigmoid(mask logit)| with only this node quantized (if measured)
 
     def to_dict(self) -> dict:
-        return {"graph": self.graph, "node": self.node, "op_type": self.op_type, "key": self.key,
-                "local_rel_error": self.local, "mask_prob_mae": self.score}
+        return {
+            "graph": self.graph,
+            "node": self.node,
+            "op_type": self.op_type,
+            "key": self.key,
+            "local_rel_error": self.local,
+            "mask_prob_mae": self.score,
+        }
 
 
-def _fake_quant(emit: QDQEmitter, node: onnx.NodeProto, q: QuantNode, ranges: Mapping[str, float],
-                init: Mapping[str, TensorProto], tag: str
-                ) -> tuple[list[onnx.NodeProto], dict[int, str], dict[int, str]]:
+def _fake_quant(
+    emit: QDQEmitter,
+    node: onnx.NodeProto,
+    q: QuantNode,
+    ranges: Mapping[str, float],
+    init: Mapping[str, TensorProto],
+    tag: str,
+) -> tuple[list[onnx.NodeProto], dict[int, str], dict[int, str]]:
     """Q/DQ nodes fake-quantizing ``node``'s activation inputs and weight exactly as
     :func:`calibration.qdq.quantize_model` does (same emitter); returns (nodes, {input index: fake-quantized tensor},
     {input index: original tensor})."""
@@ -68,8 +80,9 @@ def _fake_quant(emit: QDQEmitter, node: onnx.NodeProto, q: QuantNode, ranges: Ma
     return pre, fq, orig
 
 
-def switch_model(model: onnx.ModelProto, nodes: Sequence[QuantNode], ranges: Mapping[str, float]
-                 ) -> tuple[onnx.ModelProto, list[str]]:
+def switch_model(
+    model: onnx.ModelProto, nodes: Sequence[QuantNode], ranges: Mapping[str, float]
+) -> tuple[onnx.ModelProto, list[str]]:
     """``model`` with a boolean input per node in ``nodes`` switching its fake quantization on."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
@@ -121,8 +134,9 @@ def mask_prob_mae(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.abs(_sigmoid(np.asarray(a, np.float64)) - _sigmoid(np.asarray(b, np.float64)))))
 
 
-def local_error_model(model: onnx.ModelProto, nodes: Sequence[QuantNode], ranges: Mapping[str, float]
-                      ) -> tuple[onnx.ModelProto, list[tuple[str, str]]]:
+def local_error_model(
+    model: onnx.ModelProto, nodes: Sequence[QuantNode], ranges: Mapping[str, float]
+) -> tuple[onnx.ModelProto, list[tuple[str, str]]]:
     """``model`` plus a fake-quantized twin of every node; returns (model, [(output, twin output)])."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
@@ -156,8 +170,12 @@ def local_error_model(model: onnx.ModelProto, nodes: Sequence[QuantNode], ranges
     return m, pairs
 
 
-def local_errors(model: onnx.ModelProto, nodes: Sequence[QuantNode], ranges: Mapping[str, float],
-                 feeds: Sequence[Mapping[str, np.ndarray]]) -> list[float]:
+def local_errors(
+    model: onnx.ModelProto,
+    nodes: Sequence[QuantNode],
+    ranges: Mapping[str, float],
+    feeds: Sequence[Mapping[str, np.ndarray]],
+) -> list[float]:
     """Relative L2 error ``||twin - out|| / ||out||`` per node, pooled over ``feeds``."""
     from ssp_edge.sdk.backends.onnxruntime import create_session
 
@@ -171,7 +189,7 @@ def local_errors(model: onnx.ModelProto, nodes: Sequence[QuantNode], ranges: Map
         for k, (a, b) in enumerate(pairs):
             ref = np.asarray(res[a], np.float64)
             num[k] += float(np.sum((np.asarray(res[b], np.float64) - ref) ** 2))
-            den[k] += float(np.sum(ref ** 2))
+            den[k] += float(np.sum(ref**2))
     return [float(np.sqrt(n / d)) if d > 0 else 0.0 for n, d in zip(num, den)]
 
 

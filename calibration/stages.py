@@ -5,6 +5,7 @@
 Each stage takes the previous stages' values and returns its own; nothing travels in untyped dicts, and each
 value writes its own part of ``report.json`` (:meth:`to_report`), so the report keys are defined next to the data.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,8 +20,16 @@ from .ort_int8 import OrtPlan
 from .sensitivity import NodeSensitivity
 from .stats import TensorRange
 
-__all__ = ["KeptFrame", "Statistics", "GroupSensitivity", "Sensitivity", "GraphPlan", "QuantPlan", "Measurement",
-           "QUANT_GRAPHS"]
+__all__ = [
+    "KeptFrame",
+    "Statistics",
+    "GroupSensitivity",
+    "Sensitivity",
+    "GraphPlan",
+    "QuantPlan",
+    "Measurement",
+    "QUANT_GRAPHS",
+]
 
 QUANT_GRAPHS = ("image_encoder", "mask_decoder")
 
@@ -74,14 +83,25 @@ class Statistics:
     def to_report(self) -> dict[str, Any]:
         """``report["calibration"]`` and ``report["ranges"]``."""
         return {
-            "calibration": {"data": self.data, "frames": self.frames, "available_frames": self.available_frames,
-                            "prompts_per_frame": self.prompts_per_frame, "expressions": self.expressions,
-                            "truncated_expressions": len(self.truncated), "method": self.method, "seed": self.seed,
-                            "ort_method": self.ort_method},
-            "ranges": {"method": self.method, "amax": self.amax(),
-                       "onnxruntime": {"method": self.ort_method,
-                                       "tensors": {g: {t: list(v) for t, v in self.asymmetric(g).items()}
-                                                   for g in self.tensors}}},
+            "calibration": {
+                "data": self.data,
+                "frames": self.frames,
+                "available_frames": self.available_frames,
+                "prompts_per_frame": self.prompts_per_frame,
+                "expressions": self.expressions,
+                "truncated_expressions": len(self.truncated),
+                "method": self.method,
+                "seed": self.seed,
+                "ort_method": self.ort_method,
+            },
+            "ranges": {
+                "method": self.method,
+                "amax": self.amax(),
+                "onnxruntime": {
+                    "method": self.ort_method,
+                    "tensors": {g: {t: list(v) for t, v in self.asymmetric(g).items()} for g in self.tensors},
+                },
+            },
         }
 
 
@@ -109,8 +129,10 @@ class Sensitivity:
 
     def to_report(self) -> dict[str, Any]:
         """``report["sensitivity"]`` and ``report["group_sensitivity"]``."""
-        return {"sensitivity": {g: [s.to_dict() for s in v] for g, v in self.nodes.items()},
-                "group_sensitivity": {g: [r.to_dict() for r in v] for g, v in self.groups.items()}}
+        return {
+            "sensitivity": {g: [s.to_dict() for s in v] for g, v in self.nodes.items()},
+            "group_sensitivity": {g: [r.to_dict() for r in v] for g, v in self.groups.items()},
+        }
 
 
 @dataclass
@@ -129,14 +151,24 @@ class GraphPlan:
 
     @property
     def format(self) -> str:
-        return ("U8S8: uint8 asymmetric activations, int8 per-channel weights (ONNX Runtime CPU)"
-                if self.qdq_plan == "onnxruntime" else
-                "symmetric int8, zero point 0, per-channel weights (TensorRT's rules)")
+        return (
+            "U8S8: uint8 asymmetric activations, int8 per-channel weights (ONNX Runtime CPU)"
+            if self.qdq_plan == "onnxruntime"
+            else "symmetric int8, zero point 0, per-channel weights (TensorRT's rules)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"placement": self.qdq_plan, "qdq_plan": self.qdq_plan, "format": self.format, "file": self.file,
-             "quantized": len(self.quantized), "float": len(self.kept_float), "nodes": self.nodes,
-             "kept_float": dict(self.kept_float), "qdq_nodes": self.qdq_nodes}
+        d = {
+            "placement": self.qdq_plan,
+            "qdq_plan": self.qdq_plan,
+            "format": self.format,
+            "file": self.file,
+            "quantized": len(self.quantized),
+            "float": len(self.kept_float),
+            "nodes": self.nodes,
+            "kept_float": dict(self.kept_float),
+            "qdq_nodes": self.qdq_nodes,
+        }
         if self.ort is not None:
             d["passthrough"] = len(self.ort.quantize) - len(self.ort.compute)
         return d

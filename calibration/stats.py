@@ -15,11 +15,12 @@ threshold ``amax`` (scale = amax / 127):
 The TensorRT plan uses ``amax`` (symmetric); the ONNX Runtime plan (uint8 with a zero point) the signed extremes
 clipped to its method's ``amax`` (:attr:`TensorRange.asymmetric`).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 import numpy as np
 import onnx
@@ -156,7 +157,11 @@ def entropy_amax(hist: np.ndarray, width: float, levels: int = 128, start: int =
     with np.errstate(divide="ignore", invalid="ignore"):
         logq = np.where(N > 0, np.log(np.where(N > 0, G, 1.0) / np.maximum(N, 1.0)), 0.0) - np.log(Q)[:, None]
         lastlog = logq[:, -1]
-        plogp = HL[cand] - hlogh[cand - 1] + np.where(last + tail > 0, (last + tail) * np.log(np.maximum(last + tail, 1e-300)), 0.0)
+        plogp = (
+            HL[cand]
+            - hlogh[cand - 1]
+            + np.where(last + tail > 0, (last + tail) * np.log(np.maximum(last + tail, 1e-300)), 0.0)
+        )
         cross = np.sum(np.where(N > 0, G * logq, 0.0), axis=1) + np.where(last > 0, tail * lastlog, 0.0)
         kl = (plogp - cross) / total - np.log(total)
     # a candidate whose last bin is empty while values lie above it has q = 0 where p > 0: smooth q there

@@ -7,11 +7,13 @@ The reference is the PyTorch model the bundle was exported from as a Segmenter b
 feeds the Segmenter makes from the same frame and prompts (tokenizer, letterbox; the decoder the reference's
 features and prompt encodings); ``end_to_end`` chains the three ONNX graphs through a Segmenter against PyTorch's.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -55,16 +57,25 @@ class CheckReport:
         return all(r.ok for r in self.rows)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"bundle": self.bundle, "samples": self.samples, "expressions": self.expressions, "ok": self.ok,
-                "results": [asdict(r) for r in self.rows]}
+        return {
+            "bundle": self.bundle,
+            "samples": self.samples,
+            "expressions": self.expressions,
+            "ok": self.ok,
+            "results": [asdict(r) for r in self.rows],
+        }
 
     def table(self) -> str:
-        lines = [f"{'graph':<14} {'flavour':<9} {'max_abs_diff':>12} {'tolerance':>10} {'mask_agreement':>14}  ok",
-                 "-" * 66]
+        lines = [
+            f"{'graph':<14} {'flavour':<9} {'max_abs_diff':>12} {'tolerance':>10} {'mask_agreement':>14}  ok",
+            "-" * 66,
+        ]
         for r in self.rows:
             agr = f"{r.mask_agreement:.5f}" if r.mask_agreement is not None else "-"
-            lines.append(f"{r.graph:<14} {r.flavour:<9} {r.max_abs_diff:>12.3g} {r.tolerance:>10.3g} {agr:>14}  "
-                         f"{'yes' if r.ok else 'NO'} ({r.worst_output})")
+            lines.append(
+                f"{r.graph:<14} {r.flavour:<9} {r.max_abs_diff:>12.3g} {r.tolerance:>10.3g} {agr:>14}  "
+                f"{'yes' if r.ok else 'NO'} ({r.worst_output})"
+            )
         lines.append(f"{'all ok' if self.ok else 'FAILED'}: {self.samples} scenes x {self.expressions} expressions")
         return "\n".join(lines)
 
@@ -97,8 +108,13 @@ class _Acc:
         return CheckRow(graph, flavour, self.diff, self.tol, self.worst, agr, ok)
 
 
-def decoder_feeds(inputs: tuple[str, ...], image_out: dict[str, Any], text_out: dict[str, Any],
-                  attention_mask: np.ndarray, frame_index: np.ndarray) -> dict[str, Any]:
+def decoder_feeds(
+    inputs: tuple[str, ...],
+    image_out: dict[str, Any],
+    text_out: dict[str, Any],
+    attention_mask: np.ndarray,
+    frame_index: np.ndarray,
+) -> dict[str, Any]:
     """The mask decoder's feeds by name (CONTRACTS.md): inputs named like an image / text encoder output get
     it, ``attention_mask`` the tokenizer's, ``frame_index`` each expression's frame."""
     extra = {"attention_mask": attention_mask, "frame_index": frame_index}
@@ -108,8 +124,14 @@ def decoder_feeds(inputs: tuple[str, ...], image_out: dict[str, Any], text_out: 
     return feeds
 
 
-def check_bundle(path: str | Path, samples: int = 8, expressions: int = 3, flavours: tuple[str, ...] | None = None,
-                 progress: bool = True, threads: int = 0) -> CheckReport:
+def check_bundle(
+    path: str | Path,
+    samples: int = 8,
+    expressions: int = 3,
+    flavours: tuple[str, ...] | None = None,
+    progress: bool = True,
+    threads: int = 0,
+) -> CheckReport:
     """Run every graph of ``path`` in the given flavours (default: all in the manifest) against PyTorch."""
     bundle = Bundle.open(path)
     man = bundle.manifest
@@ -131,11 +153,17 @@ def check_bundle(path: str | Path, samples: int = 8, expressions: int = 3, flavo
         feats = ref.encode_image(frame)
         dec = ref.backend.run("mask_decoder", ref.decoder_feeds(feats, enc))
         text_out = [t.name for t in ref.entries["text_encoder"].outputs]
-        refs = {"text_encoder": {k: enc.tensors[k] for k in text_out}, "image_encoder": feats.tensors,
-                "mask_decoder": dec}
+        refs = {
+            "text_encoder": {k: enc.tensors[k] for k in text_out},
+            "image_encoder": feats.tensors,
+            "mask_decoder": dec,
+        }
         for f, seg in segs.items():
-            feeds = {"text_encoder": seg.text_feeds(prompts), "image_encoder": seg.image_feeds(frame)[0],
-                     "mask_decoder": seg.decoder_feeds(feats, enc)}  # the reference's features and encodings
+            feeds = {
+                "text_encoder": seg.text_feeds(prompts),
+                "image_encoder": seg.image_feeds(frame)[0],
+                "mask_decoder": seg.decoder_feeds(feats, enc),
+            }  # the reference's features and encodings
             for g in GRAPHS:
                 out = seg.backend.run(g, feeds[g])
                 acc[(g, f)].outputs(out, refs[g])
@@ -143,12 +171,14 @@ def check_bundle(path: str | Path, samples: int = 8, expressions: int = 3, flavo
                     acc[(g, f)].masks(out["mask_logits"], dec["mask_logits"], thr_logit)
             # the three ONNX graphs chained by the Segmenter
             seg.clear_cache()
-            out = seg.backend.run("mask_decoder", seg.decoder_feeds(seg.encode_image(frame),
-                                                                    seg.encode_prompts(prompts)))
+            out = seg.backend.run(
+                "mask_decoder", seg.decoder_feeds(seg.encode_image(frame), seg.encode_prompts(prompts))
+            )
             acc[("end_to_end", f)].outputs(out, {k: dec[k] for k in _LOGITS})
             acc[("end_to_end", f)].masks(out["mask_logits"], dec["mask_logits"], thr_logit)
     for s in (ref, *segs.values()):
         s.close()
-    rows = [acc[(g, f)].row(g, f, g in ("mask_decoder", "end_to_end")) for f in flavours
-            for g in (*GRAPHS, "end_to_end")]
+    rows = [
+        acc[(g, f)].row(g, f, g in ("mask_decoder", "end_to_end")) for f in flavours for g in (*GRAPHS, "end_to_end")
+    ]
     return CheckReport(str(path), samples, n_expr, rows)

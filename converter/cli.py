@@ -1,5 +1,6 @@
 """`ssp convert export | check | build | info | keygen | sign` (registered through the ``ssp_edge.commands``
 entry points)."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,33 +19,54 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ssp_edge.sdk.options import add_backend_args, add_json_arg, add_native_code_args
 
     require_modules("torch", "onnx", "onnxruntime", extra="convert")
-    p = sub.add_parser("convert", help="export ONNX bundles, check parity, build TensorRT engines, show costs",
-                       description="Turn a trained checkpoint into a deployable bundle and engines.")
+    p = sub.add_parser(
+        "convert",
+        help="export ONNX bundles, check parity, build TensorRT engines, show costs",
+        description="Turn a trained checkpoint into a deployable bundle and engines.",
+    )
     s = p.add_subparsers(dest="convert_command", metavar="STEP", required=True)
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
-    e = s.add_parser("export", formatter_class=fmt, help="export the three graphs (plugin and/or portable flavour)",
-                     description="Export text_encoder, image_encoder and mask_decoder to ONNX (opset 18, onnxsim, "
-                                 "checker) with tokenizer.json and manifest.json into OUT.")
+    e = s.add_parser(
+        "export",
+        formatter_class=fmt,
+        help="export the three graphs (plugin and/or portable flavour)",
+        description="Export text_encoder, image_encoder and mask_decoder to ONNX (opset 18, onnxsim, "
+        "checker) with tokenizer.json and manifest.json into OUT.",
+    )
     src = e.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", default=None, help="shipped checkpoint name or .safetensors path "
-                                                        "(default: ssp_lite_refshapes unless --config is given)")
-    e.add_argument("--config", default=None, help="with --checkpoint: the config it must be; alone: export a "
-                                                  "randomly initialised model of this config (e.g. ssp_paper)")
+    src.add_argument(
+        "--checkpoint",
+        default=None,
+        help="shipped checkpoint name or .safetensors path (default: ssp_lite_refshapes unless --config is given)",
+    )
+    e.add_argument(
+        "--config",
+        default=None,
+        help="with --checkpoint: the config it must be; alone: export a "
+        "randomly initialised model of this config (e.g. ssp_paper)",
+    )
     e.add_argument("--seed", type=int, default=0, help="random-init seed (with --config alone)")
     e.add_argument("--out", required=True, help="bundle folder to create")
     e.add_argument("--flavour", choices=("plugin", "portable", "both"), default="both")
     e.add_argument("--max-frames", type=int, default=4, help="largest image_encoder batch in engine profiles")
     e.add_argument("--max-prompts", type=int, default=16, help="largest expression batch in engine profiles")
     e.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
-    e.add_argument("--force", action="store_true",
-                   help="replace an existing bundle in OUT (only a bundle or an empty folder is ever replaced)")
+    e.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing bundle in OUT (only a bundle or an empty folder is ever replaced)",
+    )
     e.set_defaults(func=_export)
 
-    c = s.add_parser("check", formatter_class=fmt, help="ONNX Runtime vs PyTorch parity on RefShapes inputs",
-                     description="Run every graph of the bundle on ONNX Runtime CPU (plugin graphs with reference "
-                                 "implementations of the ssp:: ops) against PyTorch; exit 1 above tolerance "
-                                 "(1e-3 on logits, thresholded-mask IoU >= 0.999).")
+    c = s.add_parser(
+        "check",
+        formatter_class=fmt,
+        help="ONNX Runtime vs PyTorch parity on RefShapes inputs",
+        description="Run every graph of the bundle on ONNX Runtime CPU (plugin graphs with reference "
+        "implementations of the ssp:: ops) against PyTorch; exit 1 above tolerance "
+        "(1e-3 on logits, thresholded-mask IoU >= 0.999).",
+    )
     c.add_argument("bundle")
     c.add_argument("--samples", type=int, default=8, help="RefShapes test scenes (3 expressions each)")
     c.add_argument("--flavour", choices=("plugin", "portable", "both"), default="both")
@@ -52,55 +74,97 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_backend_args(c, which=("threads",))
     c.set_defaults(func=_check)
 
-    b = s.add_parser("build", formatter_class=fmt, help="build TensorRT engines (TensorRT 10 or 11)",
-                     description="Build one TensorRT engine per graph into the bundle (all or nothing: the manifest is "
-                                 "replaced atomically at the end). FP16/INT8 use the graphs `ssp calibrate` adds "
-                                 "(TensorRT 10 can also build FP16 from FP32 with its flag). Without TensorRT here it "
-                                 "prints the trtexec lines to run on the target and the --import line that registers "
-                                 "each engine they write.")
+    b = s.add_parser(
+        "build",
+        formatter_class=fmt,
+        help="build TensorRT engines (TensorRT 10 or 11)",
+        description="Build one TensorRT engine per graph into the bundle (all or nothing: the manifest is "
+        "replaced atomically at the end). FP16/INT8 use the graphs `ssp calibrate` adds "
+        "(TensorRT 10 can also build FP16 from FP32 with its flag). Without TensorRT here it "
+        "prints the trtexec lines to run on the target and the --import line that registers "
+        "each engine they write.",
+    )
     b.add_argument("bundle")
-    add_backend_args(b, which=("precision",), precision_default="fp16", precisions=("fp32", "fp16", "int8"),
-                     precision_help="engine precision: fp32, fp16 or int8 (default: fp16; int8 / fp16 graphs come "
-                                    "from `ssp calibrate`, TensorRT 10 can also build fp16 from fp32)")
-    b.add_argument("--flavour", choices=("plugin", "portable"), default=None,
-                   help="default: plugin when a plugin library is given, else portable")
+    add_backend_args(
+        b,
+        which=("precision",),
+        precision_default="fp16",
+        precisions=("fp32", "fp16", "int8"),
+        precision_help="engine precision: fp32, fp16 or int8 (default: fp16; int8 / fp16 graphs come "
+        "from `ssp calibrate`, TensorRT 10 can also build fp16 from fp32)",
+    )
+    b.add_argument(
+        "--flavour",
+        choices=("plugin", "portable"),
+        default=None,
+        help="default: plugin when a plugin library is given, else portable",
+    )
     add_native_code_args(b, which=("plugins",))
     b.add_argument("--workspace", type=int, default=1024, metavar="MB")
-    b.add_argument("--version-compatible", action="store_true",
-                   help="build version-compatible engines (plugins serialized into them; running them needs "
-                        "--allow-engine-host-code)")
+    b.add_argument(
+        "--version-compatible",
+        action="store_true",
+        help="build version-compatible engines (plugins serialized into them; running them needs "
+        "--allow-engine-host-code)",
+    )
     b.add_argument("--verbose", action="store_true", help="TensorRT verbose log")
-    b.add_argument("--import", dest="import_engine", default=None, metavar="ENGINE",
-                   help="register an engine built with a printed trtexec line instead of building (needs --graph)")
-    b.add_argument("--graph", default=None, choices=("text_encoder", "image_encoder", "mask_decoder"),
-                   help="with --import: the graph the engine was built from")
-    b.add_argument("--compute-capability", default=None, metavar="X.Y",
-                   help="with --import: the GPU the engine was built on (default: this machine's GPU)")
+    b.add_argument(
+        "--import",
+        dest="import_engine",
+        default=None,
+        metavar="ENGINE",
+        help="register an engine built with a printed trtexec line instead of building (needs --graph)",
+    )
+    b.add_argument(
+        "--graph",
+        default=None,
+        choices=("text_encoder", "image_encoder", "mask_decoder"),
+        help="with --import: the graph the engine was built from",
+    )
+    b.add_argument(
+        "--compute-capability",
+        default=None,
+        metavar="X.Y",
+        help="with --import: the GPU the engine was built on (default: this machine's GPU)",
+    )
     b.set_defaults(func=_build)
 
-    i = s.add_parser("info", formatter_class=fmt, help="graphs, engines, parameters and FLOPs per module",
-                     description="Show what a bundle holds and the parameters / FLOPs per graph and per SSP module "
-                                 "at its input size.")
+    i = s.add_parser(
+        "info",
+        formatter_class=fmt,
+        help="graphs, engines, parameters and FLOPs per module",
+        description="Show what a bundle holds and the parameters / FLOPs per graph and per SSP module "
+        "at its input size.",
+    )
     i.add_argument("bundle")
     add_json_arg(i)
     i.set_defaults(func=_info)
 
-    k = s.add_parser("keygen", formatter_class=fmt, help="make an Ed25519 key pair for signing bundles",
-                     description="Write OUT.pem (private key, mode 0600: keep it secret) and OUT.pub.pem (public key: "
-                                 "give it to whoever opens your bundles, as verify_key= / $SSP_BUNDLE_PUBKEY / "
-                                 "--verify-key).")
+    k = s.add_parser(
+        "keygen",
+        formatter_class=fmt,
+        help="make an Ed25519 key pair for signing bundles",
+        description="Write OUT.pem (private key, mode 0600: keep it secret) and OUT.pub.pem (public key: "
+        "give it to whoever opens your bundles, as verify_key= / $SSP_BUNDLE_PUBKEY / "
+        "--verify-key).",
+    )
     k.add_argument("--out", required=True, metavar="KEYNAME", help="path prefix of the two key files")
     k.add_argument("--force", action="store_true", help="replace an existing key pair")
     k.set_defaults(func=_keygen)
 
-    g = s.add_parser("sign", formatter_class=fmt, help="sign a bundle's manifest (Ed25519, detached)",
-                     description="Verify every file of BUNDLE against its manifest, then write manifest.json.sig: an "
-                                 "Ed25519 signature over manifest.json, which holds the sha256 of every file. Any "
-                                 "later change to the manifest removes the signature; sign again.")
+    g = s.add_parser(
+        "sign",
+        formatter_class=fmt,
+        help="sign a bundle's manifest (Ed25519, detached)",
+        description="Verify every file of BUNDLE against its manifest, then write manifest.json.sig: an "
+        "Ed25519 signature over manifest.json, which holds the sha256 of every file. Any "
+        "later change to the manifest removes the signature; sign again.",
+    )
     g.add_argument("bundle")
     g.add_argument("--key", required=True, metavar="KEY.pem", help="private key from `ssp convert keygen`")
-    g.add_argument("--check-key", default=None, metavar="KEY.pub.pem",
-                   help="also check the new signature with this public key")
+    g.add_argument(
+        "--check-key", default=None, metavar="KEY.pub.pem", help="also check the new signature with this public key"
+    )
     g.set_defaults(func=_sign)
     from .triton import add_subcommand as add_triton  # ssp convert triton (a Triton model repository)
 
@@ -133,13 +197,16 @@ def _check_out(out: Path, force: bool) -> bool:
         return True
     if not is_bundle_folder(out):
         shown = ", ".join(repr(n) for n in entries[:3]) + (", ..." if len(entries) > 3 else "")
-        raise SSPError(f"--out {str(out)!r} is not empty and is not an ssp-edge bundle (no manifest.json of ours; it "
-                       f"holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}: {shown}); refusing to replace "
-                       f"it{' even with --force' if force else ''}: choose another folder, or empty it first "
-                       "(nothing was changed)")
+        raise SSPError(
+            f"--out {str(out)!r} is not empty and is not an ssp-edge bundle (no manifest.json of ours; it "
+            f"holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}: {shown}); refusing to replace "
+            f"it{' even with --force' if force else ''}: choose another folder, or empty it first "
+            "(nothing was changed)"
+        )
     if not force:
-        raise SSPError(f"--out {str(out)!r} already holds a bundle; pass --force to replace it or choose another "
-                       "folder")
+        raise SSPError(
+            f"--out {str(out)!r} already holds a bundle; pass --force to replace it or choose another folder"
+        )
     return True
 
 
@@ -190,8 +257,11 @@ def _export(args: argparse.Namespace) -> int:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     total = sum(res.seconds.values())
-    print(f"exported {src.cfg.name} ({src.record.get('checkpoint', 'random init')}) to {out} in {total:.0f} s: "
-          + ", ".join(f"{k} {v:.0f}s" for k, v in res.seconds.items()), file=sys.stderr)
+    print(
+        f"exported {src.cfg.name} ({src.record.get('checkpoint', 'random init')}) to {out} in {total:.0f} s: "
+        + ", ".join(f"{k} {v:.0f}s" for k, v in res.seconds.items()),
+        file=sys.stderr,
+    )
     print(f"next: ssp convert check {out}", file=sys.stderr)
     return 0
 
@@ -205,8 +275,9 @@ def _check(args: argparse.Namespace) -> int:
     from .check import check_bundle
 
     flavours = None if args.flavour == "both" else (args.flavour,)
-    rep = check_bundle(args.bundle, samples=args.samples, flavours=flavours, progress=not args.json,
-                       threads=args.threads)
+    rep = check_bundle(
+        args.bundle, samples=args.samples, flavours=flavours, progress=not args.json, threads=args.threads
+    )
     print(json.dumps(rep.to_dict()) if args.json else rep.table())
     return 0 if rep.ok else 1
 
@@ -221,28 +292,46 @@ def _build(args: argparse.Namespace) -> int:
         if not args.graph:
             raise BuildError("--import ENGINE needs --graph (text_encoder, image_encoder or mask_decoder)")
         flavour = args.flavour or ("plugin" if plugins else "portable")
-        e = import_engine(args.bundle, args.import_engine, args.graph, args.precision, flavour,
-                          args.version_compatible, plugins, args.compute_capability)
+        e = import_engine(
+            args.bundle,
+            args.import_engine,
+            args.graph,
+            args.precision,
+            flavour,
+            args.version_compatible,
+            plugins,
+            args.compute_capability,
+        )
         sm = e.compute_capability.replace(".", "")
-        print(f"{e.name}: registered {e.file} (TensorRT {e.tensorrt_version}, sm_{sm}"
-              f", {e.precision}, {e.flavour})")
+        print(f"{e.name}: registered {e.file} (TensorRT {e.tensorrt_version}, sm_{sm}, {e.precision}, {e.flavour})")
         return 0
     try:
-        built = build_engines(args.bundle, args.precision, args.flavour, plugins, args.workspace,
-                              args.version_compatible, args.verbose)
+        built = build_engines(
+            args.bundle, args.precision, args.flavour, plugins, args.workspace, args.version_compatible, args.verbose
+        )
     except TensorRTMissing:  # no TensorRT here: show what to run on the target, then the one-line error
         for strongly in (False, True):
             print(f"# TensorRT {'11 (strongly typed)' if strongly else '10'}:", file=sys.stderr)
             try:
-                for cmd in planned_commands(args.bundle, args.precision, args.flavour, plugins, args.workspace,
-                                            args.version_compatible, strongly):
+                for cmd in planned_commands(
+                    args.bundle,
+                    args.precision,
+                    args.flavour,
+                    plugins,
+                    args.workspace,
+                    args.version_compatible,
+                    strongly,
+                ):
                     print(cmd, file=sys.stderr)
             except SSPEdgeError as e2:  # no plan for this bundle (e.g. a graph missing): say so, keep going
                 print(f"#   {e2}", file=sys.stderr)
         raise
     for b in built:
-        print(f"{b.graph}: {b.file} ({b.seconds:.0f} s)" + "".join(f"\n  note: {n}" for n in b.notes)
-              + f"\n  equivalent: {b.trtexec}")
+        print(
+            f"{b.graph}: {b.file} ({b.seconds:.0f} s)"
+            + "".join(f"\n  note: {n}" for n in b.notes)
+            + f"\n  equivalent: {b.trtexec}"
+        )
     return 0
 
 

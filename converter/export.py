@@ -8,6 +8,7 @@ graph also computes the decoder's prompt-independent part (skip projections, gat
 decoder takes these for F frames plus each expression's frame index, so K prompts (of one or several
 frames) share one image encoding (``ssp_edge.ssp.models.graphs``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,9 +17,10 @@ import io
 import logging
 import time
 import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import onnx
 import torch
@@ -36,8 +38,7 @@ from ssp_edge.ssp.models.text import tokenizer_path
 from .schemas import DOMAIN, register_schemas
 from .torch_ops import TRANSLATIONS, plugin_ops
 
-__all__ = ["OPSET", "FLAVOURS", "ExportResult", "export_bundle", "expected_custom_ops", "graph_file",
-           "text_vocab_size"]
+__all__ = ["OPSET", "FLAVOURS", "ExportResult", "export_bundle", "expected_custom_ops", "graph_file", "text_vocab_size"]
 
 OPSET = 18
 FLAVOURS = ("plugin", "portable")
@@ -86,8 +87,13 @@ def _example_inputs(model: SSP, cfg: SSPConfig, graph: str) -> tuple[torch.Tenso
     with torch.no_grad():
         feats = modules["image_encoder"](image)
         words, sent = model.text(ids, mask)
-    named = {**dict(zip(graph_io(cfg)["image_encoder"].outputs, feats)), "words": words, "attention_mask": mask,
-             "sentence": sent, "frame_index": torch.tensor([1, 0, 1])}
+    named = {
+        **dict(zip(graph_io(cfg)["image_encoder"].outputs, feats)),
+        "words": words,
+        "attention_mask": mask,
+        "sentence": sent,
+        "frame_index": torch.tensor([1, 0, 1]),
+    }
     return tuple(named[n] for n in graph_io(cfg)[graph].inputs)
 
 
@@ -109,8 +115,10 @@ def _dynamic_shapes(cfg: SSPConfig, graph: str, module: torch.nn.Module, args: t
 def _quiet() -> Iterator[None]:
     """The dynamo exporter prints progress lines and warnings per graph; keep them out of the user's way."""
     buf = io.StringIO()
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._export", "torch.export", "torch._dynamo",
-                                              "onnxscript", "onnx_ir")]
+    loggers = [
+        logging.getLogger(n)
+        for n in ("torch.onnx", "torch._export", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")
+    ]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -129,10 +137,18 @@ def _export_graph(model: SSP, cfg: SSPConfig, graph: str, flavour: str, path: Pa
     args = _example_inputs(model, cfg, graph)
     scope = plugin_ops() if flavour == "plugin" else contextlib.nullcontext()
     with scope, _quiet(), torch.no_grad():
-        prog = torch.onnx.export(module, args, dynamo=True, opset_version=OPSET, input_names=list(ins),
-                                 output_names=list(outs), dynamic_shapes=_dynamic_shapes(cfg, graph, module, args),
-                                 custom_translation_table=TRANSLATIONS if flavour == "plugin" else None,
-                                 external_data=False, optimize=True)
+        prog = torch.onnx.export(
+            module,
+            args,
+            dynamo=True,
+            opset_version=OPSET,
+            input_names=list(ins),
+            output_names=list(outs),
+            dynamic_shapes=_dynamic_shapes(cfg, graph, module, args),
+            custom_translation_table=TRANSLATIONS if flavour == "plugin" else None,
+            external_data=False,
+            optimize=True,
+        )
     m = prog.model_proto
     if simplify:
         m = _simplify(m, graph)
@@ -179,8 +195,13 @@ def _strip_metadata(m: onnx.ModelProto) -> None:
     del m.metadata_props[:]
 
 
-_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.INT64: "int64",
-           onnx.TensorProto.INT32: "int32", onnx.TensorProto.BOOL: "bool"}
+_DTYPES = {
+    onnx.TensorProto.FLOAT: "float32",
+    onnx.TensorProto.FLOAT16: "float16",
+    onnx.TensorProto.INT64: "int64",
+    onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.BOOL: "bool",
+}
 
 
 def tensor_specs(values) -> list[TensorSpec]:
@@ -225,18 +246,34 @@ def custom_op_counts(m: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def export_bundle(model: SSP, cfg: SSPConfig, out: str | Path, source: dict[str, Any],
-                  thresholds: dict[str, float], flavours: tuple[str, ...] = FLAVOURS, simplify: bool = True,
-                  dynamic_axes: dict[str, list[int]] | None = None, progress: bool = True) -> ExportResult:
+def export_bundle(
+    model: SSP,
+    cfg: SSPConfig,
+    out: str | Path,
+    source: dict[str, Any],
+    thresholds: dict[str, float],
+    flavours: tuple[str, ...] = FLAVOURS,
+    simplify: bool = True,
+    dynamic_axes: dict[str, list[int]] | None = None,
+    progress: bool = True,
+) -> ExportResult:
     """Write every (graph, flavour) ONNX file, ``tokenizer.json`` and ``manifest.json`` into ``out``."""
     for f in flavours:
         if f not in FLAVOURS:
             raise SSPError(f"unknown flavour {f!r}; choose plugin, portable or both")
     out = Path(out)
     model = model.eval()
-    manifest = Manifest(config=_config_dict(cfg), input_size=cfg.input_size, mean=list(cfg.mean), std=list(cfg.std),
-                        max_tokens=cfg.max_tokens, thresholds=dict(thresholds), source=source,
-                        dynamic_axes=dynamic_axes or dict(_DEFAULT_AXES), created_by=f"ssp-edge {ssp.__version__}")
+    manifest = Manifest(
+        config=_config_dict(cfg),
+        input_size=cfg.input_size,
+        mean=list(cfg.mean),
+        std=list(cfg.std),
+        max_tokens=cfg.max_tokens,
+        thresholds=dict(thresholds),
+        source=source,
+        dynamic_axes=dynamic_axes or dict(_DEFAULT_AXES),
+        created_by=f"ssp-edge {ssp.__version__}",
+    )
     bundle = Bundle.create(out, manifest)
     atomic_copy_file(tokenizer_path(), bundle.target(manifest.tokenizer), mode=0o644)
     bundle.add_file(manifest.tokenizer)
@@ -254,8 +291,17 @@ def export_bundle(model: SSP, cfg: SSPConfig, out: str | Path, source: dict[str,
         if graph == "text_encoder" and manifest.vocab_size is None:
             manifest.vocab_size = text_vocab_size(m)
         result.seconds[f"{graph}/{flavour}"] = round(time.time() - t0, 2)
-        bundle.add_graph(GraphEntry(graph, flavour, "fp32", name, tensor_specs(m.graph.input),
-                                    tensor_specs(m.graph.output), custom_op_counts(m)))
+        bundle.add_graph(
+            GraphEntry(
+                graph,
+                flavour,
+                "fp32",
+                name,
+                tensor_specs(m.graph.input),
+                tensor_specs(m.graph.output),
+                custom_op_counts(m),
+            )
+        )
     bundle.save()
     return result
 

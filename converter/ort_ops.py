@@ -5,6 +5,7 @@ plugin-flavour graphs with them through onnxruntime-extensions Python custom ops
 This is how plugin graphs are checked without TensorRT: the same nodes TensorRT would hand to the
 plugins run here on the CPU.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,15 @@ from .schemas import DOMAIN
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["aggregate", "propagate", "replication_upsample", "make_session", "ort_backend", "uses_ssp_ops",
-           "custom_op_libraries"]
+__all__ = [
+    "aggregate",
+    "propagate",
+    "replication_upsample",
+    "make_session",
+    "ort_backend",
+    "uses_ssp_ops",
+    "custom_op_libraries",
+]
 
 _OFFSETS = [(k // 3 - 1, k % 3 - 1) for k in range(9)]
 
@@ -83,17 +91,22 @@ def _register() -> None:
 
     f, i64, st = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int64, PyCustomOpDef.dt_string
     plugin = {"plugin_namespace": st, "plugin_version": st}  # read by TensorRT's parser; unused here
-    onnx_op(op_type=f"{DOMAIN}::SuperpixelAggregate", inputs=[f, f], outputs=[f],
-            attrs={"cell": i64, "eps": PyCustomOpDef.dt_float, **plugin})(
-        lambda x, q, **a: aggregate(x, q, int(a["cell"]), float(a.get("eps", 1e-8))))
+    onnx_op(
+        op_type=f"{DOMAIN}::SuperpixelAggregate",
+        inputs=[f, f],
+        outputs=[f],
+        attrs={"cell": i64, "eps": PyCustomOpDef.dt_float, **plugin},
+    )(lambda x, q, **a: aggregate(x, q, int(a["cell"]), float(a.get("eps", 1e-8))))
     onnx_op(op_type=f"{DOMAIN}::SuperpixelPropagate", inputs=[f, f], outputs=[f], attrs={"cell": i64, **plugin})(
-        lambda z, q, **a: propagate(z, q, int(a["cell"])))
+        lambda z, q, **a: propagate(z, q, int(a["cell"]))
+    )
     onnx_op(op_type=f"{DOMAIN}::ReplicationUpsample", inputs=[f, f, f], outputs=[f], attrs={"scale": i64, **plugin})(
-        lambda x, g, y, **a: replication_upsample(x, g, y, int(a["scale"])))
+        lambda x, g, y, **a: replication_upsample(x, g, y, int(a["scale"]))
+    )
     _REGISTERED = True
 
 
-def uses_ssp_ops(model: bytes | str | Path | "onnx.ModelProto") -> bool:
+def uses_ssp_ops(model: bytes | str | Path | onnx.ModelProto) -> bool:
     """Whether a model imports the ``ssp`` domain (a plugin-flavour graph)."""
     import onnx
 

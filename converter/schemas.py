@@ -5,9 +5,10 @@ defaults come from the one op spec, ``plugins/ops.json`` (:data:`ssp_edge.sdk.pl
 Needs only ``onnx``; :func:`register_schemas` is idempotent and is called by everything that loads
 plugin graphs (export, check, calibration).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import onnx
 from onnx import defs
@@ -27,7 +28,8 @@ PLUGIN_NAMESPACE = _NAMESPACE
 PLUGIN_VERSION = _VERSION
 #: node op_type -> (inputs, outputs, {attribute: (type, default or None)}), from the op spec (plugins/ops.json)
 CUSTOM_OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...], dict[str, tuple[str, object]]]] = {
-    op.name: (op.inputs, op.outputs, {a.name: (a.type, a.default) for a in op.attributes}) for op in OPS}
+    op.name: (op.inputs, op.outputs, {a.name: (a.type, a.default) for a in op.attributes}) for op in OPS
+}
 _DOCS = {op.name: op.doc for op in OPS}
 
 
@@ -92,8 +94,11 @@ def _set_type_only(ctx, like: onnx.TypeProto) -> None:
     ctx.set_output_type(0, out)
 
 
-_INFER: dict[str, Callable] = {"SuperpixelAggregate": _infer_aggregate, "SuperpixelPropagate": _infer_propagate,
-                               "ReplicationUpsample": _infer_replication}
+_INFER: dict[str, Callable] = {
+    "SuperpixelAggregate": _infer_aggregate,
+    "SuperpixelPropagate": _infer_propagate,
+    "ReplicationUpsample": _infer_replication,
+}
 
 
 def _schema(op: str) -> defs.OpSchema:
@@ -104,17 +109,27 @@ def _schema(op: str) -> defs.OpSchema:
         if default is None:
             attributes.append(defs.OpSchema.Attribute(name, kind[typ], f"{name} (required)", required=True))
         else:
-            attributes.append(defs.OpSchema.Attribute(name, onnx.helper.make_attribute(name, default),
-                                                      f"{name} (default {default})"))
+            attributes.append(
+                defs.OpSchema.Attribute(name, onnx.helper.make_attribute(name, default), f"{name} (default {default})")
+            )
     for name, default in (("plugin_namespace", PLUGIN_NAMESPACE), ("plugin_version", PLUGIN_VERSION)):
-        attributes.append(defs.OpSchema.Attribute(name, onnx.helper.make_attribute(name, default),
-                                                  f"TensorRT plugin {name.split('_')[1]} (default {default!r})"))
+        attributes.append(
+            defs.OpSchema.Attribute(
+                name,
+                onnx.helper.make_attribute(name, default),
+                f"TensorRT plugin {name.split('_')[1]} (default {default!r})",
+            )
+        )
     schema = defs.OpSchema(
-        op, DOMAIN, OPSET_VERSION, doc=_DOCS[op],
+        op,
+        DOMAIN,
+        OPSET_VERSION,
+        doc=_DOCS[op],
         inputs=[defs.OpSchema.FormalParameter(n, "T") for n in ins],
         outputs=[defs.OpSchema.FormalParameter(n, "T") for n in outs],
         type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "float32 or float16 NCHW tensors")],
-        attributes=attributes)
+        attributes=attributes,
+    )
     schema.set_type_and_shape_inference_function(_INFER[op])
     return schema
 

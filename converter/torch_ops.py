@@ -4,10 +4,11 @@ the node attribute names come from the op spec (``plugins/ops.json``).
 
 :func:`plugin_ops` routes the model's reference ops to these for the scope of one export.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import onnxscript
 import torch
@@ -95,7 +96,9 @@ TRANSLATIONS: dict[Callable, Callable] = {
 def plugin_ops() -> Iterator[None]:
     """Within the scope, the model's superpixel / replication ops are the ``ssp::`` custom ops."""
     register_schemas()
-    with ref.use_implementations(superpixel_aggregate=torch.ops.ssp.superpixel_aggregate,
-                                 superpixel_propagate=torch.ops.ssp.superpixel_propagate,
-                                 replication_upsample=torch.ops.ssp.replication_upsample):
+    with ref.use_implementations(
+        superpixel_aggregate=torch.ops.ssp.superpixel_aggregate,
+        superpixel_propagate=torch.ops.ssp.superpixel_propagate,
+        replication_upsample=torch.ops.ssp.replication_upsample,
+    ):
         yield

@@ -29,6 +29,7 @@ GPU and version: one the builder rejects (another GPU) is replaced by a new one,
 Engines built by hand with the printed trtexec lines are registered with :func:`import_engine`
 (``ssp convert build BUNDLE --import ENGINE``).
 """
+
 from __future__ import annotations
 
 import re
@@ -43,9 +44,24 @@ from typing import TYPE_CHECKING, Any
 from ssp_edge.sdk.bundle import GRAPHS, Bundle, EngineEntry, GraphEntry, atomic_write_bytes
 from ssp_edge.sdk.errors import SDKError
 
-__all__ = ["PRECISIONS", "BuildError", "TensorRTMissing", "BuiltEngine", "GraphPlan", "import_tensorrt",
-           "compute_capability", "engine_name", "plan_sources", "trtexec_command", "build_engines", "planned_commands",
-           "strongly_typed_only", "plan_version", "import_engine", "has_qdq"]
+__all__ = [
+    "PRECISIONS",
+    "BuildError",
+    "TensorRTMissing",
+    "BuiltEngine",
+    "GraphPlan",
+    "import_tensorrt",
+    "compute_capability",
+    "engine_name",
+    "plan_sources",
+    "trtexec_command",
+    "build_engines",
+    "planned_commands",
+    "strongly_typed_only",
+    "plan_version",
+    "import_engine",
+    "has_qdq",
+]
 
 if TYPE_CHECKING:  # the API-name check (tests/converter/test_trt_api_names.py) types these against the bindings
     import tensorrt as trt
@@ -92,9 +108,11 @@ def import_tensorrt() -> Any:
     try:
         import tensorrt as trt
     except Exception as e:  # ImportError, or OSError when libnvinfer is missing
-        raise TensorRTMissing(f"TensorRT is not usable here ({type(e).__name__}: {e}); build engines on the target: "
-                              "JetPack ships TensorRT, desktops `pip install tensorrt`; the trtexec commands printed "
-                              "above do the same") from None
+        raise TensorRTMissing(
+            f"TensorRT is not usable here ({type(e).__name__}: {e}); build engines on the target: "
+            "JetPack ships TensorRT, desktops `pip install tensorrt`; the trtexec commands printed "
+            "above do the same"
+        ) from None
     return trt
 
 
@@ -164,8 +182,13 @@ def plan_sources(bundle: Bundle, flavour: str, precision: str, strongly_typed: b
                 other = bundle.has_graph(g, flavour, "int8")
                 raise BuildError(
                     f"--precision int8 needs the TensorRT-plan Q/DQ graph of {g} ({flavour}) and the bundle has "
-                    + ("only the ONNX Runtime plan, which keeps in float what int8 does not speed up on a CPU"
-                       if other else "none") + f"; run `ssp calibrate {bundle.root}` (this version writes both plans)")
+                    + (
+                        "only the ONNX Runtime plan, which keeps in float what int8 does not speed up on a CPU"
+                        if other
+                        else "none"
+                    )
+                    + f"; run `ssp calibrate {bundle.root}` (this version writes both plans)"
+                )
             p = GraphPlan(g, e, True)
             if not has_qdq(bundle, e):
                 p.strongly_typed, p.strict_fp32 = strongly_typed, True
@@ -176,9 +199,11 @@ def plan_sources(bundle: Bundle, flavour: str, precision: str, strongly_typed: b
         elif not strongly_typed:
             plan[g] = GraphPlan(g, fp32, False, fp16_flag=True, notes=["no FP16 graph: FP32 graph with the FP16 flag"])
         else:
-            raise BuildError(f"--precision fp16 needs a mixed-precision FP16 graph for {g} ({flavour}) and the bundle "
-                             "has none (TensorRT 11 has no FP16 builder flag); "
-                             f"run `ssp calibrate {bundle.root}` first")
+            raise BuildError(
+                f"--precision fp16 needs a mixed-precision FP16 graph for {g} ({flavour}) and the bundle "
+                "has none (TensorRT 11 has no FP16 builder flag); "
+                f"run `ssp calibrate {bundle.root}` first"
+            )
     return plan
 
 
@@ -194,8 +219,10 @@ def _profile_shapes(entry: GraphEntry, axes: dict[str, list[int]]) -> dict[str, 
             for d in t.shape:
                 if isinstance(d, str):
                     if d not in axes:
-                        raise BuildError(f"{entry.file}: input {t.name} has dynamic axis {d!r} without a range in "
-                                         "the manifest's dynamic_axes; re-export the bundle")
+                        raise BuildError(
+                            f"{entry.file}: input {t.name} has dynamic axis {d!r} without a range in "
+                            "the manifest's dynamic_axes; re-export the bundle"
+                        )
                     dims.append(int(axes[d][i]))
                 else:
                     dims.append(int(d))
@@ -204,14 +231,20 @@ def _profile_shapes(entry: GraphEntry, axes: dict[str, list[int]]) -> dict[str, 
     return out
 
 
-def trtexec_command(bundle: Bundle, plan: GraphPlan, engine: str, plugin_lib: str | None, workspace_mb: int,
-                    version_compatible: bool) -> str:
+def trtexec_command(
+    bundle: Bundle, plan: GraphPlan, engine: str, plugin_lib: str | None, workspace_mb: int, version_compatible: bool
+) -> str:
     """The trtexec line that builds the same engine (every flag exists in trtexec 10.3 and 11.1:
     tests/converter/test_trt_build.py checks them against their sampleOptions.cpp)."""
     shapes = _profile_shapes(plan.entry, bundle.manifest.dynamic_axes)
-    args = ["trtexec", f"--onnx={bundle.path(plan.entry.file)}", f"--saveEngine={bundle.target(engine)}",
-            f"--memPoolSize=workspace:{workspace_mb}M", f"--timingCacheFile={bundle.target(TRTEXEC_CACHE)}",
-            "--skipInference"]
+    args = [
+        "trtexec",
+        f"--onnx={bundle.path(plan.entry.file)}",
+        f"--saveEngine={bundle.target(engine)}",
+        f"--memPoolSize=workspace:{workspace_mb}M",
+        f"--timingCacheFile={bundle.target(TRTEXEC_CACHE)}",
+        "--skipInference",
+    ]
     for key, idx in (("--minShapes", 0), ("--optShapes", 1), ("--maxShapes", 2)):
         if shapes:
             args.append(key + "=" + ",".join(f"{n}:{'x'.join(map(str, s[idx]))}" for n, s in shapes.items()))
@@ -230,7 +263,7 @@ def trtexec_command(bundle: Bundle, plan: GraphPlan, engine: str, plugin_lib: st
     return " ".join(shlex.quote(a) for a in args)
 
 
-def _load_plugins(logger: "trt.ILogger", plugin_lib: str | None) -> str:
+def _load_plugins(logger: trt.ILogger, plugin_lib: str | None) -> str:
     """Load and register the plugin library the caller chose; its sspPluginsBuildInfo() (or "")."""
     import tensorrt as trt
 
@@ -244,7 +277,7 @@ def _load_plugins(logger: "trt.ILogger", plugin_lib: str | None) -> str:
     return plugin_build_info(lib)
 
 
-def _timing_cache(config: "trt.IBuilderConfig", cache_bytes: bytes, notes: list[str]) -> "trt.ITimingCache":
+def _timing_cache(config: trt.IBuilderConfig, cache_bytes: bytes, notes: list[str]) -> trt.ITimingCache:
     """The bundle's cache when this builder accepts it, else a new one (Polygraphy's CreateConfig sets it with
     ignore_mismatch=False; a rejected cache is dropped, never written back)."""
     cache = None
@@ -263,8 +296,16 @@ def _timing_cache(config: "trt.IBuilderConfig", cache_bytes: bytes, notes: list[
     return cache
 
 
-def _build_one(logger: "trt.ILogger", bundle: Bundle, plan: GraphPlan, plugin_path: str | None, workspace_mb: int,
-               version_compatible: bool, cache_bytes: bytes, notes: list[str]) -> tuple[bytes, bytes]:
+def _build_one(
+    logger: trt.ILogger,
+    bundle: Bundle,
+    plan: GraphPlan,
+    plugin_path: str | None,
+    workspace_mb: int,
+    version_compatible: bool,
+    cache_bytes: bytes,
+    notes: list[str],
+) -> tuple[bytes, bytes]:
     import tensorrt as trt
 
     builder = trt.Builder(logger)
@@ -299,8 +340,9 @@ def _build_one(logger: "trt.ILogger", bundle: Bundle, plan: GraphPlan, plugin_pa
         config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise BuildError(f"TensorRT failed to build {plan.entry.file}; TensorRT's log above says why (--verbose for "
-                         "more)")
+        raise BuildError(
+            f"TensorRT failed to build {plan.entry.file}; TensorRT's log above says why (--verbose for more)"
+        )
     cache = config.get_timing_cache()
     return bytes(memoryview(serialized)), bytes(memoryview(cache.serialize())) if cache is not None else cache_bytes
 
@@ -355,20 +397,30 @@ def _commit(bundle: Bundle, new: list[EngineEntry], files: list[str], drop: set[
                 pass
 
 
-def build_engines(path: str | Path, precision: str, flavour: str | None = None, plugin_lib: str | None = None,
-                  workspace_mb: int = 1024, version_compatible: bool = False,
-                  verbose: bool = False) -> list[BuiltEngine]:
+def build_engines(
+    path: str | Path,
+    precision: str,
+    flavour: str | None = None,
+    plugin_lib: str | None = None,
+    workspace_mb: int = 1024,
+    version_compatible: bool = False,
+    verbose: bool = False,
+) -> list[BuiltEngine]:
     """Build one engine per graph into the bundle and record them in the manifest (all or nothing)."""
     if precision not in PRECISIONS:
         raise BuildError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     bundle = Bundle.open(path)
     flavour = flavour or ("plugin" if plugin_lib else "portable")
     if flavour == "plugin" and not plugin_lib:
-        raise BuildError("plugin-flavour graphs need the ssp plugin library: pass --plugins "
-                         "build/plugins/libssp_trt_plugins.so or set SSP_PLUGIN_LIB")
+        raise BuildError(
+            "plugin-flavour graphs need the ssp plugin library: pass --plugins "
+            "build/plugins/libssp_trt_plugins.so or set SSP_PLUGIN_LIB"
+        )
     if plugin_lib and not Path(plugin_lib).is_file():
-        raise BuildError(f"plugin library {plugin_lib!r} not found; build it with `make plugins` (or `cmake -S plugins "
-                         "-B build/plugins && cmake --build build/plugins`) or point --plugins / SSP_PLUGIN_LIB at it")
+        raise BuildError(
+            f"plugin library {plugin_lib!r} not found; build it with `make plugins` (or `cmake -S plugins "
+            "-B build/plugins && cmake --build build/plugins`) or point --plugins / SSP_PLUGIN_LIB at it"
+        )
     import_tensorrt()
     import tensorrt as trt
 
@@ -389,17 +441,35 @@ def build_engines(path: str | Path, precision: str, flavour: str | None = None, 
             name = engine_name(graph, flavour, precision, trt.__version__, cc, build_id)
             t0 = time.time()
             notes = list(p.notes)
-            engine, cache_bytes = _build_one(logger, bundle, p, plugin_path, workspace_mb, version_compatible,
-                                             cache_bytes, notes)
+            engine, cache_bytes = _build_one(
+                logger, bundle, p, plugin_path, workspace_mb, version_compatible, cache_bytes, notes
+            )
             atomic_write_bytes(bundle.target(name), engine)
             written.append(bundle.target(name))
-            axes = {k: v for k, v in bundle.manifest.dynamic_axes.items()
-                    if any(k in t.shape for t in p.entry.inputs)}
-            entries.append(EngineEntry(graph, flavour, precision, name, trt.__version__, cc, p.entry.file,
-                                       lib_rel if p.entry.custom_ops else None, axes, version_compatible,
-                                       build_info or None))
-            cmd = trtexec_command(bundle, p, engine_name(graph, flavour, precision, trt.__version__, cc, "trtexec"),
-                                  plugin_path, workspace_mb, version_compatible)
+            axes = {k: v for k, v in bundle.manifest.dynamic_axes.items() if any(k in t.shape for t in p.entry.inputs)}
+            entries.append(
+                EngineEntry(
+                    graph,
+                    flavour,
+                    precision,
+                    name,
+                    trt.__version__,
+                    cc,
+                    p.entry.file,
+                    lib_rel if p.entry.custom_ops else None,
+                    axes,
+                    version_compatible,
+                    build_info or None,
+                )
+            )
+            cmd = trtexec_command(
+                bundle,
+                p,
+                engine_name(graph, flavour, precision, trt.__version__, cc, "trtexec"),
+                plugin_path,
+                workspace_mb,
+                version_compatible,
+            )
             built.append(BuiltEngine(graph, name, round(time.time() - t0, 1), cmd, notes))
         mm = ".".join(trt.__version__.split(".")[:2])
         cache_rel = f"timing.sm{cc.replace('.', '')}.trt{mm}.{build_id}.cache"
@@ -413,9 +483,15 @@ def build_engines(path: str | Path, precision: str, flavour: str | None = None, 
     return built
 
 
-def planned_commands(path: str | Path, precision: str, flavour: str | None = None, plugin_lib: str | None = None,
-                     workspace_mb: int = 1024, version_compatible: bool = False,
-                     strongly_typed: bool = False) -> list[str]:
+def planned_commands(
+    path: str | Path,
+    precision: str,
+    flavour: str | None = None,
+    plugin_lib: str | None = None,
+    workspace_mb: int = 1024,
+    version_compatible: bool = False,
+    strongly_typed: bool = False,
+) -> list[str]:
     """Per graph, the trtexec line for a build and, after ``&&``, the `ssp convert build --import` that registers
     the engine it writes (printed when TensorRT is not installed here)."""
     bundle = Bundle.open(path, verify=False)
@@ -424,14 +500,29 @@ def planned_commands(path: str | Path, precision: str, flavour: str | None = Non
     cmds = []
     for graph, p in plan.items():
         name = f"{graph}.{flavour}.{precision}.trtexec.engine"  # registered under its real name by --import
-        imp = ["ssp", "convert", "build", str(bundle.root), "--import", str(bundle.target(name)), "--graph", graph,
-               "--flavour", flavour, "--precision", precision]
+        imp = [
+            "ssp",
+            "convert",
+            "build",
+            str(bundle.root),
+            "--import",
+            str(bundle.target(name)),
+            "--graph",
+            graph,
+            "--flavour",
+            flavour,
+            "--precision",
+            precision,
+        ]
         if version_compatible:
             imp.append("--version-compatible")
         if plugin_lib:
             imp += ["--plugins", str(plugin_lib)]
-        cmds.append(trtexec_command(bundle, p, name, plugin_lib, workspace_mb, version_compatible) + " && "
-                    + " ".join(shlex.quote(a) for a in imp))
+        cmds.append(
+            trtexec_command(bundle, p, name, plugin_lib, workspace_mb, version_compatible)
+            + " && "
+            + " ".join(shlex.quote(a) for a in imp)
+        )
     return cmds
 
 
@@ -442,7 +533,7 @@ _PLAN_TAG = 0x74727466
 
 
 def plan_version(data: bytes) -> str:
-    """"10.3.0.26" from a TensorRT plan's header, or a BuildError saying why it is not a plan this can read."""
+    """ "10.3.0.26" from a TensorRT plan's header, or a BuildError saying why it is not a plan this can read."""
     if len(data) < 28:
         raise BuildError(f"not a TensorRT engine ({len(data)} bytes, a plan has a 28-byte header)")
     tag, serialization = struct.unpack_from("<II", data, 0)
@@ -453,9 +544,16 @@ def plan_version(data: bytes) -> str:
     return ".".join(str(b) for b in data[24:28])
 
 
-def import_engine(path: str | Path, engine_file: str | Path, graph: str, precision: str, flavour: str,
-                  version_compatible: bool = False, plugin_lib: str | None = None,
-                  cc: str | None = None) -> EngineEntry:
+def import_engine(
+    path: str | Path,
+    engine_file: str | Path,
+    graph: str,
+    precision: str,
+    flavour: str,
+    version_compatible: bool = False,
+    plugin_lib: str | None = None,
+    cc: str | None = None,
+) -> EngineEntry:
     """Register an engine built with the printed trtexec line: checks the file, the graph / precision / flavour,
     the TensorRT version in its header and, where TensorRT imports here, its I/O names against the source graph;
     then copies it in under a new name and saves the manifest atomically."""
@@ -464,8 +562,10 @@ def import_engine(path: str | Path, engine_file: str | Path, graph: str, precisi
         raise BuildError(f"--graph must be one of {', '.join(GRAPHS)}, got {graph!r}")
     f = Path(engine_file)
     if not f.is_file():
-        raise BuildError(f"--import {str(f)!r}: no such file; build it with the trtexec line `ssp convert build "
-                         f"{bundle.root} --precision {precision}` prints")
+        raise BuildError(
+            f"--import {str(f)!r}: no such file; build it with the trtexec line `ssp convert build "
+            f"{bundle.root} --precision {precision}` prints"
+        )
     data = f.read_bytes()
     version = plan_version(data)
     source = plan_sources(bundle, flavour, precision, int(version.split(".")[0]) >= 11)[graph].entry
@@ -479,8 +579,10 @@ def import_engine(path: str | Path, engine_file: str | Path, graph: str, precisi
     if io is not None:
         want = sorted(t.name for t in source.inputs + source.outputs)
         if sorted(io) != want:
-            raise BuildError(f"{f.name}: its I/O tensors {sorted(io)} are not those of {source.file} {want}; it was "
-                             "built from another graph")
+            raise BuildError(
+                f"{f.name}: its I/O tensors {sorted(io)} are not those of {source.file} {want}; it was "
+                "built from another graph"
+            )
     written: list[Path] = []
     build_id = secrets.token_hex(4)
     name = engine_name(graph, flavour, precision, version, cc, build_id)
@@ -495,8 +597,19 @@ def import_engine(path: str | Path, engine_file: str | Path, graph: str, precisi
         atomic_write_bytes(bundle.target(name), data)
         written.append(bundle.target(name))
         axes = {k: v for k, v in bundle.manifest.dynamic_axes.items() if any(k in t.shape for t in source.inputs)}
-        entry = EngineEntry(graph, flavour, precision, name, version, cc, source.file,
-                            lib_rel if source.custom_ops else None, axes, version_compatible, build_info or None)
+        entry = EngineEntry(
+            graph,
+            flavour,
+            precision,
+            name,
+            version,
+            cc,
+            source.file,
+            lib_rel if source.custom_ops else None,
+            axes,
+            version_compatible,
+            build_info or None,
+        )
         _commit(bundle, [entry], [lib_rel] if lib_rel else [], set())
     except BaseException:
         for w in written:

@@ -4,6 +4,7 @@
     python samples/camera_demo.py --bundle build/bundle --source 0 --prompt "the red cup"
     python samples/camera_demo.py --bundle build/bundle --source build/demo_input.mp4 --out cam.mp4 --max-frames 30
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,7 @@ from ssp_edge.sdk.segmenter import Segmenter
 from ssp_edge.sdk.video import open_sink, open_source
 
 
-def _keyboard(q: "queue.Queue[list[str]]") -> None:
+def _keyboard(q: queue.Queue[list[str]]) -> None:
     for line in sys.stdin:
         if parse_prompts(line):
             q.put(parse_prompts(line))
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         seg.set_prompts(a.prompt or ["the red circle"])
         source = open_source(a.source)
         sink.fps = source.fps
-        q: "queue.Queue[list[str]]" = queue.Queue()
+        q: queue.Queue[list[str]] = queue.Queue()
         if sys.stdin is not None and sys.stdin.isatty():
             threading.Thread(target=_keyboard, args=(q,), daemon=True).start()
             print("type a prompt and press Enter; q in the window (or Ctrl-C) quits", file=sys.stderr)

@@ -1,7 +1,8 @@
 """Image + prompt(s) -> overlay PNG, with the SDK only (no torch).
 
-    python samples/image_demo.py --bundle build/bundle --image photo.jpg --prompt "the red cup" --out overlay.png
+python samples/image_demo.py --bundle build/bundle --image photo.jpg --prompt "the red cup" --out overlay.png
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         ys, xs = r.mask.nonzero()
         box = [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())] if len(xs) else None
-        print(json.dumps({"prompt": r.prompt, "exists": r.exists, "score": round(r.score, 3), "area": r.area,
-                          "box_xyxy": box}))
+        print(
+            json.dumps(
+                {"prompt": r.prompt, "exists": r.exists, "score": round(r.score, 3), "area": r.area, "box_xyxy": box}
+            )
+        )
     print(f"overlay written to {a.out}", file=sys.stderr)
     return 0
 

@@ -6,6 +6,7 @@ latency budget are skipped, so the robot never acts on a stale view.
 
 Each processed frame prints one JSON line: {"frame", "age_ms", "found", "centroid", "box", "steer", ...}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,9 +54,15 @@ class TargetTracker:
             return Target(frame.index, round(age, 1), False, r.score, None, None, None)
         h, w = r.mask.shape
         cx, cy = float(xs.mean()), float(ys.mean())
-        return Target(frame.index, round(age, 1), True, round(r.score, 3), (round(cx, 1), round(cy, 1)),
-                      (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())),
-                      (round(2 * cx / w - 1, 3), round(2 * cy / h - 1, 3)))
+        return Target(
+            frame.index,
+            round(age, 1),
+            True,
+            round(r.score, 3),
+            (round(cx, 1), round(cy, 1)),
+            (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())),
+            (round(2 * cx / w - 1, 3), round(2 * cy / h - 1, 3)),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,20 +6,39 @@ dataclasses) works, and constructors are passed in, so the same code runs in the
 Encodings: ``bgr8``, ``rgb8``, ``bgra8``, ``rgba8``, ``mono8``, ``mono16`` (8- and 16-bit, either byte order;
 rows may be padded: ``step`` >= width * bytes per pixel).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["ENCODINGS", "image_to_array", "image_to_bgr", "array_to_image", "mask_to_image", "label_image",
-           "Detection", "detections", "fill_detection_array"]
+__all__ = [
+    "ENCODINGS",
+    "image_to_array",
+    "image_to_bgr",
+    "array_to_image",
+    "mask_to_image",
+    "label_image",
+    "Detection",
+    "detections",
+    "fill_detection_array",
+]
 
 #: encoding -> (dtype, channels)
-ENCODINGS = {"bgr8": (np.uint8, 3), "rgb8": (np.uint8, 3), "bgra8": (np.uint8, 4), "rgba8": (np.uint8, 4),
-             "mono8": (np.uint8, 1), "mono16": (np.uint16, 1), "8UC1": (np.uint8, 1), "8UC3": (np.uint8, 3),
-             "16UC1": (np.uint16, 1)}
+ENCODINGS = {
+    "bgr8": (np.uint8, 3),
+    "rgb8": (np.uint8, 3),
+    "bgra8": (np.uint8, 4),
+    "rgba8": (np.uint8, 4),
+    "mono8": (np.uint8, 1),
+    "mono16": (np.uint16, 1),
+    "8UC1": (np.uint8, 1),
+    "8UC3": (np.uint8, 3),
+    "16UC1": (np.uint16, 1),
+}
 
 
 def _layout(encoding: str) -> tuple[np.dtype, int]:
@@ -37,8 +56,10 @@ def image_to_array(msg: Any) -> np.ndarray:
     row = w * ch * dtype.itemsize
     data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data.tobytes(), np.uint8)
     if step < row or data.size < step * h:
-        raise ValueError(f"image message {w}x{h} {msg.encoding}: step {step} / {data.size} bytes is too small for "
-                         f"{row} bytes per row")
+        raise ValueError(
+            f"image message {w}x{h} {msg.encoding}: step {step} / {data.size} bytes is too small for "
+            f"{row} bytes per row"
+        )
     rows = data[: step * h].reshape(h, step)[:, :row]
     big = bool(msg.is_bigendian) and dtype.itemsize > 1
     arr = np.ascontiguousarray(rows).view(dtype.newbyteorder(">") if big else dtype.newbyteorder("<"))
@@ -59,8 +80,14 @@ def image_to_bgr(msg: Any) -> np.ndarray:
     return np.ascontiguousarray(arr[:, :, :3])
 
 
-def array_to_image(arr: np.ndarray, encoding: str, header: Any, make: Callable[..., Any],
-                   bigendian: bool = False, step: int | None = None) -> Any:
+def array_to_image(
+    arr: np.ndarray,
+    encoding: str,
+    header: Any,
+    make: Callable[..., Any],
+    bigendian: bool = False,
+    step: int | None = None,
+) -> Any:
     """(H, W[, C]) array -> a sensor_msgs/Image built by ``make(header=, height=, width=, encoding=, is_bigendian=,
     step=, data=)`` (rclpy: ``sensor_msgs.msg.Image``; rosbags: its dataclass); rows padded to ``step``."""
     dtype, ch = _layout(encoding)
@@ -75,8 +102,15 @@ def array_to_image(arr: np.ndarray, encoding: str, header: Any, make: Callable[.
     raw = np.ascontiguousarray(a.astype(dtype.newbyteorder(">" if bigendian else "<"))).view(np.uint8).reshape(h, row)
     if step > row:
         raw = np.concatenate([raw, np.zeros((h, step - row), np.uint8)], axis=1)
-    return make(header=header, height=h, width=w, encoding=encoding, is_bigendian=int(bigendian and dtype.itemsize > 1),
-                step=step, data=np.ascontiguousarray(raw).reshape(-1))
+    return make(
+        header=header,
+        height=h,
+        width=w,
+        encoding=encoding,
+        is_bigendian=int(bigendian and dtype.itemsize > 1),
+        step=step,
+        data=np.ascontiguousarray(raw).reshape(-1),
+    )
 
 
 def mask_to_image(mask: np.ndarray, header: Any, make: Callable[..., Any]) -> Any:
@@ -114,8 +148,11 @@ def detections(results: Sequence[Any]) -> list[Detection]:
         if not r.exists or len(xs) == 0:
             continue
         x0, x1, y0, y1 = int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())
-        out.append(Detection(r.prompt, float(r.score), (x0 + x1) / 2.0, (y0 + y1) / 2.0, float(x1 - x0 + 1),
-                             float(y1 - y0 + 1)))
+        out.append(
+            Detection(
+                r.prompt, float(r.score), (x0 + x1) / 2.0, (y0 + y1) / 2.0, float(x1 - x0 + 1), float(y1 - y0 + 1)
+            )
+        )
     return out
 
 
@@ -125,12 +162,19 @@ def fill_detection_array(dets: Sequence[Detection], header: Any, types: Any) -> 
     Quaternion constructors taking the fields as keywords)."""
     items = []
     for d in dets:
-        pose = types.PoseWithCovariance(pose=types.Pose(position=types.Point(x=0.0, y=0.0, z=0.0),
-                                                        orientation=types.Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)),
-                                        covariance=np.zeros(36, np.float64))
-        hyp = types.ObjectHypothesisWithPose(hypothesis=types.ObjectHypothesis(class_id=d.class_id, score=d.score),
-                                             pose=pose)
-        bbox = types.BoundingBox2D(center=types.Pose2D(position=types.Point2D(x=d.center_x, y=d.center_y), theta=0.0),
-                                   size_x=d.size_x, size_y=d.size_y)
+        pose = types.PoseWithCovariance(
+            pose=types.Pose(
+                position=types.Point(x=0.0, y=0.0, z=0.0), orientation=types.Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)
+            ),
+            covariance=np.zeros(36, np.float64),
+        )
+        hyp = types.ObjectHypothesisWithPose(
+            hypothesis=types.ObjectHypothesis(class_id=d.class_id, score=d.score), pose=pose
+        )
+        bbox = types.BoundingBox2D(
+            center=types.Pose2D(position=types.Point2D(x=d.center_x, y=d.center_y), theta=0.0),
+            size_x=d.size_x,
+            size_y=d.size_y,
+        )
         items.append(types.Detection2D(header=header, results=[hyp], bbox=bbox, id=d.class_id))
     return types.Detection2DArray(header=header, detections=items)

@@ -12,6 +12,7 @@ when vision_msgs is not installed, std_msgs/String JSON instead) and ``/ssp/outp
 Only the newest image is processed (a timer picks it up), so a slow model never builds a backlog.
 The message conversion lives in samples/ros2_msgs.py (tested without rclpy, with rosbags).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,6 +32,7 @@ def _make_image(Image):  # noqa: N803 -- the message class
     def make(**kw):
         kw["data"] = array.array("B", kw["data"].tobytes())
         return Image(**kw)
+
     return make
 
 
@@ -51,17 +53,28 @@ def main(argv: list[str] | None = None) -> int:
         from sensor_msgs.msg import Image
         from std_msgs.msg import String
     except ImportError:
-        print("ros2_node.py needs ROS 2 (rclpy, sensor_msgs, std_msgs): source your ROS 2 setup.bash first",
-              file=sys.stderr)
+        print(
+            "ros2_node.py needs ROS 2 (rclpy, sensor_msgs, std_msgs): source your ROS 2 setup.bash first",
+            file=sys.stderr,
+        )
         return 2
     try:
-        from vision_msgs import msg as vm
         from geometry_msgs.msg import Point, Pose, PoseWithCovariance, Quaternion
-        vision = SimpleNamespace(Detection2DArray=vm.Detection2DArray, Detection2D=vm.Detection2D,
-                                 ObjectHypothesisWithPose=vm.ObjectHypothesisWithPose,
-                                 ObjectHypothesis=vm.ObjectHypothesis, BoundingBox2D=vm.BoundingBox2D,
-                                 Pose2D=vm.Pose2D, Point2D=vm.Point2D, PoseWithCovariance=PoseWithCovariance,
-                                 Pose=Pose, Point=Point, Quaternion=Quaternion)
+        from vision_msgs import msg as vm
+
+        vision = SimpleNamespace(
+            Detection2DArray=vm.Detection2DArray,
+            Detection2D=vm.Detection2D,
+            ObjectHypothesisWithPose=vm.ObjectHypothesisWithPose,
+            ObjectHypothesis=vm.ObjectHypothesis,
+            BoundingBox2D=vm.BoundingBox2D,
+            Pose2D=vm.Pose2D,
+            Point2D=vm.Point2D,
+            PoseWithCovariance=PoseWithCovariance,
+            Pose=Pose,
+            Point=Point,
+            Quaternion=Quaternion,
+        )
     except ImportError:
         vision = None
 

@@ -12,6 +12,7 @@ This is the one reader/writer of manifests, used by the converter, the calibrati
 * optionally the manifest carries a detached Ed25519 signature (:mod:`.signing`), checked over the same bytes
   that are parsed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,16 +21,29 @@ import json
 import os
 import stat
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 from .errors import BundleError
 from .fsio import atomic_write_bytes
 from .manifest_schema import FIX, check_rel_path, validate_manifest
 
-__all__ = ["FORMAT", "MANIFEST", "GRAPHS", "TensorSpec", "GraphEntry", "EngineEntry", "Manifest", "Bundle",
-           "sha256_file", "atomic_write_bytes", "is_bundle_folder", "MAX_MANIFEST_BYTES"]
+__all__ = [
+    "FORMAT",
+    "MANIFEST",
+    "GRAPHS",
+    "TensorSpec",
+    "GraphEntry",
+    "EngineEntry",
+    "Manifest",
+    "Bundle",
+    "sha256_file",
+    "atomic_write_bytes",
+    "is_bundle_folder",
+    "MAX_MANIFEST_BYTES",
+]
 
 FORMAT = "ssp-edge-bundle/1"
 MANIFEST = "manifest.json"
@@ -112,16 +126,28 @@ class Manifest:
         return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=False, allow_nan=False) + "\n"
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = MANIFEST) -> "Manifest":
+    def from_dict(cls, data: Any, where: str = MANIFEST) -> Manifest:
         """A checked Manifest from parsed JSON; any malformed field is a BundleError naming it."""
         if isinstance(data, dict) and data.get("format") != FORMAT:
-            raise BundleError(f"{where}: format {data.get('format')!r} is not {FORMAT!r}; re-export the bundle with "
-                              "`ssp convert export` from this ssp-edge version")
-        known = {f.name: f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-                 for f in dataclasses.fields(cls)}
+            raise BundleError(
+                f"{where}: format {data.get('format')!r} is not {FORMAT!r}; re-export the bundle with "
+                "`ssp convert export` from this ssp-edge version"
+            )
+        known = {
+            f.name: f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            for f in dataclasses.fields(cls)
+        }
         d = validate_manifest(data, where, known)
-        d["graphs"] = [GraphEntry(**{**g, "inputs": [TensorSpec(**t) for t in g["inputs"]],
-                                     "outputs": [TensorSpec(**t) for t in g["outputs"]]}) for g in d.get("graphs", [])]
+        d["graphs"] = [
+            GraphEntry(
+                **{
+                    **g,
+                    "inputs": [TensorSpec(**t) for t in g["inputs"]],
+                    "outputs": [TensorSpec(**t) for t in g["outputs"]],
+                }
+            )
+            for g in d.get("graphs", [])
+        ]
         d["engines"] = [EngineEntry(**e) for e in d.get("engines", [])]
         return cls(**d)
 
@@ -156,8 +182,9 @@ class Bundle:
         try:
             return self.root.resolve(strict=True)
         except OSError:
-            raise BundleError(f"{self._where()} is not a folder; create one with "
-                              "`ssp convert export --checkpoint NAME --out DIR`") from None
+            raise BundleError(
+                f"{self._where()} is not a folder; create one with `ssp convert export --checkpoint NAME --out DIR`"
+            ) from None
 
     def _inside(self, rel: str, field: str) -> Path:
         """``rel`` checked (relative, normalised) and resolved, symlinks included, strictly inside the bundle."""
@@ -165,14 +192,18 @@ class Bundle:
         root = self._real_root()
         p = (root / rel).resolve()
         if p == root or root not in p.parents:
-            raise BundleError(f"{self._where()}: {rel!r} ({field}) resolves outside the bundle folder (a symbolic "
-                              "link or a path that leaves it); every file must be inside the bundle")
+            raise BundleError(
+                f"{self._where()}: {rel!r} ({field}) resolves outside the bundle folder (a symbolic "
+                "link or a path that leaves it); every file must be inside the bundle"
+            )
         return p
 
     def _listed(self, rel: str) -> Path:
         if not isinstance(rel, str) or rel not in self.manifest.files:
-            raise BundleError(f"{self._where()}: {rel!r} is not listed in {MANIFEST}'s files (with its sha256), so "
-                              f"it is not read; {FIX}")
+            raise BundleError(
+                f"{self._where()}: {rel!r} is not listed in {MANIFEST}'s files (with its sha256), so "
+                f"it is not read; {FIX}"
+            )
         return self._inside(rel, f"files[{rel!r}]")
 
     def path(self, rel: str) -> Path:
@@ -192,11 +223,15 @@ class Bundle:
         try:
             fd = os.open(p, flags)
         except FileNotFoundError:
-            raise BundleError(f"{self._where()}: {rel} is missing; re-export or rebuild it "
-                              "(`ssp convert export` / `ssp convert build`)") from None
+            raise BundleError(
+                f"{self._where()}: {rel} is missing; re-export or rebuild it "
+                "(`ssp convert export` / `ssp convert build`)"
+            ) from None
         except OSError as e:
-            raise BundleError(f"{self._where()}: cannot read {rel} ({e.strerror or e}); re-export or rebuild it "
-                              "(`ssp convert export` / `ssp convert build`)") from None
+            raise BundleError(
+                f"{self._where()}: cannot read {rel} ({e.strerror or e}); re-export or rebuild it "
+                "(`ssp convert export` / `ssp convert build`)"
+            ) from None
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise BundleError(f"{self._where()}: {rel} is not a regular file; re-export the bundle")
@@ -221,29 +256,40 @@ class Bundle:
         return h.hexdigest()
 
     def _mismatch(self, rel: str) -> BundleError:
-        return BundleError(f"{self._where()}: {rel} does not match its sha256 in {MANIFEST} (modified, swapped or "
-                           "truncated); re-export or rebuild it")
+        return BundleError(
+            f"{self._where()}: {rel} does not match its sha256 in {MANIFEST} (modified, swapped or "
+            "truncated); re-export or rebuild it"
+        )
 
     @classmethod
-    def open(cls, root: str | os.PathLike[str], verify: bool = True,
-             verify_key: str | os.PathLike[str] | bytes | bool | None = None) -> "Bundle":
+    def open(
+        cls,
+        root: str | os.PathLike[str],
+        verify: bool = True,
+        verify_key: str | os.PathLike[str] | bytes | bool | None = None,
+    ) -> Bundle:
         """Read and validate ``root/manifest.json``; with ``verify`` check every listed file is inside the bundle and
         matches its sha256. With ``verify_key`` (an Ed25519 public key: PEM path, text or bytes; default
         ``$SSP_BUNDLE_PUBKEY``) the manifest must carry a valid signature (``manifest.json.sig``); ``False``
         checks no signature even when the variable is set (for tools that write bundles, e.g. the signer)."""
         root = Path(root)
         if not root.is_dir():
-            raise BundleError(f"bundle {str(root)!r} is not a folder; create one with "
-                              "`ssp convert export --checkpoint NAME --out DIR`")
+            raise BundleError(
+                f"bundle {str(root)!r} is not a folder; create one with "
+                "`ssp convert export --checkpoint NAME --out DIR`"
+            )
         empty = cls(root, Manifest({}, 0, [], [], 0, {}, {}, {}))
         try:
             mf = empty._inside(MANIFEST, MANIFEST)
         except BundleError:
-            raise BundleError(f"bundle {str(root)!r}: {MANIFEST} is a link that leaves the bundle folder; refusing "
-                              "it") from None
+            raise BundleError(
+                f"bundle {str(root)!r}: {MANIFEST} is a link that leaves the bundle folder; refusing it"
+            ) from None
         if not mf.is_file():
-            raise BundleError(f"bundle {str(root)!r} has no {MANIFEST}; create it with "
-                              "`ssp convert export --checkpoint NAME --out DIR`")
+            raise BundleError(
+                f"bundle {str(root)!r} has no {MANIFEST}; create it with "
+                "`ssp convert export --checkpoint NAME --out DIR`"
+            )
         data = empty._read(mf, MANIFEST, MAX_MANIFEST_BYTES)
         key = None
         if verify_key is True:
@@ -289,27 +335,37 @@ class Bundle:
             raise self._mismatch(rel)
         return data
 
-    def graph(self, name: str, flavour: str = "portable", precision: str = "fp32",
-              qdq_plan: str | None = None) -> GraphEntry:
+    def graph(
+        self, name: str, flavour: str = "portable", precision: str = "fp32", qdq_plan: str | None = None
+    ) -> GraphEntry:
         """The graph entry for (name, flavour, precision); a clear error lists what the bundle has. Where a portable
         INT8 graph exists in two Q/DQ plans, ``qdq_plan`` picks one; by default the one that is not the TensorRT
         plan (ONNX Runtime's)."""
-        found = [g for g in self.manifest.graphs if (g.name, g.flavour, g.precision) == (name, flavour, precision)
-                 and (qdq_plan is None or g.qdq_plan == qdq_plan)]
+        found = [
+            g
+            for g in self.manifest.graphs
+            if (g.name, g.flavour, g.precision) == (name, flavour, precision)
+            and (qdq_plan is None or g.qdq_plan == qdq_plan)
+        ]
         if found:
             return sorted(found, key=lambda g: qdq_plan is None and len(found) > 1 and g.qdq_plan == "tensorrt")[0]
         have = ", ".join(sorted({f"{g.name}/{g.flavour}/{g.precision}" for g in self.manifest.graphs})) or "none"
-        hint = ("run `ssp calibrate` to add int8/fp16 graphs" if precision != "fp32"
-                else "re-export with `ssp convert export --flavour both`")
-        raise BundleError(f"bundle {str(self.root)!r} has no {name} graph in flavour {flavour!r}, precision "
-                          f"{precision!r} (has: {have}); {hint}")
+        hint = (
+            "run `ssp calibrate` to add int8/fp16 graphs"
+            if precision != "fp32"
+            else "re-export with `ssp convert export --flavour both`"
+        )
+        raise BundleError(
+            f"bundle {str(self.root)!r} has no {name} graph in flavour {flavour!r}, precision "
+            f"{precision!r} (has: {have}); {hint}"
+        )
 
     def has_graph(self, name: str, flavour: str = "portable", precision: str = "fp32") -> bool:
         return any((g.name, g.flavour, g.precision) == (name, flavour, precision) for g in self.manifest.graphs)
 
     # ---- writing
     @classmethod
-    def create(cls, root: str | os.PathLike[str], manifest: Manifest) -> "Bundle":
+    def create(cls, root: str | os.PathLike[str], manifest: Manifest) -> Bundle:
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         return cls(root, manifest)
@@ -344,6 +400,9 @@ class Bundle:
         sig = self.root / _SIGNATURE
         if sig.exists() or sig.is_symlink():
             sig.unlink()
-            warnings.warn(f"{self._where()}: {MANIFEST} changed, so its signature was removed; sign it again with "
-                          "`ssp convert sign`", stacklevel=2)
+            warnings.warn(
+                f"{self._where()}: {MANIFEST} changed, so its signature was removed; sign it again with "
+                "`ssp convert sign`",
+                stacklevel=2,
+            )
         return path

@@ -7,13 +7,14 @@ unavailable with the extra that installs it. Any other error while registering (
 code included) is a bug and keeps its traceback. Expected errors (:class:`ssp_edge.sdk.errors.SSPEdgeError`, bad
 input) print as one line, exit status 2, no traceback.
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import sys
+from collections.abc import Sequence
 from importlib.metadata import entry_points
-from typing import Sequence
 
 from .errors import SSPEdgeError
 
@@ -40,7 +41,8 @@ def require_modules(*names: str, extra: str = "model") -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ssp", description="SSP Edge: train, evaluate, convert and run SSP referring segmentation models.")
+        prog="ssp", description="SSP Edge: train, evaluate, convert and run SSP referring segmentation models."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         try:

@@ -1,5 +1,6 @@
 """Small CUDA runtime helpers over cuda-python (the bindings TensorRT's own samples moved to; pycuda
 needs a driver to build): error checking and the GPU's compute capability. Imported lazily."""
+
 from __future__ import annotations
 
 from typing import Any

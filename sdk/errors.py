@@ -1,6 +1,7 @@
 """The project's one error hierarchy: every expected error (bad input: a bundle, engine, source, prompt, option,
 data set) derives from :class:`SSPEdgeError`, which the ``ssp`` dispatcher prints as one line (exit status 2).
 Anything else is a bug and keeps its traceback."""
+
 from __future__ import annotations
 
 __all__ = ["SSPEdgeError", "SDKError", "BundleError"]

@@ -5,6 +5,7 @@ POSIX) and the folder is fsynced, so a reader (or a process that was killed mid-
 new one, never a partial one. New files get ordinary modes (0644 files, 0755 executables, minus the umask), not
 mkstemp's 0600, so a service account can read a bundle another user wrote.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,16 @@ import signal
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_copy_file", "atomic_replace_file", "fsync_dir",
-           "umask_mode", "kill_point", "KILL_ENV"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_copy_file",
+    "atomic_replace_file",
+    "fsync_dir",
+    "umask_mode",
+    "kill_point",
+    "KILL_ENV",
+]
 
 #: crash-safety tests set this to a point name; :func:`kill_point` then SIGKILLs the process there
 KILL_ENV = "SSP_TEST_KILL_AT"
@@ -80,8 +89,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, mode: int = 0o644
     return atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
-def atomic_replace_file(src_tmp: str | os.PathLike[str], dst: str | os.PathLike[str],
-                        mode: int | None = None) -> Path:
+def atomic_replace_file(src_tmp: str | os.PathLike[str], dst: str | os.PathLike[str], mode: int | None = None) -> Path:
     """Move a finished file (written and closed by someone else, e.g. a library that only writes to paths) over
     ``dst``: fsync it, set an ordinary mode, rename (same filesystem; else copy beside ``dst`` and rename), fsync
     the folder."""

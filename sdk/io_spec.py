@@ -2,9 +2,11 @@
 extra names, dtype, rank, fixed dimensions, dynamic-axis ranges and one size per named axis, each error naming
 the graph and the tensor. Every backend runs this before its runtime sees the feeds, so a bad feed is one clear
 :class:`~ssp_edge.sdk.errors.SDKError` instead of a runtime traceback."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,8 +23,9 @@ def spec_dtype(spec: TensorSpec) -> np.dtype:
     try:
         return np.dtype(spec.dtype)
     except TypeError:
-        raise SDKError(f"tensor {spec.name!r} declares dtype {spec.dtype!r}, which numpy does not know; "
-                       "re-export the bundle") from None
+        raise SDKError(
+            f"tensor {spec.name!r} declares dtype {spec.dtype!r}, which numpy does not know; re-export the bundle"
+        ) from None
 
 
 def feed_shape(value: Any) -> tuple[tuple[int, ...], np.dtype]:
@@ -46,10 +49,12 @@ def check_feeds(entry: GraphEntry, feeds: Mapping[str, Any], dynamic_axes: Mappi
     missing = [n for n in names if n not in feeds]
     extra = sorted(set(feeds) - set(names))
     if missing or extra:
-        parts = ([f"missing {', '.join(map(repr, missing))}"] if missing else []) + \
-                ([f"unexpected {', '.join(map(repr, extra))}"] if extra else [])
-        raise SDKError(f"{where}: feeds do not match the graph's inputs ({'; '.join(parts)}); it takes "
-                       f"{', '.join(names)}")
+        parts = ([f"missing {', '.join(map(repr, missing))}"] if missing else []) + (
+            [f"unexpected {', '.join(map(repr, extra))}"] if extra else []
+        )
+        raise SDKError(
+            f"{where}: feeds do not match the graph's inputs ({'; '.join(parts)}); it takes {', '.join(names)}"
+        )
     sizes: dict[str, tuple[int, str]] = {}  # axis name -> (size, the first tensor that set it)
     for spec in entry.inputs:
         shape, dtype = feed_shape(feeds[spec.name])
@@ -57,13 +62,17 @@ def check_feeds(entry: GraphEntry, feeds: Mapping[str, Any], dynamic_axes: Mappi
         if dtype != want:
             raise SDKError(f"{where}: input {spec.name!r} has dtype {dtype}, expected {want}")
         if len(shape) != len(spec.shape):
-            raise SDKError(f"{where}: input {spec.name!r} has shape {tuple(shape)} (rank {len(shape)}), expected "
-                           f"rank {len(spec.shape)}: {_fmt(spec.shape)}")
+            raise SDKError(
+                f"{where}: input {spec.name!r} has shape {tuple(shape)} (rank {len(shape)}), expected "
+                f"rank {len(spec.shape)}: {_fmt(spec.shape)}"
+            )
         for axis, (got, dim) in enumerate(zip(shape, spec.shape)):
             if isinstance(dim, int) and dim > 0:
                 if got != dim:
-                    raise SDKError(f"{where}: input {spec.name!r} has shape {tuple(shape)}, expected "
-                                   f"{_fmt(spec.shape)} (axis {axis} must be {dim})")
+                    raise SDKError(
+                        f"{where}: input {spec.name!r} has shape {tuple(shape)}, expected "
+                        f"{_fmt(spec.shape)} (axis {axis} must be {dim})"
+                    )
                 continue
             name = str(dim)
             lo, hi = 1, None
@@ -73,11 +82,15 @@ def check_feeds(entry: GraphEntry, feeds: Mapping[str, Any], dynamic_axes: Mappi
             if got < lo or (hi is not None and got > hi):
                 rng_s = f"{lo}..{hi}" if hi is not None else f">= {lo}"
                 hint = _EXPORT_FLAG.get(name) if hi is not None and got > hi else None
-                raise SDKError(f"{where}: input {spec.name!r} axis {axis} ({name}) is {got}, outside this bundle's "
-                               f"range {rng_s}" + (f"; re-export with `ssp convert export {hint} N`" if hint else ""))
+                raise SDKError(
+                    f"{where}: input {spec.name!r} axis {axis} ({name}) is {got}, outside this bundle's "
+                    f"range {rng_s}" + (f"; re-export with `ssp convert export {hint} N`" if hint else "")
+                )
             if name in sizes and sizes[name][0] != got:
-                raise SDKError(f"{where}: input {spec.name!r} axis {axis} ({name}) is {got} but {sizes[name][1]!r} "
-                               f"has {name} = {sizes[name][0]}; every input must agree")
+                raise SDKError(
+                    f"{where}: input {spec.name!r} axis {axis} ({name}) is {got} but {sizes[name][1]!r} "
+                    f"has {name} = {sizes[name][0]}; every input must agree"
+                )
             sizes.setdefault(name, (got, spec.name))
 
 

@@ -6,12 +6,14 @@ what is wrong and the fix. Paths are checked to be relative and normalised (no `
 paths, no backslashes); :class:`~ssp_edge.sdk.bundle.Bundle` then checks that they resolve inside the folder.
 Numpy-free and torch-free (stdlib only).
 """
+
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .errors import BundleError
 
@@ -49,8 +51,15 @@ def _short(v: Any) -> str:
 
 
 def _kind(v: Any) -> str:
-    return {dict: "object", list: "list", str: "string", bool: "boolean", int: "integer", float: "number",
-            type(None): "null"}.get(type(v), type(v).__name__)
+    return {
+        dict: "object",
+        list: "list",
+        str: "string",
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        type(None): "null",
+    }.get(type(v), type(v).__name__)
 
 
 class _Checker:
@@ -129,8 +138,10 @@ class _Checker:
         if depth > 32:
             raise self.fail(field, "is nested more than 32 levels deep")
         if isinstance(v, dict):
-            return {self.string(k, f"{field}.<key>"): self.json_value(x, f"{field}.{k}", depth + 1)
-                    for k, x in self.obj(v, field).items()}
+            return {
+                self.string(k, f"{field}.<key>"): self.json_value(x, f"{field}.{k}", depth + 1)
+                for k, x in self.obj(v, field).items()
+            }
         if isinstance(v, list):
             return [self.json_value(x, f"{field}[{i}]", depth + 1) for i, x in enumerate(self.lst(v, field))]
         if isinstance(v, float) and not math.isfinite(v):
@@ -165,8 +176,11 @@ def _tensor(c: _Checker, v: Any, f: str) -> dict[str, Any]:
             shape.append(c.pattern(x, f"{f}.shape[{i}]", _NAME_RE, "an axis name"))
         else:
             shape.append(c.integer(x, f"{f}.shape[{i}]", *LIMITS["dim"]))
-    return {"name": c.string(d["name"], f"{f}.name", 256, empty=False), "shape": shape,
-            "dtype": c.choice(d["dtype"], f"{f}.dtype", DTYPES)}
+    return {
+        "name": c.string(d["name"], f"{f}.name", 256, empty=False),
+        "shape": shape,
+        "dtype": c.choice(d["dtype"], f"{f}.dtype", DTYPES),
+    }
 
 
 def _exact(c: _Checker, v: Any, f: str, required: set[str], optional: Mapping[str, Any] | None = None) -> dict:
@@ -183,18 +197,23 @@ def _exact(c: _Checker, v: Any, f: str, required: set[str], optional: Mapping[st
 
 
 def _graph(c: _Checker, v: Any, f: str) -> dict[str, Any]:
-    d = _exact(c, v, f, {"name", "flavour", "precision", "file", "inputs", "outputs"},
-               {"custom_ops": {}, "qdq_plan": None})
+    d = _exact(
+        c, v, f, {"name", "flavour", "precision", "file", "inputs", "outputs"}, {"custom_ops": {}, "qdq_plan": None}
+    )
     plan = d["qdq_plan"]
-    return {"qdq_plan": None if plan is None else c.choice(plan, f"{f}.qdq_plan", QDQ_PLANS),"name": c.pattern(d["name"], f"{f}.name", _NAME_RE, "a graph name such as 'image_encoder'"),
-            "flavour": c.choice(d["flavour"], f"{f}.flavour", FLAVOURS),
-            "precision": c.choice(d["precision"], f"{f}.precision", PRECISIONS),
-            "file": c.path(d["file"], f"{f}.file"),
-            "inputs": [_tensor(c, t, f"{f}.inputs[{i}]") for i, t in enumerate(c.lst(d["inputs"], f"{f}.inputs"))],
-            "outputs": [_tensor(c, t, f"{f}.outputs[{i}]")
-                        for i, t in enumerate(c.lst(d["outputs"], f"{f}.outputs"))],
-            "custom_ops": {c.string(k, f"{f}.custom_ops.<key>", 256): c.integer(n, f"{f}.custom_ops.{k}", 0, 1 << 20)
-                           for k, n in c.obj(d["custom_ops"], f"{f}.custom_ops").items()}}
+    return {
+        "qdq_plan": None if plan is None else c.choice(plan, f"{f}.qdq_plan", QDQ_PLANS),
+        "name": c.pattern(d["name"], f"{f}.name", _NAME_RE, "a graph name such as 'image_encoder'"),
+        "flavour": c.choice(d["flavour"], f"{f}.flavour", FLAVOURS),
+        "precision": c.choice(d["precision"], f"{f}.precision", PRECISIONS),
+        "file": c.path(d["file"], f"{f}.file"),
+        "inputs": [_tensor(c, t, f"{f}.inputs[{i}]") for i, t in enumerate(c.lst(d["inputs"], f"{f}.inputs"))],
+        "outputs": [_tensor(c, t, f"{f}.outputs[{i}]") for i, t in enumerate(c.lst(d["outputs"], f"{f}.outputs"))],
+        "custom_ops": {
+            c.string(k, f"{f}.custom_ops.<key>", 256): c.integer(n, f"{f}.custom_ops.{k}", 0, 1 << 20)
+            for k, n in c.obj(d["custom_ops"], f"{f}.custom_ops").items()
+        },
+    }
 
 
 def _axes(c: _Checker, v: Any, f: str) -> list[int]:
@@ -210,22 +229,34 @@ def _axes(c: _Checker, v: Any, f: str) -> list[int]:
 
 
 def _engine(c: _Checker, v: Any, f: str) -> dict[str, Any]:
-    d = _exact(c, v, f, {"name", "flavour", "precision", "file", "tensorrt_version", "compute_capability", "source"},
-               {"plugin_library": None, "profiles": {}, "version_compatible": False, "plugin_build": None})
+    d = _exact(
+        c,
+        v,
+        f,
+        {"name", "flavour", "precision", "file", "tensorrt_version", "compute_capability", "source"},
+        {"plugin_library": None, "profiles": {}, "version_compatible": False, "plugin_build": None},
+    )
     lib, build = d["plugin_library"], d["plugin_build"]
-    return {"plugin_build": None if build is None else c.string(build, f"{f}.plugin_build", 1024),"name": c.pattern(d["name"], f"{f}.name", _NAME_RE, "a graph name such as 'image_encoder'"),
-            "flavour": c.choice(d["flavour"], f"{f}.flavour", FLAVOURS),
-            "precision": c.choice(d["precision"], f"{f}.precision", PRECISIONS),
-            "file": c.path(d["file"], f"{f}.file"),
-            "tensorrt_version": c.pattern(d["tensorrt_version"], f"{f}.tensorrt_version", _VERSION_RE,
-                                          "a version such as '10.3.0'"),
-            "compute_capability": c.pattern(d["compute_capability"], f"{f}.compute_capability", _CC_RE,
-                                            "a compute capability such as '8.7'"),
-            "source": c.path(d["source"], f"{f}.source"),
-            "plugin_library": None if lib is None else c.path(lib, f"{f}.plugin_library"),
-            "profiles": {c.pattern(k, f"{f}.profiles.<key>", _NAME_RE, "an axis name"): _axes(c, x, f"{f}.profiles.{k}")
-                         for k, x in c.obj(d["profiles"], f"{f}.profiles").items()},
-            "version_compatible": c.boolean(d["version_compatible"], f"{f}.version_compatible")}
+    return {
+        "plugin_build": None if build is None else c.string(build, f"{f}.plugin_build", 1024),
+        "name": c.pattern(d["name"], f"{f}.name", _NAME_RE, "a graph name such as 'image_encoder'"),
+        "flavour": c.choice(d["flavour"], f"{f}.flavour", FLAVOURS),
+        "precision": c.choice(d["precision"], f"{f}.precision", PRECISIONS),
+        "file": c.path(d["file"], f"{f}.file"),
+        "tensorrt_version": c.pattern(
+            d["tensorrt_version"], f"{f}.tensorrt_version", _VERSION_RE, "a version such as '10.3.0'"
+        ),
+        "compute_capability": c.pattern(
+            d["compute_capability"], f"{f}.compute_capability", _CC_RE, "a compute capability such as '8.7'"
+        ),
+        "source": c.path(d["source"], f"{f}.source"),
+        "plugin_library": None if lib is None else c.path(lib, f"{f}.plugin_library"),
+        "profiles": {
+            c.pattern(k, f"{f}.profiles.<key>", _NAME_RE, "an axis name"): _axes(c, x, f"{f}.profiles.{k}")
+            for k, x in c.obj(d["profiles"], f"{f}.profiles").items()
+        },
+        "version_compatible": c.boolean(d["version_compatible"], f"{f}.version_compatible"),
+    }
 
 
 def _files(c: _Checker, v: Any, f: str) -> dict[str, str]:
@@ -262,8 +293,9 @@ _FIELDS: dict[str, Callable[[_Checker, Any, str], Any]] = {
     "max_tokens": lambda c, v, f: c.integer(v, f, *LIMITS["max_tokens"]),
     "thresholds": _thresholds,
     "source": lambda c, v, f: c.json_value(c.obj(v, f), f),
-    "dynamic_axes": lambda c, v, f: {c.pattern(k, f"{f}.<key>", _NAME_RE, "an axis name"): _axes(c, x, f"{f}.{k}")
-                                     for k, x in c.obj(v, f).items()},
+    "dynamic_axes": lambda c, v, f: {
+        c.pattern(k, f"{f}.<key>", _NAME_RE, "an axis name"): _axes(c, x, f"{f}.{k}") for k, x in c.obj(v, f).items()
+    },
     "tokenizer": lambda c, v, f: c.path(v, f),
     "graphs": lambda c, v, f: [_graph(c, g, f"{f}[{i}]") for i, g in enumerate(c.lst(v, f))],
     "engines": lambda c, v, f: [_engine(c, e, f"{f}[{i}]") for i, e in enumerate(c.lst(v, f))],
@@ -278,12 +310,15 @@ def validate_manifest(data: Any, where: str, known: Mapping[str, bool]) -> dict[
     fields); a field this module has no check for is accepted as free-form JSON."""
     c = _Checker(where)
     if not isinstance(data, dict):
-        raise BundleError(f"{where}: must be a JSON object (the bundle manifest), got {_kind(data)} {_short(data)}; "
-                          f"{FIX}")
+        raise BundleError(
+            f"{where}: must be a JSON object (the bundle manifest), got {_kind(data)} {_short(data)}; {FIX}"
+        )
     unknown = sorted(data.keys() - known.keys())
     if unknown:
-        raise BundleError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))} (a newer ssp-edge, or not an "
-                          f"ssp-edge manifest); {FIX} from this version")
+        raise BundleError(
+            f"{where}: unknown field(s) {', '.join(map(repr, unknown))} (a newer ssp-edge, or not an "
+            f"ssp-edge manifest); {FIX} from this version"
+        )
     missing = sorted(k for k, req in known.items() if req and k not in data)
     if missing:
         raise BundleError(f"{where}: lacks the field(s) {', '.join(missing)}; {FIX}")
@@ -303,5 +338,8 @@ def _cross_check(c: _Checker, d: dict[str, Any]) -> None:
         named += [(f"engines[{i}].file", e["file"]), (f"engines[{i}].plugin_library", e["plugin_library"])]
     for field, rel in named:
         if rel is not None and rel not in files:
-            raise c.fail(field, f"names {rel!r}, which is not listed (with its sha256) in 'files'",
-                         "every file a bundle uses must be listed and hashed; " + FIX)
+            raise c.fail(
+                field,
+                f"names {rel!r}, which is not listed (with its sha256) in 'files'",
+                "every file a bundle uses must be listed and hashed; " + FIX,
+            )

@@ -7,6 +7,7 @@ batch), reuses every prompt's cached encoding (``Segmenter.encode_prompts``), an
 decoder graph takes a ``frame_index``, else one per frame). Reports FPS per camera and in total.
 :func:`segment_frames` is that round, also used by ``ssp serve`` for the frames of concurrent requests.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,8 @@ import json
 import queue
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -32,8 +33,9 @@ def frame_groups(seg: Segmenter, prompt_counts: Sequence[int]) -> list[list[int]
     groups: list[list[int]] = []
     pairs = 0
     for i, k in enumerate(prompt_counts):
-        full = groups and (len(groups[-1]) >= seg.max_frames
-                           or (seg.decodes_frames_together and pairs + k > seg.max_prompts))
+        full = groups and (
+            len(groups[-1]) >= seg.max_frames or (seg.decodes_frames_together and pairs + k > seg.max_prompts)
+        )
         if not groups or full:
             groups.append([])
             pairs = 0
@@ -42,15 +44,17 @@ def frame_groups(seg: Segmenter, prompt_counts: Sequence[int]) -> list[list[int]
     return groups
 
 
-def segment_frames(seg: Segmenter, frames: Sequence[np.ndarray],
-                   encodings: PromptEncodings | Sequence[PromptEncodings]) -> list[list[Result]]:
+def segment_frames(
+    seg: Segmenter, frames: Sequence[np.ndarray], encodings: PromptEncodings | Sequence[PromptEncodings]
+) -> list[list[Result]]:
     """Results per frame for its prompts (one PromptEncodings for all frames or one per frame): the Segmenter's
     ``encode_image`` on each :func:`frame_groups` group (one call when the frames fit) and ``decode`` on it.
     ``Result.frame`` is the frame's index in ``frames``; every Result carries the call's per-stage times."""
     encs = [encodings] * len(frames) if isinstance(encodings, PromptEncodings) else list(encodings)
     if len(encs) != len(frames):
-        raise SDKError(f"segment_frames needs one PromptEncodings for all frames or one per frame ({len(frames)}), "
-                       f"got {len(encs)}")
+        raise SDKError(
+            f"segment_frames needs one PromptEncodings for all frames or one per frame ({len(frames)}), got {len(encs)}"
+        )
     out: list[list[Result]] = [[] for _ in frames]
     times: dict[str, float] = {}
     for group in frame_groups(seg, [len(e) for e in encs]):
@@ -77,8 +81,13 @@ class CameraStats:
 
     def summary(self, seconds: float) -> dict:
         fps = round(self.frames / seconds, 2) if seconds else 0.0
-        out = {"source": self.source, "frames": self.frames, "fps": fps, "dropped": self.dropped,
-               "found_frames": dict(self.found)}
+        out = {
+            "source": self.source,
+            "frames": self.frames,
+            "fps": fps,
+            "dropped": self.dropped,
+            "found_frames": dict(self.found),
+        }
         return {**out, "ended": self.ended} if self.ended else out
 
 
@@ -87,8 +96,9 @@ class MultiStats:
     cameras: list[CameraStats]
     rounds: int = 0
     seconds: float = 0.0
-    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {"text_encoder": [], "image_encoder": [],
-                                                                      "mask_decoder": [], "round": []})
+    stage_ms: dict[str, list[float]] = field(
+        default_factory=lambda: {"text_encoder": [], "image_encoder": [], "mask_decoder": [], "round": []}
+    )
     prompt_changes: int = 0
 
     @property
@@ -103,14 +113,22 @@ class MultiStats:
         from .pipeline import stage_summary
 
         stages = stage_summary(self.stage_ms)
-        return {"cameras": [c.summary(self.seconds) for c in self.cameras], "frames": self.frames,
-                "rounds": self.rounds, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
-                "stages": stages, "prompt_changes": self.prompt_changes}
+        return {
+            "cameras": [c.summary(self.seconds) for c in self.cameras],
+            "frames": self.frames,
+            "rounds": self.rounds,
+            "seconds": round(self.seconds, 3),
+            "fps": round(self.fps, 2),
+            "stages": stages,
+            "prompt_changes": self.prompt_changes,
+        }
 
     def table(self) -> str:
         s = self.summary()
-        lines = [f"{s['frames']} frames from {len(self.cameras)} sources in {s['seconds']:.1f} s: {s['fps']:.2f} FPS "
-                 f"in total, {s['rounds']} rounds (one image-encoder batch each)"]
+        lines = [
+            f"{s['frames']} frames from {len(self.cameras)} sources in {s['seconds']:.1f} s: {s['fps']:.2f} FPS "
+            f"in total, {s['rounds']} rounds (one image-encoder batch each)"
+        ]
         for c in s["cameras"]:
             lines.append(f"  {c['source']}: {c['frames']} frames, {c['fps']:.2f} FPS ({c['dropped']} dropped)")
         lines.append(f"  {'stage':<14}{'median ms':>10}{'p90 ms':>10}")
@@ -119,11 +137,15 @@ class MultiStats:
         return "\n".join(lines)
 
 
-def run_sources(seg: Segmenter, sources: Sequence[VideoSource], prompts: Sequence[str],
-                sinks: Sequence[Sink | None] | None = None, max_frames: int | None = None,
-                prompt_queue: "queue.Queue[list[str]] | None" = None,
-                on_frame: Callable[[int, Frame, Sequence[Result], np.ndarray | None], None] | None = None
-                ) -> MultiStats:
+def run_sources(
+    seg: Segmenter,
+    sources: Sequence[VideoSource],
+    prompts: Sequence[str],
+    sinks: Sequence[Sink | None] | None = None,
+    max_frames: int | None = None,
+    prompt_queue: queue.Queue[list[str]] | None = None,
+    on_frame: Callable[[int, Frame, Sequence[Result], np.ndarray | None], None] | None = None,
+) -> MultiStats:
     """Segment the newest frame of every source per round until all end (or ``max_frames`` per source)."""
     from .overlay import draw
 
@@ -176,8 +198,10 @@ def _per_source(pattern: str, i: int, n: int, flag: str) -> str:
     if pattern in ("none", "window") and flag == "--out":
         return pattern
     if "{i}" not in pattern:
-        raise SDKError(f"{flag} {pattern!r}: with {n} sources give a name with {{i}} (the source number), e.g. "
-                       f"{flag} cam{{i}}.mp4, or none")
+        raise SDKError(
+            f"{flag} {pattern!r}: with {n} sources give a name with {{i}} (the source number), e.g. "
+            f"{flag} cam{{i}}.mp4, or none"
+        )
     return pattern.replace("{i}", str(i))
 
 
@@ -195,8 +219,9 @@ def run_cli(args: argparse.Namespace) -> int:
     prompts = [p for item in args.prompt for p in parse_prompts(item)]
     sinks = [open_sink(_per_source(args.out, i, n, "--out")) for i in range(n)]
     saves = [_per_source(args.save_frame, i, n, "--save-frame") for i in range(n)] if args.save_frame else None
-    seg = Segmenter.open(args.bundle, mask_threshold=args.mask_threshold, exists_threshold=args.exists_threshold,
-                         **backend_kwargs(args))
+    seg = Segmenter.open(
+        args.bundle, mask_threshold=args.mask_threshold, exists_threshold=args.exists_threshold, **backend_kwargs(args)
+    )
     sources: list[VideoSource] = []
     last: dict[int, np.ndarray] = {}
     try:
@@ -204,7 +229,7 @@ def run_cli(args: argparse.Namespace) -> int:
             sources.append(open_source(uri, policy=args.policy))
         for s, src in zip(sinks, sources):
             s.fps = src.fps
-        q: "queue.Queue[list[str]]" = queue.Queue()
+        q: queue.Queue[list[str]] = queue.Queue()
         if not args.no_stdin and sys.stdin is not None and sys.stdin.isatty():
             import threading
 
@@ -233,8 +258,14 @@ def run_cli(args: argparse.Namespace) -> int:
         for i, path in enumerate(saves):
             if i in last and not cv2.imwrite(path, last[i]):
                 raise SDKError(f"--save-frame {path!r}: cannot write this file (folder missing or not .png?)")
-    summary = {"bundle": args.bundle, "sources": list(args.source), "backend": seg.backend.name,
-               "precisions": seg.backend.precisions, "prompts": prompts, **stats.summary()}
+    summary = {
+        "bundle": args.bundle,
+        "sources": list(args.source),
+        "backend": seg.backend.name,
+        "precisions": seg.backend.precisions,
+        "prompts": prompts,
+        **stats.summary(),
+    }
     if args.json:
         print(json.dumps(summary))
     else:

@@ -1,7 +1,8 @@
 """Draw results on a frame: tinted mask, contour, prompt with its score, FPS."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -22,7 +23,7 @@ def draw(frame: np.ndarray, results: Sequence[Result], fps: float | None = None,
         # only the mask's bounding box is blended and traced (a small object on a large frame costs its own size)
         x, y, w, h = cv2.boundingRect(np.ascontiguousarray(r.mask, np.uint8))
         if w and h:
-            roi, m = out[y:y + h, x:x + w], np.ascontiguousarray(r.mask[y:y + h, x:x + w], np.uint8)
+            roi, m = out[y : y + h, x : x + w], np.ascontiguousarray(r.mask[y : y + h, x : x + w], np.uint8)
             tinted = (roi.astype(np.float32) * np.float32(1 - alpha) + colour * np.float32(alpha)).astype(np.uint8)
             cv2.copyTo(tinted, m, roi)  # in place: roi is a view of out
             contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x, y))
@@ -54,5 +55,5 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, .
     a_text = cov.astype(np.float32)[..., None] * (1.0 / 255.0)
     a_ring = cv2.dilate(cov, _RING).astype(np.float32)[..., None] * (1.0 / 255.0)
     patch = img[y0:y1, x0:x1].astype(np.float32) * (1.0 - a_ring)
-    patch = patch * (1.0 - a_text) + np.asarray(colour[:img.shape[2]], np.float32) * a_text
+    patch = patch * (1.0 - a_text) + np.asarray(colour[: img.shape[2]], np.float32) * a_text
     img[y0:y1, x0:x1] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)

@@ -1,11 +1,12 @@
 """Run a Segmenter over a video source into a sink, with live prompt changes and per-stage statistics
 (the loop behind `ssp run`, reusable by robot code and samples)."""
+
 from __future__ import annotations
 
 import queue
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -23,8 +24,11 @@ def parse_prompts(line: str) -> list[str]:
 
 def stage_summary(stage_ms: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     """Median and p90 milliseconds of every stage that has samples (``ssp run``'s summaries)."""
-    return {s: {"median_ms": round(float(np.median(v)), 2), "p90_ms": round(float(np.percentile(v, 90)), 2)}
-            for s, v in stage_ms.items() if v}
+    return {
+        s: {"median_ms": round(float(np.median(v)), 2), "p90_ms": round(float(np.percentile(v, 90)), 2)}
+        for s, v in stage_ms.items()
+        if v
+    }
 
 
 @dataclass
@@ -42,14 +46,22 @@ class StreamStats:
 
     def summary(self) -> dict:
         stages = stage_summary(self.stage_ms)
-        return {"frames": self.frames, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
-                "dropped": self.dropped, "stages": stages, "found_frames": dict(self.found),
-                "prompt_changes": self.prompt_changes}
+        return {
+            "frames": self.frames,
+            "seconds": round(self.seconds, 3),
+            "fps": round(self.fps, 2),
+            "dropped": self.dropped,
+            "stages": stages,
+            "found_frames": dict(self.found),
+            "prompt_changes": self.prompt_changes,
+        }
 
     def table(self) -> str:
         s = self.summary()
-        lines = [f"{s['frames']} frames in {s['seconds']:.1f} s: {s['fps']:.2f} FPS ({s['dropped']} dropped)",
-                 f"  {'stage':<14}{'median ms':>10}{'p90 ms':>10}"]
+        lines = [
+            f"{s['frames']} frames in {s['seconds']:.1f} s: {s['fps']:.2f} FPS ({s['dropped']} dropped)",
+            f"  {'stage':<14}{'median ms':>10}{'p90 ms':>10}",
+        ]
         for k, v in s["stages"].items():
             lines.append(f"  {k:<14}{v['median_ms']:>10.1f}{v['p90_ms']:>10.1f}")
         for p, n in s["found_frames"].items():
@@ -57,10 +69,15 @@ class StreamStats:
         return "\n".join(lines)
 
 
-def run_stream(seg: Segmenter, source: VideoSource, sink: Sink | None = None, max_frames: int | None = None,
-               prompt_queue: "queue.Queue[list[str]] | None" = None,
-               on_frame: Callable[[Frame, Sequence[Result], np.ndarray], None] | None = None,
-               progress: bool = False) -> StreamStats:
+def run_stream(
+    seg: Segmenter,
+    source: VideoSource,
+    sink: Sink | None = None,
+    max_frames: int | None = None,
+    prompt_queue: queue.Queue[list[str]] | None = None,
+    on_frame: Callable[[Frame, Sequence[Result], np.ndarray], None] | None = None,
+    progress: bool = False,
+) -> StreamStats:
     """Segment every frame the source delivers (until it ends, ``max_frames`` or the window is closed)."""
     from tqdm import tqdm
 

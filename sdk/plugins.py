@@ -15,6 +15,7 @@ Loading registers nothing with TensorRT (the library has no load-time side effec
 is the variant that registers on load, for Triton / DeepStream / ``LD_PRELOAD``): a runtime that deserializes plugin
 engines calls :func:`register_with_tensorrt` once TensorRT is imported.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -30,10 +31,26 @@ from typing import Any
 
 from .errors import SDKError
 
-__all__ = ["LIBRARY_NAME", "ENV_VAR", "BUILD_HINT", "OPS", "OpSpec", "AttributeSpec", "PLUGIN_NAMES",
-           "PLUGIN_NAMESPACE", "PLUGIN_VERSION", "DOMAIN", "PluginChoice", "choose_plugin_library",
-           "load_plugin_library", "load_bundle_plugin_library", "load_chosen", "register_with_tensorrt",
-           "plugin_build_info", "op_spec"]
+__all__ = [
+    "LIBRARY_NAME",
+    "ENV_VAR",
+    "BUILD_HINT",
+    "OPS",
+    "OpSpec",
+    "AttributeSpec",
+    "PLUGIN_NAMES",
+    "PLUGIN_NAMESPACE",
+    "PLUGIN_VERSION",
+    "DOMAIN",
+    "PluginChoice",
+    "choose_plugin_library",
+    "load_plugin_library",
+    "load_bundle_plugin_library",
+    "load_chosen",
+    "register_with_tensorrt",
+    "plugin_build_info",
+    "op_spec",
+]
 
 ENV_VAR = "SSP_PLUGIN_LIB"
 _SPEC_FILE = Path(__file__).with_name("plugin_ops.json")  # a link to plugins/ops.json in a source checkout
@@ -81,10 +98,15 @@ def op_spec(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
 def _ops(data: dict[str, Any]) -> tuple[OpSpec, ...]:
     out = []
     for op in data["ops"]:
-        attrs = tuple(AttributeSpec(a["name"], a["type"], a.get("default"), a.get("min"),
-                                    tuple(a["choices"]) if a.get("choices") else None) for a in op["attributes"])
-        out.append(OpSpec(op["name"], op["torch_name"], tuple(op["inputs"]), tuple(op["outputs"]), attrs,
-                          op.get("doc", "")))
+        attrs = tuple(
+            AttributeSpec(
+                a["name"], a["type"], a.get("default"), a.get("min"), tuple(a["choices"]) if a.get("choices") else None
+            )
+            for a in op["attributes"]
+        )
+        out.append(
+            OpSpec(op["name"], op["torch_name"], tuple(op["inputs"]), tuple(op["outputs"]), attrs, op.get("doc", ""))
+        )
     return tuple(out)
 
 
@@ -96,8 +118,10 @@ PLUGIN_NAMESPACE: str = _SPEC["plugin_namespace"]
 PLUGIN_VERSION: str = _SPEC["plugin_version"]
 DOMAIN: str = _SPEC["domain"]
 LIBRARY_NAME: str = _SPEC["library"]
-BUILD_HINT = ("build it with `make plugins` (or `cmake -S plugins -B build/plugins && cmake --build build/plugins`, "
-              f"plugins/README.md) and pass plugin_lib= / --plugins or set {ENV_VAR}=/path/to/{LIBRARY_NAME}")
+BUILD_HINT = (
+    "build it with `make plugins` (or `cmake -S plugins -B build/plugins && cmake --build build/plugins`, "
+    f"plugins/README.md) and pass plugin_lib= / --plugins or set {ENV_VAR}=/path/to/{LIBRARY_NAME}"
+)
 
 _LOADED: dict[str, ctypes.CDLL] = {}
 _KEEP_FDS: list[int] = []  # memfds of loaded bundle libraries stay open for the life of the process
@@ -114,8 +138,12 @@ class PluginChoice:
     rel: str | None = None
 
 
-def choose_plugin_library(bundle: Any = None, plugin_lib: str | os.PathLike[str] | None = None,
-                          trust_bundle_plugins: bool = False, needed: str | None = None) -> PluginChoice | None:
+def choose_plugin_library(
+    bundle: Any = None,
+    plugin_lib: str | os.PathLike[str] | None = None,
+    trust_bundle_plugins: bool = False,
+    needed: str | None = None,
+) -> PluginChoice | None:
     """Which plugin library to load (see the module docstring); None when the caller chose none.
 
     ``needed``: the library the bundle's engines name (their ``plugin_library``); only used with
@@ -136,8 +164,10 @@ def _dlopen(key: str, shown: str) -> ctypes.CDLL:
         lib = ctypes.CDLL(key, mode=ctypes.RTLD_GLOBAL)
     except OSError as e:
         reason = " ".join(str(e).split())
-        raise SDKError(f"could not load plugin library {shown!r} ({reason}); it must be built for this machine's "
-                       f"CPU, CUDA and TensorRT: {BUILD_HINT}") from None
+        raise SDKError(
+            f"could not load plugin library {shown!r} ({reason}); it must be built for this machine's "
+            f"CPU, CUDA and TensorRT: {BUILD_HINT}"
+        ) from None
     if not hasattr(lib, "getCreators"):
         raise SDKError(f"{shown!r} is not an SSP TensorRT plugin library (no getCreators entry point); {BUILD_HINT}")
     return lib
@@ -159,9 +189,11 @@ def load_plugin_library(path: str | os.PathLike[str] | None, expected_sha256: st
         data = p.read_bytes()
         actual = hashlib.sha256(data).hexdigest()
         if actual != expected_sha256.strip().lower():
-            raise SDKError(f"plugin library {str(p)!r} does not match its sha256 (expected {expected_sha256[:12]}..., "
-                           f"got {actual[:12]}...): restore the file, or rebuild the engines with the library you "
-                           "have (`ssp convert build --plugins LIB`)")
+            raise SDKError(
+                f"plugin library {str(p)!r} does not match its sha256 (expected {expected_sha256[:12]}..., "
+                f"got {actual[:12]}...): restore the file, or rebuild the engines with the library you "
+                "have (`ssp convert build --plugins LIB`)"
+            )
         return _load_bytes(data, str(p))
     key = str(p.resolve())
     with _LOCK:
@@ -177,9 +209,13 @@ def _sealed_file(data: bytes) -> tuple[int, str]:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
-            seals = getattr(fcntl, "F_SEAL_SEAL", 1) | getattr(fcntl, "F_SEAL_SHRINK", 2) | \
-                getattr(fcntl, "F_SEAL_GROW", 4) | getattr(fcntl, "F_SEAL_WRITE", 8)
+                view = view[os.write(fd, view) :]
+            seals = (
+                getattr(fcntl, "F_SEAL_SEAL", 1)
+                | getattr(fcntl, "F_SEAL_SHRINK", 2)
+                | getattr(fcntl, "F_SEAL_GROW", 4)
+                | getattr(fcntl, "F_SEAL_WRITE", 8)
+            )
             fcntl.fcntl(fd, getattr(fcntl, "F_ADD_SEALS", 1033), seals)
         except OSError:
             os.close(fd)
@@ -227,7 +263,7 @@ def load_chosen(choice: PluginChoice, bundle: Any = None) -> tuple[ctypes.CDLL, 
     if choice.origin == "bundle":
         assert choice.rel is not None
         lib = load_bundle_plugin_library(bundle, choice.rel)
-        return lib, getattr(lib, "ssp_loaded_from")
+        return lib, lib.ssp_loaded_from
     assert choice.path is not None
     lib = load_plugin_library(choice.path)
     return lib, str(choice.path.resolve())
@@ -254,9 +290,13 @@ def register_with_tensorrt(path: str | os.PathLike[str]) -> None:
     if all(registry.get_creator(n, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None for n in PLUGIN_NAMES):
         return
     if registry.load_library(str(path)) is None:
-        raise SDKError(f"TensorRT could not register the plugins of {str(path)!r} (built for another TensorRT major "
-                       f"version or CUDA?); {BUILD_HINT}")
+        raise SDKError(
+            f"TensorRT could not register the plugins of {str(path)!r} (built for another TensorRT major "
+            f"version or CUDA?); {BUILD_HINT}"
+        )
     missing = [n for n in PLUGIN_NAMES if registry.get_creator(n, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None]
     if missing:
-        raise SDKError(f"{str(path)!r} did not register {', '.join(missing)} (namespace {PLUGIN_NAMESPACE!r}, version "
-                       f"{PLUGIN_VERSION!r}): not this ssp-edge's plugin library; {BUILD_HINT}")
+        raise SDKError(
+            f"{str(path)!r} did not register {', '.join(missing)} (namespace {PLUGIN_NAMESPACE!r}, version "
+            f"{PLUGIN_VERSION!r}): not this ssp-edge's plugin library; {BUILD_HINT}"
+        )

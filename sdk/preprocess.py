@@ -1,6 +1,7 @@
 """Letterbox preprocessing (keep aspect, pad to a square), its exact inverse for masks, normalisation.
 numpy + OpenCV only; the reference model (training, evaluation, export checks) uses these same
 functions, so the SDK's inputs are the model's inputs bit for bit."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,8 +25,12 @@ class Letterbox:
     src_height: int
 
 
-def letterbox(image: np.ndarray, size: int, pad_value: tuple[int, int, int] = (127, 127, 127),
-              interpolation: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, Letterbox]:
+def letterbox(
+    image: np.ndarray,
+    size: int,
+    pad_value: tuple[int, int, int] = (127, 127, 127),
+    interpolation: int = cv2.INTER_LINEAR,
+) -> tuple[np.ndarray, Letterbox]:
     """Resize ``image (H,W,C)`` to fit ``size x size``, centred, padded with ``pad_value``."""
     h, w = image.shape[:2]
     s = size / max(h, w)
@@ -34,15 +39,16 @@ def letterbox(image: np.ndarray, size: int, pad_value: tuple[int, int, int] = (1
     out = np.empty((size, size) + image.shape[2:], image.dtype)
     out[...] = np.array(pad_value[: image.shape[2]] if image.ndim == 3 else pad_value[0], image.dtype)
     resized = image if (nw, nh) == (w, h) else cv2.resize(image, (nw, nh), interpolation=interpolation)
-    out[top:top + nh, left:left + nw] = resized.reshape(nh, nw, *image.shape[2:])
+    out[top : top + nh, left : left + nw] = resized.reshape(nh, nw, *image.shape[2:])
     return out, Letterbox(s, left, top, nw, nh, w, h)
 
 
-def unletterbox(x: np.ndarray, lb: Letterbox, interpolation: int = cv2.INTER_LINEAR,
-                out_size: tuple[int, int] | None = None) -> np.ndarray:
+def unletterbox(
+    x: np.ndarray, lb: Letterbox, interpolation: int = cv2.INTER_LINEAR, out_size: tuple[int, int] | None = None
+) -> np.ndarray:
     """Map a (size, size) map (probabilities or logits) back to the source frame (H, W), or to ``out_size``
     (width, height), e.g. a smaller copy of a huge frame."""
-    crop = np.ascontiguousarray(x[lb.top:lb.top + lb.height, lb.left:lb.left + lb.width])
+    crop = np.ascontiguousarray(x[lb.top : lb.top + lb.height, lb.left : lb.left + lb.width])
     w, h = out_size or (lb.src_width, lb.src_height)
     if (lb.width, lb.height) == (w, h):
         return crop

@@ -12,10 +12,12 @@ Requests time out; when the server goes away (restart, network) the client recon
 for up to ``retry_for`` seconds, then raises one clear :class:`SDKError`. Errors the server reports for a request
 (bad frame, too many prompts) are raised at once, never retried.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -41,19 +43,31 @@ def request_prompts(raw: Any) -> list[str]:
 def result_arrays(results: Sequence[Result], names: Sequence[str] = OUTPUTS) -> dict[str, np.ndarray]:
     """One frame's Results as the ssp_segment outputs ``names``: ``mask`` (K, H, W) uint8, ``prob`` (K, H, W)
     float32, ``score`` (K) float32, ``exists`` (K) bool; what :meth:`RemoteSegmenter.segment` reads back."""
-    make = {"mask": lambda: np.stack([r.mask for r in results]),
-            "prob": lambda: np.stack([r.prob for r in results]).astype(np.float32),
-            "score": lambda: np.asarray([r.score for r in results], np.float32),
-            "exists": lambda: np.asarray([r.exists for r in results], np.bool_)}
+    make = {
+        "mask": lambda: np.stack([r.mask for r in results]),
+        "prob": lambda: np.stack([r.prob for r in results]).astype(np.float32),
+        "score": lambda: np.asarray([r.score for r in results], np.float32),
+        "exists": lambda: np.asarray([r.exists for r in results], np.bool_),
+    }
     return {n: make[n]() for n in names}
 
 
 class RemoteSegmenter:
     """Referring segmentation on a Triton server (``ssp_segment`` model); not thread-safe, one per thread."""
 
-    def __init__(self, url: str = "http://127.0.0.1:8000", prompts: Sequence[str] | None = None, *,
-                 model: str = DEFAULT_MODEL, token: str | None = None, timeout: float = 30.0,
-                 retry_for: float = 30.0, backoff: float = 0.25, max_backoff: float = 4.0, with_prob: bool = True):
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8000",
+        prompts: Sequence[str] | None = None,
+        *,
+        model: str = DEFAULT_MODEL,
+        token: str | None = None,
+        timeout: float = 30.0,
+        retry_for: float = 30.0,
+        backoff: float = 0.25,
+        max_backoff: float = 4.0,
+        with_prob: bool = True,
+    ):
         """``url``: ``grpc://host:8001`` or ``http://host:8000`` (``grpcs://`` / ``https://`` for TLS).
         ``timeout``: seconds per request; ``retry_for``: how long to keep reconnecting before giving up;
         ``with_prob=False`` skips the (K, H, W) float probabilities (``Result.prob`` is then the mask as float)."""
@@ -83,7 +97,7 @@ class RemoteSegmenter:
             self.set_prompts(prompts)
 
     @classmethod
-    def open(cls, url: str = "http://127.0.0.1:8000", **kwargs: Any) -> "RemoteSegmenter":
+    def open(cls, url: str = "http://127.0.0.1:8000", **kwargs: Any) -> RemoteSegmenter:
         """Like ``Segmenter.open``: connect (waiting up to ``retry_for`` for the server and model to be ready)."""
         seg = cls(url, **kwargs)
         seg.wait_ready()
@@ -99,8 +113,9 @@ class RemoteSegmenter:
             else:
                 import tritonclient.http as h
 
-                self._client = h.InferenceServerClient(self._address, ssl=self._ssl, connection_timeout=self.timeout,
-                                                       network_timeout=self.timeout)
+                self._client = h.InferenceServerClient(
+                    self._address, ssl=self._ssl, connection_timeout=self.timeout, network_timeout=self.timeout
+                )
         return self._client
 
     def _drop(self) -> None:
@@ -139,15 +154,18 @@ class RemoteSegmenter:
                 last = f"{type(e).__name__}: {e}"
                 self._drop()
             if time.monotonic() + delay > deadline:
-                raise SDKError(f"server {self.url} is not answering ({what}: {attempts} attempts over "
-                               f"{self.retry_for:.0f} s; last error: {last}); start it with `ssp serve BUNDLE` or "
-                               "tritonserver, or check the URL") from None
+                raise SDKError(
+                    f"server {self.url} is not answering ({what}: {attempts} attempts over "
+                    f"{self.retry_for:.0f} s; last error: {last}); start it with `ssp serve BUNDLE` or "
+                    "tritonserver, or check the URL"
+                ) from None
             time.sleep(delay)
             delay = min(delay * 2, self.max_backoff)
             self.reconnects += 1
 
     def wait_ready(self) -> None:
         """Block until the server has the model loaded (at most ``retry_for`` s), else SDKError."""
+
         def ready(client: Any) -> bool:
             if not self._model_ready():
                 raise ConnectionError(f"model {self.model!r} not ready")
@@ -179,11 +197,15 @@ class RemoteSegmenter:
         mask = out["mask"]
         prob = out["prob"] if "prob" in out else mask.astype(np.float32)
         if mask.shape[0] != len(self._prompts) or mask.shape[1:] != frame.shape[:2]:
-            raise SDKError(f"server {self.url} answered masks of shape {mask.shape} for {len(self._prompts)} prompts "
-                           f"on a {frame.shape[1]}x{frame.shape[0]} frame; is {self.model!r} an ssp_segment model?")
+            raise SDKError(
+                f"server {self.url} answered masks of shape {mask.shape} for {len(self._prompts)} prompts "
+                f"on a {frame.shape[1]}x{frame.shape[0]} frame; is {self.model!r} an ssp_segment model?"
+            )
         times = {"remote": ms}
-        return [Result(p, mask[i], prob[i], float(out["score"][i]), bool(out["exists"][i]), times)
-                for i, p in enumerate(self._prompts)]
+        return [
+            Result(p, mask[i], prob[i], float(out["score"][i]), bool(out["exists"][i]), times)
+            for i, p in enumerate(self._prompts)
+        ]
 
     def _infer(self, client: Any, frame: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         if self.protocol == "grpc":
@@ -203,7 +225,7 @@ class RemoteSegmenter:
     def close(self) -> None:
         self._drop()
 
-    def __enter__(self) -> "RemoteSegmenter":
+    def __enter__(self) -> RemoteSegmenter:
         return self
 
     def __exit__(self, *exc: object) -> None:

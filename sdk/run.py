@@ -1,4 +1,5 @@
 """`ssp run`: segment a video / camera stream with one or more prompts and show or write the overlay."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,19 +15,30 @@ __all__ = ["register"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "run", help="segment a video or camera stream with prompts (ONNX Runtime or TensorRT)",
+        "run",
+        help="segment a video or camera stream with prompts (ONNX Runtime or TensorRT)",
         description="Run a bundle on a video source and show or write the overlaid stream; ends with a summary "
-                    "(frames, FPS, median / p90 per stage; --json: as one JSON object). Type new prompts on stdin while "
-                    "it runs (separate several with ';').", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "(frames, FPS, median / p90 per stage; --json: as one JSON object). Type new prompts on stdin while "
+        "it runs (separate several with ';').",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--bundle", required=True, help="bundle folder (ssp convert export)")
-    p.add_argument("--source", required=True, action="append",
-                   help="video file, image folder, camera index (0), v4l2:///dev/videoN, rtsp://..., csi://N, "
-                        "gst:PIPELINE; repeat for several cameras through one Segmenter (sdk/multi.py)")
+    p.add_argument(
+        "--source",
+        required=True,
+        action="append",
+        help="video file, image folder, camera index (0), v4l2:///dev/videoN, rtsp://..., csi://N, "
+        "gst:PIPELINE; repeat for several cameras through one Segmenter (sdk/multi.py)",
+    )
     p.add_argument("--prompt", action="append", required=True, help="what to segment (repeatable)")
     p.add_argument("--out", default="none", help="overlay sink: file.mp4, folder/, window, none")
     p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--policy", choices=("latest", "all"), default=None,
-                   help="frames to process: newest only (live default) or every frame (file default)")
+    p.add_argument(
+        "--policy",
+        choices=("latest", "all"),
+        default=None,
+        help="frames to process: newest only (live default) or every frame (file default)",
+    )
     p.add_argument("--mask-threshold", type=float, default=None, help="default: the bundle's tuned value")
     p.add_argument("--exists-threshold", type=float, default=None, help="default: the bundle's tuned value")
     p.add_argument("--save-frame", default=None, metavar="PNG", help="also save the last overlaid frame")
@@ -38,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def _stdin_reader(q: "queue.Queue[list[str]]") -> None:
+def _stdin_reader(q: queue.Queue[list[str]]) -> None:
     from .pipeline import parse_prompts
 
     for line in sys.stdin:
@@ -63,8 +75,9 @@ def _run(args: argparse.Namespace) -> int:
         raise SDKError(f"--max-frames must be at least 1, got {args.max_frames}")
     prompts = [p for item in args.prompt for p in parse_prompts(item)]
     sink = open_sink(args.out)  # bad --out fails before the model loads
-    seg = Segmenter.open(args.bundle, mask_threshold=args.mask_threshold, exists_threshold=args.exists_threshold,
-                         **backend_kwargs(args))
+    seg = Segmenter.open(
+        args.bundle, mask_threshold=args.mask_threshold, exists_threshold=args.exists_threshold, **backend_kwargs(args)
+    )
     from .backends.base import describe_backend, format_config
 
     config = describe_backend(seg.backend)
@@ -73,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
     seg.set_prompts(prompts)
     source = open_source(args.source, policy=args.policy)
     sink.fps = source.fps
-    q: "queue.Queue[list[str]]" = queue.Queue()
+    q: queue.Queue[list[str]] = queue.Queue()
     if not args.no_stdin and sys.stdin is not None and sys.stdin.isatty():
         threading.Thread(target=_stdin_reader, args=(q,), daemon=True).start()
         print("type new prompts and press Enter (several: separate with ';')", file=sys.stderr)
@@ -83,8 +96,15 @@ def _run(args: argparse.Namespace) -> int:
         last["image"] = shown
 
     try:
-        stats = run_stream(seg, source, sink, args.max_frames, q, keep if args.save_frame else None,
-                           progress=not args.json and not source.is_live)
+        stats = run_stream(
+            seg,
+            source,
+            sink,
+            args.max_frames,
+            q,
+            keep if args.save_frame else None,
+            progress=not args.json and not source.is_live,
+        )
     finally:
         source.close()
         sink.close()
@@ -97,8 +117,15 @@ def _run(args: argparse.Namespace) -> int:
 
         if not cv2.imwrite(args.save_frame, last["image"]):
             raise SDKError(f"--save-frame {args.save_frame!r}: cannot write this file (folder missing or not .png?)")
-    summary = {"bundle": args.bundle, "source": args.source, "backend": seg.backend.name,
-               "precisions": seg.backend.precisions, "config": config, "prompts": seg.prompts, **stats.summary()}
+    summary = {
+        "bundle": args.bundle,
+        "source": args.source,
+        "backend": seg.backend.name,
+        "precisions": seg.backend.precisions,
+        "config": config,
+        "prompts": seg.prompts,
+        **stats.summary(),
+    }
     if args.out not in ("none", "window"):
         summary["out"] = args.out
     if args.json:

@@ -19,14 +19,16 @@ the graphs"): a decoder input named like an image-encoder output gets that outpu
 output or a tokenizer tensor gets it stacked per prompt, and ``frame_index`` (when the decoder declares it) the frame
 of each prompt, so the prompts of several frames share one decoder batch.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -38,8 +40,17 @@ from .io_spec import spec_dtype
 from .preprocess import Letterbox, letterbox, normalize, pad_value, unletterbox
 from .tokenizer import Tokenizer, Tokens
 
-__all__ = ["Result", "PromptEncodings", "ImageFeatures", "Segmenter", "STAGES", "DEFAULT_MAX_FRAME_PIXELS",
-           "to_bgr8", "open_bundle", "clean_prompts"]
+__all__ = [
+    "Result",
+    "PromptEncodings",
+    "ImageFeatures",
+    "Segmenter",
+    "STAGES",
+    "DEFAULT_MAX_FRAME_PIXELS",
+    "to_bgr8",
+    "open_bundle",
+    "clean_prompts",
+]
 
 STAGES = ("preprocess", "text_encoder", "image_encoder", "mask_decoder", "postprocess")
 #: frames larger than this many pixels are refused unless ``max_frame_pixels`` says otherwise (50 MP)
@@ -81,12 +92,13 @@ class PromptEncodings:
     def __len__(self) -> int:
         return len(self.prompts)
 
-    def subset(self, indices: Sequence[int]) -> "PromptEncodings":
+    def subset(self, indices: Sequence[int]) -> PromptEncodings:
         """The encodings of some of the prompts (e.g. one per frame after one text-encoder batch for all)."""
         idx = list(indices)
         trunc = tuple(self.truncated[i] for i in idx) if self.truncated else ()
-        return PromptEncodings(tuple(self.prompts[i] for i in idx), {k: v[idx] for k, v in self.tensors.items()},
-                               0.0, trunc)
+        return PromptEncodings(
+            tuple(self.prompts[i] for i in idx), {k: v[idx] for k, v in self.tensors.items()}, 0.0, trunc
+        )
 
 
 @dataclass
@@ -123,8 +135,10 @@ def to_bgr8(frame: np.ndarray) -> np.ndarray:
     if frame.dtype == np.uint16:  # 16-bit cameras / PNGs: keep the high byte
         frame = (frame >> 8).astype(np.uint8)
     elif frame.dtype != np.uint8:
-        raise SDKError(f"frame dtype {frame.dtype} is not supported: pass uint8 (or uint16) BGR; for float images "
-                       "in [0, 1] use (img * 255).astype(np.uint8)")
+        raise SDKError(
+            f"frame dtype {frame.dtype} is not supported: pass uint8 (or uint16) BGR; for float images "
+            "in [0, 1] use (img * 255).astype(np.uint8)"
+        )
     if frame.ndim == 2 or frame.shape[2] == 1:
         return cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2BGR)
     if frame.shape[2] == 4:
@@ -138,8 +152,10 @@ def open_bundle(root: str | Path | Bundle, verify_key: Any = None) -> Bundle:
     """``Bundle.open(root)``, checking its signature against ``verify_key`` (an Ed25519 public key) when given."""
     if isinstance(root, Bundle):
         if verify_key is not None:
-            raise SDKError("verify_key applies when a bundle folder is opened; pass the folder, or open the Bundle "
-                           "with Bundle.open(root, verify_key=...)")
+            raise SDKError(
+                "verify_key applies when a bundle folder is opened; pass the folder, or open the Bundle "
+                "with Bundle.open(root, verify_key=...)"
+            )
         return root
     return Bundle.open(root, verify_key=verify_key)
 
@@ -154,8 +170,7 @@ def clean_prompts(prompts: Any, max_prompts: int | None = None) -> tuple[str, ..
     items = list(prompts)
     for i, p in enumerate(items):
         if not isinstance(p, str):
-            raise SDKError(f"prompt {i} is {type(p).__name__} ({p!r:.40}), not str; pass text, e.g. "
-                           "['the red circle']")
+            raise SDKError(f"prompt {i} is {type(p).__name__} ({p!r:.40}), not str; pass text, e.g. ['the red circle']")
     clean = tuple(p.strip() for p in items)
     if not clean:
         raise SDKError("no prompts: pass at least one non-empty prompt, e.g. ['the red circle']")
@@ -163,8 +178,10 @@ def clean_prompts(prompts: Any, max_prompts: int | None = None) -> tuple[str, ..
     if blank:
         raise SDKError(f"prompt {blank[0]} is blank; pass non-empty prompts, e.g. ['the red circle']")
     if max_prompts is not None and len(clean) > max_prompts:
-        raise SDKError(f"{len(clean)} prompts is more than this bundle's limit of {max_prompts} per frame; "
-                       "re-export with `ssp convert export --max-prompts N`")
+        raise SDKError(
+            f"{len(clean)} prompts is more than this bundle's limit of {max_prompts} per frame; "
+            "re-export with `ssp convert export --max-prompts N`"
+        )
     return clean
 
 
@@ -202,9 +219,18 @@ class Segmenter:
     returned masks and probability maps, which then keep the frame's aspect at a smaller size (for huge frames).
     """
 
-    def __init__(self, bundle: Bundle | Manifest, backend: Backend, *, tokenizer: Tokenizer | None = None,
-                 mask_threshold: float | None = None, exists_threshold: float | None = None, cache_size: int = 256,
-                 max_frame_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS, mask_size: int | None = None):
+    def __init__(
+        self,
+        bundle: Bundle | Manifest,
+        backend: Backend,
+        *,
+        tokenizer: Tokenizer | None = None,
+        mask_threshold: float | None = None,
+        exists_threshold: float | None = None,
+        cache_size: int = 256,
+        max_frame_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
+        mask_size: int | None = None,
+    ):
         """``bundle``: an opened bundle, or a manifest (then ``tokenizer`` is required), run on ``backend``."""
         self.bundle = bundle if isinstance(bundle, Bundle) else None
         man = bundle.manifest if isinstance(bundle, Bundle) else bundle
@@ -213,8 +239,9 @@ class Segmenter:
         self.input_size = man.input_size
         self.mean, self.std = tuple(man.mean), tuple(man.std)
         self.mask_threshold = float(man.thresholds.get("mask", 0.5) if mask_threshold is None else mask_threshold)
-        self.exists_threshold = float(man.thresholds.get("exists", 0.5) if exists_threshold is None
-                                      else exists_threshold)
+        self.exists_threshold = float(
+            man.thresholds.get("exists", 0.5) if exists_threshold is None else exists_threshold
+        )
         for name, v in (("mask_threshold", self.mask_threshold), ("exists_threshold", self.exists_threshold)):
             if not 0.0 <= v <= 1.0:
                 raise SDKError(f"{name} must be a probability in [0, 1], got {v}")
@@ -244,8 +271,10 @@ class Segmenter:
         if max_frame_pixels is not None and (not _whole(max_frame_pixels) or max_frame_pixels < 1):
             raise SDKError(f"max_frame_pixels must be a whole number >= 1 or None (no limit), got {max_frame_pixels!r}")
         if mask_size is not None and (not _whole(mask_size) or mask_size < 1):
-            raise SDKError(f"mask_size must be a whole number >= 1 (the longer side of returned masks) or None "
-                           f"(frame size), got {mask_size!r}")
+            raise SDKError(
+                f"mask_size must be a whole number >= 1 (the longer side of returned masks) or None "
+                f"(frame size), got {mask_size!r}"
+            )
         return max(int(cache_size), max_prompts)
 
     def _bind(self, entries: dict[str, GraphEntry]) -> None:
@@ -254,11 +283,15 @@ class Segmenter:
         text, image, dec = entries["text_encoder"], entries["image_encoder"], entries["mask_decoder"]
         bad = [t.name for t in text.inputs if t.name not in _TOKENS]
         if bad:
-            raise SDKError(f"text_encoder input {bad[0]!r} is not a tokenizer tensor ({', '.join(_TOKENS)}); this "
-                           "SDK cannot feed it (re-export the bundle with this ssp-edge version)")
+            raise SDKError(
+                f"text_encoder input {bad[0]!r} is not a tokenizer tensor ({', '.join(_TOKENS)}); this "
+                "SDK cannot feed it (re-export the bundle with this ssp-edge version)"
+            )
         if [t.name for t in image.inputs] != [_IMAGE]:
-            raise SDKError(f"image_encoder takes {[t.name for t in image.inputs]}, expected one input {_IMAGE!r}; "
-                           "re-export the bundle with this ssp-edge version")
+            raise SDKError(
+                f"image_encoder takes {[t.name for t in image.inputs]}, expected one input {_IMAGE!r}; "
+                "re-export the bundle with this ssp-edge version"
+            )
         self._image_spec = image.inputs[0]
         image_out = {t.name for t in image.outputs}
         text_out = {t.name for t in text.outputs} | set(_TOKENS)
@@ -270,31 +303,62 @@ class Segmenter:
             elif t.name in text_out:
                 self._dec_text.append(t.name)
             elif t.name != _FRAME_INDEX:
-                raise SDKError(f"mask_decoder input {t.name!r} is neither an image_encoder output, a text_encoder "
-                               "output, a tokenizer tensor nor frame_index; this SDK cannot feed it (re-export the "
-                               "bundle with this ssp-edge version)")
+                raise SDKError(
+                    f"mask_decoder input {t.name!r} is neither an image_encoder output, a text_encoder "
+                    "output, a tokenizer tensor nor frame_index; this SDK cannot feed it (re-export the "
+                    "bundle with this ssp-edge version)"
+                )
         self._frame_index = any(t.name == _FRAME_INDEX for t in dec.inputs)
         outs = {t.name for t in dec.outputs}
         if not {_MASK_LOGITS, _TARGET_LOGIT} <= outs:
-            raise SDKError(f"mask_decoder outputs {sorted(outs)} lack {_MASK_LOGITS!r} / {_TARGET_LOGIT!r}; "
-                           "re-export the bundle")
+            raise SDKError(
+                f"mask_decoder outputs {sorted(outs)} lack {_MASK_LOGITS!r} / {_TARGET_LOGIT!r}; re-export the bundle"
+            )
         self._dtypes = {t.name: spec_dtype(t) for g in entries.values() for t in g.inputs}
 
     @classmethod
-    def open(cls, bundle: str | Path | Bundle, backend: str = "auto", precision: str | None = None, *,
-             providers: Sequence[str] | None = None, threads: int = 0, plugin_lib: str | None = None,
-             trust_bundle_plugins: bool = False, allow_engine_host_code: bool = False, verify_key: Any = None,
-             mask_threshold: float | None = None, exists_threshold: float | None = None, cache_size: int = 256,
-             max_frame_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS, mask_size: int | None = None) -> "Segmenter":
+    def open(
+        cls,
+        bundle: str | Path | Bundle,
+        backend: str = "auto",
+        precision: str | None = None,
+        *,
+        providers: Sequence[str] | None = None,
+        threads: int = 0,
+        plugin_lib: str | None = None,
+        trust_bundle_plugins: bool = False,
+        allow_engine_host_code: bool = False,
+        verify_key: Any = None,
+        mask_threshold: float | None = None,
+        exists_threshold: float | None = None,
+        cache_size: int = 256,
+        max_frame_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
+        mask_size: int | None = None,
+    ) -> Segmenter:
         """Open a bundle folder (verified against its manifest's sha256; against ``verify_key``, an Ed25519 public
         key, when given) on a backend (see :func:`ssp_edge.sdk.backends.open_backend`)."""
         cls._check_options(cache_size, max_frame_pixels, mask_size, 1)  # cheap checks before loading anything
         b = open_bundle(bundle, verify_key)
-        be = open_backend(b, backend, precision, providers=providers, threads=threads, plugin_lib=plugin_lib,
-                          trust_bundle_plugins=trust_bundle_plugins, allow_engine_host_code=allow_engine_host_code)
+        be = open_backend(
+            b,
+            backend,
+            precision,
+            providers=providers,
+            threads=threads,
+            plugin_lib=plugin_lib,
+            trust_bundle_plugins=trust_bundle_plugins,
+            allow_engine_host_code=allow_engine_host_code,
+        )
         try:
-            return cls(b, be, mask_threshold=mask_threshold, exists_threshold=exists_threshold,
-                       cache_size=cache_size, max_frame_pixels=max_frame_pixels, mask_size=mask_size)
+            return cls(
+                b,
+                be,
+                mask_threshold=mask_threshold,
+                exists_threshold=exists_threshold,
+                cache_size=cache_size,
+                max_frame_pixels=max_frame_pixels,
+                mask_size=mask_size,
+            )
         except BaseException:
             be.close()
             raise
@@ -351,8 +415,11 @@ class Segmenter:
             t0 = time.perf_counter()
             tok = self.tokenizer(new)  # warns once per new prompt that is truncated
             out = self.backend.run("text_encoder", self._text_feeds(tok))
-            have = {**{k: np.asarray(v) for k, v in out.items()}, "input_ids": tok.input_ids,
-                    "attention_mask": tok.attention_mask}
+            have = {
+                **{k: np.asarray(v) for k, v in out.items()},
+                "input_ids": tok.input_ids,
+                "attention_mask": tok.attention_mask,
+            }
             for i, p in enumerate(new):
                 rows[p] = self._cache[p] = _Cached({k: v[i] for k, v in have.items()}, tok.truncated[i])
                 while len(self._cache) > self.cache_size:
@@ -367,8 +434,9 @@ class Segmenter:
             self._cache.clear()
 
     # ---- frames
-    def image_feeds(self, frames: np.ndarray | Sequence[np.ndarray]) -> tuple[dict[str, np.ndarray],
-                                                                          tuple[Letterbox, ...]]:
+    def image_feeds(
+        self, frames: np.ndarray | Sequence[np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], tuple[Letterbox, ...]]:
         """The image encoder's feeds by name for one BGR frame or a list (one batch), and each frame's letterbox.
 
         Frames: see :func:`to_bgr8`; at most the bundle's frames per call and ``max_frame_pixels`` each."""
@@ -387,8 +455,10 @@ class Segmenter:
         if not batch:
             raise SDKError("encode_image got an empty list of frames; pass one BGR frame or a list of them")
         if len(batch) > self.max_frames:
-            raise SDKError(f"{len(batch)} frames in one call is more than this bundle's image encoder takes "
-                           f"({self.max_frames}); pass fewer, or re-export with `ssp convert export --max-frames N`")
+            raise SDKError(
+                f"{len(batch)} frames in one call is more than this bundle's image encoder takes "
+                f"({self.max_frames}); pass fewer, or re-export with `ssp convert export --max-frames N`"
+            )
         return batch
 
     def _check_pixels(self, frame: Any, index: int | None) -> None:
@@ -397,9 +467,11 @@ class Segmenter:
         h, w = frame.shape[:2]
         if h * w > self.max_frame_pixels:
             which = "frame" if index is None else f"frame {index}"
-            raise SDKError(f"{which} is {w}x{h} = {h * w:,} pixels, more than max_frame_pixels = "
-                           f"{self.max_frame_pixels:,}; downscale it, or open the Segmenter with a larger "
-                           "max_frame_pixels (and mask_size= for smaller masks)")
+            raise SDKError(
+                f"{which} is {w}x{h} = {h * w:,} pixels, more than max_frame_pixels = "
+                f"{self.max_frame_pixels:,}; downscale it, or open the Segmenter with a larger "
+                "max_frame_pixels (and mask_size= for smaller masks)"
+            )
 
     def encode_image(self, frames: np.ndarray | Sequence[np.ndarray]) -> ImageFeatures:
         """Letterbox and encode one BGR frame, or a list of frames (several cameras) in one image-encoder batch."""
@@ -419,14 +491,17 @@ class Segmenter:
         return ImageFeatures(dict(out), lbs, {"preprocess": pre_ms, "image_encoder": ms}, self._generation, id(self))
 
     # ---- decoder
-    def _per_frame(self, features: ImageFeatures,
-                   encodings: PromptEncodings | Sequence[PromptEncodings]) -> list[PromptEncodings]:
+    def _per_frame(
+        self, features: ImageFeatures, encodings: PromptEncodings | Sequence[PromptEncodings]
+    ) -> list[PromptEncodings]:
         if isinstance(encodings, PromptEncodings):
             return [encodings] * features.frames
         encs = list(encodings)
         if len(encs) != features.frames or not all(isinstance(e, PromptEncodings) for e in encs):
-            raise SDKError(f"decode needs one PromptEncodings for all frames or one per frame ({features.frames}), "
-                           f"got {len(encs)} item(s)")
+            raise SDKError(
+                f"decode needs one PromptEncodings for all frames or one per frame ({features.frames}), "
+                f"got {len(encs)} item(s)"
+            )
         return encs
 
     def _batches(self, features: ImageFeatures, encs: list[PromptEncodings]) -> list[tuple[list[int], dict]]:
@@ -441,12 +516,14 @@ class Segmenter:
         for g in groups:
             k = sum(len(encs[f]) for f in g)
             if k > self.max_prompts:
-                raise SDKError(f"{k} prompts over {len(g)} frames in one decoder batch is more than this bundle's "
-                               f"limit of {self.max_prompts}; decode fewer frames at a time")
+                raise SDKError(
+                    f"{k} prompts over {len(g)} frames in one decoder batch is more than this bundle's "
+                    f"limit of {self.max_prompts}; decode fewer frames at a time"
+                )
             feeds: dict[str, Any] = {}
             for name in self._dec_image:
                 v = features.tensors[name]
-                feeds[name] = v if len(g) == n else self._conform(name, np.asarray(v)[g[0]:g[0] + 1])
+                feeds[name] = v if len(g) == n else self._conform(name, np.asarray(v)[g[0] : g[0] + 1])
             for name in self._dec_text:
                 feeds[name] = self._conform(name, np.concatenate([encs[f].tensors[name] for f in g]))
             if self._frame_index:
@@ -461,18 +538,20 @@ class Segmenter:
             return value
         return value.astype(want)
 
-    def decoder_feeds(self, features: ImageFeatures,
-                      encodings: PromptEncodings | Sequence[PromptEncodings]) -> dict[str, Any]:
+    def decoder_feeds(
+        self, features: ImageFeatures, encodings: PromptEncodings | Sequence[PromptEncodings]
+    ) -> dict[str, Any]:
         """The mask decoder's feeds by name for ``encodings`` on ``features`` (what :meth:`decode` runs), when
         they form one decoder batch: one frame, or a decoder that declares ``frame_index``."""
         batches = self._batches(features, self._per_frame(features, encodings))
         if len(batches) != 1:
-            raise SDKError(f"this mask decoder takes one frame per batch (it has no {_FRAME_INDEX!r} input); pass "
-                           f"the features of one frame, not {features.frames}")
+            raise SDKError(
+                f"this mask decoder takes one frame per batch (it has no {_FRAME_INDEX!r} input); pass "
+                f"the features of one frame, not {features.frames}"
+            )
         return batches[0][1]
 
-    def decode(self, features: ImageFeatures,
-               encodings: PromptEncodings | Sequence[PromptEncodings]) -> list[Result]:
+    def decode(self, features: ImageFeatures, encodings: PromptEncodings | Sequence[PromptEncodings]) -> list[Result]:
         """Masks for ``encodings`` (the same for every frame, or one per frame) on ``features``; all prompts of a
         frame in one decoder batch. Results are frame-major (``Result.frame``), prompts in their given order."""
         encs = self._per_frame(features, encodings)
@@ -481,19 +560,29 @@ class Segmenter:
         text_ms = sum({id(e): e.text_encoder_ms for e in encs}.values())
         return self._results(features, encs, batches, outs, text_ms, ms)
 
-    def _run_decoder(self, features: ImageFeatures, encs: list[PromptEncodings]
-                     ) -> tuple[list[tuple[list[int], dict]], list[dict[str, Any]], float]:
+    def _run_decoder(
+        self, features: ImageFeatures, encs: list[PromptEncodings]
+    ) -> tuple[list[tuple[list[int], dict]], list[dict[str, Any]], float]:
         """Run the decoder batches (caller holds the lock): (batches, their outputs, decoder ms)."""
         if features.on_device and (features.owner != id(self) or features.generation != self._generation):
-            raise SDKError("these image features were left on the device and a later encode_image call has reused "
-                           "its buffers; decode a frame's features before encoding the next (or use segment())")
+            raise SDKError(
+                "these image features were left on the device and a later encode_image call has reused "
+                "its buffers; decode a frame's features before encoding the next (or use segment())"
+            )
         batches = self._batches(features, encs)
         t0 = time.perf_counter()
         outs = [self.backend.run("mask_decoder", feeds) for _, feeds in batches]
         return batches, outs, _ms(t0)
 
-    def _results(self, features: ImageFeatures, encs: list[PromptEncodings], batches: list[tuple[list[int], dict]],
-                 outs: list[dict[str, Any]], text_ms: float, decoder_ms: float) -> list[Result]:
+    def _results(
+        self,
+        features: ImageFeatures,
+        encs: list[PromptEncodings],
+        batches: list[tuple[list[int], dict]],
+        outs: list[dict[str, Any]],
+        text_ms: float,
+        decoder_ms: float,
+    ) -> list[Result]:
         """Decoder logits -> probabilities and masks at frame size (or mask_size), thresholded."""
         t0 = time.perf_counter()
         results = []
@@ -512,9 +601,13 @@ class Segmenter:
                     mask = (prob > self.mask_threshold).astype(np.uint8) if exists else np.zeros(prob.shape, np.uint8)
                     results.append(Result(p, mask, prob, float(scores[i]), exists, frame=f))
                     i += 1
-        times = {"preprocess": features.times_ms.get("preprocess", 0.0), "text_encoder": text_ms,
-                 "image_encoder": features.times_ms.get("image_encoder", 0.0), "mask_decoder": decoder_ms,
-                 "postprocess": _ms(t0)}
+        times = {
+            "preprocess": features.times_ms.get("preprocess", 0.0),
+            "text_encoder": text_ms,
+            "image_encoder": features.times_ms.get("image_encoder", 0.0),
+            "mask_decoder": decoder_ms,
+            "postprocess": _ms(t0),
+        }
         for r in results:
             r.times_ms = times
         return results
@@ -547,9 +640,8 @@ class Segmenter:
         with self._lock:
             self.backend.close()
 
-    def __enter__(self) -> "Segmenter":
+    def __enter__(self) -> Segmenter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

@@ -15,6 +15,7 @@ code (plugin library, engine host code) is loaded unless the operator passes ``-
 
 PyTriton (``pip install 'ssp-edge[serve]'``) pins numpy<2: install it in its own environment.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,10 @@ import os
 import queue
 import sys
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,8 +39,16 @@ __all__ = ["register", "SegmentService", "is_loopback", "MODEL_NAME", "TOKEN_ENV
 MODEL_NAME = "ssp_segment"
 TOKEN_ENV = "SSP_SERVE_TOKEN"
 # everything but health (probes) needs the token when one is set
-RESTRICTED = ["inference", "metadata", "model-config", "model-repository", "statistics", "shared-memory", "trace",
-              "logging"]
+RESTRICTED = [
+    "inference",
+    "metadata",
+    "model-config",
+    "model-repository",
+    "statistics",
+    "shared-memory",
+    "trace",
+    "logging",
+]
 
 
 def is_loopback(host: str) -> bool:
@@ -119,8 +129,9 @@ class SegmentService:
         """PyTriton callable: each request -> its outputs (errors become that request's error response)."""
         from .remote import request_prompts, result_arrays
 
-        return [result_arrays(self.segment(np.asarray(req["image"]), request_prompts(req["prompts"])))
-                for req in requests]
+        return [
+            result_arrays(self.segment(np.asarray(req["image"]), request_prompts(req["prompts"]))) for req in requests
+        ]
 
     def close(self) -> None:
         self._q.put(None)
@@ -129,18 +140,23 @@ class SegmentService:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "serve", help="serve a bundle over Triton's HTTP / gRPC endpoints (PyTriton)",
+        "serve",
+        help="serve a bundle over Triton's HTTP / gRPC endpoints (PyTriton)",
         description="Run a Segmenter behind Triton's HTTP and gRPC endpoints and Prometheus metrics (model "
-                    f"{MODEL_NAME}; clients: ssp_edge.sdk.remote.RemoteSegmenter). Binds 127.0.0.1 unless --host is "
-                    f"given; any other address needs --token (or ${TOKEN_ENV}).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        f"{MODEL_NAME}; clients: ssp_edge.sdk.remote.RemoteSegmenter). Binds 127.0.0.1 unless --host is "
+        f"given; any other address needs --token (or ${TOKEN_ENV}).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("bundle", help="bundle folder (ssp convert export)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (HTTP, gRPC, metrics)")
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--grpc-port", type=int, default=8001)
     p.add_argument("--metrics-port", type=int, default=8002)
-    p.add_argument("--token", default=None, help=f"access token clients must send (default: ${TOKEN_ENV}); required "
-                                                 "when --host is not a loopback address")
+    p.add_argument(
+        "--token",
+        default=None,
+        help=f"access token clients must send (default: ${TOKEN_ENV}); required when --host is not a loopback address",
+    )
     p.add_argument("--instances", type=int, default=4, help="requests handled at once (frames batch across them)")
     p.add_argument("--cache-size", type=int, default=1024, help="prompt encodings kept (shared by all requests)")
     p.add_argument("--log-verbose", type=int, default=0, help="tritonserver log verbosity")
@@ -165,8 +181,10 @@ def _stub_library_path() -> None:
 def _serve(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if not is_loopback(args.host) and not token:
-        raise SDKError(f"--host {args.host} accepts connections from other machines: give clients a secret with "
-                       f"--token TOKEN (or ${TOKEN_ENV}), or keep the default 127.0.0.1")
+        raise SDKError(
+            f"--host {args.host} accepts connections from other machines: give clients a secret with "
+            f"--token TOKEN (or ${TOKEN_ENV}), or keep the default 127.0.0.1"
+        )
     if args.instances < 1:
         raise SDKError(f"--instances must be at least 1, got {args.instances}")
     for name in ("http_port", "grpc_port", "metrics_port"):
@@ -176,36 +194,61 @@ def _serve(args: argparse.Namespace) -> int:
         from pytriton.model_config import ModelConfig, Tensor
         from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
     except ImportError as e:
-        raise SDKError(f"ssp serve needs PyTriton ({e}): pip install 'ssp-edge[serve]' (it pins numpy<2: use its "
-                       "own virtual environment)") from None
+        raise SDKError(
+            f"ssp serve needs PyTriton ({e}): pip install 'ssp-edge[serve]' (it pins numpy<2: use its "
+            "own virtual environment)"
+        ) from None
     _stub_library_path()
     from .segmenter import Segmenter
 
     seg = Segmenter.open(args.bundle, cache_size=args.cache_size, **backend_kwargs(args))
     service = SegmentService(seg)
-    config = TritonConfig(http_address=args.host, http_port=args.http_port, grpc_address=args.host,
-                          grpc_port=args.grpc_port, metrics_address=args.host, metrics_port=args.metrics_port,
-                          log_verbose=args.log_verbose, allow_gpu_metrics=False)
+    config = TritonConfig(
+        http_address=args.host,
+        http_port=args.http_port,
+        grpc_address=args.host,
+        grpc_port=args.grpc_port,
+        metrics_address=args.host,
+        metrics_port=args.metrics_port,
+        log_verbose=args.log_verbose,
+        allow_gpu_metrics=False,
+    )
     security = TritonSecurityConfig(access_token=token, restricted_endpoints=RESTRICTED if token else [])
     scheme = "http"
     try:
         with Triton(config=config, security_config=security) as triton:
-            triton.bind(model_name=MODEL_NAME, infer_func=[service.infer] * args.instances,
-                        inputs=[Tensor(name="image", dtype=np.uint8, shape=(-1, -1, 3)),
-                                Tensor(name="prompts", dtype=bytes, shape=(-1,))],
-                        outputs=[Tensor(name="mask", dtype=np.uint8, shape=(-1, -1, -1)),
-                                 Tensor(name="prob", dtype=np.float32, shape=(-1, -1, -1)),
-                                 Tensor(name="score", dtype=np.float32, shape=(-1,)),
-                                 Tensor(name="exists", dtype=np.bool_, shape=(-1,))],
-                        config=ModelConfig(batching=False), strict=True)
-            print(f"ssp serve: {seg.backend.name} ({', '.join(f'{k} {v}' for k, v in seg.backend.precisions.items())})"
-                  f" model {MODEL_NAME} at {scheme}://{args.host}:{args.http_port} and grpc://{args.host}:"
-                  f"{args.grpc_port}, metrics {scheme}://{args.host}:{args.metrics_port}/metrics"
-                  + (" (token required)" if token else ""), file=sys.stderr, flush=True)
+            triton.bind(
+                model_name=MODEL_NAME,
+                infer_func=[service.infer] * args.instances,
+                inputs=[
+                    Tensor(name="image", dtype=np.uint8, shape=(-1, -1, 3)),
+                    Tensor(name="prompts", dtype=bytes, shape=(-1,)),
+                ],
+                outputs=[
+                    Tensor(name="mask", dtype=np.uint8, shape=(-1, -1, -1)),
+                    Tensor(name="prob", dtype=np.float32, shape=(-1, -1, -1)),
+                    Tensor(name="score", dtype=np.float32, shape=(-1,)),
+                    Tensor(name="exists", dtype=np.bool_, shape=(-1,)),
+                ],
+                config=ModelConfig(batching=False),
+                strict=True,
+            )
+            print(
+                f"ssp serve: {seg.backend.name} ({', '.join(f'{k} {v}' for k, v in seg.backend.precisions.items())})"
+                f" model {MODEL_NAME} at {scheme}://{args.host}:{args.http_port} and grpc://{args.host}:"
+                f"{args.grpc_port}, metrics {scheme}://{args.host}:{args.metrics_port}/metrics"
+                + (" (token required)" if token else ""),
+                file=sys.stderr,
+                flush=True,
+            )
             triton.serve()  # until SIGINT / SIGTERM
     finally:
-        print(f"ssp serve: {service.frames} frames in {service.batches} image-encoder batches; prompt cache "
-              f"{seg.cache_misses} encoded, {seg.cache_hits} hits", file=sys.stderr, flush=True)
+        print(
+            f"ssp serve: {service.frames} frames in {service.batches} image-encoder batches; prompt cache "
+            f"{seg.cache_misses} encoded, {seg.cache_hits} hits",
+            file=sys.stderr,
+            flush=True,
+        )
         service.close()
         seg.close()
     return 0

@@ -6,6 +6,7 @@ and ``Bundle.open(root, verify_key=PUB)`` (or ``$SSP_BUNDLE_PUBKEY``) refuses a 
 missing or does not verify. The crypto is the ``cryptography`` package's (never hand-rolled); it is imported
 only when a key is used, so unsigned bundles work without it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -17,8 +18,17 @@ from typing import Any
 from .errors import BundleError, SDKError
 from .fsio import atomic_write_bytes
 
-__all__ = ["SIGNATURE", "PUBKEY_ENV", "generate_keypair", "load_public_key", "load_private_key", "sign_manifest",
-           "verify_manifest", "sign_bundle", "resolve_verify_key"]
+__all__ = [
+    "SIGNATURE",
+    "PUBKEY_ENV",
+    "generate_keypair",
+    "load_public_key",
+    "load_private_key",
+    "sign_manifest",
+    "verify_manifest",
+    "sign_bundle",
+    "resolve_verify_key",
+]
 
 SIGNATURE = "manifest.json.sig"
 PUBKEY_ENV = "SSP_BUNDLE_PUBKEY"
@@ -31,8 +41,10 @@ def _crypto() -> Any:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ed25519
     except ImportError:
-        raise SDKError("signed bundles need the 'cryptography' package: pip install 'ssp-edge[runtime]' "
-                       "(or pip install cryptography)") from None
+        raise SDKError(
+            "signed bundles need the 'cryptography' package: pip install 'ssp-edge[runtime]' "
+            "(or pip install cryptography)"
+        ) from None
     return serialization, ed25519
 
 
@@ -50,8 +62,10 @@ def _key_bytes(key: str | os.PathLike[str] | bytes, what: str) -> tuple[bytes, s
             raise SDKError(f"{what} key file {str(p)!r} is too large to be a PEM key")
         return p.read_bytes(), f"{what} key file {str(p)!r}"
     except OSError as e:
-        raise SDKError(f"cannot read the {what} key file {str(p)!r} ({e.strerror or e}); make one with "
-                       "`ssp convert keygen --out KEYNAME`") from None
+        raise SDKError(
+            f"cannot read the {what} key file {str(p)!r} ({e.strerror or e}); make one with "
+            "`ssp convert keygen --out KEYNAME`"
+        ) from None
 
 
 def load_public_key(key: str | os.PathLike[str] | bytes) -> Any:
@@ -94,8 +108,9 @@ def generate_keypair(out: str | os.PathLike[str], force: bool = False) -> tuple[
         if (p.exists() or p.is_symlink()) and not force:
             raise SDKError(f"{str(p)!r} exists; choose another --out or pass --force to replace the key pair")
     key = ed25519.Ed25519PrivateKey.generate()
-    priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    priv = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     base.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(priv_path, priv, mode=0o600)
@@ -114,22 +129,28 @@ def verify_manifest(manifest_bytes: bytes, signature_file: bytes | None, key: An
     from cryptography.exceptions import InvalidSignature
 
     if signature_file is None:
-        raise BundleError(f"bundle {where!r} is not signed (no {SIGNATURE}) but a verify key was given; sign it "
-                          f"with `ssp convert sign BUNDLE --key KEY.pem`, or open it without verify_key / "
-                          f"${PUBKEY_ENV}")
+        raise BundleError(
+            f"bundle {where!r} is not signed (no {SIGNATURE}) but a verify key was given; sign it "
+            f"with `ssp convert sign BUNDLE --key KEY.pem`, or open it without verify_key / "
+            f"${PUBKEY_ENV}"
+        )
     try:
         sig = base64.b64decode(signature_file.strip(), validate=True)
     except (binascii.Error, ValueError):
         sig = b""
     if len(sig) != _SIG_LEN:
-        raise BundleError(f"bundle {where!r}: {SIGNATURE} is not an Ed25519 signature (base64 of 64 bytes); re-sign "
-                          "with `ssp convert sign`")
+        raise BundleError(
+            f"bundle {where!r}: {SIGNATURE} is not an Ed25519 signature (base64 of 64 bytes); re-sign "
+            "with `ssp convert sign`"
+        )
     try:
         pub.verify(sig, manifest_bytes)
     except InvalidSignature:
-        raise BundleError(f"bundle {where!r}: the signature in {SIGNATURE} does not match manifest.json for this "
-                          "key (modified manifest, or signed with another key); get the bundle again from its "
-                          "publisher or re-sign it") from None
+        raise BundleError(
+            f"bundle {where!r}: the signature in {SIGNATURE} does not match manifest.json for this "
+            "key (modified manifest, or signed with another key); get the bundle again from its "
+            "publisher or re-sign it"
+        ) from None
 
 
 def resolve_verify_key(verify_key: str | os.PathLike[str] | bytes | None) -> Any:
@@ -148,8 +169,11 @@ def resolve_verify_key(verify_key: str | os.PathLike[str] | bytes | None) -> Any
         raise SDKError(f"{src}: {e}") from None
 
 
-def sign_bundle(root: str | os.PathLike[str], key: str | os.PathLike[str] | bytes,
-                check_key: str | os.PathLike[str] | bytes | None = None) -> Path:
+def sign_bundle(
+    root: str | os.PathLike[str],
+    key: str | os.PathLike[str] | bytes,
+    check_key: str | os.PathLike[str] | bytes | None = None,
+) -> Path:
     """Verify the bundle's files against its manifest, then write ``manifest.json.sig`` (atomically)."""
     from .bundle import MANIFEST, Bundle
 

@@ -1,11 +1,12 @@
 """Fixed-length WordPiece tokenization from a bundle's ``tokenizer.json`` (the ``tokenizers`` package,
 no transformers, no torch): ids and attention mask padded / truncated to the model's max tokens."""
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -30,8 +31,9 @@ class Tokenizer:
         can produce an id at or above it is refused, so no out-of-range id ever reaches the graph."""
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 2 <= max_tokens <= 4096:
             raise SDKError(f"max_tokens must be an integer in [2, 4096] ([CLS] + words + [SEP]), got {max_tokens!r}")
-        if vocab_size is not None and (isinstance(vocab_size, bool) or not isinstance(vocab_size, int)
-                                       or vocab_size < 2):
+        if vocab_size is not None and (
+            isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2
+        ):
             raise SDKError(f"vocab_size must be an integer >= 2 or None, got {vocab_size!r}")
         try:
             from tokenizers import Tokenizer as _Tok
@@ -51,9 +53,11 @@ class Tokenizer:
         self.max_id = max(vocab.values(), default=-1)
         self.vocab_size = vocab_size
         if vocab_size is not None and self.max_id >= vocab_size:
-            raise BundleError(f"tokenizer file {where} produces token ids up to {self.max_id}, but the text graph's "
-                              f"vocabulary has {vocab_size} entries (ids 0..{vocab_size - 1}): the tokenizer does not "
-                              "belong to this text encoder; re-export the bundle with `ssp convert export`")
+            raise BundleError(
+                f"tokenizer file {where} produces token ids up to {self.max_id}, but the text graph's "
+                f"vocabulary has {vocab_size} entries (ids 0..{vocab_size - 1}): the tokenizer does not "
+                "belong to this text encoder; re-export the bundle with `ssp convert export`"
+            )
         self._tok.no_truncation()
         self._tok.no_padding()
         self._pad_id = self._tok.token_to_id("[PAD]") or 0

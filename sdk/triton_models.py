@@ -8,6 +8,7 @@ they run inside Triton's python backend stub, where ``triton_python_backend_util
   so the response cache holds each prompt once), so tokenising, letterbox, decoder feeds, the letterbox's inverse
   and thresholds are the SDK's own code, not a copy.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,9 @@ def _model_file(args: dict[str, str], name: str, sha256: str | None) -> bytes:
     path = Path(args["model_repository"]) / args["model_version"] / name
     data = path.read_bytes()
     if sha256 and hashlib.sha256(data).hexdigest() != sha256:
-        raise RuntimeError(f"{path} does not match its sha256 in config.pbtxt (modified or truncated); "
-                           "re-run `ssp convert triton`")
+        raise RuntimeError(
+            f"{path} does not match its sha256 in config.pbtxt (modified or truncated); re-run `ssp convert triton`"
+        )
     return data
 
 
@@ -85,17 +87,21 @@ class GraphModel:
                 sizes = [f[self.inputs[0]].shape[0] for f in feeds]
                 outs = self.session.run(self.outputs, {n: np.concatenate([f[n] for f in feeds]) for n in self.inputs})
                 bounds = np.cumsum([0, *sizes])
-                return [pb.InferenceResponse([pb.Tensor(n, np.ascontiguousarray(o[a:b]))
-                                              for n, o in zip(self.outputs, outs)])
-                        for a, b in zip(bounds[:-1], bounds[1:])]
+                return [
+                    pb.InferenceResponse(
+                        [pb.Tensor(n, np.ascontiguousarray(o[a:b])) for n, o in zip(self.outputs, outs)]
+                    )
+                    for a, b in zip(bounds[:-1], bounds[1:])
+                ]
             except Exception:  # fall back to one run per request, so only the bad one fails
                 pass
         responses = []
         for f in feeds:
             try:
                 outs = self.session.run(self.outputs, f)
-                responses.append(pb.InferenceResponse([pb.Tensor(n, np.ascontiguousarray(o))
-                                                       for n, o in zip(self.outputs, outs)]))
+                responses.append(
+                    pb.InferenceResponse([pb.Tensor(n, np.ascontiguousarray(o)) for n, o in zip(self.outputs, outs)])
+                )
             except Exception as e:
                 responses.append(_error(pb, e))
         return responses
@@ -122,18 +128,23 @@ class SegmentModel:
         p = _params(cfg)
         version = Path(args["model_repository"]) / args["model_version"]
         man = Manifest.from_dict(json.loads((version / "manifest.json").read_text()))
-        tok = Tokenizer(_model_file(args, "tokenizer.json", man.files.get(man.tokenizer)), man.max_tokens,
-                        vocab_size=man.vocab_size)
+        tok = Tokenizer(
+            _model_file(args, "tokenizer.json", man.files.get(man.tokenizer)), man.max_tokens, vocab_size=man.vocab_size
+        )
         # the response cache does not merge concurrent misses: instances (processes) take turns for the text
         # encoder, so a new prompt that several cameras send at once is still encoded once (hits take ~0.1 ms)
         key = hashlib.sha256(str(Path(args["model_repository"]).resolve()).encode()).hexdigest()[:16]
         self._text_lock = open(Path(tempfile.gettempdir()) / f"ssp_segment_text_{key}.lock", "a+")
-        backend = TritonBLSBackend({g: p[f"{g}_model"] for g in GRAPHS if f"{g}_model" in p},
-                                   {g: graph_entry_by_file(man, g, p.get(f"{g}_graph")) for g in GRAPHS},
-                                   man.dynamic_axes, _Flock(self._text_lock, fcntl))
+        backend = TritonBLSBackend(
+            {g: p[f"{g}_model"] for g in GRAPHS if f"{g}_model" in p},
+            {g: graph_entry_by_file(man, g, p.get(f"{g}_graph")) for g in GRAPHS},
+            man.dynamic_axes,
+            _Flock(self._text_lock, fcntl),
+        )
         thresholds = {k: float(p[f"{k}_threshold"]) if p.get(f"{k}_threshold") else None for k in ("mask", "exists")}
-        self.seg = Segmenter(man, backend, tokenizer=tok, mask_threshold=thresholds["mask"],
-                             exists_threshold=thresholds["exists"])
+        self.seg = Segmenter(
+            man, backend, tokenizer=tok, mask_threshold=thresholds["mask"], exists_threshold=thresholds["exists"]
+        )
         self.outputs = [t["name"] for t in cfg["output"]]
 
     def _segment(self, request: Any) -> Any:

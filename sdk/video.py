@@ -9,22 +9,32 @@ image folder, ``none``.
 PyPI's OpenCV wheels have no GStreamer: ``csi://`` and ``gst:`` say how to get one (JetPack's system
 OpenCV) instead of failing obscurely.
 """
+
 from __future__ import annotations
 
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
 
 from .errors import SDKError
 
-__all__ = ["Frame", "VideoSource", "open_source", "Sink", "open_sink", "gstreamer_available", "csi_pipeline",
-           "IMAGE_SUFFIXES"]
+__all__ = [
+    "Frame",
+    "VideoSource",
+    "open_source",
+    "Sink",
+    "open_sink",
+    "gstreamer_available",
+    "csi_pipeline",
+    "IMAGE_SUFFIXES",
+]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
@@ -47,16 +57,20 @@ def gstreamer_available() -> bool:
 
 def csi_pipeline(sensor: int, width: int = 1280, height: int = 720, fps: int = 30) -> str:
     """The nvarguscamerasrc pipeline for a Jetson CSI camera, ending in BGR frames for OpenCV."""
-    return (f"nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, height={height}, "
-            f"framerate={fps}/1 ! nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! "
-            "appsink drop=true max-buffers=1")
+    return (
+        f"nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, height={height}, "
+        f"framerate={fps}/1 ! nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! "
+        "appsink drop=true max-buffers=1"
+    )
 
 
 def _need_gstreamer(uri: str) -> None:
     if not gstreamer_available():
-        raise SDKError(f"source {uri!r} needs OpenCV with GStreamer, and this OpenCV (pip wheel) has none; on Jetson "
-                       "use JetPack's system OpenCV (python3-opencv: pip uninstall opencv-python-headless, then "
-                       "create the venv with --system-site-packages)")
+        raise SDKError(
+            f"source {uri!r} needs OpenCV with GStreamer, and this OpenCV (pip wheel) has none; on Jetson "
+            "use JetPack's system OpenCV (python3-opencv: pip uninstall opencv-python-headless, then "
+            "create the venv with --system-site-packages)"
+        )
 
 
 _DEFAULT = object()
@@ -65,10 +79,18 @@ _DEFAULT = object()
 def _positive(name: str, v: object, allow_none: bool = False, allow_zero: bool = False) -> float | None:
     if v is None and allow_none:
         return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")) \
-            or v < 0 or (v == 0 and not allow_zero):
-        raise SDKError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number of seconds"
-                       f"{' or None' if allow_none else ''}, got {v!r}")
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, (int, float))
+        or v != v
+        or v in (float("inf"), float("-inf"))
+        or v < 0
+        or (v == 0 and not allow_zero)
+    ):
+        raise SDKError(
+            f"{name} must be a {'non-negative' if allow_zero else 'positive'} number of seconds"
+            f"{' or None' if allow_none else ''}, got {v!r}"
+        )
     return float(v)
 
 
@@ -83,9 +105,18 @@ class VideoSource:
     counts only while the source is connected, so it never fires while a reconnect is still being tried.
     """
 
-    def __init__(self, uri: str, policy: str | None = None, reconnect: bool = True, reconnect_attempts: int = 10,
-                 queue_size: int = 64, reconnect_delay: float = 0.2, max_backoff: float = 5.0,
-                 frame_timeout: float | None = 10.0, close_timeout: float = 2.0):
+    def __init__(
+        self,
+        uri: str,
+        policy: str | None = None,
+        reconnect: bool = True,
+        reconnect_attempts: int = 10,
+        queue_size: int = 64,
+        reconnect_delay: float = 0.2,
+        max_backoff: float = 5.0,
+        frame_timeout: float | None = 10.0,
+        close_timeout: float = 2.0,
+    ):
         if policy not in (None, "latest", "all"):
             raise SDKError(f"frame policy must be 'latest' or 'all', got {policy!r}")
         if isinstance(reconnect_attempts, bool) or not isinstance(reconnect_attempts, int) or reconnect_attempts < 0:
@@ -132,7 +163,7 @@ class VideoSource:
         if uri.isdigit():
             return int(uri), cv2.CAP_ANY, True
         if uri.startswith("v4l2://"):
-            dev = uri[len("v4l2://"):]
+            dev = uri[len("v4l2://") :]
             if not Path(dev).exists():
                 raise SDKError(f"camera {dev!r} not found (no such device); list cameras with `ls /dev/video*`")
             return dev, cv2.CAP_V4L2, True
@@ -140,13 +171,13 @@ class VideoSource:
             return uri, cv2.CAP_FFMPEG, True
         if uri.startswith("csi://"):
             _need_gstreamer(uri)
-            sensor = uri[len("csi://"):] or "0"
+            sensor = uri[len("csi://") :] or "0"
             if not sensor.isdigit():
                 raise SDKError(f"csi source {uri!r}: expected csi://N with a sensor number, e.g. csi://0")
             return csi_pipeline(int(sensor)), cv2.CAP_GSTREAMER, True
         if uri.startswith("gst:"):
             _need_gstreamer(uri)
-            return uri[len("gst:"):], cv2.CAP_GSTREAMER, True
+            return uri[len("gst:") :], cv2.CAP_GSTREAMER, True
         p = Path(uri)
         if p.is_dir():
             images = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
@@ -155,8 +186,10 @@ class VideoSource:
             self._images = images
             return p, -1, False
         if not p.exists():
-            raise SDKError(f"source {uri!r} not found: give a video file, an image folder, a camera index (0), "
-                           "v4l2:///dev/videoN, rtsp://..., csi://N or gst:PIPELINE")
+            raise SDKError(
+                f"source {uri!r} not found: give a video file, an image folder, a camera index (0), "
+                "v4l2:///dev/videoN, rtsp://..., csi://N or gst:PIPELINE"
+            )
         return str(p), cv2.CAP_ANY, False
 
     def _open(self) -> None:
@@ -168,8 +201,9 @@ class VideoSource:
             cap.release()
             if isinstance(self._target, int):
                 raise SDKError(f"no camera at index {self._target} (none connected, or in use by another program)")
-            raise SDKError(f"cannot open source {self.uri!r} (unreadable file, unsupported codec or unreachable "
-                           "stream)")
+            raise SDKError(
+                f"cannot open source {self.uri!r} (unreadable file, unsupported codec or unreachable stream)"
+            )
         with self._cap_lock:
             if self._stop.is_set():
                 cap.release()
@@ -226,8 +260,10 @@ class VideoSource:
                 if img is None:
                     if not self.reconnect or failures >= self.reconnect_attempts:
                         if self.reconnect:
-                            self._end(f"source {self.uri!r} disconnected and did not come back after "
-                                      f"{self.reconnect_attempts} reconnect attempts")
+                            self._end(
+                                f"source {self.uri!r} disconnected and did not come back after "
+                                f"{self.reconnect_attempts} reconnect attempts"
+                            )
                         else:
                             self._end(f"source {self.uri!r} stopped delivering frames")
                         return
@@ -307,8 +343,10 @@ class VideoSource:
             if self._reconnecting and limit is not None:
                 deadline = now + limit  # the no-frame clock runs only while the source is connected
             if deadline is not None and now >= deadline:
-                raise SDKError(f"source {self.uri!r} delivered no frame for {limit:g} s (stalled stream?); "
-                               "raise frame_timeout or check the camera")
+                raise SDKError(
+                    f"source {self.uri!r} delivered no frame for {limit:g} s (stalled stream?); "
+                    "raise frame_timeout or check the camera"
+                )
 
     def __iter__(self) -> Iterator[Frame]:
         while True:
@@ -333,7 +371,7 @@ class VideoSource:
         else:
             self._release()
 
-    def __enter__(self) -> "VideoSource":
+    def __enter__(self) -> VideoSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -360,8 +398,10 @@ class Sink:
             try:
                 cv2.namedWindow("ssp", cv2.WINDOW_NORMAL)
             except cv2.error:
-                raise SDKError("this OpenCV has no GUI (opencv-python-headless) or no display: write to a file with "
-                               "--out demo.mp4, or install opencv-python on a desktop") from None
+                raise SDKError(
+                    "this OpenCV has no GUI (opencv-python-headless) or no display: write to a file with "
+                    "--out demo.mp4, or install opencv-python on a desktop"
+                ) from None
         elif self.spec != "none":
             p = Path(self.spec)
             if p.suffix.lower() in VIDEO_SUFFIXES:
@@ -370,8 +410,9 @@ class Sink:
                 p.mkdir(parents=True, exist_ok=True)
                 self._folder = p
             else:
-                raise SDKError(f"--out {self.spec!r}: give a video file (.mp4, .avi), a folder (dir/), 'window' or "
-                               "'none'")
+                raise SDKError(
+                    f"--out {self.spec!r}: give a video file (.mp4, .avi), a folder (dir/), 'window' or 'none'"
+                )
 
     def write(self, image: np.ndarray) -> None:
         self.frames += 1
@@ -386,8 +427,9 @@ class Sink:
             cv2.imwrite(str(self._folder / f"{self.frames - 1:06d}.png"), image)
             return
         if self._writer is None:
-            fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.spec.lower().endswith((".mp4", ".m4v", ".mov"))
-                                              else "MJPG"))
+            fourcc = cv2.VideoWriter_fourcc(
+                *("mp4v" if self.spec.lower().endswith((".mp4", ".m4v", ".mov")) else "MJPG")
+            )
             self._writer = cv2.VideoWriter(self.spec, fourcc, self.fps, (image.shape[1], image.shape[0]))
             if not self._writer.isOpened():
                 raise SDKError(f"cannot write video {self.spec!r} (no encoder for it in this OpenCV build)")

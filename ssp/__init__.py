@@ -3,5 +3,6 @@ checkpoints, data (RefShapes, RefCOCO-format), metrics and training.
 
 Importing ``ssp`` does not import torch; the submodules that need it do.
 """
+
 __all__ = ["__version__"]
 __version__ = "0.1.0"

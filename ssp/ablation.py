@@ -13,6 +13,7 @@ the table goes to ``OUT/ablation.json`` / ``OUT/ablation.md`` and, with ``--read
 reports the SpixelFCN loss, boundary recall and achievable segmentation accuracy; ``steptime`` measures training
 steps of two configs at several sizes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,19 +22,27 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .config import SSPConfig, get_config
 from .errors import SSPError
 
-__all__ = ["Phase", "RECIPES", "recipe_commands", "run_decoder_ablation", "spixel_check", "step_times",
-           "ablation_table", "main"]
+__all__ = [
+    "Phase",
+    "RECIPES",
+    "recipe_commands",
+    "run_decoder_ablation",
+    "spixel_check",
+    "step_times",
+    "ablation_table",
+    "main",
+]
 
 
 # ----------------------------------------------------------------------------- the recipe
@@ -56,22 +65,89 @@ _COMMON = {"images_per_batch": 4, "data": "refshapes2:train", "val": "refshapes2
 #: so more steps fit), then the whole model at 256 and at 320 px. ``smoke`` is the same shape in minutes.
 RECIPES: dict[str, list[Phase]] = {
     "v2": [
-        Phase("ground", {"input_size": 256}, {**_COMMON, "ground_only": True, "steps": 3600, "exprs_per_image": 12,
-                                              "lr": 1e-3, "backbone_lr": 1.5e-4, "time_budget": 38, "val_every": 200,
-                                              "spixel_steps": 400}, decoder=False),
-        Phase("full256", {"input_size": 256}, {**_COMMON, "steps": 1500, "exprs_per_image": 4, "lr": 6e-4,
-                                               "backbone_lr": 8e-5, "warmup": 40, "time_budget": 24,
-                                               "val_every": 750, "val_samples": 150, "seed": 1}),
-        Phase("full320", {}, {**_COMMON, "steps": 800, "exprs_per_image": 4, "lr": 3e-4, "backbone_lr": 4e-5,
-                              "warmup": 20, "time_budget": 22, "val_every": 400, "val_samples": 150, "seed": 2}),
+        Phase(
+            "ground",
+            {"input_size": 256},
+            {
+                **_COMMON,
+                "ground_only": True,
+                "steps": 3600,
+                "exprs_per_image": 12,
+                "lr": 1e-3,
+                "backbone_lr": 1.5e-4,
+                "time_budget": 38,
+                "val_every": 200,
+                "spixel_steps": 400,
+            },
+            decoder=False,
+        ),
+        Phase(
+            "full256",
+            {"input_size": 256},
+            {
+                **_COMMON,
+                "steps": 1500,
+                "exprs_per_image": 4,
+                "lr": 6e-4,
+                "backbone_lr": 8e-5,
+                "warmup": 40,
+                "time_budget": 24,
+                "val_every": 750,
+                "val_samples": 150,
+                "seed": 1,
+            },
+        ),
+        Phase(
+            "full320",
+            {},
+            {
+                **_COMMON,
+                "steps": 800,
+                "exprs_per_image": 4,
+                "lr": 3e-4,
+                "backbone_lr": 4e-5,
+                "warmup": 20,
+                "time_budget": 22,
+                "val_every": 400,
+                "val_samples": 150,
+                "seed": 2,
+            },
+        ),
     ],
     "smoke": [
-        Phase("ground", {"input_size": 256}, {**_COMMON, "ground_only": True, "steps": 120, "exprs_per_image": 12,
-                                              "lr": 1e-3, "backbone_lr": 1.5e-4, "warmup": 20, "time_budget": 4,
-                                              "val_every": 40, "spixel_steps": 60}, decoder=False),
-        Phase("full256", {"input_size": 256}, {**_COMMON, "steps": 100, "exprs_per_image": 4, "lr": 6e-4,
-                                               "backbone_lr": 8e-5, "warmup": 10, "time_budget": 3,
-                                               "val_every": 50, "val_samples": 40, "seed": 1}),
+        Phase(
+            "ground",
+            {"input_size": 256},
+            {
+                **_COMMON,
+                "ground_only": True,
+                "steps": 120,
+                "exprs_per_image": 12,
+                "lr": 1e-3,
+                "backbone_lr": 1.5e-4,
+                "warmup": 20,
+                "time_budget": 4,
+                "val_every": 40,
+                "spixel_steps": 60,
+            },
+            decoder=False,
+        ),
+        Phase(
+            "full256",
+            {"input_size": 256},
+            {
+                **_COMMON,
+                "steps": 100,
+                "exprs_per_image": 4,
+                "lr": 6e-4,
+                "backbone_lr": 8e-5,
+                "warmup": 10,
+                "time_budget": 3,
+                "val_every": 50,
+                "val_samples": 40,
+                "seed": 1,
+            },
+        ),
     ],
 }
 
@@ -98,8 +174,9 @@ def _argv(phase: Phase, config: str, out: Path, init: Path | None, decoder: str 
     return args
 
 
-def recipe_commands(recipe: str = "v2", config: str = "ssp_lite", out: str | Path = "runs/v2",
-                    decoder: str | None = None) -> list[list[str]]:
+def recipe_commands(
+    recipe: str = "v2", config: str = "ssp_lite", out: str | Path = "runs/v2", decoder: str | None = None
+) -> list[list[str]]:
     """The recipe as ``ssp train`` argument lists, each phase initialised from the previous one's final weights."""
     phases = _recipe(recipe)
     out = Path(out)
@@ -151,8 +228,11 @@ def _swap_decoder(src: Path, dst: Path, decoder: str, seed: int) -> Path:
     state.update({f"decoder.decoder.{k}": v for k, v in dec_state.items()})
     assert set(state) == set(own), sorted(set(state) ^ set(own))[:5]
     model.load_state_dict(state)
-    extra = {k: v for k, v in info.metadata.items() if k not in ("format", "config", "text_encoder_package",
-                                                                 "excluded_prefix")}
+    extra = {
+        k: v
+        for k, v in info.metadata.items()
+        if k not in ("format", "config", "text_encoder_package", "excluded_prefix")
+    }
     return save_checkpoint(model, cfg, dst, {**extra, "swapped_decoder": decoder})
 
 
@@ -167,18 +247,20 @@ def _evaluate_arm(ckpt: Path, tests: Sequence[str], val: str, limit: int, val_li
     thresholds = {"mask": th["mask"], "exists": th["exists"]}
     out: dict[str, Any] = {"checkpoint": str(ckpt), "thresholds": thresholds, "val_gIoU": round(th["gIoU"], 4)}
     for spec in tests:
-        summ = evaluate(model, cfg, open_data(spec, cfg.input_size), limit=limit, progress=False,
-                        thresholds=thresholds)
+        summ = evaluate(model, cfg, open_data(spec, cfg.input_size), limit=limit, progress=False, thresholds=thresholds)
         out[spec] = {k: summ.get(k) for k in ("n", "mIoU", "oIoU", "gIoU", "prec@0.9", "bF@2px", "N-acc", "T-acc")}
     return out
 
 
 def ablation_table(results: dict[str, Any]) -> str:
     """Markdown: one row per decoder and test set (mIoU, Prec@0.9, bF@2px, gIoU, N-acc) plus the FLOPs."""
-    lines = [f"Recipe `{results['recipe']}` ({results['config']}), same phases, options and seeds for both decoders; "
-             f"thresholds tuned on `{results['val']}` per decoder; {results['limit']} test samples per set.", "",
-             "| decoder | test set | mIoU | Prec@0.9 | bF@2px | gIoU | N-acc | decoder GFLOPs | decoder params |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Recipe `{results['recipe']}` ({results['config']}), same phases, options and seeds for both decoders; "
+        f"thresholds tuned on `{results['val']}` per decoder; {results['limit']} test samples per set.",
+        "",
+        "| decoder | test set | mIoU | Prec@0.9 | bF@2px | gIoU | N-acc | decoder GFLOPs | decoder params |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for arm in ("rus", "bilinear"):
         r = results["arms"].get(arm)
         if not r:
@@ -190,15 +272,24 @@ def ablation_table(results: dict[str, Any]) -> str:
                 v = m.get(k)
                 return "-" if v is None else f"{v:.4f}"
 
-            lines.append(f"| {arm} | `{spec}` | {f('mIoU')} | {f('prec@0.9')} | {f('bF@2px')} | {f('gIoU')} | "
-                         f"{f('N-acc')} | {r['decoder_gflops']:.3f} | {r['decoder_params'] / 1e3:.0f}k |")
+            lines.append(
+                f"| {arm} | `{spec}` | {f('mIoU')} | {f('prec@0.9')} | {f('bF@2px')} | {f('gIoU')} | "
+                f"{f('N-acc')} | {r['decoder_gflops']:.3f} | {r['decoder_params'] / 1e3:.0f}k |"
+            )
     return "\n".join(lines)
 
 
-def run_decoder_ablation(out: str | Path, recipe: str = "v2", config: str = "ssp_lite",
-                         tests: Sequence[str] = ("refshapes2:test", "refshapes:test"), val: str = "refshapes2:val",
-                         limit: int = 500, val_limit: int = 300, ground: str | None = None,
-                         readme: bool = False) -> dict[str, Any]:
+def run_decoder_ablation(
+    out: str | Path,
+    recipe: str = "v2",
+    config: str = "ssp_lite",
+    tests: Sequence[str] = ("refshapes2:test", "refshapes:test"),
+    val: str = "refshapes2:val",
+    limit: int = 500,
+    val_limit: int = 300,
+    ground: str | None = None,
+    readme: bool = False,
+) -> dict[str, Any]:
     """Train both decoders with one recipe (shared grounding phase) and evaluate them; returns the results."""
     from ssp_edge.sdk.fsio import atomic_write_text
 
@@ -215,9 +306,16 @@ def run_decoder_ablation(out: str | Path, recipe: str = "v2", config: str = "ssp
         for ph in shared:
             init = _train(_argv(ph, config, out / ph.name, init, "rus"))
     minutes_shared = (time.time() - t0) / 60
-    results: dict[str, Any] = {"recipe": recipe, "config": config, "tests": list(tests), "val": val, "limit": limit,
-                               "phases": [asdict(p) for p in phases], "shared_minutes": round(minutes_shared, 1),
-                               "arms": {}}
+    results: dict[str, Any] = {
+        "recipe": recipe,
+        "config": config,
+        "tests": list(tests),
+        "val": val,
+        "limit": limit,
+        "phases": [asdict(p) for p in phases],
+        "shared_minutes": round(minutes_shared, 1),
+        "arms": {},
+    }
     for arm in ("rus", "bilinear"):
         t1 = time.time()
         arm_dir = out / arm
@@ -232,9 +330,13 @@ def run_decoder_ablation(out: str | Path, recipe: str = "v2", config: str = "ssp
         torch.manual_seed(0)
         cost = model_cost(build_model(cfg), cfg)
         part = cost.parts["RUS_decoder" if arm == "rus" else "bilinear_decoder"]
-        results["arms"][arm] = {"final": str(prev), "train_minutes": round((time.time() - t1) / 60, 1),
-                                "decoder_gflops": part["flops"] / 1e9, "decoder_params": part["parameters"],
-                                "eval": _evaluate_arm(prev, tests, val, limit, val_limit)}
+        results["arms"][arm] = {
+            "final": str(prev),
+            "train_minutes": round((time.time() - t1) / 60, 1),
+            "decoder_gflops": part["flops"] / 1e9,
+            "decoder_params": part["parameters"],
+            "eval": _evaluate_arm(prev, tests, val, limit, val_limit),
+        }
         atomic_write_text(out / "ablation.json", json.dumps(results, indent=1))
     table = ablation_table(results)
     atomic_write_text(out / "ablation.json", json.dumps(results, indent=1))
@@ -262,8 +364,9 @@ def _write_readme_block(table: str) -> None:
 # ----------------------------------------------------------------------------- superpixel pretraining check
 
 
-def spixel_check(configs: dict[str, SSPConfig], steps: int = 250, eval_scenes: int = 48, data: str = "refshapes2",
-                 seed: int = 0) -> dict[str, Any]:
+def spixel_check(
+    configs: dict[str, SSPConfig], steps: int = 250, eval_scenes: int = 48, data: str = "refshapes2", seed: int = 0
+) -> dict[str, Any]:
     """Pretrain each config's superpixel net for ``steps`` SpixelFCN steps (the trainer's own pretraining) and
     measure the loss, boundary recall (2 px) and achievable segmentation accuracy on held-out val scenes."""
     from .data.refshapes import RefShapes
@@ -278,8 +381,9 @@ def spixel_check(configs: dict[str, SSPConfig], steps: int = 250, eval_scenes: i
         cls = RefShapes2 if data == "refshapes2" else RefShapes
         hist: list[float] = []
         t0 = time.time()
-        pretrain_spixel(holder, cfg, steps, seed, scenes=cls("train", size=cfg.input_size), progress=False,
-                        history=hist)
+        pretrain_spixel(
+            holder, cfg, steps, seed, scenes=cls("train", size=cfg.input_size), progress=False, history=hist
+        )
         sec = time.time() - t0
         net = holder.image.spixel.eval()
         val = cls("val", size=cfg.input_size)
@@ -295,10 +399,17 @@ def spixel_check(configs: dict[str, SSPConfig], steps: int = 250, eval_scenes: i
                 asa.append(achievable_accuracy(sp_full, gt))
                 used.append(int(torch.unique(sp).numel()))
         k = max(1, steps // 10)
-        out[name] = {"cell": cfg.cell, "spixel_net": cfg.spixel_net, "superpixels": cfg.grid ** 2,
-                     "loss_first": round(float(np.mean(hist[:k])), 4), "loss_last": round(float(np.mean(hist[-k:])), 4),
-                     "boundary_recall@2px": round(float(np.mean(br)), 4), "ASA": round(float(np.mean(asa)), 4),
-                     "superpixels_used": round(float(np.mean(used)), 1), "seconds": round(sec, 1)}
+        out[name] = {
+            "cell": cfg.cell,
+            "spixel_net": cfg.spixel_net,
+            "superpixels": cfg.grid**2,
+            "loss_first": round(float(np.mean(hist[:k])), 4),
+            "loss_last": round(float(np.mean(hist[-k:])), 4),
+            "boundary_recall@2px": round(float(np.mean(br)), 4),
+            "ASA": round(float(np.mean(asa)), 4),
+            "superpixels_used": round(float(np.mean(used)), 1),
+            "seconds": round(sec, 1),
+        }
         print(json.dumps({name: out[name]}), flush=True)
     return out
 
@@ -315,8 +426,13 @@ class _SpixelHolder(torch.nn.Module):
 # ----------------------------------------------------------------------------- training-step times
 
 
-def step_times(configs: dict[str, SSPConfig], sizes: Sequence[int] = (256, 320), steps: int = 6,
-               ground: tuple[int, int] = (4, 12), full: tuple[int, int] = (4, 4)) -> dict[str, Any]:
+def step_times(
+    configs: dict[str, SSPConfig],
+    sizes: Sequence[int] = (256, 320),
+    steps: int = 6,
+    ground: tuple[int, int] = (4, 12),
+    full: tuple[int, int] = (4, 4),
+) -> dict[str, Any]:
     """Seconds per training step (bf16 autocast, the trainer's step and trainable layers, frozen-text states
     precomputed as the trainer's cache does) for the grounding phase (images x expressions ``ground``) and the
     full model (``full``), per config and input size; wall clock and process CPU seconds."""
@@ -359,12 +475,15 @@ def step_times(configs: dict[str, SSPConfig], sizes: Sequence[int] = (256, 320),
                     if i:  # the first step warms up
                         wall.append(time.perf_counter() - t)
                         cpu.append(time.process_time() - c)
-                rec = {"images": imgs, "expressions": n, "sec_per_step": round(float(np.median(wall)), 3),
-                       "cpu_sec_per_step": round(float(np.median(cpu)), 3),
-                       "sec_per_expression": round(float(np.median(wall)) / n, 4)}
+                rec = {
+                    "images": imgs,
+                    "expressions": n,
+                    "sec_per_step": round(float(np.median(wall)), 3),
+                    "cpu_sec_per_step": round(float(np.median(cpu)), 3),
+                    "sec_per_expression": round(float(np.median(wall)) / n, 4),
+                }
                 out[f"{name}@{size}/{phase}"] = rec
-                print(json.dumps({f"{name}@{size}/{phase}": rec,
-                                  "load": round(os.getloadavg()[0], 2)}), flush=True)
+                print(json.dumps({f"{name}@{size}/{phase}": rec, "load": round(os.getloadavg()[0], 2)}), flush=True)
     return out
 
 
@@ -376,8 +495,11 @@ def _v1() -> SSPConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ssp_edge.ssp.ablation", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m ssp_edge.ssp.ablation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("decoders", help="train the RUS and bilinear decoders with one recipe and compare them")
     d.add_argument("--out", default="runs/ablation")
@@ -405,8 +527,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         if a.cmd == "decoders":
-            res = run_decoder_ablation(a.out, a.recipe, a.config, a.tests, a.val, a.limit, a.val_limit, a.ground,
-                                       a.readme)
+            res = run_decoder_ablation(
+                a.out, a.recipe, a.config, a.tests, a.val, a.limit, a.val_limit, a.ground, a.readme
+            )
             print(ablation_table(res))
         elif a.cmd == "recipe":
             for cmd in recipe_commands(a.recipe, a.config, a.out, a.decoder):
@@ -415,8 +538,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _train(cmd)
         elif a.cmd == "spixel":
             v2 = get_config("ssp_lite", pretrained=False)
-            spixel_check({"v1 net, cell 4": _v1(), "v1 net, cell 8": _v1().replace(cell=8),
-                          "v2 net, cell 8": v2}, a.steps, a.scenes, a.data)
+            spixel_check(
+                {"v1 net, cell 4": _v1(), "v1 net, cell 8": _v1().replace(cell=8), "v2 net, cell 8": v2},
+                a.steps,
+                a.scenes,
+                a.data,
+            )
         else:
             step_times({"v1": _v1(), "v2": get_config("ssp_lite")}, a.sizes, a.steps)
     except SSPError as e:

@@ -4,6 +4,7 @@ Weights that come from a pip package (the pretrained text encoder) are left out 
 name and version; loading rebuilds them from that package. Named checkpoints (``ssp_lite_refshapes``)
 resolve to ``ssp/checkpoints/<name>.safetensors``.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,17 @@ from ssp_edge.sdk.fsio import atomic_replace_file
 from .config import SSPConfig, config_from_json
 from .errors import SSPError
 
-__all__ = ["FORMAT", "CHECKPOINT_DIR", "CheckpointInfo", "resolve_checkpoint", "save_checkpoint",
-           "read_checkpoint_info", "load_checkpoint", "load_weights", "named_checkpoints"]
+__all__ = [
+    "FORMAT",
+    "CHECKPOINT_DIR",
+    "CheckpointInfo",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "read_checkpoint_info",
+    "load_checkpoint",
+    "load_weights",
+    "named_checkpoints",
+]
 
 FORMAT = "ssp-edge-checkpoint/1"
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -66,12 +76,16 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     if named.is_file():
         return named
     avail = ", ".join(named_checkpoints()) or "none"
-    raise SSPError(f"checkpoint {str(name_or_path)!r} not found: give a .safetensors path or a shipped name "
-                   f"({avail})")
+    raise SSPError(f"checkpoint {str(name_or_path)!r} not found: give a .safetensors path or a shipped name ({avail})")
 
 
-def save_checkpoint(model: torch.nn.Module, cfg: SSPConfig, path: str | Path, extra: dict[str, Any] | None = None,
-                    dtype: torch.dtype | None = None) -> Path:
+def save_checkpoint(
+    model: torch.nn.Module,
+    cfg: SSPConfig,
+    path: str | Path,
+    extra: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
     """Write model weights + config. Pretrained text-encoder weights are left out when they come from
     the pip package (frozen, ``cfg.pretrained``), and that package is recorded instead."""
     from safetensors.torch import save_file
@@ -116,11 +130,14 @@ def read_checkpoint_info(name_or_path: str | Path) -> CheckpointInfo:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
     except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise SSPError(f"checkpoint {str(path)!r} is not a readable .safetensors file ({e}); re-download or "
-                       "re-export it") from None
+        raise SSPError(
+            f"checkpoint {str(path)!r} is not a readable .safetensors file ({e}); re-download or re-export it"
+        ) from None
     if meta.get("format") != FORMAT or "config" not in meta:
-        raise SSPError(f"checkpoint {str(path)!r} has no ssp-edge metadata (format {meta.get('format')!r}); "
-                       "save it with ssp.checkpoint.save_checkpoint")
+        raise SSPError(
+            f"checkpoint {str(path)!r} has no ssp-edge metadata (format {meta.get('format')!r}); "
+            "save it with ssp.checkpoint.save_checkpoint"
+        )
     return CheckpointInfo(path, config_from_json(meta["config"]), meta)
 
 
@@ -141,18 +158,24 @@ def load_weights(model: torch.nn.Module, info: CheckpointInfo) -> None:
     missing = [k for k in own if k not in sd and not (excluded and k.startswith(excluded))]
     unexpected = [k for k in sd if k not in own]
     if missing or unexpected:
-        raise SSPError(f"checkpoint {str(info.path)!r} does not fit config {info.config.name!r}: "
-                       f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
-                       f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
+        raise SSPError(
+            f"checkpoint {str(info.path)!r} does not fit config {info.config.name!r}: "
+            f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
+        )
     bad = [k for k in sd if tuple(sd[k].shape) != tuple(own[k].shape)]
     if bad:
         k = bad[0]
-        raise SSPError(f"checkpoint {str(info.path)!r}: tensor {k!r} has shape {tuple(sd[k].shape)}, the model "
-                       f"expects {tuple(own[k].shape)} (checkpoint of another config?)")
+        raise SSPError(
+            f"checkpoint {str(info.path)!r}: tensor {k!r} has shape {tuple(sd[k].shape)}, the model "
+            f"expects {tuple(own[k].shape)} (checkpoint of another config?)"
+        )
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=False)
 
 
-def load_checkpoint(name_or_path: str | Path, expect_config: str | None = None) -> tuple[torch.nn.Module, CheckpointInfo]:
+def load_checkpoint(
+    name_or_path: str | Path, expect_config: str | None = None
+) -> tuple[torch.nn.Module, CheckpointInfo]:
     """Build the model of a checkpoint's config and load its weights (eval mode)."""
     from .models.ssp import build_model
 
@@ -183,8 +206,13 @@ def _check_text_package(info: CheckpointInfo) -> None:
     try:
         have = version(want["name"])
     except PackageNotFoundError:
-        raise SSPError(f"checkpoint {str(info.path)!r} needs the package {want['name']}=={want['version']} for its "
-                       f"text encoder: pip install '{want['name']}=={want['version']}'") from None
+        raise SSPError(
+            f"checkpoint {str(info.path)!r} needs the package {want['name']}=={want['version']} for its "
+            f"text encoder: pip install '{want['name']}=={want['version']}'"
+        ) from None
     if have != want["version"]:
-        warnings.warn(f"checkpoint {info.path.name} was trained with {want['name']}=={want['version']}, "
-                      f"{have} is installed: text features may differ", stacklevel=3)
+        warnings.warn(
+            f"checkpoint {info.path.name} was trained with {want['name']}=={want['version']}, "
+            f"{have} is installed: text features may differ",
+            stacklevel=3,
+        )

@@ -1,4 +1,5 @@
 """`ssp train`, `ssp eval` and `ssp summary` (registered through entry points; torch is imported only when they run)."""
+
 from __future__ import annotations
 
 import argparse
@@ -39,28 +40,43 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- train
 
+
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """``ssp train``'s options: --config, --set, one option per TrainOptions field (generated), --nproc."""
     from .options import add_option_args
 
     p.add_argument("--config", default="ssp_lite", help="model config: ssp_lite or ssp_paper")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, validated against SSPConfig (repeatable), e.g. --set "
-                        "decoder=bilinear, --set freeze_text=false, --set backbone_weights=DIR")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, validated against SSPConfig (repeatable), e.g. --set "
+        "decoder=bilinear, --set freeze_text=false, --set backbone_weights=DIR",
+    )
     add_option_args(p)
     p.add_argument("--no-bf16", dest="amp", action="store_const", const="off", help=argparse.SUPPRESS)  # = --amp off
-    p.add_argument("--nproc", type=int, default=1, metavar="N",
-                   help="train with N processes on this machine: runs torchrun --standalone --nproc-per-node N "
-                        "(DDP; several machines: run torchrun -m ssp_edge.ssp.train yourself)")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train with N processes on this machine: runs torchrun --standalone --nproc-per-node N "
+        "(DDP; several machines: run torchrun -m ssp_edge.ssp.train yourself)",
+    )
 
 
 def register_train(sub: argparse._SubParsersAction) -> None:
     require_modules("torch")
-    p = sub.add_parser("train", help="train an SSP model (superpixel pretraining, then SSP)",
-                       description="Train an SSP model on RefShapes, RefCOCO / RefCOCO+ / RefCOCOg or gRefCOCO, on "
-                                   "CPU or GPUs, in one or several processes (torchrun). Resumes from OUT/state.json "
-                                   "when present. Writes OUT/final.safetensors.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        help="train an SSP model (superpixel pretraining, then SSP)",
+        description="Train an SSP model on RefShapes, RefCOCO / RefCOCO+ / RefCOCOg or gRefCOCO, on "
+        "CPU or GPUs, in one or several processes (torchrun). Resumes from OUT/state.json "
+        "when present. Writes OUT/final.safetensors.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add_train_args(p)
     p.set_defaults(func=run_train)
 
@@ -73,10 +89,12 @@ def _torchrun(args: argparse.Namespace) -> int:
 
     argv = list(sys.argv)
     try:
-        rest = argv[argv.index("train") + 1:]
+        rest = argv[argv.index("train") + 1 :]
     except ValueError:
-        raise SSPError("--nproc: cannot find the train options on the command line; run torchrun "
-                       "--nproc-per-node N -m ssp_edge.ssp.train ... directly") from None
+        raise SSPError(
+            "--nproc: cannot find the train options on the command line; run torchrun "
+            "--nproc-per-node N -m ssp_edge.ssp.train ... directly"
+        ) from None
     out: list[str] = []
     skip = False
     for a in rest:
@@ -86,8 +104,16 @@ def _torchrun(args: argparse.Namespace) -> int:
             skip = True
         elif not a.startswith("--nproc="):
             out.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
-           "-m", "ssp_edge.ssp.train", *out]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={args.nproc}",
+        "-m",
+        "ssp_edge.ssp.train",
+        *out,
+    ]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, cmd)
@@ -128,31 +154,40 @@ def run_train(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- eval
 
+
 def register_eval(sub: argparse._SubParsersAction) -> None:
     require_modules("torch")
     from ssp_edge.sdk.options import add_backend_args, add_bundle_trust_args, add_json_arg, add_native_code_args
 
-    from .torch_backend import ALL_BACKENDS
     from .data.spec import SPEC_HELP
+    from .torch_backend import ALL_BACKENDS
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint or a bundle (oIoU, mIoU, Prec@X; GRES gIoU, cIoU, N-acc, T-acc)",
-                       description="Evaluate a checkpoint on PyTorch, or a bundle as it is deployed (ONNX Runtime, "
-                                   "TensorRT, or the PyTorch model it was exported from), through the SDK's "
-                                   "Segmenter stages. --json prints one JSON object (the same keys either way).",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint or a bundle (oIoU, mIoU, Prec@X; GRES gIoU, cIoU, N-acc, T-acc)",
+        description="Evaluate a checkpoint on PyTorch, or a bundle as it is deployed (ONNX Runtime, "
+        "TensorRT, or the PyTorch model it was exported from), through the SDK's "
+        "Segmenter stages. --json prints one JSON object (the same keys either way).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", default=None,
-                     help="shipped checkpoint name or .safetensors path (default: ssp_lite_refshapes)")
+    src.add_argument(
+        "--checkpoint", default=None, help="shipped checkpoint name or .safetensors path (default: ssp_lite_refshapes)"
+    )
     src.add_argument("--bundle", default=None, metavar="DIR", help="bundle folder (ssp convert export)")
     p.add_argument("--data", default="refshapes:test", help=f"evaluation data: {SPEC_HELP}")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples")
     p.add_argument("--batch", type=int, default=8, help="samples per image-encoder / decoder batch")
     add_json_arg(p)
     p.add_argument("--save-vis", default=None, metavar="PNG", help="also write a grid of predictions to this PNG")
-    add_backend_args(p, backends=ALL_BACKENDS, default=None,
-                     backend_help="with --bundle: auto (default: TensorRT when usable, else ONNX Runtime), tensorrt, "
-                                  "onnxruntime, or pytorch (the checkpoint the bundle was exported from); a "
-                                  "--checkpoint runs on pytorch")
+    add_backend_args(
+        p,
+        backends=ALL_BACKENDS,
+        default=None,
+        backend_help="with --bundle: auto (default: TensorRT when usable, else ONNX Runtime), tensorrt, "
+        "onnxruntime, or pytorch (the checkpoint the bundle was exported from); a "
+        "--checkpoint runs on pytorch",
+    )
     add_native_code_args(p)
     add_bundle_trust_args(p)
     p.set_defaults(func=_run_eval)
@@ -171,8 +206,10 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise SSPError(f"--batch must be at least 1, got {args.batch}")
     if args.bundle is None:
         if args.backend not in (None, "pytorch") or args.precision not in (None, "fp32"):
-            raise SSPError("--backend / --precision choose how a --bundle runs; a --checkpoint runs on PyTorch fp32 "
-                           "(export it with `ssp convert export` to evaluate other backends)")
+            raise SSPError(
+                "--backend / --precision choose how a --bundle runs; a --checkpoint runs on PyTorch fp32 "
+                "(export it with `ssp convert export` to evaluate other backends)"
+            )
         from .checkpoint import load_checkpoint, read_checkpoint_info
         from .torch_backend import reference_segmenter
 
@@ -197,8 +234,13 @@ def _run_eval(args: argparse.Namespace) -> int:
         backend = open_any_backend(bundle, kw.pop("backend") or "auto", kw.pop("precision"), **kw)
         seg = Segmenter(bundle, backend)
         src = bundle.manifest.source
-        head = {"checkpoint": src.get("checkpoint", f"random init of {src.get('config')}"), "data": args.data,
-                "bundle": str(args.bundle), "backend": backend.name, "precisions": dict(backend.precisions)}
+        head = {
+            "checkpoint": src.get("checkpoint", f"random init of {src.get('config')}"),
+            "data": args.data,
+            "bundle": str(args.bundle),
+            "backend": backend.name,
+            "precisions": dict(backend.precisions),
+        }
     with seg:
         summary = evaluate_segmenter(seg, data, limit=args.limit, batch=args.batch, progress=not args.json)
         summary["thresholds"] = {"mask": seg.mask_threshold, "exists": seg.exists_threshold}
@@ -210,11 +252,18 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
         return 0
-    rows = [("samples", summary["n"]), ("oIoU", summary["oIoU"]), ("mIoU", summary["mIoU"]),
-            ("gIoU", summary["gIoU"]), ("cIoU", summary["cIoU"])] + \
-           [(k, v) for k, v in summary.items() if k.startswith("prec@")] + \
-           [("N-acc", summary["N-acc"]), ("T-acc", summary["T-acc"])] + \
-           [(f"mIoU[{k}]", v) for k, v in summary["by_type"].items()]
+    rows = (
+        [
+            ("samples", summary["n"]),
+            ("oIoU", summary["oIoU"]),
+            ("mIoU", summary["mIoU"]),
+            ("gIoU", summary["gIoU"]),
+            ("cIoU", summary["cIoU"]),
+        ]
+        + [(k, v) for k, v in summary.items() if k.startswith("prec@")]
+        + [("N-acc", summary["N-acc"]), ("T-acc", summary["T-acc"])]
+        + [(f"mIoU[{k}]", v) for k, v in summary["by_type"].items()]
+    )
     if args.bundle:
         used = ", ".join(f"{k} {v}" for k, v in summary["precisions"].items())
         rows.insert(0, ("backend", f"{summary['backend']} ({used})"))
@@ -227,12 +276,16 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- summary
 
+
 def register_summary(sub: argparse._SubParsersAction) -> None:
     require_modules("torch")
-    p = sub.add_parser("summary", help="parameter counts per part and one forward pass at the input size",
-                       description="Build a config (or a checkpoint's model), count parameters per SSP part and run "
-                                   "one forward pass at the config's input size. ssp_paper is random init.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "summary",
+        help="parameter counts per part and one forward pass at the input size",
+        description="Build a config (or a checkpoint's model), count parameters per SSP part and run "
+        "one forward pass at the config's input size. ssp_paper is random init.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--config", default=None, help="config name: ssp_lite or ssp_paper")
     g.add_argument("--checkpoint", default=None, help="shipped checkpoint name or .safetensors path")
@@ -265,8 +318,12 @@ def _run_summary(args: argparse.Namespace) -> int:
     parts = {k: count_parameters(part_modules(model, k)) for k in PARTS}
     if cfg.decoder != "rus":
         parts["bilinear_decoder"] = parts.pop("RUS_decoder")
-    out: dict[str, Any] = {"config": cfg.name, "input_size": cfg.input_size, "parameters": count_parameters(model),
-                           "parameters_by_part": parts}
+    out: dict[str, Any] = {
+        "config": cfg.name,
+        "input_size": cfg.input_size,
+        "parameters": count_parameters(model),
+        "parameters_by_part": parts,
+    }
     if not args.no_forward:
         from .models.text import Tokenizer
 
@@ -276,8 +333,11 @@ def _run_summary(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             o = model(x, t.input_ids, t.attention_mask)
             out["forward_seconds"] = round(time.perf_counter() - t0, 3)
-        out["outputs"] = {"mask_logits": list(o.mask_logits.shape), "target_logit": list(o.target_logit.shape),
-                          "q": list(o.q.shape)}
+        out["outputs"] = {
+            "mask_logits": list(o.mask_logits.shape),
+            "target_logit": list(o.target_logit.shape),
+            "q": list(o.q.shape),
+        }
     if args.json:
         print(json.dumps(out))
         return 0

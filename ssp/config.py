@@ -1,4 +1,5 @@
 """Model configurations (`ssp_lite`, `ssp_paper`) as plain dataclasses that round-trip through JSON."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,14 +57,22 @@ class SSPConfig:
     def __post_init__(self) -> None:
         if self.decoder not in ("rus", "bilinear"):
             raise SSPError(f"config {self.name!r}: decoder must be 'rus' or 'bilinear', got {self.decoder!r}")
-        for key, allowed in (("spixel_net", ("dilated", "pyramid")), ("rus_form", ("dense", "grouped")),
-                             ("pos_encoding", ("sine8", "multiscale")), ("relevance", ("sentence", "words"))):
+        for key, allowed in (
+            ("spixel_net", ("dilated", "pyramid")),
+            ("rus_form", ("dense", "grouped")),
+            ("pos_encoding", ("sine8", "multiscale")),
+            ("relevance", ("sentence", "words")),
+        ):
             if getattr(self, key) not in allowed:
-                raise SSPError(f"config {self.name!r}: {key} must be one of {', '.join(map(repr, allowed))}, got "
-                               f"{getattr(self, key)!r}")
+                raise SSPError(
+                    f"config {self.name!r}: {key} must be one of {', '.join(map(repr, allowed))}, got "
+                    f"{getattr(self, key)!r}"
+                )
         if self.rus_form == "grouped" and any(c % 2 for c in self.decoder_channels):
-            raise SSPError(f"config {self.name!r}: rus_form='grouped' needs even decoder_channels (groups = C'/2), "
-                           f"got {tuple(self.decoder_channels)}")
+            raise SSPError(
+                f"config {self.name!r}: rus_form='grouped' needs even decoder_channels (groups = C'/2), "
+                f"got {tuple(self.decoder_channels)}"
+            )
         if self.input_size % 32:
             raise SSPError(f"config {self.name!r}: input_size must be divisible by 32, got {self.input_size}")
         if self.dim % self.heads or self.dim % 4:
@@ -82,14 +91,20 @@ class SSPConfig:
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
-    def replace(self, **kw: Any) -> "SSPConfig":
+    def replace(self, **kw: Any) -> SSPConfig:
         return dataclasses.replace(self, **kw)
 
 
 #: the v2 architecture (issue 19): 100 superpixels at 320x320 from a superpixel net whose receptive field covers a
 #: cell's 3x3 neighbourhood, 4 SWT layers (100 tokens are cheap), readable coordinates, the equal-cost RUS
-V2: dict[str, Any] = {"cell": 8, "swt_layers": 4, "spixel_net": "pyramid", "rus_form": "grouped",
-                      "pos_encoding": "multiscale", "token_coords": True}
+V2: dict[str, Any] = {
+    "cell": 8,
+    "swt_layers": 4,
+    "spixel_net": "pyramid",
+    "rus_form": "grouped",
+    "pos_encoding": "multiscale",
+    "token_coords": True,
+}
 
 CONFIGS: dict[str, SSPConfig] = {
     "ssp_lite": SSPConfig(**V2),

@@ -1,4 +1,5 @@
 """User-facing errors of the reference model, training and data: printed by the CLI as one line."""
+
 from __future__ import annotations
 
 from ssp_edge.sdk.errors import SSPEdgeError

@@ -1,10 +1,12 @@
 """Evaluate a model or a deployed bundle on a data set through the SDK's Segmenter stages (letterbox, tokenizer,
 image encoder batch, decoder, inverse letterbox): a checkpoint runs on the PyTorch backend, a bundle on any backend,
 so `ssp eval --checkpoint` and `ssp eval --bundle` measure the same pipeline."""
+
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -26,8 +28,15 @@ class Predictor:
     """Images + one expression each -> probability maps and target scores at the source resolution, through a
     :class:`~ssp_edge.sdk.segmenter.Segmenter` (the PyTorch reference, or any bundle backend)."""
 
-    def __init__(self, model: "SSP | None" = None, cfg: "SSPConfig | None" = None, mask_threshold: float = 0.5,
-                 exists_threshold: float = 0.5, *, segmenter: "Segmenter | None" = None):
+    def __init__(
+        self,
+        model: SSP | None = None,
+        cfg: SSPConfig | None = None,
+        mask_threshold: float = 0.5,
+        exists_threshold: float = 0.5,
+        *,
+        segmenter: Segmenter | None = None,
+    ):
         """``model`` (its config: ``cfg``, unused but checked) on the PyTorch backend, or an open ``segmenter``."""
         if segmenter is None:
             from .torch_backend import reference_segmenter
@@ -42,7 +51,7 @@ class Predictor:
         self.exists_threshold = exists_threshold if model is not None else segmenter.exists_threshold
 
     @classmethod
-    def with_thresholds(cls, model: "SSP", cfg: "SSPConfig", thresholds: dict[str, float] | None) -> "Predictor":
+    def with_thresholds(cls, model: SSP, cfg: SSPConfig, thresholds: dict[str, float] | None) -> Predictor:
         """A predictor using {"mask": p, "exists": p} (each defaults to 0.5), e.g. a checkpoint's tuned ones."""
         th = thresholds or {}
         return cls(model, cfg, th.get("mask", 0.5), th.get("exists", 0.5))
@@ -57,13 +66,14 @@ class Predictor:
         with warnings.catch_warnings():  # data sets have long expressions; truncation is the tokenizer's rule
             warnings.simplefilter("ignore", UserWarning)
             for a in range(0, len(keep), seg.max_prompts):
-                part = keep[a:a + seg.max_prompts]
+                part = keep[a : a + seg.max_prompts]
                 enc = seg.encode_prompts([expressions[i] for i in part])
                 encs.update({i: enc.subset([j]) for j, i in enumerate(part)})
-        out: dict[int, tuple[np.ndarray, float]] = {i: (np.zeros(images[i].shape[:2], np.float32), 0.0)
-                                                   for i in range(len(images)) if i not in encs}
+        out: dict[int, tuple[np.ndarray, float]] = {
+            i: (np.zeros(images[i].shape[:2], np.float32), 0.0) for i in range(len(images)) if i not in encs
+        }
         for a in range(0, len(keep), seg.max_frames):
-            part = keep[a:a + seg.max_frames]
+            part = keep[a : a + seg.max_frames]
             feats = seg.encode_image([cv2.cvtColor(images[i], cv2.COLOR_RGB2BGR) for i in part])
             for i, r in zip(part, seg.decode(feats, [encs[i] for i in part])):
                 out[i] = (r.prob, r.score)
@@ -99,23 +109,35 @@ def _evaluate(pred: Predictor, data, limit: int | None, batch: int, progress: bo
     return meter.summary()
 
 
-def evaluate(model: "SSP", cfg: "SSPConfig", data, limit: int | None = None, batch: int = 8,
-             progress: bool = True, thresholds: dict[str, float] | None = None) -> dict:
+def evaluate(
+    model: SSP,
+    cfg: SSPConfig,
+    data,
+    limit: int | None = None,
+    batch: int = 8,
+    progress: bool = True,
+    thresholds: dict[str, float] | None = None,
+) -> dict:
     """Metrics (see :class:`ssp.metrics.SegMeter`) of a PyTorch model over the first ``limit`` samples of ``data``.
 
     ``thresholds`` ({"mask": p, "exists": p}) default to 0.5 / 0.5."""
     return _evaluate(Predictor.with_thresholds(model, cfg, thresholds), data, limit, batch, progress)
 
 
-def evaluate_segmenter(seg: "Segmenter", data, limit: int | None = None, batch: int = 8,
-                       progress: bool = True) -> dict:
+def evaluate_segmenter(seg: Segmenter, data, limit: int | None = None, batch: int = 8, progress: bool = True) -> dict:
     """The same metrics for an open Segmenter (e.g. a bundle on ONNX Runtime), at its thresholds."""
     return _evaluate(Predictor(segmenter=seg), data, limit, batch, progress)
 
 
-def tune_thresholds(model: "SSP", cfg: "SSPConfig", data, limit: int = 300, batch: int = 8,
-                    mask_grid: Sequence[float] = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6),
-                    exists_grid: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7)) -> dict:
+def tune_thresholds(
+    model: SSP,
+    cfg: SSPConfig,
+    data,
+    limit: int = 300,
+    batch: int = 8,
+    mask_grid: Sequence[float] = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6),
+    exists_grid: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7),
+) -> dict:
     """Pick the mask / target-exists thresholds that maximise gIoU on a validation set (GRES: mIoU on
     target expressions and correct empty masks on no-target ones count alike). Returns the chosen pair
     and the score of every pair."""
@@ -134,5 +156,10 @@ def tune_thresholds(model: "SSP", cfg: "SSPConfig", data, limit: int = 300, batc
                 meter.update(pred.binarize(p, tp), s.mask, s.exists, s.type)
             scores[(mt, et)] = meter.summary()["gIoU"]
     best = max(scores, key=lambda k: (round(scores[k], 4), -abs(k[0] - 0.5) - abs(k[1] - 0.5)))
-    return {"mask": best[0], "exists": best[1], "gIoU": scores[best], "n": n,
-            "grid": {f"{a}/{b}": round(v, 4) for (a, b), v in scores.items()}}
+    return {
+        "mask": best[0],
+        "exists": best[1],
+        "gIoU": scores[best],
+        "n": n,
+        "grid": {f"{a}/{b}": round(v, 4) for (a, b), v in scores.items()},
+    }

@@ -12,12 +12,14 @@ decoder's per-frame work (:meth:`MaskDecoder.frame_features`: skip projections, 
 attributed to the innermost module *or module method* running (the decoder blocks' ``frame_terms`` / ``step`` are
 methods, not module calls), and each part and decoder block reports its per-frame and per-prompt shares.
 """
+
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -157,20 +159,29 @@ def model_cost(model: SSP, cfg: SSPConfig, expression: str = "the red circle lef
     try:
         with torch.no_grad(), _Counter(scopes), ops.use_implementations(**scopes.op_impls()):
             scopes.graph = "text_encoder"
-            text = run_graph(mods["text_encoder"], "text_encoder",
-                             {"input_ids": tok.input_ids, "attention_mask": tok.attention_mask})
+            text = run_graph(
+                mods["text_encoder"], "text_encoder", {"input_ids": tok.input_ids, "attention_mask": tok.attention_mask}
+            )
             scopes.graph = "image_encoder"
             feats = run_graph(mods["image_encoder"], "image_encoder", {"image": x})
             scopes.graph = "mask_decoder"
-            run_graph(mods["mask_decoder"], "mask_decoder", {**feats, **text, "attention_mask": tok.attention_mask,
-                                                             "frame_index": torch.zeros(1, dtype=torch.long)})
+            run_graph(
+                mods["mask_decoder"],
+                "mask_decoder",
+                {
+                    **feats,
+                    **text,
+                    "attention_mask": tok.attention_mask,
+                    "frame_index": torch.zeros(1, dtype=torch.long),
+                },
+            )
     finally:
         restore()
         scopes.graph = ""
     # the one-channel mask head runs as a weighted channel sum (UpDecoder.run), which the counter does not see
     head = model.decoder.decoder.head
     key = ("mask_decoder", "decoder.decoder")
-    scopes.by[key] = scopes.by.get(key, 0) + 2 * head.in_channels * cfg.input_size ** 2
+    scopes.by[key] = scopes.by.get(key, 0) + 2 * head.in_channels * cfg.input_size**2
 
     def under(paths: list[str]) -> dict[str, int]:
         """FLOPs of modules at or below ``paths``, by role (text / frame / prompt)."""
@@ -181,12 +192,19 @@ def model_cost(model: SSP, cfg: SSPConfig, expression: str = "the red circle lef
         return out
 
     def entry(params: int, roles: dict[str, int]) -> dict[str, int]:
-        return {"parameters": params, "flops": sum(roles.values()), "frame_flops": roles["frame"],
-                "prompt_flops": roles["prompt"], "text_flops": roles["text"]}
+        return {
+            "parameters": params,
+            "flops": sum(roles.values()),
+            "frame_flops": roles["frame"],
+            "prompt_flops": roles["prompt"],
+            "text_flops": roles["text"],
+        }
 
     by_graph = {g: sum(n for (gg, _), n in scopes.by.items() if gg == g) for g in GRAPH_PARTS}
-    graphs = {g: {"parameters": count_parameters(model.get_submodule(p)), "flops": by_graph[g]}
-              for g, p in GRAPH_PARTS.items()}
+    graphs = {
+        g: {"parameters": count_parameters(model.get_submodule(p)), "flops": by_graph[g]}
+        for g, p in GRAPH_PARTS.items()
+    }
     parts = {k: entry(count_parameters(part_modules(model, k)), under(part_paths(model, k))) for k in PARTS}
     if cfg.decoder != "rus":
         parts["bilinear_decoder"] = parts.pop("RUS_decoder")
@@ -212,8 +230,19 @@ def model_cost(model: SSP, cfg: SSPConfig, expression: str = "the red circle lef
     head["flops"] = head["frame_flops"] + head["prompt_flops"]
     del head["text_flops"]
     blocks["head"] = head
-    return ModelCost(cfg.name, cfg.input_size, cfg.decoder, count_parameters(model), total, graphs, parts, blocks,
-                     by_graph["image_encoder"], by_graph["mask_decoder"], cfg.rus_form if cfg.decoder == "rus" else "")
+    return ModelCost(
+        cfg.name,
+        cfg.input_size,
+        cfg.decoder,
+        count_parameters(model),
+        total,
+        graphs,
+        parts,
+        blocks,
+        by_graph["image_encoder"],
+        by_graph["mask_decoder"],
+        cfg.rus_form if cfg.decoder == "rus" else "",
+    )
 
 
 def decoder_block_table(rus: dict[str, Any], bilinear: dict[str, Any]) -> list[str]:
@@ -223,10 +252,13 @@ def decoder_block_table(rus: dict[str, Any], bilinear: dict[str, Any]) -> list[s
         r, b = rus["blocks"][k], bilinear.get("blocks", {}).get(k)
         if b is None:
             continue
-        rows.append(f"  {k:<10}{r['flops'] / 1e9:>12.4f}{b['flops'] / 1e9:>10.4f}{r['parameters']:>12,}"
-                    f"{b['parameters']:>10,}")
+        rows.append(
+            f"  {k:<10}{r['flops'] / 1e9:>12.4f}{b['flops'] / 1e9:>10.4f}{r['parameters']:>12,}{b['parameters']:>10,}"
+        )
     rd, bd = rus["parts"].get("RUS_decoder"), bilinear["parts"].get("bilinear_decoder")
     if rd and bd:
-        rows.append(f"  {'decoder':<10}{rd['flops'] / 1e9:>12.4f}{bd['flops'] / 1e9:>10.4f}{rd['parameters']:>12,}"
-                    f"{bd['parameters']:>10,}")
+        rows.append(
+            f"  {'decoder':<10}{rd['flops'] / 1e9:>12.4f}{bd['flops'] / 1e9:>10.4f}{rd['parameters']:>12,}"
+            f"{bd['parameters']:>10,}"
+        )
     return rows

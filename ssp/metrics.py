@@ -9,11 +9,13 @@ within 2 px), multi-target metrics (expressions with >= 2 targets), GRES metrics
 vs ambiguous noun phrases, interior vs end ordinals), from the per-sample ``tags`` passed to
 :meth:`SegMeter.update`. ``cIoU`` is GRES's cumulative IoU over every expression (the pixels predicted for a
 no-target expression count in the union)."""
+
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -36,8 +38,9 @@ def mask_boundary(mask: np.ndarray) -> np.ndarray:
     """The boundary of a binary mask: its pixels with a 4-neighbour outside it (outside the image counts as
     outside), as a bool array."""
     m = np.pad(mask.astype(bool), 1).astype(np.uint8)
-    inner = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)), borderType=cv2.BORDER_CONSTANT,
-                      borderValue=0)
+    inner = cv2.erode(
+        m, cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)), borderType=cv2.BORDER_CONSTANT, borderValue=0
+    )
     return (m > inner)[1:-1, 1:-1]
 
 
@@ -89,7 +92,9 @@ class _Group:
         ious = np.array(self.ious, np.float64)
         nt = len(ious)
         return {
-            "n": len(self.g_ious), "n_target": nt, "n_no_target": self.nt_total,
+            "n": len(self.g_ious),
+            "n_target": nt,
+            "n_no_target": self.nt_total,
             "mIoU": float(ious.mean()) if nt else None,
             "gIoU": float(np.mean(self.g_ious)) if self.g_ious else None,
             "prec@0.9": float((ious >= 0.9).mean()) if nt else None,
@@ -119,8 +124,14 @@ class SegMeter:
     multi: _Group = field(default_factory=_Group)  # target expressions with >= 2 targets
     nt_cum_u: int = 0  # pixels predicted on no-target expressions (the union part of GRES cIoU)
 
-    def update(self, pred: np.ndarray, gt: np.ndarray, exists: bool | None = None, type: str = "all",
-               tags: Mapping[str, Any] | None = None) -> None:
+    def update(
+        self,
+        pred: np.ndarray,
+        gt: np.ndarray,
+        exists: bool | None = None,
+        type: str = "all",
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
         """Add one sample. ``exists`` defaults to ``gt.any()``; an empty ``pred`` means "no target".
         ``tags`` (optional, e.g. ``Sample.tags``): ``n_targets`` (>= 2: counted as multi-target; without it a
         ``multi``-type target expression is) and the :data:`REPORTED_TAGS`, reported apart in ``by_tag``."""
@@ -149,8 +160,7 @@ class SegMeter:
                 self.bfs.append(bf)
         self._add_groups(type, dict(tags or {}), exists, empty, v, bf)
 
-    def _add_groups(self, type: str, tags: dict, exists: bool, empty: bool, v: float | None,
-                    bf: float | None) -> None:
+    def _add_groups(self, type: str, tags: dict, exists: bool, empty: bool, v: float | None, bf: float | None) -> None:
         self.groups[f"type:{type}"].add(exists, empty, v, bf)
         for k in REPORTED_TAGS:
             if k in tags and tags[k] is not None:

@@ -2,6 +2,7 @@
 ``ssp train``'s argparse options are generated from its fields (no hand copy). ``--set KEY=VALUE`` config
 overrides are validated against :class:`~ssp_edge.ssp.config.SSPConfig` (nearest keys for a typo, the
 expected type for a bad value). Torch-free, so the CLI can describe them without importing PyTorch."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,16 @@ AMP_MODES = ("bf16", "fp16", "off")
 AUGMENT_MODES = ("auto", "on", "off")
 
 
-def _opt(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = None, cli: bool = True,
-         flag: str | None = None, metavar: str | None = None, choices: tuple | None = None) -> Any:
+def _opt(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    factory: Any = None,
+    cli: bool = True,
+    flag: str | None = None,
+    metavar: str | None = None,
+    choices: tuple | None = None,
+) -> Any:
     meta = {"help": help, "cli": cli, "flag": flag, "metavar": metavar, "choices": choices}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
@@ -39,46 +48,78 @@ class TrainOptions:
 
     # ---- run and data
     out: str = _opt("runs/ssp_lite", "run folder (checkpoints, log.csv / log.jsonl, curves PNG, resumable state)")
-    data: str = _opt("refshapes:train", "training data: refshapes:SPLIT, refcoco:ROOT:DATASET:SPLITBY:SPLIT "
-                                        "(RefCOCO / RefCOCO+ / RefCOCOg) or grefcoco:ROOT:SPLIT (gRefCOCO)")
-    val: str | None = _opt(None, "validation data spec; default: the val split of --data "
-                                 "(refshapes:val, ...:val); 'none' skips validation")
+    data: str = _opt(
+        "refshapes:train",
+        "training data: refshapes:SPLIT, refcoco:ROOT:DATASET:SPLITBY:SPLIT "
+        "(RefCOCO / RefCOCO+ / RefCOCOg) or grefcoco:ROOT:SPLIT (gRefCOCO)",
+    )
+    val: str | None = _opt(
+        None, "validation data spec; default: the val split of --data (refshapes:val, ...:val); 'none' skips validation"
+    )
     steps: int = _opt(1300, "optimizer steps")
-    images_per_batch: int = _opt(4, "images per batch and process (one image encoding each); the global "
-                                    "batch is this x processes x --accum")
-    exprs_per_image: int = _opt(4, "expressions per image (share its encoding): per RefShapes scene, or "
-                                   "sentences sampled from each RefCOCO / gRefCOCO ref (at most as many as it has)")
+    images_per_batch: int = _opt(
+        4, "images per batch and process (one image encoding each); the global batch is this x processes x --accum"
+    )
+    exprs_per_image: int = _opt(
+        4,
+        "expressions per image (share its encoding): per RefShapes scene, or "
+        "sentences sampled from each RefCOCO / gRefCOCO ref (at most as many as it has)",
+    )
     accum: int = _opt(1, "gradient accumulation: micro-batches per optimizer step")
     # ---- optimisation
     lr: float = _opt(8e-4, "learning rate of the SSP layers (PWT / SWT / EPT, decoder, heads, FPN)")
     backbone_lr: float = _opt(1e-4, "learning rate of the backbone's last trainable stage")
-    text_lr: float | None = _opt(None, "learning rate of the text encoder when it is fine-tuned "
-                                       "(--set freeze_text=false); default: --backbone-lr")
-    layer_decay: float = _opt(1.0, "layer-wise learning-rate decay over backbone stages: stage s of n gets "
-                                   "backbone_lr * decay^(n-1-s) (1 = one rate for the whole backbone)")
+    text_lr: float | None = _opt(
+        None,
+        "learning rate of the text encoder when it is fine-tuned (--set freeze_text=false); default: --backbone-lr",
+    )
+    layer_decay: float = _opt(
+        1.0,
+        "layer-wise learning-rate decay over backbone stages: stage s of n gets "
+        "backbone_lr * decay^(n-1-s) (1 = one rate for the whole backbone)",
+    )
     weight_decay: float = _opt(0.01, "AdamW weight decay")
     warmup: int = _opt(60, "linear warm-up steps before the cosine decay")
-    backbone_trainable_from: int = _opt(5, "EfficientNet-Lite0: first trainable block (5 = stride 16 and "
-                                           "deeper); used when --backbone-trainable-stages is not given")
-    backbone_trainable_stages: int | None = _opt(None, "unfreeze the last N backbone stages (EfficientNet-Lite0: "
-                                                       "stem + 7 block groups; Swin: patch embedding + 4 stages + "
-                                                       "final norm); default: EfficientNet from "
-                                                       "--backbone-trainable-from, Swin all")
-    freeze_bn: bool = _opt(False, "keep every BatchNorm on its running statistics (batch-size independent; "
-                                  "multi-process CPU runs then match one process exactly)")
-    sync_bn: bool = _opt(True, "multi-GPU runs: SyncBatchNorm (statistics over the global batch); gloo on CPU "
-                               "has none, so CPU processes keep per-process statistics")
+    backbone_trainable_from: int = _opt(
+        5,
+        "EfficientNet-Lite0: first trainable block (5 = stride 16 and "
+        "deeper); used when --backbone-trainable-stages is not given",
+    )
+    backbone_trainable_stages: int | None = _opt(
+        None,
+        "unfreeze the last N backbone stages (EfficientNet-Lite0: "
+        "stem + 7 block groups; Swin: patch embedding + 4 stages + "
+        "final norm); default: EfficientNet from "
+        "--backbone-trainable-from, Swin all",
+    )
+    freeze_bn: bool = _opt(
+        False,
+        "keep every BatchNorm on its running statistics (batch-size independent; "
+        "multi-process CPU runs then match one process exactly)",
+    )
+    sync_bn: bool = _opt(
+        True,
+        "multi-GPU runs: SyncBatchNorm (statistics over the global batch); gloo on CPU "
+        "has none, so CPU processes keep per-process statistics",
+    )
     spixel_steps: int = _opt(250, "superpixel pretraining steps (SpixelFCN loss on RefShapes scenes)")
     finetune_spixel: bool = _opt(False, "also train the superpixel net in the SSP phase")
-    ground_only: bool = _opt(False, "grounding phase: train the layers before the upsampling decoder on the "
-                                    "stride-16 and superpixel losses only (about 3x more expressions per second); "
-                                    "continue with --init")
-    type_weights: dict[str, float] = _opt(help="RefShapes expression-type mix for training (JSON object): more of "
-                                               "the types that need spatial reasoning",
-                                          factory=_default_type_weights)
+    ground_only: bool = _opt(
+        False,
+        "grounding phase: train the layers before the upsampling decoder on the "
+        "stride-16 and superpixel losses only (about 3x more expressions per second); "
+        "continue with --init",
+    )
+    type_weights: dict[str, float] = _opt(
+        help="RefShapes expression-type mix for training (JSON object): more of the types that need spatial reasoning",
+        factory=_default_type_weights,
+    )
     # ---- augmentation (real photos)
-    augment: str = _opt("auto", "augmentation: auto = on for RefCOCO / gRefCOCO photos, off for RefShapes "
-                                "(its generator randomises already)", choices=AUGMENT_MODES)
+    augment: str = _opt(
+        "auto",
+        "augmentation: auto = on for RefCOCO / gRefCOCO photos, off for RefShapes (its generator randomises already)",
+        choices=AUGMENT_MODES,
+    )
     aug_scale: float = _opt(0.25, "random zoom in [1-a, 1+a] inside the letterbox (the target kept in view)")
     aug_color: float = _opt(0.2, "brightness / contrast / saturation jitter (no hue: colour words must stay true)")
     aug_flip: float = _opt(0.5, "horizontal-flip probability; 'left' / 'right' words are swapped in the sentences")
@@ -89,13 +130,16 @@ class TrainOptions:
     save_every: int = _opt(0, "also save the resumable state every N steps (0: only at validation and the end)")
     keep_best: bool = _opt(False, "keep best.safetensors, the checkpoint with the best validation mIoU")
     tensorboard: bool = _opt(True, "also log to OUT/tensorboard when the tensorboard package is installed")
-    time_budget_min: float | None = _opt(None, "stop and save after MIN minutes", flag="--time-budget",
-                                         metavar="MIN")
+    time_budget_min: float | None = _opt(None, "stop and save after MIN minutes", flag="--time-budget", metavar="MIN")
     # ---- devices
-    device: str = _opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N; under torchrun each process "
-                               "takes cuda:LOCAL_RANK")
-    amp: str = _opt("bf16", "mixed precision: bf16 autocast (CPU or GPU), fp16 autocast with a gradient scaler "
-                            "(GPU), or off (float32)", choices=AMP_MODES)
+    device: str = _opt(
+        "auto", "auto (CUDA when available), cpu, cuda or cuda:N; under torchrun each process takes cuda:LOCAL_RANK"
+    )
+    amp: str = _opt(
+        "bf16",
+        "mixed precision: bf16 autocast (CPU or GPU), fp16 autocast with a gradient scaler (GPU), or off (float32)",
+        choices=AMP_MODES,
+    )
     compile: bool = _opt(False, "torch.compile the training step (PyTorch 2; first steps are slow)")
     workers: int | None = _opt(None, "DataLoader worker processes (default: 0 on CPU, min(8, CPUs) on GPU)")
     seed: int = _opt(0, "random seed (model init, sampling, augmentation)")
@@ -116,6 +160,7 @@ class TrainOptions:
 
 
 # ----------------------------------------------------------------------------- argparse from the dataclass
+
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     """(inner type, allows None) of ``X | None``."""
@@ -148,8 +193,9 @@ def add_option_args(p: argparse.ArgumentParser, cls: type = TrainOptions) -> Non
         help_ = meta.get("help", "")
         if tp is bool:
             if default:
-                p.add_argument("--no-" + flag[2:], dest=f.name, action="store_false",
-                               help=f"turn off (on by default): {help_}")
+                p.add_argument(
+                    "--no-" + flag[2:], dest=f.name, action="store_false", help=f"turn off (on by default): {help_}"
+                )
             else:
                 p.add_argument(flag, dest=f.name, action="store_true", help=help_)
             continue
@@ -168,12 +214,16 @@ def add_option_args(p: argparse.ArgumentParser, cls: type = TrainOptions) -> Non
 
 def options_from_args(args: argparse.Namespace, cls: type = TrainOptions) -> Any:
     """Build ``cls`` from the parsed options :func:`add_option_args` added."""
-    kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-          if f.metadata.get("cli", True) and hasattr(args, f.name)}
+    kw = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)
+        if f.metadata.get("cli", True) and hasattr(args, f.name)
+    }
     return cls(**kw)
 
 
 # ----------------------------------------------------------------------------- --set validation
+
 
 def _type_name(tp: Any) -> str:
     inner, opt = _unwrap_optional(tp)

@@ -4,6 +4,7 @@ record the RefShapes test metrics the tests re-check (``<name>.eval.json``).
 
     python -m ssp_edge.ssp.release runs/ssp_lite_refshapes/final.safetensors ssp_lite_refshapes
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,9 +42,16 @@ def ship(src: str | Path, name: str, val_samples: int = 300, test_samples: int =
         training["options"] = json.loads((run / "options.json").read_text())
     if (run / "state.json").is_file():
         training["state"] = json.loads((run / "state.json").read_text())
-    dst = save_checkpoint(model, cfg, CHECKPOINT_DIR / f"{name}.safetensors",
-                          {"thresholds": thresholds, "training": training, "threshold_tuning": {
-                              "data": f"refshapes:val[:{th['n']}]", "gIoU": th["gIoU"]}})
+    dst = save_checkpoint(
+        model,
+        cfg,
+        CHECKPOINT_DIR / f"{name}.safetensors",
+        {
+            "thresholds": thresholds,
+            "training": training,
+            "threshold_tuning": {"data": f"refshapes:val[:{th['n']}]", "gIoU": th["gIoU"]},
+        },
+    )
     model, info = load_checkpoint(dst)  # evaluate exactly what was written
     with torch.inference_mode():
         test = RefShapes("test", size=cfg.input_size)
@@ -51,12 +59,21 @@ def ship(src: str | Path, name: str, val_samples: int = 300, test_samples: int =
         head = evaluate(model, cfg, test, limit=100, progress=False, thresholds=info.thresholds)
     demo = demo_check(model, cfg, info.thresholds)
     if demo["hits"] < demo["frames"] - 2:
-        print(f"warning: {name} follows {DEMO_PROMPT!r} on only {demo['hits']}/{demo['frames']} demo video frames "
-              f"(lowest target score {demo['min_score']:.2f}, threshold {thresholds['exists']}): `make demo` and "
-              "the video tests will miss it; do not ship this checkpoint", file=sys.stderr)
-    record = {"checkpoint": dst.name, "thresholds": thresholds, f"refshapes:test[:{test_samples}]": full,
-              "refshapes:test[:100]": head, "demo_video": demo, "threshold_tuning": th,
-              "training_state": {k: training.get("state", {}).get(k) for k in ("step", "minutes")}}
+        print(
+            f"warning: {name} follows {DEMO_PROMPT!r} on only {demo['hits']}/{demo['frames']} demo video frames "
+            f"(lowest target score {demo['min_score']:.2f}, threshold {thresholds['exists']}): `make demo` and "
+            "the video tests will miss it; do not ship this checkpoint",
+            file=sys.stderr,
+        )
+    record = {
+        "checkpoint": dst.name,
+        "thresholds": thresholds,
+        f"refshapes:test[:{test_samples}]": full,
+        "refshapes:test[:100]": head,
+        "demo_video": demo,
+        "threshold_tuning": th,
+        "training_state": {k: training.get("state", {}).get(k) for k in ("step", "minutes")},
+    }
     (CHECKPOINT_DIR / f"{name}.eval.json").write_text(json.dumps(record, indent=1) + "\n")
     _write_readme_table(name, record, test_samples)
     return record
@@ -82,14 +99,19 @@ def demo_check(model: SSP, cfg: SSPConfig, thresholds: dict[str, float], frames:
     scores, hits = [], 0
     with torch.inference_mode():
         for i in range(0, len(images), 8):
-            chunk = images[i:i + 8]
+            chunk = images[i : i + 8]
             for j, (prob, score) in enumerate(pred.predict(chunk, [DEMO_PROMPT] * len(chunk))):
                 red = next(o for o in truth[i + j] if o["colour"] == "red" and o["shape"] == "circle")
                 ys, xs = np.nonzero(pred.binarize(prob, score))
                 hits += int(len(xs) > 0 and np.hypot(xs.mean() - red["x"], ys.mean() - red["y"]) < red["r"])
                 scores.append(score)
-    return {"prompt": DEMO_PROMPT, "frames": len(images), "hits": hits,
-            "min_score": round(float(min(scores)), 4), "mean_score": round(float(np.mean(scores)), 4)}
+    return {
+        "prompt": DEMO_PROMPT,
+        "frames": len(images),
+        "hits": hits,
+        "min_score": round(float(min(scores)), 4),
+        "mean_score": round(float(np.mean(scores)), 4),
+    }
 
 
 def _write_readme_table(name: str, record: dict, test_samples: int) -> None:
@@ -102,20 +124,40 @@ def _write_readme_table(name: str, record: dict, test_samples: int) -> None:
     m = record[f"refshapes:test[:{test_samples}]"]
     th = record["thresholds"]
     state = record.get("training_state") or {}
-    rows = [f"`ssp eval --checkpoint {name} --data refshapes:test --limit {test_samples} --json` prints "
-            f"(thresholds: mask {th['mask']}, target-exists {th['exists']}):", "",
-            "| metric | value |", "|---|---|"]
-    for k in ("n", "n_target", "n_no_target", "mIoU", "oIoU", "gIoU", "prec@0.5", "prec@0.6", "prec@0.7",
-              "prec@0.8", "prec@0.9", "N-acc", "T-acc"):
+    rows = [
+        f"`ssp eval --checkpoint {name} --data refshapes:test --limit {test_samples} --json` prints "
+        f"(thresholds: mask {th['mask']}, target-exists {th['exists']}):",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    for k in (
+        "n",
+        "n_target",
+        "n_no_target",
+        "mIoU",
+        "oIoU",
+        "gIoU",
+        "prec@0.5",
+        "prec@0.6",
+        "prec@0.7",
+        "prec@0.8",
+        "prec@0.9",
+        "N-acc",
+        "T-acc",
+    ):
         v = m[k]
         rows.append(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |")
     for t, v in m["by_type"].items():
         rows.append(f"| mIoU [{t}] | {v:.4f} |")
     if state.get("step"):
-        rows += ["", f"The last training command stopped at step {state['step']} after {state['minutes']:.1f} min "
-                     "on this 2-core CPU."]
+        rows += [
+            "",
+            f"The last training command stopped at step {state['step']} after {state['minutes']:.1f} min "
+            "on this 2-core CPU.",
+        ]
     block = "\n".join([begin, *rows, end])
-    readme.write_text(text[: text.index(begin)] + block + text[text.index(end) + len(end):])
+    readme.write_text(text[: text.index(begin)] + block + text[text.index(end) + len(end) :])
 
 
 def main(argv: list[str] | None = None) -> int:

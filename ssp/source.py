@@ -1,6 +1,7 @@
 """Where a bundle's weights come from: a checkpoint (shipped name or path, sha256 recorded) or a config
 with a seeded random init (``ssp_paper`` has no trained weights here). Export records the source in the
 manifest; checks and the PyTorch backend rebuild exactly that model from it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,8 +32,11 @@ def load_source(checkpoint: str | None = None, config: str | None = None, seed: 
         path = resolve_checkpoint(checkpoint)
         model, info = load_checkpoint(path, expect_config=config)
         shipped = not Path(checkpoint).is_file()
-        record = {"checkpoint": checkpoint if shipped else str(path.resolve()), "sha256": sha256_file(path),
-                  "config": info.config.name}
+        record = {
+            "checkpoint": checkpoint if shipped else str(path.resolve()),
+            "sha256": sha256_file(path),
+            "config": info.config.name,
+        }
         return ModelSource(model.eval(), info.config, record, info.thresholds)
     if not config:
         raise SSPError("give --checkpoint NAME_OR_PATH, or --config NAME for a randomly initialised model")
@@ -48,8 +52,10 @@ def load_manifest_source(manifest: Manifest) -> ModelSource:
     if "checkpoint" in src:
         s = load_source(checkpoint=src["checkpoint"])
         if src.get("sha256") and s.record["sha256"] != src["sha256"]:
-            raise SSPError(f"checkpoint {src['checkpoint']!r} has changed since the bundle was exported (sha256 "
-                           "differs); re-export the bundle")
+            raise SSPError(
+                f"checkpoint {src['checkpoint']!r} has changed since the bundle was exported (sha256 "
+                "differs); re-export the bundle"
+            )
         return s
     if "random_init_seed" in src:
         return load_source(config=src["config"], seed=int(src["random_init_seed"]))

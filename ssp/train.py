@@ -20,6 +20,7 @@ cosine schedule, BCE + Dice (+ auxiliary) losses, and resumable state (safetenso
 With the default options on RefShapes, one process and a given seed, the steps are numerically those of the
 trainer before this rewrite (tests/ssp/test_train_repro.py checks the recorded losses).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,11 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,6 +68,7 @@ __all__ = ["TrainOptions", "Runtime", "train", "main", "resolve_device", "pretra
 
 # ----------------------------------------------------------------------------- devices and processes
 
+
 @dataclass
 class Runtime:
     """Where this process trains: device, autocast, distributed rank."""
@@ -98,8 +101,10 @@ def resolve_device(spec: str, local_rank: int = 0, world: int = 1) -> torch.devi
         return torch.device("cpu")
     if s == "cuda" or s.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise SSPError(f"--device {spec}: no CUDA GPU is visible to PyTorch (torch.cuda.is_available() is False; "
-                           f"PyTorch {torch.__version__}); use --device cpu, or install a CUDA build of PyTorch")
+            raise SSPError(
+                f"--device {spec}: no CUDA GPU is visible to PyTorch (torch.cuda.is_available() is False; "
+                f"PyTorch {torch.__version__}); use --device cpu, or install a CUDA build of PyTorch"
+            )
         n = torch.cuda.device_count()
         if s == "cuda":
             idx = local_rank if world > 1 else 0
@@ -109,8 +114,10 @@ def resolve_device(spec: str, local_rank: int = 0, world: int = 1) -> torch.devi
             except ValueError:
                 raise SSPError(f"--device {spec}: expected cuda:N with N a GPU index") from None
             if world > 1:
-                raise SSPError(f"--device {spec}: under torchrun each process takes cuda:LOCAL_RANK; use --device "
-                               "cuda (select GPUs with CUDA_VISIBLE_DEVICES)")
+                raise SSPError(
+                    f"--device {spec}: under torchrun each process takes cuda:LOCAL_RANK; use --device "
+                    "cuda (select GPUs with CUDA_VISIBLE_DEVICES)"
+                )
         if idx >= n:
             raise SSPError(f"--device {spec}: GPU {idx} requested, {n} visible")
         return torch.device("cuda", idx)
@@ -123,8 +130,9 @@ def _runtime(opt: TrainOptions) -> Runtime:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(opt.device, local_rank, world)
     if opt.amp == "fp16" and device.type != "cuda":
-        raise SSPError("--amp fp16 needs a CUDA GPU (fp16 autocast with a gradient scaler); on CPU use --amp bf16 "
-                       "or --amp off")
+        raise SSPError(
+            "--amp fp16 needs a CUDA GPU (fp16 autocast with a gradient scaler); on CPU use --amp bf16 or --amp off"
+        )
     if opt.amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise SSPError(f"--amp bf16: {torch.cuda.get_device_name(device)} has no bfloat16 support; use --amp fp16")
     if device.type == "cuda":
@@ -144,6 +152,7 @@ def _broadcast(obj: Any, rt: Runtime) -> Any:
 
 
 # ----------------------------------------------------------------------------- text features
+
 
 class _TextCache:
     """Frozen text-encoder states per expression (used only while the text encoder is frozen)."""
@@ -167,6 +176,7 @@ class _TextCache:
 
 
 # ----------------------------------------------------------------------------- what trains, and how fast
+
 
 def _set_trainable(model: SSP, cfg: SSPConfig, opt: TrainOptions, train_exists: bool = True) -> None:
     for p in model.text.encoder.parameters():
@@ -204,8 +214,9 @@ def param_groups(model: SSP, opt: TrainOptions) -> list[dict[str, Any]]:
                 lr = opt.backbone_lr * opt.layer_decay ** (bb.num_stages - 1 - s)
                 groups.append({"params": ps, "lr": lr, "name": f"backbone.stage{s}"})
     if text:
-        groups.append({"params": text, "lr": opt.text_lr if opt.text_lr is not None else opt.backbone_lr,
-                       "name": "text"})
+        groups.append(
+            {"params": text, "lr": opt.text_lr if opt.text_lr is not None else opt.backbone_lr, "name": "text"}
+        )
     return [g for g in groups if g["params"] or g["name"] in ("ssp", "backbone")]
 
 
@@ -230,14 +241,23 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
 
 # ----------------------------------------------------------------------------- superpixel pretraining
 
+
 def _to_tensor_batch(cfg: SSPConfig, images: list[np.ndarray]) -> torch.Tensor:
     x = torch.from_numpy(np.stack([normalize(im, cfg.mean, cfg.std) for im in images]))
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def pretrain_spixel(model: SSP, cfg: SSPConfig, steps: int, seed: int = 0, batch: int = 8,
-                    device: torch.device | None = None, progress: bool = True, scenes: Any = None,
-                    history: list[float] | None = None) -> float:
+def pretrain_spixel(
+    model: SSP,
+    cfg: SSPConfig,
+    steps: int,
+    seed: int = 0,
+    batch: int = 8,
+    device: torch.device | None = None,
+    progress: bool = True,
+    scenes: Any = None,
+    history: list[float] | None = None,
+) -> float:
     """SpixelFCN-style pretraining of the superpixel net on synthetic scenes (colour + position +
     instance labels reconstructed through aggregate -> propagate). ``scenes``: a data set with ``scene(i)``
     (image + instance map: RefShapes, RefShapes v2); default RefShapes train. ``history`` collects the losses."""
@@ -251,7 +271,7 @@ def pretrain_spixel(model: SSP, cfg: SSPConfig, steps: int, seed: int = 0, batch
     loss_v = float("nan")
     bar = tqdm(range(steps), desc="superpixel pretrain", unit="step", disable=not progress)
     for step in bar:
-        scenes = [ds.scene(10 ** 6 + seed * 10 ** 5 + step * batch + j) for j in range(batch)]
+        scenes = [ds.scene(10**6 + seed * 10**5 + step * batch + j) for j in range(batch)]
         x = _to_tensor_batch(cfg, [s.image for s in scenes]).to(device)
         rgb4 = F.avg_pool2d(torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 255, 4)
         inst = torch.from_numpy(np.stack([s.instances for s in scenes])).long()
@@ -271,6 +291,7 @@ def pretrain_spixel(model: SSP, cfg: SSPConfig, steps: int, seed: int = 0, batch
 
 # ----------------------------------------------------------------------------- one step
 
+
 class _Step(nn.Module):
     """Forward + losses of one micro-batch, as one module so DistributedDataParallel can wrap it."""
 
@@ -280,8 +301,16 @@ class _Step(nn.Module):
         self.ground_only, self.train_exists = opt.ground_only, train_exists
         self.text_trainable = not cfg.freeze_text
 
-    def forward(self, x: torch.Tensor, index: torch.Tensor, gt: torch.Tensor, exists: torch.Tensor,
-                hid: torch.Tensor | None, amask: torch.Tensor, ids: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        index: torch.Tensor,
+        gt: torch.Tensor,
+        exists: torch.Tensor,
+        hid: torch.Tensor | None,
+        amask: torch.Tensor,
+        ids: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
         m = self.model
         with self.rt.autocast():
             if self.text_trainable:  # fine-tuning: the encoder runs with gradients, no cache
@@ -302,6 +331,7 @@ class _Step(nn.Module):
 
 # ----------------------------------------------------------------------------- state
 
+
 def _state_tensors(model: SSP, optim: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     names = {id(p): n for n, p in model.named_parameters()}
     tensors = {}
@@ -311,13 +341,15 @@ def _state_tensors(model: SSP, optim: torch.optim.Optimizer) -> dict[str, torch.
             if not st:
                 continue
             for k, v in st.items():
-                tensors[f"{names[id(p)]}::{k}"] = (v.detach().cpu().contiguous().clone() if torch.is_tensor(v)
-                                                   else torch.tensor(v))
+                tensors[f"{names[id(p)]}::{k}"] = (
+                    v.detach().cpu().contiguous().clone() if torch.is_tensor(v) else torch.tensor(v)
+                )
     return tensors
 
 
-def _save_state(run: Path, model: SSP, cfg: SSPConfig, optim: torch.optim.Optimizer, step: int, log: dict,
-                meta: dict[str, Any]) -> None:
+def _save_state(
+    run: Path, model: SSP, cfg: SSPConfig, optim: torch.optim.Optimizer, step: int, log: dict, meta: dict[str, Any]
+) -> None:
     from safetensors.torch import save
 
     save_checkpoint(model, cfg, run / "last.safetensors", {"step": step, **meta})
@@ -332,17 +364,28 @@ def _read_state(run: Path) -> tuple[int, dict[str, torch.Tensor], dict[str, torc
     if not (run / "state.json").is_file():
         return None
     state = json.loads((run / "state.json").read_text())
-    return int(state["step"]), load_file(str(run / "last.safetensors")), load_file(str(run / "optim.safetensors")), \
-        state
+    return (
+        int(state["step"]),
+        load_file(str(run / "last.safetensors")),
+        load_file(str(run / "optim.safetensors")),
+        state,
+    )
 
 
-def _apply_state(model: SSP, optim: torch.optim.Optimizer, weights: dict[str, torch.Tensor],
-                 tensors: dict[str, torch.Tensor], run: Path) -> None:
+def _apply_state(
+    model: SSP,
+    optim: torch.optim.Optimizer,
+    weights: dict[str, torch.Tensor],
+    tensors: dict[str, torch.Tensor],
+    run: Path,
+) -> None:
     own = model.state_dict()
     missing = [k for k in own if k not in weights and not k.startswith("text.encoder.")]
     if missing or any(k not in own for k in weights):
-        raise SSPError(f"{run / 'last.safetensors'} does not fit this config (e.g. {(missing or list(weights))[0]!r}); "
-                       "resume with the options of that run, or pass --no-resume")
+        raise SSPError(
+            f"{run / 'last.safetensors'} does not fit this config (e.g. {(missing or list(weights))[0]!r}); "
+            "resume with the options of that run, or pass --no-resume"
+        )
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in weights.items()}, strict=False)  # packaged text
     params = dict(model.named_parameters())
     for key, v in tensors.items():
@@ -352,6 +395,7 @@ def _apply_state(model: SSP, optim: torch.optim.Optimizer, weights: dict[str, to
 
 
 # ----------------------------------------------------------------------------- the trainer
+
 
 class _Subset:
     """A fixed random subset of a data set (validation)."""
@@ -439,30 +483,47 @@ def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
             from safetensors.torch import save
 
             # on the training scenes when they have instance maps (RefShapes v2's textured backgrounds)
-            loss = pretrain_spixel(model, cfg, opt.spixel_steps, opt.seed, device=rt.device,
-                                   scenes=ds if hasattr(ds, "scene") else None)
+            loss = pretrain_spixel(
+                model, cfg, opt.spixel_steps, opt.seed, device=rt.device, scenes=ds if hasattr(ds, "scene") else None
+            )
             print(f"superpixel pretraining: final loss {loss:.4f}")
-            atomic_write_bytes(sp_file, save({k: v.detach().cpu().contiguous()
-                                              for k, v in model.image.spixel.state_dict().items()}))
+            atomic_write_bytes(
+                sp_file, save({k: v.detach().cpu().contiguous() for k, v in model.image.spixel.state_dict().items()})
+            )
         _set_trainable(model, cfg, opt, train_exists)
     if not train_exists and rt.main:
-        print(f"{opt.data} has no no-target expressions: the target-exists head is not trained (the checkpoint "
-              "records it; the SDK then treats every prompt as present)")
+        print(
+            f"{opt.data} has no no-target expressions: the target-exists head is not trained (the checkpoint "
+            "records it; the SDK then treats every prompt as present)"
+        )
     model = model.to(memory_format=torch.channels_last)  # type: ignore[assignment]
     if rt.distributed and rt.device.type == "cuda" and opt.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[assignment]
 
     # ---- data
     units = TrainUnits(ds, cfg.input_size, cfg.mean, opt.exprs_per_image, _augment(opt, ds), opt.seed)
-    batches = StepBatches(len(units), opt.images_per_batch, opt.steps, start, opt.accum, rt.world, rt.rank,
-                          opt.seed, refshapes=isinstance(ds, (RefShapes, RefShapes2)))
+    batches = StepBatches(
+        len(units),
+        opt.images_per_batch,
+        opt.steps,
+        start,
+        opt.accum,
+        rt.world,
+        rt.rank,
+        opt.seed,
+        refshapes=isinstance(ds, (RefShapes, RefShapes2)),
+    )
     units[batches.keys(start, 0)[0]]  # a bad image folder fails here as one line, not inside a DataLoader worker
     workers = _workers(opt, rt)
     loader = torch.utils.data.DataLoader(
-        units, batch_sampler=batches, num_workers=workers, collate_fn=partial(collate_units, mean=cfg.mean,
-                                                                              std=cfg.std),
-        pin_memory=rt.device.type == "cuda", persistent_workers=workers > 0,
-        generator=torch.Generator().manual_seed(opt.seed))  # the global RNG stays as the model init left it
+        units,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=partial(collate_units, mean=cfg.mean, std=cfg.std),
+        pin_memory=rt.device.type == "cuda",
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(opt.seed),
+    )  # the global RNG stays as the model init left it
     tok = Tokenizer(cfg.max_tokens)
     texts = _TextCache(model, tok, rt.device) if cfg.freeze_text else None
 
@@ -471,8 +532,11 @@ def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
     if rt.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        step_mod = DDP(step_mod, device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
-                       find_unused_parameters=opt.ground_only)  # ground-only leaves the upsampling decoder idle
+        step_mod = DDP(
+            step_mod,
+            device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
+            find_unused_parameters=opt.ground_only,
+        )  # ground-only leaves the upsampling decoder idle
         if rt.rank:
             torch.manual_seed(opt.seed + 1000 * rt.rank)  # own dropout masks (the weights came from rank 0)
     runner = torch.compile(step_mod) if opt.compile else step_mod
@@ -535,11 +599,17 @@ def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
             vals = {k: float(tv[i]) / rt.world for i, k in enumerate(keys)}
             n_expr = int(tv[-1])
         sec = time.time() - t_step
-        rec: dict[str, Any] = {"step": step + 1, "epoch": round(batches.epoch_of(step + 1), 4),
-                               "lr": optim.param_groups[0]["lr"], "sec": round(sec, 3),
-                               "samples_per_s": round(n_expr / max(sec, 1e-9), 2), **vals}
-        bar.set_postfix(loss=f"{rec['total']:.3f}", rel_iou=f"{rec['rel_iou']:.3f}",
-                        **{"val_mIoU": last_val.get("mIoU", "-")})
+        rec: dict[str, Any] = {
+            "step": step + 1,
+            "epoch": round(batches.epoch_of(step + 1), 4),
+            "lr": optim.param_groups[0]["lr"],
+            "sec": round(sec, 3),
+            "samples_per_s": round(n_expr / max(sec, 1e-9), 2),
+            **vals,
+        }
+        bar.set_postfix(
+            loss=f"{rec['total']:.3f}", rel_iou=f"{rec['rel_iou']:.3f}", **{"val_mIoU": last_val.get("mIoU", "-")}
+        )
         done = step + 1 == opt.steps
         over = opt.time_budget_min is not None and (time.time() - t0) / 60 > opt.time_budget_min
         over = bool(_broadcast(over, rt)) if opt.time_budget_min is not None else False
@@ -551,20 +621,28 @@ def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
             if opt.ground_only and validate:
                 # the upsampling decoder is untrained in this phase, so full-mask validation means nothing:
                 # report the relevance-map IoU of the last training batches (never-seen scenes) instead
-                window = recent[-opt.val_every:] + [rec["rel_iou"]]
+                window = recent[-opt.val_every :] + [rec["rel_iou"]]
                 rec["train_rel_iou"] = round(float(np.mean(window)), 4)
-                tqdm.write(f"step {step + 1}: relevance IoU over the last {len(window)} batches "
-                           f"{rec['train_rel_iou']:.4f}")
+                tqdm.write(
+                    f"step {step + 1}: relevance IoU over the last {len(window)} batches {rec['train_rel_iou']:.4f}"
+                )
                 info["rel_iou"] = rec["train_rel_iou"]
             elif validate and val is not None:
                 model.eval()
-                summ = evaluate(model, cfg, _Subset(val, opt.val_samples, opt.val_seed), progress=False,
-                                thresholds=meta.get("thresholds"))
+                summ = evaluate(
+                    model,
+                    cfg,
+                    _Subset(val, opt.val_samples, opt.val_seed),
+                    progress=False,
+                    thresholds=meta.get("thresholds"),
+                )
                 last_val = {"mIoU": round(summ["mIoU"], 4)}
                 rec["val"] = {k: summ.get(k) for k in ("mIoU", "oIoU", "gIoU", "cIoU", "N-acc", "T-acc", "by_type")}
                 info["val"] = rec["val"]
-                tqdm.write(f"step {step + 1}: val mIoU {summ['mIoU']:.4f} gIoU {summ['gIoU']:.4f} N-acc "
-                           f"{summ['N-acc']} by type {summ['by_type']}")
+                tqdm.write(
+                    f"step {step + 1}: val mIoU {summ['mIoU']:.4f} gIoU {summ['gIoU']:.4f} N-acc "
+                    f"{summ['N-acc']} by type {summ['by_type']}"
+                )
                 if opt.keep_best and summ["mIoU"] > best:
                     best = summ["mIoU"]
                     save_checkpoint(model, cfg, run / "best.safetensors", {"step": step + 1, "val": rec["val"], **meta})
@@ -598,14 +676,18 @@ def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
 
 # ----------------------------------------------------------------------------- torchrun entry point
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``torchrun ... -m ssp_edge.ssp.train [ssp train options]`` (the same options as ``ssp train``)."""
     from ssp_edge.sdk.errors import SSPEdgeError
 
     from .cli import add_train_args, run_train
 
-    p = argparse.ArgumentParser(prog="ssp train", description="Train an SSP model (one process of a torchrun job).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="ssp train",
+        description="Train an SSP model (one process of a torchrun job).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add_train_args(p)
     args = p.parse_args(argv)
     try:

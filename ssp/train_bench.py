@@ -6,6 +6,7 @@ same trainable layers, AdamW groups, autocast and fp16 gradient scaler).
 ``make gpu-check`` calls :func:`gpu_check_train` (50 steps of ssp_lite and ssp_paper on CUDA with bf16);
 ``benchmarks/train_bench.py`` reports samples/s on CPU for both configs.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,15 @@ from .config import SSPConfig, get_config
 from .errors import SSPError
 from .options import TrainOptions
 
-__all__ = ["train_steps", "gpu_check_train", "MINILM_ARCH", "GPU_BF16_TFLOPS", "REFCOCO_TRAIN", "epoch_flops",
-           "epoch_seconds_estimate"]
+__all__ = [
+    "train_steps",
+    "gpu_check_train",
+    "MINILM_ARCH",
+    "GPU_BF16_TFLOPS",
+    "REFCOCO_TRAIN",
+    "epoch_flops",
+    "epoch_seconds_estimate",
+]
 
 #: MiniLM-L6's BertConfig, used when its package is not installed (same cost, random weights)
 MINILM_ARCH = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
@@ -57,19 +65,31 @@ def _batch(cfg: SSPConfig, rng: np.random.Generator, images: int, exprs: int, de
     for i in range(n):
         if exists[i]:
             x0, y0 = rng.integers(0, s // 2, 2)
-            gt[i, 0, y0:y0 + s // 3, x0:x0 + s // 3] = 1
+            gt[i, 0, y0 : y0 + s // 3, x0 : x0 + s // 3] = 1
     ids = torch.from_numpy(rng.integers(1000, 5000, (n, cfg.max_tokens)))
     lens = rng.integers(3, cfg.max_tokens, n)
     am = torch.from_numpy((np.arange(cfg.max_tokens)[None] < lens[:, None]).astype(np.int64))
-    return {"image": x.to(device).contiguous(memory_format=torch.channels_last),
-            "mask": torch.from_numpy(gt).to(device),
-            "exists": torch.from_numpy(exists).to(device), "ids": ids.to(device), "amask": am.to(device),
-            "index": torch.arange(images, device=device).repeat_interleave(exprs)}
+    return {
+        "image": x.to(device).contiguous(memory_format=torch.channels_last),
+        "mask": torch.from_numpy(gt).to(device),
+        "exists": torch.from_numpy(exists).to(device),
+        "ids": ids.to(device),
+        "amask": am.to(device),
+        "index": torch.arange(images, device=device).repeat_interleave(exprs),
+    }
 
 
-def train_steps(config: str | SSPConfig = "ssp_lite", steps: int = 50, device: str = "cpu", amp: str = "bf16",
-                images_per_batch: int = 4, exprs_per_image: int = 4, warmup: int = 2, compile: bool = False,
-                **overrides: Any) -> dict[str, Any]:
+def train_steps(
+    config: str | SSPConfig = "ssp_lite",
+    steps: int = 50,
+    device: str = "cpu",
+    amp: str = "bf16",
+    images_per_batch: int = 4,
+    exprs_per_image: int = 4,
+    warmup: int = 2,
+    compile: bool = False,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Run ``warmup + steps`` training steps; return steps/s, samples/s (expressions), images/s, peak memory
     (CUDA: max allocated; CPU: peak RSS of the process) and whether every loss was finite."""
     from .models.ssp import build_model
@@ -129,35 +149,54 @@ def train_steps(config: str | SSPConfig = "ssp_lite", steps: int = 50, device: s
     cpu_sec = (time.process_time() - c0) / max(1, steps)
     threads = torch.get_num_threads()
     if dev.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(dev) / 2 ** 20
+        peak = torch.cuda.max_memory_allocated(dev) / 2**20
         kind, name = "cuda_max_allocated", torch.cuda.get_device_name(dev)
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
         kind, name = "cpu_max_rss", f"CPU x{torch.get_num_threads()} threads"
     return {
-        "config": cfg.name, "device": str(dev), "device_name": name, "amp": amp, "compile": compile,
-        "input_size": cfg.input_size, "steps": steps, "warmup_steps": warmup, "images_per_batch": images_per_batch,
-        "exprs_per_image": exprs_per_image, "sec_per_step": _sig(sec), "steps_per_s": _sig(1 / sec),
-        "samples_per_s": _sig(images_per_batch * exprs_per_image / sec), "images_per_s": _sig(images_per_batch / sec),
-        "peak_memory_mb": round(peak, 1), "memory_kind": kind,
+        "config": cfg.name,
+        "device": str(dev),
+        "device_name": name,
+        "amp": amp,
+        "compile": compile,
+        "input_size": cfg.input_size,
+        "steps": steps,
+        "warmup_steps": warmup,
+        "images_per_batch": images_per_batch,
+        "exprs_per_image": exprs_per_image,
+        "sec_per_step": _sig(sec),
+        "steps_per_s": _sig(1 / sec),
+        "samples_per_s": _sig(images_per_batch * exprs_per_image / sec),
+        "images_per_s": _sig(images_per_batch / sec),
+        "peak_memory_mb": round(peak, 1),
+        "memory_kind": kind,
         # CPU: the process's CPU seconds per step, and samples/s if it had its `threads` cores to itself (a
         # shared, loaded machine inflates the wall-clock numbers; compare with load_average)
-        "cpu_sec_per_step": _sig(cpu_sec), "threads": threads,
+        "cpu_sec_per_step": _sig(cpu_sec),
+        "threads": threads,
         "samples_per_s_unshared_estimate": _sig(images_per_batch * exprs_per_image / max(cpu_sec / threads, 1e-9))
-        if dev.type == "cpu" else None,
+        if dev.type == "cpu"
+        else None,
         "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        "loss_first": losses[0], "loss_last": losses[-1], "loss_finite": all(math.isfinite(v) for v in losses),
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "loss_finite": all(math.isfinite(v) for v in losses),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "trainable_parameters": sum(p.numel() for p in params), "build_seconds": round(build_s, 1),
-        "torch": torch.__version__, **({"note": note} if note else {}),
+        "trainable_parameters": sum(p.numel() for p in params),
+        "build_seconds": round(build_s, 1),
+        "torch": torch.__version__,
+        **({"note": note} if note else {}),
     }
 
 
 def gpu_check_train(steps: int = 50, amp: str = "bf16", device: str = "cuda") -> dict[str, Any]:
     """The training part of ``make gpu-check``: ``steps`` steps of ssp_lite (8 images x 4 expressions, 320 px)
     and ssp_paper (4 x 4, 480 px, random Swin-B / BERT-base) on CUDA; one dict per config."""
-    out = {"ssp_lite": train_steps("ssp_lite", steps, device, amp, images_per_batch=8, exprs_per_image=4),
-           "ssp_paper": train_steps("ssp_paper", steps, device, amp, images_per_batch=4, exprs_per_image=4)}
+    out = {
+        "ssp_lite": train_steps("ssp_lite", steps, device, amp, images_per_batch=8, exprs_per_image=4),
+        "ssp_paper": train_steps("ssp_paper", steps, device, amp, images_per_batch=4, exprs_per_image=4),
+    }
     out["ok"] = all(v["loss_finite"] for v in out.values() if isinstance(v, dict))
     return out
 
@@ -179,8 +218,15 @@ def epoch_flops(graph_flops: dict[str, int], refs: int, expressions: int, text_t
     return 3.0 * graph_flops["image_encoder"] * refs + 3.0 * graph_flops["mask_decoder"] * expressions + text
 
 
-def epoch_seconds_estimate(graph_flops: dict[str, int], refs: int, expressions: int, gpus: int, tflops: float,
-                           mfu: float = 0.25, text_trainable: bool = False) -> float:
+def epoch_seconds_estimate(
+    graph_flops: dict[str, int],
+    refs: int,
+    expressions: int,
+    gpus: int,
+    tflops: float,
+    mfu: float = 0.25,
+    text_trainable: bool = False,
+) -> float:
     """An ESTIMATE of seconds per epoch on ``gpus`` GPUs of ``tflops`` peak at utilisation ``mfu`` (compute
     only: data loading, validation and communication are not counted)."""
     return epoch_flops(graph_flops, refs, expressions, text_trainable) / (gpus * tflops * 1e12 * mfu)
@@ -192,8 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     import json
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m ssp_edge.ssp.train_bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m ssp_edge.ssp.train_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config", default="ssp_lite")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -203,8 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpu-check", action="store_true", help="both configs with the gpu-check batch sizes")
     a = p.parse_args(argv)
     try:
-        res = gpu_check_train(a.steps, a.amp, a.device) if a.gpu_check else train_steps(
-            a.config, a.steps, a.device, a.amp, images_per_batch=a.images_per_batch, exprs_per_image=a.exprs_per_image)
+        res = (
+            gpu_check_train(a.steps, a.amp, a.device)
+            if a.gpu_check
+            else train_steps(
+                a.config,
+                a.steps,
+                a.device,
+                a.amp,
+                images_per_batch=a.images_per_batch,
+                exprs_per_image=a.exprs_per_image,
+            )
+        )
     except SSPError as e:
         print(f"train bench: error: {e}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """Training logs of a run folder: ``log.csv`` (one row per step, floats at full precision), ``log.jsonl`` (the
 same records, rounded, with the nested validation summary), TensorBoard scalars when the ``tensorboard``
 package is installed, and ``curves.png`` (loss, learning rate, validation mIoU / gIoU) drawn from the CSV."""
+
 from __future__ import annotations
 
 import csv
@@ -13,8 +14,27 @@ from ssp_edge.sdk.fsio import atomic_write_bytes
 
 __all__ = ["CSV_COLUMNS", "TrainLog", "read_csv_log", "plot_curves"]
 
-CSV_COLUMNS = ("step", "epoch", "lr", "sec", "samples_per_s", "total", "bce", "dice", "exists", "coarse", "relevance",
-               "rel_iou", "train_rel_iou", "val_mIoU", "val_oIoU", "val_gIoU", "val_cIoU", "val_N-acc", "val_T-acc")
+CSV_COLUMNS = (
+    "step",
+    "epoch",
+    "lr",
+    "sec",
+    "samples_per_s",
+    "total",
+    "bce",
+    "dice",
+    "exists",
+    "coarse",
+    "relevance",
+    "rel_iou",
+    "train_rel_iou",
+    "val_mIoU",
+    "val_oIoU",
+    "val_gIoU",
+    "val_cIoU",
+    "val_N-acc",
+    "val_T-acc",
+)
 
 
 class TrainLog:

@@ -8,18 +8,33 @@ re-exported here, imported on first use (``import ssp_edge`` alone loads neither
 
     from ssp_edge import Segmenter
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-__all__ = ["Segmenter", "Result", "PromptEncodings", "ImageFeatures", "Bundle", "SDKError", "BundleError",
-           "__version__"]
+__all__ = [
+    "Segmenter",
+    "Result",
+    "PromptEncodings",
+    "ImageFeatures",
+    "Bundle",
+    "SDKError",
+    "BundleError",
+    "__version__",
+]
 __version__ = "0.1.0"
 
-_LAZY = {"Segmenter": "ssp_edge.sdk.segmenter", "Result": "ssp_edge.sdk.segmenter",
-         "PromptEncodings": "ssp_edge.sdk.segmenter", "ImageFeatures": "ssp_edge.sdk.segmenter",
-         "Bundle": "ssp_edge.sdk.bundle", "SDKError": "ssp_edge.sdk.errors", "BundleError": "ssp_edge.sdk.errors"}
+_LAZY = {
+    "Segmenter": "ssp_edge.sdk.segmenter",
+    "Result": "ssp_edge.sdk.segmenter",
+    "PromptEncodings": "ssp_edge.sdk.segmenter",
+    "ImageFeatures": "ssp_edge.sdk.segmenter",
+    "Bundle": "ssp_edge.sdk.bundle",
+    "SDKError": "ssp_edge.sdk.errors",
+    "BundleError": "ssp_edge.sdk.errors",
+}
 
 
 def __getattr__(name: str) -> Any:

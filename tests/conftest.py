@@ -1,4 +1,5 @@
 """Shared pytest setup: the repository root and tests/ on sys.path, the ``slow`` marker, shared fixtures."""
+
 from __future__ import annotations
 
 import sys

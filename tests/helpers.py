@@ -1,5 +1,6 @@
 """Helpers shared by test modules (tests/ is on sys.path via conftest): run the `ssp` CLI in a
 subprocess, assert one-line errors, and write small random-init checkpoints."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,8 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_ssp(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ssp_edge.sdk.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "ssp_edge.sdk.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def assert_ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -35,9 +37,11 @@ def write_tiny_checkpoint(path: Path, **overrides) -> Path:
     """A small random-init ssp_lite-shaped checkpoint (128x128, C=32), written by a separate process."""
     cfg = dict(pretrained=False, dim=32, heads=2, decoder_channels=(16, 8, 8, 4), prior_channels=4, input_size=128)
     cfg.update(overrides)
-    code = ("from ssp_edge.ssp.config import get_config; from ssp_edge.ssp.models.ssp import build_model; "
-            "from ssp_edge.ssp.checkpoint import save_checkpoint; import torch; torch.manual_seed(0); "
-            f"cfg = get_config('ssp_lite', **{cfg!r}); "
-            f"save_checkpoint(build_model(cfg).eval(), cfg, r'{path}')")
+    code = (
+        "from ssp_edge.ssp.config import get_config; from ssp_edge.ssp.models.ssp import build_model; "
+        "from ssp_edge.ssp.checkpoint import save_checkpoint; import torch; torch.manual_seed(0); "
+        f"cfg = get_config('ssp_lite', **{cfg!r}); "
+        f"save_checkpoint(build_model(cfg).eval(), cfg, r'{path}')"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=300)
     return path

@@ -2,6 +2,7 @@
 image encoder's FPN with Expand replication, the mask decoder with K copies of the image features, RUS as
 replicate * gate + pixel_shuffle, propagation as nine replicated terms. They run on the parameters of the
 current modules (state_dict keys unchanged), so the refactored forward passes can be checked against them."""
+
 from __future__ import annotations
 
 import torch
@@ -76,7 +77,7 @@ def decoder_forward_all(dec, f1, f2, f4, f8, f16, spix, q, words, attention_mask
     z = dec.sp_in(spix.flatten(2).transpose(1, 2)) * gate
     for layer in dec.swt:
         z = layer(z, dec.pos_sp, words, None, attention_mask)
-    rel = (dec.rel_z(z) * dec.rel_s(sentence)[:, None, :]).sum(-1, keepdim=True) * (c ** -0.5)
+    rel = (dec.rel_z(z) * dec.rel_s(sentence)[:, None, :]).sum(-1, keepdim=True) * (c**-0.5)
     r = torch.sigmoid(rel)
     zp = z * r
     for layer in dec.ept:

@@ -2,6 +2,7 @@
 features, the superpixel centroids from a loop-free but independent coordinate map, Fourier features written out,
 the grouped RUS as replicate * gate + pixel_shuffle(grouped conv), the relevance with its word context. The
 deployment split (frame_features / decode, folded terms, fast op formulations) is checked against these."""
+
 from __future__ import annotations
 
 import math
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 
 def fourier(yx: torch.Tensor) -> torch.Tensor:
     """(..., 2) -> [y, x, sin(pi 2^i y), sin(pi 2^i x) (i = 0..3), cos(...)]: the layout the Linear layers read."""
-    bands = [yx * math.pi * (2 ** i) for i in range(4)]
+    bands = [yx * math.pi * (2**i) for i in range(4)]
     return torch.cat([yx] + [b.sin() for b in bands] + [b.cos() for b in bands], -1)
 
 

@@ -18,6 +18,7 @@ N = the bundle's per-frame limit, each at most ``--max-prompt-chars``) and refus
 before anything changes. The processing thread never dies: an error shows in ``/status`` and frames keep
 flowing with the previous prompts. Every response carries a Content-Security-Policy and ``nosniff``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,13 +50,17 @@ from ssp_edge.sdk.video import open_source
 __all__ = ["WebOptions", "DemoState", "DemoServer", "validate_prompts", "process", "serve", "main"]
 
 HERE = Path(__file__).resolve().parent
-STATIC = {"/": ("index.html", "text/html; charset=utf-8"), "/index.html": ("index.html", "text/html; charset=utf-8"),
-          "/app.js": ("app.js", "text/javascript; charset=utf-8"), "/app.css": ("app.css", "text/css; charset=utf-8")}
+STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/app.css": ("app.css", "text/css; charset=utf-8"),
+}
 PAGES = {path: ((HERE / name).read_bytes(), ctype) for path, (name, ctype) in STATIC.items()}
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                               "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
@@ -100,11 +105,12 @@ def is_loopback(host: str) -> bool:
 def validate_prompts(data: Any, max_prompts: int, max_chars: int) -> list[str]:
     """The prompts of a POST body (``{"prompts": [...]}``), or ValueError with the reason."""
     if not isinstance(data, dict):
-        raise ValueError('the body must be a JSON object like {"prompts": ["the red cup"]}, got '
-                         f"{type(data).__name__}")
+        raise ValueError(
+            f'the body must be a JSON object like {{"prompts": ["the red cup"]}}, got {type(data).__name__}'
+        )
     extra = sorted(set(data) - {"prompts"})
     if extra:
-        raise ValueError(f"unknown field(s) {', '.join(map(repr, extra[:5]))}; send only \"prompts\"")
+        raise ValueError(f'unknown field(s) {", ".join(map(repr, extra[:5]))}; send only "prompts"')
     prompts = data.get("prompts")
     if not isinstance(prompts, list):
         raise ValueError(f'"prompts" must be a list of strings, got {type(prompts).__name__}')
@@ -141,7 +147,7 @@ class DemoState:
         self.prompts_since = 0  # the number of the first frame that used the current prompts
         self.prompt_error: str | None = None  # the last prompts that could not be applied (cleared by a good one)
         self.frame_error: str | None = None  # the last frame / source failure (cleared by the next good frame)
-        self.pending: "queue.Queue[list[str]]" = queue.Queue(maxsize=1)  # only the newest prompts wait
+        self.pending: queue.Queue[list[str]] = queue.Queue(maxsize=1)  # only the newest prompts wait
         self.stop = threading.Event()
         self._listeners: list[tuple[asyncio.AbstractEventLoop, Any]] = []
 
@@ -181,8 +187,15 @@ class DemoState:
                 self._listeners.remove((loop, cb))
 
     def status(self) -> dict[str, Any]:
-        return {"frames": self.frames, "fps": round(self.fps, 2), "prompts": self.prompts, "results": self.results,
-                "prompts_since_frame": self.prompts_since, "error": self.error, "max_prompts": self.max_prompts}
+        return {
+            "frames": self.frames,
+            "fps": round(self.fps, 2),
+            "prompts": self.prompts,
+            "results": self.results,
+            "prompts_since_frame": self.prompts_since,
+            "error": self.error,
+            "max_prompts": self.max_prompts,
+        }
 
 
 def _apply_pending(seg: Segmenter, state: DemoState) -> None:
@@ -223,13 +236,21 @@ def process(seg: Segmenter, source_uri: str, state: DemoState, loop: bool, retry
                         state.set_frame_error(None)
                     except Exception as e:
                         results, fps, image = [], 0.0, frame.image
-                        state.set_frame_error(f"frame {frame.index}: {e}" if isinstance(e, SDKError)
-                                              else f"frame {frame.index}: {type(e).__name__}: {e}")
+                        state.set_frame_error(
+                            f"frame {frame.index}: {e}"
+                            if isinstance(e, SDKError)
+                            else f"frame {frame.index}: {type(e).__name__}: {e}"
+                        )
                     ok, jpg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
                     if ok:
-                        state.publish(jpg.tobytes(), [{"prompt": r.prompt, "exists": r.exists,
-                                                       "score": round(r.score, 3), "area": r.area} for r in results],
-                                      fps)
+                        state.publish(
+                            jpg.tobytes(),
+                            [
+                                {"prompt": r.prompt, "exists": r.exists, "score": round(r.score, 3), "area": r.area}
+                                for r in results
+                            ],
+                            fps,
+                        )
             if src.ended:
                 state.set_frame_error(src.ended)
         except Exception as e:  # a source that cannot be (re)opened: say so, try again
@@ -414,7 +435,7 @@ class DemoServer:
     def _host_name(self, value: str) -> str:
         v = value.strip().lower()
         if v.startswith("["):
-            name = v[1:v.index("]")] if "]" in v else v
+            name = v[1 : v.index("]")] if "]" in v else v
         else:
             name = v.rsplit(":", 1)[0] if v.count(":") == 1 else v
         return name.rstrip(".")
@@ -425,8 +446,11 @@ class DemoServer:
             raise _HTTPError(400, "exactly one Host header is required")
         host = hosts[0].strip()
         if self._host_name(host) not in self._hosts:
-            raise _HTTPError(403, f"Host {host[:80]!r} is not allowed (DNS rebinding?); allowed: "
-                                  f"{', '.join(sorted(self._hosts))}; add names with --allow-host")
+            raise _HTTPError(
+                403,
+                f"Host {host[:80]!r} is not allowed (DNS rebinding?); allowed: "
+                f"{', '.join(sorted(self._hosts))}; add names with --allow-host",
+            )
         origin = req.headers.get("Origin")
         if origin is not None:
             o = urlsplit(origin.strip())
@@ -444,12 +468,16 @@ class DemoServer:
         if auth.lower().startswith("bearer "):
             given = given or auth[7:].strip()
         if not hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8")):
-            raise _HTTPError(401, "POST needs the server's token (header X-SSP-Token, or open the page as "
-                                  "/#token=TOKEN)", {"WWW-Authenticate": 'Bearer realm="ssp-web-demo"'})
+            raise _HTTPError(
+                401,
+                "POST needs the server's token (header X-SSP-Token, or open the page as /#token=TOKEN)",
+                {"WWW-Authenticate": 'Bearer realm="ssp-web-demo"'},
+            )
 
     # ---- handlers
-    async def _dispatch(self, req: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                        conn: _Conn) -> None:
+    async def _dispatch(
+        self, req: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: _Conn
+    ) -> None:
         self._check_origin(req)
         if req.method == "POST":
             if req.path != "/prompt":
@@ -480,8 +508,9 @@ class DemoServer:
             return await self._stream(writer, conn)
         raise _HTTPError(404, f"no page {req.path[:80]}")
 
-    async def _read_prompts(self, req: _Request, reader: asyncio.StreamReader,
-                            writer: asyncio.StreamWriter) -> list[str]:
+    async def _read_prompts(
+        self, req: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> list[str]:
         h = req.headers
         if h.get("Transfer-Encoding"):
             raise _HTTPError(411, "send the body with a Content-Length, not chunked")
@@ -524,8 +553,14 @@ class DemoServer:
                 await self._next_frame(5.0)
                 continue
             jpeg, seen = self.state.jpeg, self.state.frames
-            await self._write(writer, b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                              + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+            await self._write(
+                writer,
+                b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                + str(len(jpeg)).encode()
+                + b"\r\n\r\n"
+                + jpeg
+                + b"\r\n",
+            )
 
     # ---- responses
     def _head(self, code: int, ctype: str, length: int | None, extra: dict[str, str] | None = None) -> bytes:
@@ -546,26 +581,38 @@ class DemoServer:
         except asyncio.TimeoutError:  # a client that does not read: drop it (not a request timeout)
             raise ConnectionAbortedError("client stopped reading") from None
 
-    async def _send(self, writer: asyncio.StreamWriter, code: int, body: bytes, ctype: str,
-                    extra: dict[str, str] | None = None) -> None:
+    async def _send(
+        self, writer: asyncio.StreamWriter, code: int, body: bytes, ctype: str, extra: dict[str, str] | None = None
+    ) -> None:
         await self._write(writer, self._head(code, ctype, len(body), extra) + body)
 
-    async def _reply(self, writer: asyncio.StreamWriter, code: int, obj: object,
-                     extra: dict[str, str] | None = None) -> None:
+    async def _reply(
+        self, writer: asyncio.StreamWriter, code: int, obj: object, extra: dict[str, str] | None = None
+    ) -> None:
         try:
             await self._send(writer, code, json.dumps(obj).encode(), "application/json", extra)
         except (ConnectionError, asyncio.TimeoutError, OSError):
             pass
 
 
-def serve(bundle: str, source: str, prompts: list[str], host: str = "127.0.0.1", port: int = 8080,
-          loop: bool = True, backend: str = "auto", **options: Any) -> tuple[DemoServer, DemoState]:
+def serve(
+    bundle: str,
+    source: str,
+    prompts: list[str],
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    loop: bool = True,
+    backend: str = "auto",
+    **options: Any,
+) -> tuple[DemoServer, DemoState]:
     """Start the processing thread and bind the HTTP server (call ``serve_forever`` or run it in a thread).
     ``options``: :class:`WebOptions` fields (allow_hosts, token, max_body, read_timeout, max_connections, ...)."""
     opts = WebOptions(host=host, port=port, **options)
     if not is_loopback(host) and not opts.token:
-        raise SDKError(f"--host {host} exposes the demo beyond this machine: pass --token SECRET (POST /prompt then "
-                       "needs it) and --allow-host NAME for the name clients use")
+        raise SDKError(
+            f"--host {host} exposes the demo beyond this machine: pass --token SECRET (POST /prompt then "
+            "needs it) and --allow-host NAME for the name clients use"
+        )
     seg = Segmenter.open(bundle, backend=backend)
     seg.set_prompts(prompts)
     open_source(source).close()  # fail now on a bad source, not in the background thread
@@ -582,10 +629,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompt", action="append", default=None)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (beyond loopback needs --token)")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                   help="a Host / Origin name clients may use besides localhost (repeatable)")
-    p.add_argument("--token", default=os.environ.get("SSP_WEB_TOKEN"),
-                   help="secret POST /prompt requires (default $SSP_WEB_TOKEN); required beyond loopback")
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host / Origin name clients may use besides localhost (repeatable)",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SSP_WEB_TOKEN"),
+        help="secret POST /prompt requires (default $SSP_WEB_TOKEN); required beyond loopback",
+    )
     p.add_argument("--max-body", type=int, default=64 << 10, metavar="BYTES")
     p.add_argument("--read-timeout", type=float, default=10.0, metavar="S")
     p.add_argument("--max-connections", type=int, default=64)
@@ -595,15 +650,28 @@ def main(argv: list[str] | None = None) -> int:
         print("web_demo: error: --max-body, --read-timeout and --max-connections must be positive", file=sys.stderr)
         return 2
     try:
-        server, state = serve(a.bundle, a.source, a.prompt or ["the red circle"], a.host, a.port, True, a.backend,
-                              allow_hosts=tuple(a.allow_host), token=a.token, max_body=a.max_body,
-                              read_timeout=a.read_timeout, max_connections=a.max_connections)
+        server, state = serve(
+            a.bundle,
+            a.source,
+            a.prompt or ["the red circle"],
+            a.host,
+            a.port,
+            True,
+            a.backend,
+            allow_hosts=tuple(a.allow_host),
+            token=a.token,
+            max_body=a.max_body,
+            read_timeout=a.read_timeout,
+            max_connections=a.max_connections,
+        )
     except (SDKError, OSError) as e:
         print(f"web_demo: error: {e}", file=sys.stderr)
         return 2
     shown = a.host if ":" not in a.host else f"[{a.host}]"
-    print(f"open http://{shown}:{server.server_address[1]}/{'#token=...' if a.token else ''}  (Ctrl-C stops)",
-          file=sys.stderr)
+    print(
+        f"open http://{shown}:{server.server_address[1]}/{'#token=...' if a.token else ''}  (Ctrl-C stops)",
+        file=sys.stderr,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -4,15 +4,16 @@
 A backend runs the bundle's three graphs by name: ``run(graph, feeds) -> {output name: array}``, feeds and
 outputs keyed by the manifest's tensor names (never by position) and checked against its tensor specs
 (:func:`ssp_edge.sdk.io_spec.check_feeds`)."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from ..bundle import GRAPHS, Bundle, GraphEntry, Manifest
 from ..errors import SDKError
 
-__all__ = ["Backend", "open_backend", "graph_entries", "describe_backend", "format_config", "BACKENDS",
-           "PRECISIONS"]
+__all__ = ["Backend", "open_backend", "graph_entries", "describe_backend", "format_config", "BACKENDS", "PRECISIONS"]
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino")
 #: graph precisions (fp32 / fp16 / int8 graphs and engines) and bf16, OpenVINO's CPU inference precision
@@ -44,8 +45,9 @@ def graph_entries(backend: Any, manifest: Manifest) -> dict[str, GraphEntry]:
     sources = {e.name: e.source for e in manifest.engines}
     for g in GRAPHS:
         p = backend.precisions.get(g, "fp32")
-        cands = [e for e in manifest.graphs if e.name == g and e.precision == p] or \
-                [e for e in manifest.graphs if e.name == g]
+        cands = [e for e in manifest.graphs if e.name == g and e.precision == p] or [
+            e for e in manifest.graphs if e.name == g
+        ]
         if not cands:
             raise SDKError(f"the bundle's manifest has no {g} graph; re-export it with `ssp convert export`")
         out[g] = next((e for e in cands if e.file == sources.get(g)), cands[0])
@@ -72,9 +74,17 @@ def format_config(d: dict[str, Any]) -> str:
     return f"{d['backend']} {d['precision']}{threads} ({graphs})" + (f"; options: {opts}" if opts else "")
 
 
-def open_backend(bundle: Bundle, backend: str = "auto", precision: str | None = None, *,
-                 providers: Sequence[str] | None = None, threads: int = 0, plugin_lib: str | None = None,
-                 trust_bundle_plugins: bool = False, allow_engine_host_code: bool = False) -> Backend:
+def open_backend(
+    bundle: Bundle,
+    backend: str = "auto",
+    precision: str | None = None,
+    *,
+    providers: Sequence[str] | None = None,
+    threads: int = 0,
+    plugin_lib: str | None = None,
+    trust_bundle_plugins: bool = False,
+    allow_engine_host_code: bool = False,
+) -> Backend:
     """``auto`` picks TensorRT when it imports, a GPU is present and the bundle has a matching engine, else ONNX
     Runtime; ``openvino`` (an optional extra) runs the portable graphs on OpenVINO's CPU plugin, also in bf16.
     ``plugin_lib`` / ``trust_bundle_plugins`` / ``allow_engine_host_code``: native code the TensorRT
@@ -88,22 +98,32 @@ def open_backend(bundle: Bundle, backend: str = "auto", precision: str | None = 
         raise SDKError(f"threads must be a whole number >= 0 (0: one per physical core), got {threads!r}")
     if backend == "openvino":
         if providers:
-            raise SDKError("--providers chooses ONNX Runtime execution providers; the openvino backend runs on "
-                           "OpenVINO's CPU plugin")
+            raise SDKError(
+                "--providers chooses ONNX Runtime execution providers; the openvino backend runs on "
+                "OpenVINO's CPU plugin"
+            )
         from .openvino import OpenVINOBackend
 
         return OpenVINOBackend(bundle, precision or "fp32", threads=threads)
     if precision == "bf16":
-        raise SDKError("bf16 is OpenVINO's CPU inference precision: use --backend openvino --precision bf16 "
-                       "(ONNX Runtime and TensorRT run the bundle's fp32, fp16 or int8 graphs / engines)")
+        raise SDKError(
+            "bf16 is OpenVINO's CPU inference precision: use --backend openvino --precision bf16 "
+            "(ONNX Runtime and TensorRT run the bundle's fp32, fp16 or int8 graphs / engines)"
+        )
     if backend in ("auto", "tensorrt"):
         from .tensorrt import TensorRTBackend, tensorrt_unavailable
 
         reason = tensorrt_unavailable(bundle, precision)
         if reason is None:
             # the opt-ins are passed only when set, so a TensorRT backend without them still opens
-            opt_in = {k: True for k, v in (("trust_bundle_plugins", trust_bundle_plugins),
-                                           ("allow_engine_host_code", allow_engine_host_code)) if v}
+            opt_in = {
+                k: True
+                for k, v in (
+                    ("trust_bundle_plugins", trust_bundle_plugins),
+                    ("allow_engine_host_code", allow_engine_host_code),
+                )
+                if v
+            }
             return TensorRTBackend(bundle, precision, plugin_lib=plugin_lib, **opt_in)
         if backend == "tensorrt":
             raise SDKError(reason)

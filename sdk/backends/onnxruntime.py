@@ -4,17 +4,25 @@ providers when the installed onnxruntime has them and they are asked for. INT8 r
 :func:`create_session` is the project's one ONNX Runtime session factory: the SDK, the converter's parity check,
 calibration and the benchmarks all build their sessions with it, so session options are set in one place.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..bundle import GRAPHS, Bundle, GraphEntry
 from ..errors import SDKError
 from ..io_spec import check_feeds
 
-__all__ = ["OnnxRuntimeBackend", "create_session", "import_onnxruntime", "physical_cores", "session_options",
-           "OPTIMIZATION_LEVELS"]
+__all__ = [
+    "OnnxRuntimeBackend",
+    "create_session",
+    "import_onnxruntime",
+    "physical_cores",
+    "session_options",
+    "OPTIMIZATION_LEVELS",
+]
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 
@@ -59,26 +67,47 @@ def physical_cores() -> int:
     return max(1, len(cores) or len(cpus))
 
 
-def session_options(*, threads: int = 0, spinning: bool = False, graph_optimization: str = "all",
-                    mem_arena: bool = True, config_entries: Mapping[str, str] | None = None,
-                    log_severity: int = 3) -> dict[str, Any]:
+def session_options(
+    *,
+    threads: int = 0,
+    spinning: bool = False,
+    graph_optimization: str = "all",
+    mem_arena: bool = True,
+    config_entries: Mapping[str, str] | None = None,
+    log_severity: int = 3,
+) -> dict[str, Any]:
     """The effective session options as a plain dict (what :func:`create_session` sets and ``ssp run`` prints):
     ``threads`` 0 resolves to :func:`physical_cores`."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise SDKError(f"threads must be a whole number >= 0 (0: one per physical core), got {threads!r}")
     if graph_optimization not in OPTIMIZATION_LEVELS:
-        raise SDKError(f"graph_optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}, got "
-                       f"{graph_optimization!r}")
+        raise SDKError(
+            f"graph_optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}, got {graph_optimization!r}"
+        )
     entries = {"session.intra_op.allow_spinning": "1" if spinning else "0"}
     entries.update({str(k): str(v) for k, v in (config_entries or {}).items()})
-    return {"intra_op_threads": threads or physical_cores(), "graph_optimization": graph_optimization,
-            "mem_arena": bool(mem_arena), "config_entries": entries, "log_severity": int(log_severity)}
+    return {
+        "intra_op_threads": threads or physical_cores(),
+        "graph_optimization": graph_optimization,
+        "mem_arena": bool(mem_arena),
+        "config_entries": entries,
+        "log_severity": int(log_severity),
+    }
 
 
-def create_session(model: bytes | str | os.PathLike[str], *, threads: int = 0, providers: Sequence[str] | None = None,
-                   custom_op_libraries: Sequence[str] = (), log_severity: int = 3, spinning: bool = False,
-                   graph_optimization: str = "all", mem_arena: bool = True,
-                   config_entries: Mapping[str, str] | None = None, profile_prefix: str | None = None) -> Any:
+def create_session(
+    model: bytes | str | os.PathLike[str],
+    *,
+    threads: int = 0,
+    providers: Sequence[str] | None = None,
+    custom_op_libraries: Sequence[str] = (),
+    log_severity: int = 3,
+    spinning: bool = False,
+    graph_optimization: str = "all",
+    mem_arena: bool = True,
+    config_entries: Mapping[str, str] | None = None,
+    profile_prefix: str | None = None,
+) -> Any:
     """An ``onnxruntime.InferenceSession`` for a model (its bytes, e.g. from :meth:`Bundle.read_bytes`, or a path).
 
     Defaults are the fastest measured on CPU (benchmarks/README.md, "Session options"): ``threads`` intra-op threads
@@ -94,17 +123,27 @@ def create_session(model: bytes | str | os.PathLike[str], *, threads: int = 0, p
     chosen = list(providers or DEFAULT_PROVIDERS)
     missing = [p for p in chosen if p not in available]
     if missing:
-        raise SDKError(f"ONNX Runtime providers {missing} are not in this onnxruntime build (has: "
-                       f"{', '.join(available)}); install onnxruntime-gpu for CUDA / TensorRT providers")
-    opts = session_options(threads=threads, spinning=spinning, graph_optimization=graph_optimization,
-                           mem_arena=mem_arena, config_entries=config_entries, log_severity=log_severity)
+        raise SDKError(
+            f"ONNX Runtime providers {missing} are not in this onnxruntime build (has: "
+            f"{', '.join(available)}); install onnxruntime-gpu for CUDA / TensorRT providers"
+        )
+    opts = session_options(
+        threads=threads,
+        spinning=spinning,
+        graph_optimization=graph_optimization,
+        mem_arena=mem_arena,
+        config_entries=config_entries,
+        log_severity=log_severity,
+    )
     so = ort.SessionOptions()
     so.log_severity_level = opts["log_severity"]
     so.intra_op_num_threads = opts["intra_op_threads"]
     so.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[opts["graph_optimization"]]
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[opts["graph_optimization"]]
     so.enable_cpu_mem_arena = opts["mem_arena"]
     for k, v in opts["config_entries"].items():
         so.add_session_config_entry(k, v)
@@ -122,9 +161,17 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, bundle: Bundle, precision: str = "fp32", providers: Sequence[str] | None = None,
-                 threads: int = 0, *, flavour: str = "portable", custom_op_libraries: Sequence[str] = (),
-                 session: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        bundle: Bundle,
+        precision: str = "fp32",
+        providers: Sequence[str] | None = None,
+        threads: int = 0,
+        *,
+        flavour: str = "portable",
+        custom_op_libraries: Sequence[str] = (),
+        session: Mapping[str, Any] | None = None,
+    ):
         """Graphs of ``flavour`` at ``precision`` (a graph without a reduced-precision version, e.g. the text
         encoder, runs in FP32); the plugin flavour needs ``custom_op_libraries`` with the ``ssp::`` kernels;
         ``session``: further :func:`create_session` options (``spinning``, ``graph_optimization``, ``mem_arena``,
@@ -134,24 +181,44 @@ class OnnxRuntimeBackend:
         entries = {}
         for g in GRAPHS:
             entries[g] = bundle.graph(g, flavour, precision if bundle.has_graph(g, flavour, precision) else "fp32")
-        self._open({g: (e, bundle.read_bytes(e.file)) for g, e in entries.items()}, bundle.manifest.dynamic_axes,
-                   providers, threads, custom_op_libraries, None, session)
+        self._open(
+            {g: (e, bundle.read_bytes(e.file)) for g, e in entries.items()},
+            bundle.manifest.dynamic_axes,
+            providers,
+            threads,
+            custom_op_libraries,
+            None,
+            session,
+        )
 
     @classmethod
-    def from_graphs(cls, graphs: Mapping[str, tuple[GraphEntry, bytes | str | os.PathLike[str]]],
-                    dynamic_axes: Mapping[str, Sequence[int]], *, providers: Sequence[str] | None = None,
-                    threads: int = 0, custom_op_libraries: Sequence[str] = (),
-                    precisions: Mapping[str, str] | None = None,
-                    session: Mapping[str, Any] | None = None) -> "OnnxRuntimeBackend":
+    def from_graphs(
+        cls,
+        graphs: Mapping[str, tuple[GraphEntry, bytes | str | os.PathLike[str]]],
+        dynamic_axes: Mapping[str, Sequence[int]],
+        *,
+        providers: Sequence[str] | None = None,
+        threads: int = 0,
+        custom_op_libraries: Sequence[str] = (),
+        precisions: Mapping[str, str] | None = None,
+        session: Mapping[str, Any] | None = None,
+    ) -> OnnxRuntimeBackend:
         """A backend over explicit models (graph -> (entry naming its tensors, model bytes or path)), e.g. graphs
         that are not (yet) entries of a bundle; ``precisions`` labels them (default: the entries' precision)."""
         self = cls.__new__(cls)
         self._open(graphs, dynamic_axes, providers, threads, custom_op_libraries, precisions, session)
         return self
 
-    def _open(self, graphs: Mapping[str, tuple[GraphEntry, Any]], dynamic_axes: Mapping[str, Sequence[int]],
-              providers: Sequence[str] | None, threads: int, custom_op_libraries: Sequence[str],
-              precisions: Mapping[str, str] | None, session: Mapping[str, Any] | None = None) -> None:
+    def _open(
+        self,
+        graphs: Mapping[str, tuple[GraphEntry, Any]],
+        dynamic_axes: Mapping[str, Sequence[int]],
+        providers: Sequence[str] | None,
+        threads: int,
+        custom_op_libraries: Sequence[str],
+        precisions: Mapping[str, str] | None,
+        session: Mapping[str, Any] | None = None,
+    ) -> None:
         self.entries: dict[str, GraphEntry] = {g: e for g, (e, _) in graphs.items()}
         self.dynamic_axes = {k: list(v) for k, v in dynamic_axes.items()}
         self.precisions: dict[str, str] = {g: e.precision for g, e in self.entries.items()}
@@ -161,15 +228,24 @@ class OnnxRuntimeBackend:
         extra = dict(session or {})
         unknown = sorted(set(extra) - {"spinning", "graph_optimization", "mem_arena", "config_entries"})
         if unknown:
-            raise SDKError(f"unknown ONNX Runtime session option(s) {unknown}; known: spinning, graph_optimization, "
-                           "mem_arena, config_entries")
+            raise SDKError(
+                f"unknown ONNX Runtime session option(s) {unknown}; known: spinning, graph_optimization, "
+                "mem_arena, config_entries"
+            )
         opts = session_options(threads=threads, **extra)
-        self.options = {"threads": opts["intra_op_threads"], "providers": self.providers,
-                        "graph_optimization": opts["graph_optimization"], "mem_arena": opts["mem_arena"],
-                        **opts["config_entries"]}
-        self._sessions = {g: create_session(src, threads=threads, providers=self.providers,
-                                            custom_op_libraries=custom_op_libraries, **extra)
-                          for g, (_, src) in graphs.items()}
+        self.options = {
+            "threads": opts["intra_op_threads"],
+            "providers": self.providers,
+            "graph_optimization": opts["graph_optimization"],
+            "mem_arena": opts["mem_arena"],
+            **opts["config_entries"],
+        }
+        self._sessions = {
+            g: create_session(
+                src, threads=threads, providers=self.providers, custom_op_libraries=custom_op_libraries, **extra
+            )
+            for g, (_, src) in graphs.items()
+        }
 
     def run(self, graph: str, feeds: Mapping[str, Any], to_host: bool = True) -> dict[str, Any]:
         """Outputs of ``graph`` by name (always host arrays: ONNX Runtime's outputs here are numpy)."""
@@ -181,8 +257,12 @@ class OnnxRuntimeBackend:
 
     def describe(self) -> dict[str, Any]:
         """What runs: backend, precision per graph, threads and session options (``ssp run`` prints this)."""
-        return {"backend": self.name, "precisions": dict(self.precisions), "threads": self.options["threads"],
-                "options": {k: v for k, v in self.options.items() if k != "threads"}}
+        return {
+            "backend": self.name,
+            "precisions": dict(self.precisions),
+            "threads": self.options["threads"],
+            "options": {k: v for k, v in self.options.items() if k != "threads"},
+        }
 
     def close(self) -> None:
         self._sessions.clear()

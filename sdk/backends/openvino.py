@@ -8,9 +8,11 @@ graphs of the image encoder and mask decoder; the text encoder runs once per new
 CPUs with bf16 units), ``int8`` / ``fp16`` (the bundle's Q/DQ / FP16 graphs from ``ssp calibrate``, run with the
 FP32 hint for their float parts). Install with ``pip install 'ssp-edge[openvino]'``.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +41,16 @@ class OpenVINOBackend:
 
     name = "openvino"
 
-    def __init__(self, bundle: Bundle, precision: str = "fp32", *, threads: int = 0, device: str = "CPU",
-                 flavour: str = "portable", config: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        bundle: Bundle,
+        precision: str = "fp32",
+        *,
+        threads: int = 0,
+        device: str = "CPU",
+        flavour: str = "portable",
+        config: Mapping[str, Any] | None = None,
+    ):
         """``threads``: OpenVINO inference threads per graph (0: one per physical core); ``config``: further
         OpenVINO properties for every compiled graph (they override the defaults below)."""
         from .onnxruntime import physical_cores
@@ -52,12 +62,15 @@ class OpenVINOBackend:
         ov = import_openvino()
         self.core = ov.Core()
         if device not in self.core.available_devices:
-            raise SDKError(f"OpenVINO device {device!r} is not available here (has: "
-                           f"{', '.join(self.core.available_devices)})")
+            raise SDKError(
+                f"OpenVINO device {device!r} is not available here (has: {', '.join(self.core.available_devices)})"
+            )
         if precision == "bf16" and "BF16" not in self.core.get_property(device, "OPTIMIZATION_CAPABILITIES"):
-            raise SDKError(f"this CPU has no bf16 support in OpenVINO ({device} capabilities: "
-                           f"{', '.join(self.core.get_property(device, 'OPTIMIZATION_CAPABILITIES'))}); "
-                           "use --precision fp32")
+            raise SDKError(
+                f"this CPU has no bf16 support in OpenVINO ({device} capabilities: "
+                f"{', '.join(self.core.get_property(device, 'OPTIMIZATION_CAPABILITIES'))}); "
+                "use --precision fp32"
+            )
         graph_precision = "fp32" if precision == "bf16" else precision
         if graph_precision != "fp32" and not any(bundle.has_graph(g, flavour, graph_precision) for g in GRAPHS):
             bundle.graph("image_encoder", flavour, graph_precision)  # raises: names what exists and the fix
@@ -73,19 +86,27 @@ class OpenVINOBackend:
             p = graph_precision if bundle.has_graph(g, flavour, graph_precision) else "fp32"
             entry = bundle.graph(g, flavour, p)
             hint = "bf16" if precision == "bf16" and g in _BF16_GRAPHS else "f32"
-            props = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": self.threads,
-                     "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, **dict(config or {})}
+            props = {
+                "INFERENCE_PRECISION_HINT": hint,
+                "INFERENCE_NUM_THREADS": self.threads,
+                "PERFORMANCE_HINT": "LATENCY",
+                "NUM_STREAMS": 1,
+                **dict(config or {}),
+            }
             try:
                 model = self.core.read_model(bundle.read_bytes(entry.file))
                 compiled = self.core.compile_model(model, device, props)
             except RuntimeError as e:
-                raise SDKError(f"OpenVINO could not compile the {g} graph {entry.file!r}: {str(e).splitlines()[0]}"
-                               ) from None
+                raise SDKError(
+                    f"OpenVINO could not compile the {g} graph {entry.file!r}: {str(e).splitlines()[0]}"
+                ) from None
             try:
                 self._ports[g] = [(t.name, compiled.output(t.name)) for t in entry.outputs]
             except RuntimeError:
-                raise SDKError(f"the {g} graph {entry.file!r} lacks outputs the manifest names "
-                               f"({[t.name for t in entry.outputs]}); re-export the bundle") from None
+                raise SDKError(
+                    f"the {g} graph {entry.file!r} lacks outputs the manifest names "
+                    f"({[t.name for t in entry.outputs]}); re-export the bundle"
+                ) from None
             self._requests[g] = compiled.create_infer_request()
             self.entries[g] = entry
             self.precisions[g] = "bf16" if hint == "bf16" else p
@@ -98,8 +119,7 @@ class OpenVINOBackend:
             raise SDKError(f"no graph {graph!r} in this backend (has: {', '.join(self._requests)})")
         check_feeds(self.entries[graph], feeds, self.dynamic_axes)
         req = self._requests[graph]
-        res = req.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()}, share_inputs=True,
-                        share_outputs=False)
+        res = req.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()}, share_inputs=True, share_outputs=False)
         return {name: res[port] for name, port in self._ports[graph]}
 
     def profiling_info(self, graph: str) -> list[Any]:
@@ -110,10 +130,17 @@ class OpenVINOBackend:
         """What runs: backend, precision per graph, threads and OpenVINO properties (``ssp run`` prints this)."""
         hints = {g: o["INFERENCE_PRECISION_HINT"] for g, o in self.options.items()}
         first = next(iter(self.options.values()), {})
-        return {"backend": self.name, "precisions": dict(self.precisions), "threads": self.threads,
-                "options": {"openvino": self.version, "device": self.device, "inference_precision_hint": hints,
-                            **{k: v for k, v in first.items() if k not in ("INFERENCE_PRECISION_HINT",
-                                                                          "INFERENCE_NUM_THREADS")}}}
+        return {
+            "backend": self.name,
+            "precisions": dict(self.precisions),
+            "threads": self.threads,
+            "options": {
+                "openvino": self.version,
+                "device": self.device,
+                "inference_precision_hint": hints,
+                **{k: v for k, v in first.items() if k not in ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS")},
+            },
+        }
 
     def close(self) -> None:
         self._requests.clear()

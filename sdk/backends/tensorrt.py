@@ -20,11 +20,13 @@ indices are gone) through cuda-python.
   or addresses, capture in thread-local mode, fall back to plain enqueue for good on any capture error (logged once),
   graphs destroyed on recapture and close (samples/common/sampleDevice.h, ``TrtCudaGraph``).
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -65,20 +67,27 @@ def engine_usable(built: str, runtime: str, version_compatible: bool) -> str | N
         return f"TensorRT version {built!r} / {runtime!r} cannot be compared"
     if version_compatible:
         if b[0] != r[0]:
-            return (f"built by TensorRT {built} (version-compatible): such engines run only on TensorRT {b[0]}.x, "
-                    f"not {runtime}")
+            return (
+                f"built by TensorRT {built} (version-compatible): such engines run only on TensorRT {b[0]}.x, "
+                f"not {runtime}"
+            )
         if b[:n] > r[:n]:
-            return (f"built by TensorRT {built} (version-compatible): such engines run on the same or a later "
-                    f"TensorRT {b[0]}.x, not on the older {runtime}")
+            return (
+                f"built by TensorRT {built} (version-compatible): such engines run on the same or a later "
+                f"TensorRT {b[0]}.x, not on the older {runtime}"
+            )
         return None
     if n < 3 or b[:n] != r[:n]:
-        return (f"built by TensorRT {built}: an engine that is not version-compatible runs only on the exact "
-                f"TensorRT version that built it, not {runtime}")
+        return (
+            f"built by TensorRT {built}: an engine that is not version-compatible runs only on the exact "
+            f"TensorRT version that built it, not {runtime}"
+        )
     return None
 
 
-def select_engines(bundle: Bundle, trt_version: str, cc: str, precision: str | None, *, plugins: bool = True,
-                   host_code: bool = True) -> dict[str, EngineEntry]:
+def select_engines(
+    bundle: Bundle, trt_version: str, cc: str, precision: str | None, *, plugins: bool = True, host_code: bool = True
+) -> dict[str, EngineEntry]:
     """One engine per graph for this TensorRT and GPU (same flavour and precision for all three).
 
     ``plugins``: plugin-flavour engines may be used (a plugin library was chosen); ``host_code``: version-compatible
@@ -89,14 +98,16 @@ def select_engines(bundle: Bundle, trt_version: str, cc: str, precision: str | N
     usable: list[EngineEntry] = []
     for e in bundle.manifest.engines:
         if e.compute_capability != cc:
-            why[e.file] = (f"built for sm_{e.compute_capability.replace('.', '')}: engines run only on the GPU "
-                           f"architecture they were built for")
+            why[e.file] = (
+                f"built for sm_{e.compute_capability.replace('.', '')}: engines run only on the GPU "
+                f"architecture they were built for"
+            )
         elif (reason := engine_usable(e.tensorrt_version, trt_version, e.version_compatible)) is not None:
             why[e.file] = reason
         else:
             usable.append(e)
     held_back: set[str] = set()
-    for p in ([precision] if precision else list(_PREFERENCE)):
+    for p in [precision] if precision else list(_PREFERENCE):
         for flavour in ("plugin", "portable"):
             chosen: dict[str, EngineEntry] = {}
             for g in GRAPHS:
@@ -111,24 +122,35 @@ def select_engines(bundle: Bundle, trt_version: str, cc: str, precision: str | N
                     chosen[g] = sorted(cands, key=lambda e: e.version_compatible)[0]
             if set(chosen) == set(GRAPHS):
                 return chosen
-    built = sorted({f"{e.precision}/{e.flavour} TensorRT {e.tensorrt_version} "
-                    f"sm_{e.compute_capability.replace('.', '')}{' version-compatible' if e.version_compatible else ''}"
-                    for e in bundle.manifest.engines}) or ["none"]
+    built = sorted(
+        {
+            f"{e.precision}/{e.flavour} TensorRT {e.tensorrt_version} "
+            f"sm_{e.compute_capability.replace('.', '')}{' version-compatible' if e.version_compatible else ''}"
+            for e in bundle.manifest.engines
+        }
+    ) or ["none"]
     rules = sorted(set(why.values()))
     hints = []
     if "plugins" in held_back:
-        hints.append("the plugin-flavour engines need the plugin library: pass plugin_lib= (--plugins) or set "
-                     "SSP_PLUGIN_LIB, or trust_bundle_plugins=True (--trust-bundle-plugins) to load the bundle's "
-                     "listed copy")
+        hints.append(
+            "the plugin-flavour engines need the plugin library: pass plugin_lib= (--plugins) or set "
+            "SSP_PLUGIN_LIB, or trust_bundle_plugins=True (--trust-bundle-plugins) to load the bundle's "
+            "listed copy"
+        )
     if "host_code" in held_back:
-        hints.append("version-compatible engines embed TensorRT's lean runtime, host code that runs when they are "
-                     "deserialized: pass allow_engine_host_code=True (--allow-engine-host-code) if you trust this "
-                     "bundle, or rebuild without --version-compatible")
+        hints.append(
+            "version-compatible engines embed TensorRT's lean runtime, host code that runs when they are "
+            "deserialized: pass allow_engine_host_code=True (--allow-engine-host-code) if you trust this "
+            "bundle, or rebuild without --version-compatible"
+        )
     p = precision or "fp16"
-    raise SDKError(f"bundle {str(bundle.root)!r} has no complete set of {precision + ' ' if precision else ''}engines "
-                   f"usable with TensorRT {trt_version} on sm_{cc.replace('.', '')} (built: {', '.join(built)})"
-                   + (f"; {'; '.join(rules)}" if rules else "") + (f"; {'; '.join(hints)}" if hints else "")
-                   + f"; or rebuild on this device: ssp convert build {bundle.root} --precision {p}")
+    raise SDKError(
+        f"bundle {str(bundle.root)!r} has no complete set of {precision + ' ' if precision else ''}engines "
+        f"usable with TensorRT {trt_version} on sm_{cc.replace('.', '')} (built: {', '.join(built)})"
+        + (f"; {'; '.join(rules)}" if rules else "")
+        + (f"; {'; '.join(hints)}" if hints else "")
+        + f"; or rebuild on this device: ssp convert build {bundle.root} --precision {p}"
+    )
 
 
 def tensorrt_unavailable(bundle: Bundle, precision: str | None) -> str | None:
@@ -136,8 +158,10 @@ def tensorrt_unavailable(bundle: Bundle, precision: str | None) -> str | None:
     try:
         import tensorrt as trt
     except Exception as e:  # ImportError, or OSError when libnvinfer is missing
-        return (f"TensorRT backend unavailable here ({type(e).__name__}: {e}); use backend='onnxruntime' or install "
-                "TensorRT (JetPack, or pip install tensorrt on a desktop GPU)")
+        return (
+            f"TensorRT backend unavailable here ({type(e).__name__}: {e}); use backend='onnxruntime' or install "
+            "TensorRT (JetPack, or pip install tensorrt on a desktop GPU)"
+        )
     try:
         select_engines(bundle, trt.__version__, compute_capability(), precision)
     except SDKError as e:
@@ -158,15 +182,17 @@ class DeviceTensor:
 class _EngineRunner:
     """One engine: context, stream, device + pinned host buffers at the profile's maximum shapes."""
 
-    def __init__(self, runtime: "trt.Runtime", data: bytes, name: str, cuda_graph: bool):
+    def __init__(self, runtime: trt.Runtime, data: bytes, name: str, cuda_graph: bool):
         import tensorrt as trt
 
         self.rt = cudart()
         self.name = name
         engine = runtime.deserialize_cuda_engine(data)
         if engine is None:
-            raise SDKError(f"TensorRT could not deserialize the {name} engine (built by another TensorRT version "
-                           "or without the plugin library?); rebuild it with `ssp convert build`")
+            raise SDKError(
+                f"TensorRT could not deserialize the {name} engine (built by another TensorRT version "
+                "or without the plugin library?); rebuild it with `ssp convert build`"
+            )
         self.engine = engine
         self.context = engine.create_execution_context()
         self.stream = check(self.rt.cudaStreamCreate(), "cudaStreamCreate")
@@ -187,8 +213,9 @@ class _EngineRunner:
             nbytes = max(1, int(np.prod(self.max_shapes[n])) * self.dtypes[n].itemsize)
             self.device[n] = check(self.rt.cudaMalloc(nbytes), "cudaMalloc")
             ptr = check(self.rt.cudaMallocHost(nbytes), "cudaMallocHost")
-            self.host[n] = np.ctypeslib.as_array((np.ctypeslib.ctypes.c_byte * nbytes).from_address(ptr)) \
-                .view(self.dtypes[n])
+            self.host[n] = np.ctypeslib.as_array((np.ctypeslib.ctypes.c_byte * nbytes).from_address(ptr)).view(
+                self.dtypes[n]
+            )
         self.use_graph = cuda_graph
         self._graph_exec: Any = None
         self._graph_key: tuple | None = None
@@ -207,11 +234,21 @@ class _EngineRunner:
                 continue
             a = np.ascontiguousarray(x, dtype=self.dtypes[n])
             if a.size > self.host[n].size:
-                raise SDKError(f"{self.name}: input {n} of shape {a.shape} is larger than the engine's profile "
-                               f"maximum {self.max_shapes[n]}; rebuild with a larger profile")
+                raise SDKError(
+                    f"{self.name}: input {n} of shape {a.shape} is larger than the engine's profile "
+                    f"maximum {self.max_shapes[n]}; rebuild with a larger profile"
+                )
             self.host[n][: a.size] = a.ravel()
-            check(self.rt.cudaMemcpyAsync(self.device[n], self.host[n].ctypes.data, a.nbytes,
-                                          self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream), "copy in")
+            check(
+                self.rt.cudaMemcpyAsync(
+                    self.device[n],
+                    self.host[n].ctypes.data,
+                    a.nbytes,
+                    self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                    self.stream,
+                ),
+                "copy in",
+            )
             self.context.set_input_shape(n, a.shape)
             self.context.set_tensor_address(n, self.device[n])
             key.append((n, self.device[n], a.shape))
@@ -251,8 +288,11 @@ class _EngineRunner:
         if why or exec_ is None:
             self.rt.cudaGetLastError()  # clear the capture error, as trtexec's endCaptureOnError does
             self.use_graph = False
-            _LOG.warning("%s: CUDA graph capture failed (%s); running without CUDA graphs from now on", self.name,
-                         why or "no graph")
+            _LOG.warning(
+                "%s: CUDA graph capture failed (%s); running without CUDA graphs from now on",
+                self.name,
+                why or "no graph",
+            )
             return False
         self._graph_exec, self._graph_key = exec_, key
         return True
@@ -275,8 +315,16 @@ class _EngineRunner:
         sizes = {}
         for n, s in shapes.items():
             size = int(np.prod(s))
-            check(self.rt.cudaMemcpyAsync(self.host[n].ctypes.data, self.device[n], size * self.dtypes[n].itemsize,
-                                          self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream), "copy out")
+            check(
+                self.rt.cudaMemcpyAsync(
+                    self.host[n].ctypes.data,
+                    self.device[n],
+                    size * self.dtypes[n].itemsize,
+                    self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                    self.stream,
+                ),
+                "copy out",
+            )
             sizes[n] = size
         check(self.rt.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
         return {n: self.host[n][: sizes[n]].reshape(s).copy() for n, s in shapes.items()}
@@ -298,16 +346,30 @@ class TensorRTBackend:
 
     name = "tensorrt"
 
-    def __init__(self, bundle: Bundle, precision: str | None = None, *, plugin_lib: str | None = None,
-                 trust_bundle_plugins: bool = False, allow_engine_host_code: bool = False, cuda_graph: bool = True):
+    def __init__(
+        self,
+        bundle: Bundle,
+        precision: str | None = None,
+        *,
+        plugin_lib: str | None = None,
+        trust_bundle_plugins: bool = False,
+        allow_engine_host_code: bool = False,
+        cuda_graph: bool = True,
+    ):
         import tensorrt as trt
 
         from ..plugins import choose_plugin_library, load_chosen, register_with_tensorrt
 
         named = sorted({e.plugin_library for e in bundle.manifest.engines if e.plugin_library})
         choice = choose_plugin_library(bundle, plugin_lib, trust_bundle_plugins, named[0] if named else None)
-        engines = select_engines(bundle, trt.__version__, compute_capability(), precision, plugins=choice is not None,
-                                 host_code=allow_engine_host_code)
+        engines = select_engines(
+            bundle,
+            trt.__version__,
+            compute_capability(),
+            precision,
+            plugins=choice is not None,
+            host_code=allow_engine_host_code,
+        )
         needs = sorted({e.plugin_library for e in engines.values() if e.plugin_library})
         self._runners: dict[str, _EngineRunner] = {}
         data = {g: bundle.read_bytes(e.file) for g, e in engines.items()}  # hash-checked before anything runs
@@ -331,7 +393,7 @@ class TensorRTBackend:
         self.entries: dict[str, GraphEntry] = {g: by_file[e.source] for g, e in engines.items() if e.source in by_file}
         self.dynamic_axes = {k: list(v) for k, v in bundle.manifest.dynamic_axes.items()}
         try:
-            for g, e in engines.items():
+            for g in engines:
                 self._runners[g] = _EngineRunner(self.runtime, data[g], g, cuda_graph and g == "image_encoder")
         except BaseException:
             self.close()

@@ -11,10 +11,13 @@ feeds and postprocessing, never a copy of them.
   encoded once for every client); ``text_lock`` (a context manager) serialises those requests across the
   python backend's instance processes, since the cache does not merge concurrent misses.
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager, Mapping
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from typing import Any
 
 import numpy as np
 
@@ -52,12 +55,19 @@ class TritonBLSBackend:
 
     name = "triton-bls"
 
-    def __init__(self, models: Mapping[str, str], entries: Mapping[str, GraphEntry], dynamic_axes: Mapping[str, Any],
-                 text_lock: ContextManager[Any] | None = None):
+    def __init__(
+        self,
+        models: Mapping[str, str],
+        entries: Mapping[str, GraphEntry],
+        dynamic_axes: Mapping[str, Any],
+        text_lock: AbstractContextManager[Any] | None = None,
+    ):
         missing = [g for g in GRAPHS if g not in models or g not in entries]
         if missing:
-            raise SDKError(f"the ssp_segment model's config names no Triton model for {', '.join(missing)}; "
-                           "re-run `ssp convert triton`")
+            raise SDKError(
+                f"the ssp_segment model's config names no Triton model for {', '.join(missing)}; "
+                "re-run `ssp convert triton`"
+            )
         self.models = dict(models)
         self.entries: dict[str, GraphEntry] = dict(entries)
         self.precisions: dict[str, str] = {g: e.precision for g, e in self.entries.items()}
@@ -74,7 +84,7 @@ class TritonBLSBackend:
             return self._request(graph, feeds, to_host)
         k = len(next(iter(feeds.values())))
         with self._text_lock or contextlib.nullcontext():
-            rows = [self._request(graph, {n: v[i:i + 1] for n, v in feeds.items()}, True) for i in range(k)]
+            rows = [self._request(graph, {n: v[i : i + 1] for n, v in feeds.items()}, True) for i in range(k)]
         return {n: np.concatenate([r[n] for r in rows]) for n in self._outputs[graph]}
 
     def _request(self, graph: str, feeds: Mapping[str, Any], to_host: bool) -> dict[str, Any]:
@@ -85,8 +95,9 @@ class TritonBLSBackend:
         if to_host and hasattr(pb, "PreferredMemory"):
             kw["preferred_memory"] = pb.PreferredMemory(pb.TRITONSERVER_MEMORY_CPU, 0)
         model = self.models[graph]
-        resp = pb.InferenceRequest(model_name=model, inputs=tensors, requested_output_names=self._outputs[graph],
-                                   **kw).exec()
+        resp = pb.InferenceRequest(
+            model_name=model, inputs=tensors, requested_output_names=self._outputs[graph], **kw
+        ).exec()
         if resp.has_error():
             raise SDKError(f"{model}: {resp.error().message()}")
         out = {n: pb.get_output_tensor_by_name(resp, n) for n in self._outputs[graph]}

@@ -1,4 +1,5 @@
 """Data: the Sample type, RefShapes (synthetic), RefCOCO-format loading, data specs, letterboxing."""
+
 from .sample import Sample
 from .spec import open_data
 

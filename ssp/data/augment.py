@@ -2,6 +2,7 @@
 colour jitter on the photo (brightness / contrast / saturation only: a hue shift would falsify colour words),
 then the letterbox, a horizontal flip that swaps 'left' / 'right' in every sentence, and a zoom with a shift
 inside the letterbox square that keeps the whole target in view."""
+
 from __future__ import annotations
 
 import re
@@ -48,8 +49,11 @@ def color_jitter(image: np.ndarray, rng: np.random.Generator, amount: float) -> 
 
 
 def hflip(image: np.ndarray, mask: np.ndarray, sentences: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    return (np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(mask[:, ::-1]),
-            [swap_left_right(t) for t in sentences])
+    return (
+        np.ascontiguousarray(image[:, ::-1]),
+        np.ascontiguousarray(mask[:, ::-1]),
+        [swap_left_right(t) for t in sentences],
+    )
 
 
 def _shift_range(z: float, c: float, lo: float, hi: float, size: int) -> tuple[float, float]:
@@ -59,8 +63,9 @@ def _shift_range(z: float, c: float, lo: float, hi: float, size: int) -> tuple[f
     return max(-free, a), min(free, b)
 
 
-def zoom_shift(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, amount: float,
-               pad: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+def zoom_shift(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, amount: float, pad: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Zoom the letterboxed square by z in [1-amount, 1+amount] about its centre and shift it, so that the
     target's box stays inside (a crop for z > 1, more letterbox padding for z < 1)."""
     if amount <= 0:
@@ -77,8 +82,13 @@ def zoom_shift(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, am
             return image, mask
         shifts.append(float(rng.uniform(a, b)))
     m = np.array([[z, 0, (1 - z) * c + shifts[0]], [0, z, (1 - z) * c + shifts[1]]], np.float32)
-    img = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                         borderValue=tuple(int(v) for v in pad))
-    msk = cv2.warpAffine(mask, m, (size, size), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                         borderValue=0)
+    img = cv2.warpAffine(
+        image,
+        m,
+        (size, size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=tuple(int(v) for v in pad),
+    )
+    msk = cv2.warpAffine(mask, m, (size, size), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return img, msk

@@ -6,11 +6,12 @@ background is a pure function of a NumPy generator, so a sample stays reproducib
 with muted palettes so that the shapes stay the most saturated things in a scene (as with the photos, which
 are desaturated a little).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -21,8 +22,20 @@ __all__ = ["PHOTO_SETS", "TEXTURE_SETS", "FAMILY_OF_SPLIT", "TEXTURES", "photo",
 
 # disjoint photo sets; the two motorcycle stereo views are near-identical, so they stay in one set
 PHOTO_SETS: dict[str, tuple[str, ...]] = {
-    "train": ("astronaut", "coffee", "chelsea", "rocket", "retina", "camera", "coins", "brick", "grass", "page",
-              "clock", "china"),
+    "train": (
+        "astronaut",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "retina",
+        "camera",
+        "coins",
+        "brick",
+        "grass",
+        "page",
+        "clock",
+        "china",
+    ),
     "val": ("immunohistochemistry", "moon", "text"),
     "test": ("hubble_deep_field", "gravel", "cell", "motorcycle_left", "motorcycle_right", "flower"),
 }
@@ -38,6 +51,7 @@ FAMILY_OF_SPLIT: dict[str, str] = {"train": "train", "calib": "train", "val": "v
 
 
 # ----------------------------------------------------------------------------- photos
+
 
 def _load_photo(name: str) -> np.ndarray | None:
     import skimage.data as skd
@@ -66,8 +80,10 @@ def _load_photo(name: str) -> np.ndarray | None:
 def _photos(family: str) -> tuple[tuple[str, np.ndarray], ...]:
     out = tuple((n, im) for n in PHOTO_SETS[family] if (im := _load_photo(n)) is not None)
     if not out:
-        raise SSPError(f"RefShapes v2 found no {family} background photos (scikit-image / scikit-learn sample "
-                       "data missing); reinstall scikit-image and scikit-learn")
+        raise SSPError(
+            f"RefShapes v2 found no {family} background photos (scikit-image / scikit-learn sample "
+            "data missing); reinstall scikit-image and scikit-learn"
+        )
     return out
 
 
@@ -77,7 +93,7 @@ def photo(rng: np.random.Generator, size: int, family: str) -> tuple[np.ndarray,
     h, w = im.shape[:2]
     side = max(16, int(rng.uniform(0.2, 1.0) * min(h, w)))
     y0, x0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-    crop = im[y0:y0 + side, x0:x0 + side]
+    crop = im[y0 : y0 + side, x0 : x0 + side]
     crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if side >= size else cv2.INTER_LINEAR)
     crop = np.rot90(crop, int(rng.integers(4)))
     if rng.random() < 0.5:
@@ -91,6 +107,7 @@ def _is_grey(im: np.ndarray) -> bool:
 
 
 # ----------------------------------------------------------------------------- textures
+
 
 def _palette(rng: np.random.Generator, k: int) -> np.ndarray:
     return rng.uniform(20, 235, (k, 3)).astype(np.float32)
@@ -132,7 +149,7 @@ def _rotated(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
 
 
 def _tex_noise(rng, size):
-    t = sum(_smooth_noise(rng, size, c) * (0.55 ** o) for o, c in enumerate((3, 6, 12, 24, 48)))
+    t = sum(_smooth_noise(rng, size, c) * (0.55**o) for o, c in enumerate((3, 6, 12, 24, 48)))
     t = (t - t.min()) / max(float(np.ptp(t)), 1e-6)
     return _lerp(t, _palette(rng, int(rng.integers(2, 4))))
 
@@ -234,9 +251,17 @@ def _tex_mosaic(rng, size):
 
 
 TEXTURES: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
-    "noise": _tex_noise, "stripes": _tex_stripes, "gradient": _tex_gradient, "checker": _tex_checker,
-    "blobs": _tex_blobs, "plaid": _tex_plaid, "streaks": _tex_streaks, "waves": _tex_waves,
-    "voronoi": _tex_voronoi, "rings": _tex_rings, "mosaic": _tex_mosaic,
+    "noise": _tex_noise,
+    "stripes": _tex_stripes,
+    "gradient": _tex_gradient,
+    "checker": _tex_checker,
+    "blobs": _tex_blobs,
+    "plaid": _tex_plaid,
+    "streaks": _tex_streaks,
+    "waves": _tex_waves,
+    "voronoi": _tex_voronoi,
+    "rings": _tex_rings,
+    "mosaic": _tex_mosaic,
 }
 
 
@@ -250,8 +275,9 @@ def texture(rng: np.random.Generator, size: int, family: str) -> tuple[np.ndarra
     return _finish(rng, img, sat=(0.2, 0.7)), f"texture:{name}"
 
 
-def _finish(rng: np.random.Generator, img: np.ndarray, sat: tuple[float, float],
-            tint: np.ndarray | None = None) -> np.ndarray:
+def _finish(
+    rng: np.random.Generator, img: np.ndarray, sat: tuple[float, float], tint: np.ndarray | None = None
+) -> np.ndarray:
     """Desaturate (so shapes stay the most colourful things), change contrast / brightness and per-channel
     gain: one affine colour map, applied with cv2.transform on uint8 (saturating)."""
     s = float(rng.uniform(*sat))

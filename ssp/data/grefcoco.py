@@ -11,6 +11,7 @@ The target mask of an expression is the union of its referred instances (crowd a
 grefer does, unless the ref names only crowd ones); a no-target expression has an all-zero mask and
 ``exists=False``. ``type`` is ``no_target``, ``single`` or ``multi`` (per-type mIoU in ``ssp eval``).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,25 +39,35 @@ class GRefCOCO:
 
     has_no_target: bool
 
-    def __init__(self, root: str | os.PathLike[str], split: str, split_by: str = "unc",
-                 image_root: str | os.PathLike[str] | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str,
+        split_by: str = "unc",
+        image_root: str | os.PathLike[str] | None = None,
+    ):
         self.root = Path(root)
         self.split, self.split_by = split, split_by
         self.image_root = Path(image_root) if image_root is not None else None
         if not self.root.is_dir():
-            raise SSPError(f"gRefCOCO root {self.root} is not a directory; point it at the folder holding "
-                           "grefcoco/ and images/")
+            raise SSPError(
+                f"gRefCOCO root {self.root} is not a directory; point it at the folder holding grefcoco/ and images/"
+            )
         ddir = self.root / "grefcoco"
         if not ddir.is_dir():
-            raise SSPError(f"gRefCOCO folder {ddir} not found; ROOT must hold grefcoco/grefs({split_by}).json, "
-                           "grefcoco/instances.json and images/train2014/")
+            raise SSPError(
+                f"gRefCOCO folder {ddir} not found; ROOT must hold grefcoco/grefs({split_by}).json, "
+                "grefcoco/instances.json and images/train2014/"
+            )
         refs_json, refs_p = ddir / f"grefs({split_by}).json", ddir / f"grefs({split_by}).p"
         if refs_json.is_file():
             try:
                 all_refs = json.loads(refs_json.read_text(encoding="utf-8"))
             except (OSError, ValueError) as e:
-                raise SSPError(f"cannot read {refs_json} as JSON ({type(e).__name__}: {e}); use the gRefCOCO "
-                               f"grefs({split_by}).json") from None
+                raise SSPError(
+                    f"cannot read {refs_json} as JSON ({type(e).__name__}: {e}); use the gRefCOCO "
+                    f"grefs({split_by}).json"
+                ) from None
             refs_path = refs_json
         elif refs_p.is_file():
             all_refs, refs_path = load_refs(refs_p), refs_p
@@ -67,12 +78,15 @@ class GRefCOCO:
         for r in all_refs:
             missing = [k for k in ("ref_id", "image_id", "ann_id", "split", "sentences") if k not in r]
             if missing or not isinstance(r["sentences"], list):
-                raise SSPError(f"{refs_path} is not a gRefCOCO refs file: ref {r.get('ref_id', '?')} lacks "
-                               f"{', '.join(missing) or 'a list of sentences'}")
+                raise SSPError(
+                    f"{refs_path} is not a gRefCOCO refs file: ref {r.get('ref_id', '?')} lacks "
+                    f"{', '.join(missing) or 'a list of sentences'}"
+                )
         self._splits = sorted({str(r["split"]) for r in all_refs})
         if split != "all" and split not in self._splits:
-            raise SSPError(f"unknown split {split!r} in {refs_path}; splits present: {', '.join(self._splits)} "
-                           "(or 'all')")
+            raise SSPError(
+                f"unknown split {split!r} in {refs_path}; splits present: {', '.join(self._splits)} (or 'all')"
+            )
         self._refs = [r for r in all_refs if split == "all" or r["split"] == split]
         inst_path = ddir / "instances.json"
         if not inst_path.is_file():
@@ -87,13 +101,17 @@ class GRefCOCO:
         self._imgs: dict[Any, dict[str, Any]] = {}
         for r in self._refs:
             if r["image_id"] not in imgs or not isinstance(imgs[r["image_id"]].get("file_name"), str):
-                raise SSPError(f"ref {r['ref_id']} names image {r['image_id']}, which {inst_path} lacks (or it has "
-                               "no file_name); refs and instances.json must come from the same data set")
+                raise SSPError(
+                    f"ref {r['ref_id']} names image {r['image_id']}, which {inst_path} lacks (or it has "
+                    "no file_name); refs and instances.json must come from the same data set"
+                )
             self._imgs[r["image_id"]] = imgs[r["image_id"]]
             for a in _ann_ids(r):
                 if a not in anns:
-                    raise SSPError(f"ref {r['ref_id']} names annotation {a}, which {inst_path} lacks; refs and "
-                                   "instances.json must come from the same data set")
+                    raise SSPError(
+                        f"ref {r['ref_id']} names annotation {a}, which {inst_path} lacks; refs and "
+                        "instances.json must come from the same data set"
+                    )
                 self._anns[a] = anns[a]
         self._items = [(r, s) for r in self._refs for s in r["sentences"] if isinstance(s, dict)]
         self.has_no_target = any(not _ann_ids(r) or r.get("no_target") for r in self._refs)
@@ -120,8 +138,10 @@ class GRefCOCO:
             try:
                 mask |= segmentation_to_mask(a["segmentation"], h, w)
             except (ValueError, KeyError, TypeError) as e:
-                raise SSPError(f"annotation {a.get('id')} of ref {ref['ref_id']} has a bad segmentation ({e}); "
-                               "check instances.json") from None
+                raise SSPError(
+                    f"annotation {a.get('id')} of ref {ref['ref_id']} has a bad segmentation ({e}); "
+                    "check instances.json"
+                ) from None
         return mask, True
 
     @staticmethod
@@ -135,8 +155,14 @@ class GRefCOCO:
         ref, sent = self._items[i]
         image = self._image(ref["image_id"])
         mask, exists = self._mask(ref, *image.shape[:2])
-        return Sample(image=image, mask=mask, expression=sentence_text(sent), type=self._type(ref, exists),
-                      exists=exists, source=f"grefcoco:{self.split}:{ref['ref_id']}:{sent.get('sent_id', '')}")
+        return Sample(
+            image=image,
+            mask=mask,
+            expression=sentence_text(sent),
+            type=self._type(ref, exists),
+            exists=exists,
+            source=f"grefcoco:{self.split}:{ref['ref_id']}:{sent.get('sent_id', '')}",
+        )
 
     def num_refs(self) -> int:
         return len(self._refs)

@@ -11,15 +11,17 @@ The refs pickle is read with a restricted unpickler that refuses every global, s
 run code. Masks are decoded without pycocotools: polygons with ``cv2.fillPoly`` (pixel-centre rule, as
 COCO) and RLE (uncompressed and COCO's compressed string form) in numpy.
 """
+
 from __future__ import annotations
 
 import io
 import json
 import os
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -28,8 +30,17 @@ from ..errors import SSPError
 from .sample import Sample
 
 __all__ = [
-    "RefCOCO", "RefUnit", "load_refs", "rle_string_to_counts", "decode_rle", "polygons_to_mask",
-    "segmentation_to_mask", "sentence_text", "find_image", "read_image", "IMAGE_SUBDIRS",
+    "RefCOCO",
+    "RefUnit",
+    "load_refs",
+    "rle_string_to_counts",
+    "decode_rle",
+    "polygons_to_mask",
+    "segmentation_to_mask",
+    "sentence_text",
+    "find_image",
+    "read_image",
+    "IMAGE_SUBDIRS",
 ]
 
 # Tried in order under ROOT/images/ when no image_root is given.
@@ -111,15 +122,18 @@ def _to_str(obj: Any, max_objects: int = MAX_PICKLE_OBJECTS, max_depth: int = MA
 _REF_KEYS = ("ref_id", "ann_id", "image_id", "split", "sentences")
 
 
-def load_refs(path: str | os.PathLike[str], max_objects: int = MAX_PICKLE_OBJECTS,
-              max_depth: int = MAX_PICKLE_DEPTH) -> list[dict[str, Any]]:
+def load_refs(
+    path: str | os.PathLike[str], max_objects: int = MAX_PICKLE_OBJECTS, max_depth: int = MAX_PICKLE_DEPTH
+) -> list[dict[str, Any]]:
     """Read a refer ``refs(SPLITBY).p`` file safely (no globals; Python 2 and 3 pickles; at most ``max_objects``
     distinct objects nested at most ``max_depth`` deep; time linear in the file size) and check its shape."""
     path = Path(path)
     try:
         if path.stat().st_size > MAX_PICKLE_BYTES:
-            raise SSPError(f"refusing to load {path}: larger than {MAX_PICKLE_BYTES >> 20} MiB, so not a refer refs "
-                           "pickle; use the original refer refs(SPLITBY).p file")
+            raise SSPError(
+                f"refusing to load {path}: larger than {MAX_PICKLE_BYTES >> 20} MiB, so not a refer refs "
+                "pickle; use the original refer refs(SPLITBY).p file"
+            )
         data = path.read_bytes()
     except OSError as e:
         raise SSPError(f"cannot read refs file {path}: {e.strerror or e}") from None
@@ -127,28 +141,40 @@ def load_refs(path: str | os.PathLike[str], max_objects: int = MAX_PICKLE_OBJECT
         # encoding="bytes": py2 ``str`` -> bytes, decoded by _to_str as UTF-8, so non-ASCII sentences survive.
         refs = _to_str(_PlainUnpickler(io.BytesIO(data), encoding="bytes").load(), max_objects, max_depth)
     except pickle.UnpicklingError as e:
-        raise SSPError(f"refusing to load {path}: it is not a plain-data refs pickle ({e}); "
-                       "use the original refer refs(SPLITBY).p file") from None
+        raise SSPError(
+            f"refusing to load {path}: it is not a plain-data refs pickle ({e}); "
+            "use the original refer refs(SPLITBY).p file"
+        ) from None
     except _Limit as e:
-        raise SSPError(f"refusing to load {path}: the pickle holds {e}, more than a refer refs file; "
-                       "use the original refer refs(SPLITBY).p file") from None
+        raise SSPError(
+            f"refusing to load {path}: the pickle holds {e}, more than a refer refs file; "
+            "use the original refer refs(SPLITBY).p file"
+        ) from None
     except RecursionError:
-        raise SSPError(f"refusing to load {path}: the pickle is nested too deeply for a refs file; "
-                       "use the original refer refs(SPLITBY).p file") from None
+        raise SSPError(
+            f"refusing to load {path}: the pickle is nested too deeply for a refs file; "
+            "use the original refer refs(SPLITBY).p file"
+        ) from None
     except MemoryError:
-        raise SSPError(f"refusing to load {path}: the pickle needs more memory than this machine has; "
-                       "use the original refer refs(SPLITBY).p file") from None
+        raise SSPError(
+            f"refusing to load {path}: the pickle needs more memory than this machine has; "
+            "use the original refer refs(SPLITBY).p file"
+        ) from None
     except Exception as e:  # truncated / corrupt: EOFError, ValueError, TypeError, ...
-        raise SSPError(f"cannot read {path}: it is not a plain-data refs pickle ({type(e).__name__}: {e}); "
-                       "use the original refer refs(SPLITBY).p file") from None
+        raise SSPError(
+            f"cannot read {path}: it is not a plain-data refs pickle ({type(e).__name__}: {e}); "
+            "use the original refer refs(SPLITBY).p file"
+        ) from None
     if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
         raise SSPError(f"{path} is not a refs file: expected a list of ref dicts, got {type(refs).__name__}")
     for r in refs:
         missing = [k for k in _REF_KEYS if k not in r]
         sents = r.get("sentences")
         if missing or not isinstance(sents, list) or not all(isinstance(x, dict) for x in sents):
-            raise SSPError(f"{path} is not a refs file: ref {r.get('ref_id', '?')} lacks "
-                           f"{', '.join(missing) or 'a list of sentence dicts'}")
+            raise SSPError(
+                f"{path} is not a refs file: ref {r.get('ref_id', '?')} lacks "
+                f"{', '.join(missing) or 'a list of sentence dicts'}"
+            )
     return refs
 
 
@@ -232,9 +258,8 @@ def polygons_to_mask(polygons: Sequence[Sequence[float]], h: int, w: int) -> np.
             continue
         local = (pts - (c0, r0)) * (1.0, k)
         canvas = np.zeros((k * (r1 - r0), c1 - c0 + 1), np.uint8)
-        cv2.fillPoly(canvas, [np.round(local * scale).astype(np.int32)], 1, lineType=cv2.LINE_8,
-                     shift=_POLY_SHIFT)
-        rows = canvas[k // 2::k]  # pixel-centre rows
+        cv2.fillPoly(canvas, [np.round(local * scale).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=_POLY_SHIFT)
+        rows = canvas[k // 2 :: k]  # pixel-centre rows
         out[r0:r1, c0:c1] |= rows[:, :-1] & rows[:, 1:]
     return out
 
@@ -263,34 +288,45 @@ class RefCOCO:
     ``ROOT/images/{mscoco/images/train2014, train2014, .}``.
     """
 
-    def __init__(self, root: str | os.PathLike[str], dataset: str, split_by: str, split: str,
-                 image_root: str | os.PathLike[str] | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        dataset: str,
+        split_by: str,
+        split: str,
+        image_root: str | os.PathLike[str] | None = None,
+    ):
         self.root = Path(root)
         self.dataset, self.split_by, self.split = dataset, split_by, split
         self.image_root = Path(image_root) if image_root is not None else None
         if not self.root.is_dir():
-            raise SSPError(f"RefCOCO root {self.root} is not a directory; point it at the refer data folder "
-                           "holding refcoco/, refcoco+/, refcocog/ and images/")
+            raise SSPError(
+                f"RefCOCO root {self.root} is not a directory; point it at the refer data folder "
+                "holding refcoco/, refcoco+/, refcocog/ and images/"
+            )
         ddir = self.root / dataset
         if not ddir.is_dir():
             present = [p.name for p in self.root.iterdir() if p.is_dir() and any(p.glob("refs(*).p"))]
-            raise SSPError(f"RefCOCO dataset folder {ddir} not found; "
-                           f"datasets in {self.root}: {_listing(present)}")
+            raise SSPError(f"RefCOCO dataset folder {ddir} not found; datasets in {self.root}: {_listing(present)}")
         refs_path = ddir / f"refs({split_by}).p"
         if not refs_path.is_file():
             present = [p.name[5:-3] for p in ddir.glob("refs(*).p")]
-            raise SSPError(f"refs file {refs_path} not found; splitBy values in {ddir}: {_listing(present)} "
-                           "(refcoco: unc/google, refcoco+: unc, refcocog: umd/google)")
+            raise SSPError(
+                f"refs file {refs_path} not found; splitBy values in {ddir}: {_listing(present)} "
+                "(refcoco: unc/google, refcoco+: unc, refcocog: umd/google)"
+            )
         inst_path = ddir / "instances.json"
         if not inst_path.is_file():
-            raise SSPError(f"{inst_path} not found; copy the refer instances.json for {dataset} "
-                           f"next to {refs_path.name}")
+            raise SSPError(
+                f"{inst_path} not found; copy the refer instances.json for {dataset} next to {refs_path.name}"
+            )
 
         all_refs = load_refs(refs_path)
         self._splits = sorted({str(r["split"]) for r in all_refs})
         if split != "all" and split not in self._splits:
-            raise SSPError(f"unknown split {split!r} in {refs_path}; splits present: "
-                           f"{_listing(self._splits)} (or 'all')")
+            raise SSPError(
+                f"unknown split {split!r} in {refs_path}; splits present: {_listing(self._splits)} (or 'all')"
+            )
         self._refs = [r for r in all_refs if split == "all" or r["split"] == split]
 
         try:
@@ -299,25 +335,28 @@ class RefCOCO:
             anns = {a["id"]: a for a in inst["annotations"]}
             imgs = {im["id"]: im for im in inst["images"]}
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise SSPError(f"cannot read {inst_path} as COCO instances "
-                           f"({type(e).__name__}: {e}); use the refer instances.json") from None
+            raise SSPError(
+                f"cannot read {inst_path} as COCO instances ({type(e).__name__}: {e}); use the refer instances.json"
+            ) from None
         # Keep only what the selected refs use (instances.json can be tens of MB).
         self._anns: dict[Any, dict[str, Any]] = {}
         self._imgs: dict[Any, dict[str, Any]] = {}
         for r in self._refs:
             if r["ann_id"] not in anns:
-                raise SSPError(f"ref {r['ref_id']} names annotation {r['ann_id']}, which {inst_path} lacks; "
-                               "refs and instances.json must come from the same data set")
+                raise SSPError(
+                    f"ref {r['ref_id']} names annotation {r['ann_id']}, which {inst_path} lacks; "
+                    "refs and instances.json must come from the same data set"
+                )
             if r["image_id"] not in imgs:
-                raise SSPError(f"ref {r['ref_id']} names image {r['image_id']}, which {inst_path} lacks; "
-                               "refs and instances.json must come from the same data set")
+                raise SSPError(
+                    f"ref {r['ref_id']} names image {r['image_id']}, which {inst_path} lacks; "
+                    "refs and instances.json must come from the same data set"
+                )
             if not isinstance(imgs[r["image_id"]].get("file_name"), str):
-                raise SSPError(f"image {r['image_id']} in {inst_path} has no file_name; "
-                               "use the refer instances.json")
+                raise SSPError(f"image {r['image_id']} in {inst_path} has no file_name; use the refer instances.json")
             self._anns[r["ann_id"]] = anns[r["ann_id"]]
             self._imgs[r["image_id"]] = imgs[r["image_id"]]
-        self._items: list[tuple[dict[str, Any], dict[str, Any]]] = [
-            (r, s) for r in self._refs for s in r["sentences"]]
+        self._items: list[tuple[dict[str, Any], dict[str, Any]]] = [(r, s) for r in self._refs for s in r["sentences"]]
 
     @property
     def refs(self) -> list[dict[str, Any]]:
@@ -344,8 +383,9 @@ class RefCOCO:
         try:
             return segmentation_to_mask(ann["segmentation"], h, w)
         except (ValueError, KeyError, TypeError) as e:
-            raise SSPError(f"annotation {ann.get('id')} of ref {ref['ref_id']} has a bad segmentation "
-                           f"({e}); check instances.json") from None
+            raise SSPError(
+                f"annotation {ann.get('id')} of ref {ref['ref_id']} has a bad segmentation ({e}); check instances.json"
+            ) from None
 
     def __getitem__(self, i: int) -> Sample:
         n = len(self._items)
@@ -355,8 +395,9 @@ class RefCOCO:
         image = self._load_image(ref["image_id"])
         mask = self._ref_mask(ref, *image.shape[:2])
         source = f"refcoco:{self.dataset}:{self.split_by}:{self.split}:{ref['ref_id']}:{sent.get('sent_id', '')}"
-        return Sample(image=image, mask=mask, expression=sentence_text(sent), type="refcoco", exists=True,
-                      source=source)
+        return Sample(
+            image=image, mask=mask, expression=sentence_text(sent), type="refcoco", exists=True, source=source
+        )
 
     # ---- ref-level access for training (one image + mask, several sentences)
     has_no_target = False  # RefCOCO / + / g: every expression names an object
@@ -400,8 +441,10 @@ def find_image(root: Path, image_root: Path | None, name: str) -> Path:
     for p in tried:
         if p.is_file():
             return p
-    raise SSPError(f"image {name} not found (tried {', '.join(map(str, tried))}); "
-                   "pass image_root=DIR pointing at the folder with the COCO train2014 images")
+    raise SSPError(
+        f"image {name} not found (tried {', '.join(map(str, tried))}); "
+        "pass image_root=DIR pointing at the folder with the COCO train2014 images"
+    )
 
 
 def read_image(path: Path, info: dict[str, Any]) -> np.ndarray:
@@ -417,6 +460,8 @@ def read_image(path: Path, info: dict[str, Any]) -> np.ndarray:
         raise SSPError(f"cannot decode image {path}; replace it with a readable JPEG/PNG")
     want = (info.get("height"), info.get("width"))
     if None not in want and tuple(img.shape[:2]) != want:
-        raise SSPError(f"image {path} is {img.shape[0]}x{img.shape[1]} but instances.json says "
-                       f"{want[0]}x{want[1]}; image_root must hold the original COCO train2014 images")
+        raise SSPError(
+            f"image {path} is {img.shape[0]}x{img.shape[1]} but instances.json says "
+            f"{want[0]}x{want[1]}; image_root must hold the original COCO train2014 images"
+        )
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -8,14 +8,15 @@ and ``no_target`` (names an object that is not in the scene -> empty mask). Ever
 phrasings. Everything is a pure function of (split, index): train/val/test draw from disjoint seed
 streams, so a sample is reproducible on any machine.
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -24,13 +25,28 @@ from ..errors import SSPError
 from .sample import Sample
 
 __all__ = [
-    "COLOURS", "SHAPES", "TYPES", "POSITIVE_TYPES", "SPLITS", "Obj", "Scene", "RefShapes",
-    "render_scene", "describe", "render_video",
+    "COLOURS",
+    "SHAPES",
+    "TYPES",
+    "POSITIVE_TYPES",
+    "SPLITS",
+    "Obj",
+    "Scene",
+    "RefShapes",
+    "render_scene",
+    "describe",
+    "render_video",
 ]
 
 COLOURS: dict[str, tuple[int, int, int]] = {  # RGB
-    "red": (220, 30, 30), "green": (30, 160, 50), "blue": (30, 70, 225), "yellow": (245, 215, 30),
-    "purple": (140, 50, 190), "orange": (250, 135, 20), "white": (248, 248, 248), "black": (15, 15, 15),
+    "red": (220, 30, 30),
+    "green": (30, 160, 50),
+    "blue": (30, 70, 225),
+    "yellow": (245, 215, 30),
+    "purple": (140, 50, 190),
+    "orange": (250, 135, 20),
+    "white": (248, 248, 248),
+    "black": (15, 15, 15),
 }
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "hexagon", "diamond")
 SIZES: dict[str, tuple[float, float]] = {"small": (0.045, 0.06), "big": (0.095, 0.125)}  # radius / image side
@@ -67,6 +83,7 @@ class Scene:
 
 # ----------------------------------------------------------------------------- backgrounds
 
+
 @lru_cache(maxsize=1)
 def _photos() -> tuple[np.ndarray, ...]:
     """The real photographs bundled with scikit-image and scikit-learn (RGB uint8)."""
@@ -74,8 +91,22 @@ def _photos() -> tuple[np.ndarray, ...]:
     from sklearn.datasets import load_sample_images
 
     out: list[np.ndarray] = []
-    for name in ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
-                 "retina", "camera", "moon", "coins", "brick", "grass", "gravel", "page"):
+    for name in (
+        "astronaut",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "retina",
+        "camera",
+        "moon",
+        "coins",
+        "brick",
+        "grass",
+        "gravel",
+        "page",
+    ):
         try:
             im = getattr(skd, name)()
         except Exception:  # pragma: no cover - depends on the scikit-image build
@@ -96,7 +127,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     side = int(rng.uniform(0.45, 1.0) * min(h, w))
     y0 = int(rng.integers(0, h - side + 1))
     x0 = int(rng.integers(0, w - side + 1))
-    crop = cv2.resize(im[y0:y0 + side, x0:x0 + side], (size, size), interpolation=cv2.INTER_AREA)
+    crop = cv2.resize(im[y0 : y0 + side, x0 : x0 + side], (size, size), interpolation=cv2.INTER_AREA)
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     if rng.random() < 0.3:
@@ -111,6 +142,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- shapes
+
 
 def _polygon(shape: str, x: float, y: float, r: float, rot: float) -> np.ndarray | None:
     if shape == "circle":
@@ -139,14 +171,17 @@ def _polygon(shape: str, x: float, y: float, r: float, rot: float) -> np.ndarray
 def _draw(canvas: np.ndarray, o: Obj, value: int | tuple[int, int, int], rot: float) -> None:
     poly = _polygon(o.shape, o.x, o.y, o.r, rot)
     if poly is None:
-        cv2.circle(canvas, (int(round(o.x * 16)), int(round(o.y * 16))), int(round(o.r * 16)), value, -1,
-                   cv2.LINE_8, 4)
+        cv2.circle(canvas, (int(round(o.x * 16)), int(round(o.y * 16))), int(round(o.r * 16)), value, -1, cv2.LINE_8, 4)
     else:
         cv2.fillPoly(canvas, [poly], value, cv2.LINE_8, 4)
 
 
-def render_scene(objects: Sequence[Obj], background: np.ndarray, rots: Sequence[float] | None = None,
-                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+def render_scene(
+    objects: Sequence[Obj],
+    background: np.ndarray,
+    rots: Sequence[float] | None = None,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw objects on a background. Returns (image RGB uint8, instance map uint8)."""
     img = background.copy()
     inst = np.zeros(background.shape[:2], np.uint8)
@@ -212,8 +247,14 @@ def describe(d: Desc, rng: np.random.Generator, article: bool = True) -> str:
 def _unique_desc(objs: Sequence[Obj], t: int, rng: np.random.Generator) -> Desc | None:
     """A random description that selects exactly object t (prefers short ones)."""
     o = objs[t]
-    cands = [(None, o.colour, o.shape), (None, None, o.shape), (None, o.colour, None),
-             (o.size, None, o.shape), (o.size, o.colour, o.shape), (o.size, o.colour, None)]
+    cands = [
+        (None, o.colour, o.shape),
+        (None, None, o.shape),
+        (None, o.colour, None),
+        (o.size, None, o.shape),
+        (o.size, o.colour, o.shape),
+        (o.size, o.colour, None),
+    ]
     ok = [d for d in cands if _select(objs, d) == [t]]
     if not ok:
         return None
@@ -230,14 +271,22 @@ def _unique_desc(objs: Sequence[Obj], t: int, rng: np.random.Generator) -> Desc 
 def _class_desc(objs: Sequence[Obj], t: int, rng: np.random.Generator) -> Desc:
     """A (possibly ambiguous) description that includes object t: shape, colour, both, or nothing."""
     o = objs[t]
-    cands = [(None, None, o.shape), (None, o.colour, None), (None, o.colour, o.shape), (None, None, None),
-             (o.size, None, o.shape)]
+    cands = [
+        (None, None, o.shape),
+        (None, o.colour, None),
+        (None, o.colour, o.shape),
+        (None, None, None),
+        (o.size, None, o.shape),
+    ]
     return cands[int(rng.integers(len(cands)))]
 
 
 _DIRS = {
     # direction -> (axis, sign): sorting by sign * coordinate puts the extreme object first
-    "left": (0, 1), "right": (0, -1), "top": (1, 1), "bottom": (1, -1),
+    "left": (0, 1),
+    "right": (0, -1),
+    "top": (1, 1),
+    "bottom": (1, -1),
 }
 _POS_TEMPL = {
     "left": ("the leftmost {n}", "{N} on the far left", "{N} furthest to the left", "{N} on the left"),
@@ -278,7 +327,7 @@ def _gen_position(objs, rng, size: int):
     group = _select(objs, d)
     direction = str(rng.choice(list(_DIRS)))
     axis, sign = _DIRS[direction]
-    vals = sorted(((sign * _coord(objs[i], axis), i) for i in group))
+    vals = sorted((sign * _coord(objs[i], axis), i) for i in group)
     # the target is the extreme one, with a clear margin to the runner-up
     if vals[0][1] != t:
         t = vals[0][1]
@@ -373,8 +422,12 @@ def _gen_no_target(objs, rng):
         # the same description forms as expressions with a target (see _unique_desc), so that the form
         # alone does not tell whether the object is there
         size, colour, shape = str(rng.choice(list(SIZES))), str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES))
-        forms = [(None, colour, shape)] * 4 + [(None, None, shape)] * 2 + [(None, colour, None)] * 2 + \
-            [(size, None, shape), (size, colour, shape)]
+        forms = (
+            [(None, colour, shape)] * 4
+            + [(None, None, shape)] * 2
+            + [(None, colour, None)] * 2
+            + [(size, None, shape), (size, colour, shape)]
+        )
         d = forms[int(rng.integers(len(forms)))]
         if not _select(objs, d):
             n = describe(d, rng)
@@ -396,6 +449,7 @@ _GENERATORS: dict[str, Callable] = {
 
 # ----------------------------------------------------------------------------- data set
 
+
 class RefShapes:
     """Deterministic RefShapes split. ``ds[i]`` is one (scene, expression) sample; ``ds.scene_samples``
     yields several expressions on one scene (training shares one image encoding across them).
@@ -404,14 +458,21 @@ class RefShapes:
     ``no_target_rate`` of no-target expressions).
     """
 
-    def __init__(self, split: str = "train", size: int = 320, length: int | None = None,
-                 no_target_rate: float = 0.15, type_weights: dict[str, float] | None = None,
-                 min_objects: int = 2, max_objects: int = 6):
+    def __init__(
+        self,
+        split: str = "train",
+        size: int = 320,
+        length: int | None = None,
+        no_target_rate: float = 0.15,
+        type_weights: dict[str, float] | None = None,
+        min_objects: int = 2,
+        max_objects: int = 6,
+    ):
         if split not in SPLITS:
             raise SSPError(f"unknown RefShapes split {split!r}; choose one of: {', '.join(SPLITS)}")
         self.split = split
         self.size = size
-        self.length = length if length is not None else {"train": 10 ** 7}.get(split, 5000)
+        self.length = length if length is not None else {"train": 10**7}.get(split, 5000)
         self.min_objects, self.max_objects = min_objects, max_objects
         w = dict(type_weights or {t: (1 - no_target_rate) / 4 for t in POSITIVE_TYPES})
         w.setdefault("no_target", no_target_rate)
@@ -452,8 +513,15 @@ class RefShapes:
 
     def _sample(self, scene: Scene, expr: str, typ: str, t: int | None, idx: int) -> Sample:
         mask = (scene.instances == t + 1) if t is not None else np.zeros(scene.instances.shape, bool)
-        return Sample(image=scene.image, mask=mask.astype(np.uint8), expression=expr, type=typ,
-                      exists=t is not None, instances=scene.instances, source=f"refshapes:{self.split}:{idx}")
+        return Sample(
+            image=scene.image,
+            mask=mask.astype(np.uint8),
+            expression=expr,
+            type=typ,
+            exists=t is not None,
+            instances=scene.instances,
+            source=f"refshapes:{self.split}:{idx}",
+        )
 
     def scene_samples(self, i: int, k: int) -> list[Sample]:
         """k samples (different expressions) on scene i."""
@@ -475,8 +543,9 @@ class RefShapes:
             yield self[i]
 
 
-def render_video(path: str, seed: int = 0, frames: int = 90, fps: int = 15, size: int = 320,
-                 n_objects: int = 4) -> list[Obj]:
+def render_video(
+    path: str, seed: int = 0, frames: int = 90, fps: int = 15, size: int = 320, n_objects: int = 4
+) -> list[Obj]:
     """Render a short mp4 of shapes moving over a photo (for camera demos). Returns the initial objects;
     a red circle is always present so the demo prompt "the red circle" has a target. The objects of
     every frame (colour, shape, centre, radius) go to ``<path>.objects.json`` so demos can be checked."""
@@ -497,14 +566,23 @@ def render_video(path: str, seed: int = 0, frames: int = 90, fps: int = 15, size
     try:
         for _ in range(frames):
             img, _ = render_scene(objs, bg)
-            track.append([{"colour": o.colour, "shape": o.shape, "x": round(o.x, 2), "y": round(o.y, 2),
-                           "r": round(o.r, 2)} for o in objs])
+            track.append(
+                [
+                    {"colour": o.colour, "shape": o.shape, "x": round(o.x, 2), "y": round(o.y, 2), "r": round(o.r, 2)}
+                    for o in objs
+                ]
+            )
             writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
             for o, (vx, vy) in zip(objs, vel):
                 o.x = min(max(o.x + vx, o.r * 1.3), size - o.r * 1.3)
                 o.y = min(max(o.y + vy, o.r * 1.3), size - o.r * 1.3)
-            vel = [(-vx if not o.r * 1.3 < o.x < size - o.r * 1.3 - 1 else vx,
-                    -vy if not o.r * 1.3 < o.y < size - o.r * 1.3 - 1 else vy) for o, (vx, vy) in zip(objs, vel)]
+            vel = [
+                (
+                    -vx if not o.r * 1.3 < o.x < size - o.r * 1.3 - 1 else vx,
+                    -vy if not o.r * 1.3 < o.y < size - o.r * 1.3 - 1 else vy,
+                )
+                for o, (vx, vy) in zip(objs, vel)
+            ]
     finally:
         writer.release()
     Path(f"{path}.objects.json").write_text(json.dumps({"size": size, "fps": fps, "frames": track}))

@@ -23,13 +23,14 @@ What changed against v1 (:mod:`ssp.data.refshapes`, kept unchanged for compariso
 
 Everything is a pure function of (split, index), as in v1.
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -40,20 +41,38 @@ from .refshapes import COLOURS, SHAPES, SIZES, SPLITS, Obj, _polygon, render_sce
 from .sample import Sample
 
 __all__ = [
-    "TYPES", "TYPE_WEIGHTS", "RELATION_WEIGHTS", "SPLITS", "Layout", "Expr", "Scene2", "RefShapes2",
-    "layout_objects", "describe", "expression_pair", "render_video",
+    "TYPES",
+    "TYPE_WEIGHTS",
+    "RELATION_WEIGHTS",
+    "SPLITS",
+    "Layout",
+    "Expr",
+    "Scene2",
+    "RefShapes2",
+    "layout_objects",
+    "describe",
+    "expression_pair",
+    "render_video",
 ]
 
 TYPES: tuple[str, ...] = ("attribute", "position", "relation", "ordinal", "multi")
 TYPE_WEIGHTS: dict[str, float] = {"attribute": 0.16, "position": 0.2, "relation": 0.24, "ordinal": 0.2, "multi": 0.2}
-RELATION_WEIGHTS: dict[str, float] = {"left of": 0.15, "right of": 0.15, "above": 0.15, "below": 0.15,
-                                      "next to": 0.2, "between": 0.2}
+RELATION_WEIGHTS: dict[str, float] = {
+    "left of": 0.15,
+    "right of": 0.15,
+    "above": 0.15,
+    "below": 0.15,
+    "next to": 0.2,
+    "between": 0.2,
+}
 _SEED = 20260311  # v1 uses another constant: v2 scenes are not v1 scenes
 
 _SIZE_WORDS = {"small": ("small", "little", "tiny"), "big": ("big", "large")}
 _SHAPE_WORDS = {s: (s,) for s in SHAPES} | {"square": ("square", "box"), "circle": ("circle", "disc", "round shape")}
-_SHAPE_PLURAL = {s: (s + "s",) for s in SHAPES} | {"square": ("squares", "boxes"),
-                                                   "circle": ("circles", "discs", "round shapes")}
+_SHAPE_PLURAL = {s: (s + "s",) for s in SHAPES} | {
+    "square": ("squares", "boxes"),
+    "circle": ("circles", "discs", "round shapes"),
+}
 _GENERIC = ("shape", "object", "one")
 _GENERIC_PLURAL = ("shapes", "objects", "ones")
 
@@ -74,13 +93,28 @@ _P_INTERIOR = 0.75  # share of "second" / "third" ordinals asked for an interior
 
 _DIRS = {"left": (0, 1), "right": (0, -1), "top": (1, 1), "bottom": (1, -1)}  # axis, sign (extreme first)
 _POS_T = {
-    "left": ("the leftmost {n}", "{N} on the far left", "{N} furthest to the left", "{N} on the left",
-             "{N} nearest the left edge"),
-    "right": ("the rightmost {n}", "{N} on the far right", "{N} furthest to the right", "{N} on the right",
-              "{N} nearest the right edge"),
+    "left": (
+        "the leftmost {n}",
+        "{N} on the far left",
+        "{N} furthest to the left",
+        "{N} on the left",
+        "{N} nearest the left edge",
+    ),
+    "right": (
+        "the rightmost {n}",
+        "{N} on the far right",
+        "{N} furthest to the right",
+        "{N} on the right",
+        "{N} nearest the right edge",
+    ),
     "top": ("the topmost {n}", "{N} at the top", "the highest {n}", "{N} nearest the top", "{N} at the very top"),
-    "bottom": ("the bottommost {n}", "{N} at the bottom", "the lowest {n}", "{N} nearest the bottom",
-               "{N} at the very bottom"),
+    "bottom": (
+        "the bottommost {n}",
+        "{N} at the bottom",
+        "the lowest {n}",
+        "{N} nearest the bottom",
+        "{N} at the very bottom",
+    ),
 }
 _ORD = {0: ("first", "1st"), 1: ("second", "2nd"), 2: ("third", "3rd")}
 _FROM = {"left": "from the left", "right": "from the right", "top": "from the top", "bottom": "from the bottom"}
@@ -141,6 +175,7 @@ class Scene2:
 
 # ----------------------------------------------------------------------------- layout
 
+
 def _extent(o: Obj, rot: float) -> tuple[float, float, float, float]:
     poly = _polygon(o.shape, o.x, o.y, o.r, rot)
     if poly is None:
@@ -176,6 +211,7 @@ def _place(rng: np.random.Generator, size: int, n: int) -> list[Obj]:
 
 # ----------------------------------------------------------------------------- descriptions
 
+
 def _proj(o: Obj, form: str) -> Desc:
     return (o.size if "z" in form else None, o.colour if "c" in form else None, o.shape if "s" in form else None)
 
@@ -202,10 +238,12 @@ def _absent(L: Layout, form: str, rng: np.random.Generator) -> Desc | None:
     if not form:
         return None
     present = {_proj(o, form) for o in L.objects}
-    space = [(z if "z" in form else None, c if "c" in form else None, s if "s" in form else None)
-             for z in (_VALUES["z"] if "z" in form else (None,))
-             for c in (_VALUES["c"] if "c" in form else (None,))
-             for s in (_VALUES["s"] if "s" in form else (None,))]
+    space = [
+        (z if "z" in form else None, c if "c" in form else None, s if "s" in form else None)
+        for z in (_VALUES["z"] if "z" in form else (None,))
+        for c in (_VALUES["c"] if "c" in form else (None,))
+        for s in (_VALUES["s"] if "s" in form else (None,))
+    ]
     space = [d for d in space if d not in present]
     return space[int(rng.integers(len(space)))] if space else None
 
@@ -214,8 +252,9 @@ def _unique_anchors(L: Layout, form: str) -> list[int]:
     return [m[0] for m in _groups(L, form).values() if len(m) == 1]
 
 
-def describe(d: Desc, rng: np.random.Generator, article: bool = True, plural: bool = False,
-             generic: Sequence[str] | None = None) -> str:
+def describe(
+    d: Desc, rng: np.random.Generator, article: bool = True, plural: bool = False, generic: Sequence[str] | None = None
+) -> str:
     """Noun phrase, e.g. ('big', 'red', None) -> 'the large red shape'; plural 'the large red shapes'."""
     size, colour, shape = d
     words = []
@@ -238,6 +277,7 @@ def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
 
 
 # ----------------------------------------------------------------------------- geometry
+
 
 def _order(L: Layout, i: int, j: int, direction: str) -> int:
     """+1 if object i clearly comes before j in ``direction`` (e.g. "from the left"), -1 if after, 0 unclear:
@@ -340,8 +380,10 @@ def _strata_table(typ: str) -> list[tuple[dict, float]]:
         return [({"rel": r}, w / sum(RELATION_WEIGHTS.values())) for r, w in RELATION_WEIGHTS.items()]
     if typ == "ordinal":
         return [({"k": 0, "pos": "end"}, 1 / 3)] + [
-            ({"k": k, "pos": pos}, p / 3) for k in (1, 2) for pos, p in (("end", 1 - _P_INTERIOR),
-                                                                          ("interior", _P_INTERIOR))]
+            ({"k": k, "pos": pos}, p / 3)
+            for k in (1, 2)
+            for pos, p in (("end", 1 - _P_INTERIOR), ("interior", _P_INTERIOR))
+        ]
     if typ == "multi":
         return [({"kind": k}, w / sum(_MULTI_KINDS.values())) for k, w in _MULTI_KINDS.items()]
     return [({}, 1.0)]
@@ -356,11 +398,22 @@ def _strata(typ: str, rng: np.random.Generator) -> dict:
 # tries): ``scene_samples`` draws strata in inverse proportion, so that what it returns keeps the stated
 # proportions although the scene is fixed (``ds[i]`` instead moves to another scene and needs no weights)
 _PAIR_SUCCESS = {
-    "relation:left of": 0.695, "relation:right of": 0.682, "relation:above": 0.652, "relation:below": 0.713,
-    "relation:next to": 0.893, "relation:between": 0.398,
-    "ordinal:0:end": 1.0, "ordinal:1:end": 0.912, "ordinal:1:interior": 0.605, "ordinal:2:end": 0.645,
-    "ordinal:2:interior": 0.307, "multi:all": 0.992, "multi:both": 0.938, "multi:two": 0.753,
-    "attribute": 0.992, "position": 0.998,
+    "relation:left of": 0.695,
+    "relation:right of": 0.682,
+    "relation:above": 0.652,
+    "relation:below": 0.713,
+    "relation:next to": 0.893,
+    "relation:between": 0.398,
+    "ordinal:0:end": 1.0,
+    "ordinal:1:end": 0.912,
+    "ordinal:1:interior": 0.605,
+    "ordinal:2:end": 0.645,
+    "ordinal:2:interior": 0.307,
+    "multi:all": 0.992,
+    "multi:both": 0.938,
+    "multi:two": 0.753,
+    "attribute": 0.992,
+    "position": 0.998,
 }
 
 
@@ -393,8 +446,11 @@ def _real_attribute(L, fr, want, rng) -> Real | None:
 
 
 def _frame_position(rng, st):
-    return {"form": _pick(rng, _FORM_WEIGHTS["position"]), "dir": str(rng.choice(list(_DIRS))),
-            "t": int(rng.integers(len(_POS_T["left"])))}
+    return {
+        "form": _pick(rng, _FORM_WEIGHTS["position"]),
+        "dir": str(rng.choice(list(_DIRS))),
+        "t": int(rng.integers(len(_POS_T["left"]))),
+    }
 
 
 def _real_position(L, fr, want, rng) -> Real | None:
@@ -422,8 +478,13 @@ def _real_position(L, fr, want, rng) -> Real | None:
 
 
 def _frame_ordinal(rng, st):
-    return {"form": _pick(rng, _FORM_WEIGHTS["ordinal"]), "dir": str(rng.choice(list(_DIRS))), "k": st["k"],
-            "pos": st["pos"], "t": int(rng.integers(len(_ORD_T)))}
+    return {
+        "form": _pick(rng, _FORM_WEIGHTS["ordinal"]),
+        "dir": str(rng.choice(list(_DIRS))),
+        "k": st["k"],
+        "pos": st["pos"],
+        "t": int(rng.integers(len(_ORD_T))),
+    }
 
 
 def _real_ordinal(L, fr, want, rng) -> Real | None:
@@ -469,9 +530,12 @@ def _count_or_missing(L: Layout, form: str, count: list, rng: np.random.Generato
 def _frame_relation(rng, st):
     rel = st["rel"]
     na = 2 if rel == "between" else 1
-    return {"rel": rel, "form": _pick(rng, _FORM_WEIGHTS["relation"]),
-            "aforms": tuple(_pick(rng, _FORM_WEIGHTS["anchor"]) for _ in range(na)),
-            "t": int(rng.integers(len(_BETWEEN_T) if rel == "between" else len(_REL_T)))}
+    return {
+        "rel": rel,
+        "form": _pick(rng, _FORM_WEIGHTS["relation"]),
+        "aforms": tuple(_pick(rng, _FORM_WEIGHTS["anchor"]) for _ in range(na)),
+        "t": int(rng.integers(len(_BETWEEN_T) if rel == "between" else len(_REL_T))),
+    }
 
 
 def _anchor_sets(L: Layout, aforms: tuple[str, ...]) -> list[tuple[int, ...]]:
@@ -543,8 +607,12 @@ def _real_relation(L, fr, want, rng) -> Real | None:
 def _absent_relation(L, rel, form, aforms, anchor_sets, reason, rng):
     """(head description, anchor descriptions, reason) of a relation expression that names nothing."""
     if reason == "relation":  # head and anchors exist, but no head object stands in that relation
-        cands = [(anc, d) for anc in anchor_sets for d, m in _head_groups(L, form, anc).items()
-                 if all(_status(L, i, anc, rel) == -1 for i in m)]
+        cands = [
+            (anc, d)
+            for anc in anchor_sets
+            for d, m in _head_groups(L, form, anc).items()
+            if all(_status(L, i, anc, rel) == -1 for i in m)
+        ]
         if not cands:
             return None
         anc, d = cands[int(rng.integers(len(cands)))]
@@ -630,10 +698,20 @@ def _real_multi(L, fr, want, rng) -> Real | None:
     return text, targets, tags
 
 
-_FRAMES: dict[str, Callable] = {"attribute": _frame_attribute, "position": _frame_position,
-                                "ordinal": _frame_ordinal, "relation": _frame_relation, "multi": _frame_multi}
-_REALISE: dict[str, Callable] = {"attribute": _real_attribute, "position": _real_position,
-                                 "ordinal": _real_ordinal, "relation": _real_relation, "multi": _real_multi}
+_FRAMES: dict[str, Callable] = {
+    "attribute": _frame_attribute,
+    "position": _frame_position,
+    "ordinal": _frame_ordinal,
+    "relation": _frame_relation,
+    "multi": _frame_multi,
+}
+_REALISE: dict[str, Callable] = {
+    "attribute": _real_attribute,
+    "position": _real_position,
+    "ordinal": _real_ordinal,
+    "relation": _real_relation,
+    "multi": _real_multi,
+}
 
 
 def _template_id(typ: str, fr: dict) -> str:
@@ -643,8 +721,9 @@ def _template_id(typ: str, fr: dict) -> str:
     return ":".join(p for p in parts if p)
 
 
-def expression_pair(L: Layout, typ: str, rng: np.random.Generator, strata: dict | None = None,
-                    tries: int = 8) -> tuple[Expr, Expr] | None:
+def expression_pair(
+    L: Layout, typ: str, rng: np.random.Generator, strata: dict | None = None, tries: int = 8
+) -> tuple[Expr, Expr] | None:
     """A (with target, without target) pair of expressions of one frame (same template, description form,
     direction, ordinal, relation word) on a layout, or None when no frame of ``typ`` (with the given
     ``strata``, see :func:`_strata`; drawn when None) admits both."""
@@ -658,12 +737,15 @@ def expression_pair(L: Layout, typ: str, rng: np.random.Generator, strata: dict 
         if neg is None:
             continue
         tid = _template_id(typ, fr)
-        return tuple(Expr(text, typ, targets, {"template": tid, "form": fr["form"] or "g", **tags})  # type: ignore
-                     for text, targets, tags in (pos, neg))
+        return tuple(
+            Expr(text, typ, targets, {"template": tid, "form": fr["form"] or "g", **tags})  # type: ignore
+            for text, targets, tags in (pos, neg)
+        )
     return None
 
 
 # ----------------------------------------------------------------------------- data set
+
 
 class RefShapes2:
     """Deterministic RefShapes v2 split. ``ds[i]`` is one (scene, expression) sample; ``ds.scene_samples``
@@ -674,9 +756,16 @@ class RefShapes2:
     ``no_target`` entry (v1 style): it is used as ``no_target_rate``.
     """
 
-    def __init__(self, split: str = "train", size: int = 320, length: int | None = None,
-                 no_target_rate: float = 0.25, type_weights: dict[str, float] | None = None,
-                 min_objects: int = 3, max_objects: int = 8):
+    def __init__(
+        self,
+        split: str = "train",
+        size: int = 320,
+        length: int | None = None,
+        no_target_rate: float = 0.25,
+        type_weights: dict[str, float] | None = None,
+        min_objects: int = 3,
+        max_objects: int = 8,
+    ):
         if split not in SPLITS:
             raise SSPError(f"unknown RefShapes v2 split {split!r}; choose one of: {', '.join(SPLITS)}")
         w = dict(type_weights or TYPE_WEIGHTS)
@@ -689,7 +778,7 @@ class RefShapes2:
             raise SSPError(f"no_target_rate must be in [0, 1], got {no_target_rate}")
         self.split = split
         self.size = size
-        self.length = length if length is not None else {"train": 10 ** 7}.get(split, 5000)
+        self.length = length if length is not None else {"train": 10**7}.get(split, 5000)
         self.min_objects, self.max_objects = min_objects, max_objects
         self.no_target_rate = no_target_rate
         self.types = [t for t in TYPES if w.get(t, 0) > 0]
@@ -699,8 +788,14 @@ class RefShapes2:
         self.type_p = p / p.sum()
         # (type, stratum) for scene_samples, weighted by 1 / the share of scenes that admit it
         self._joint = [(t, st) for t in self.types for st, _ in _strata_table(t)]
-        q = np.array([tp * sp / _PAIR_SUCCESS[_stratum_key(t, st)] for t, tp in zip(self.types, self.type_p)
-                      for st, sp in _strata_table(t)], np.float64)
+        q = np.array(
+            [
+                tp * sp / _PAIR_SUCCESS[_stratum_key(t, st)]
+                for t, tp in zip(self.types, self.type_p)
+                for st, sp in _strata_table(t)
+            ],
+            np.float64,
+        )
         self._joint_p = q / q.sum()
 
     def __len__(self) -> int:
@@ -780,12 +875,22 @@ class RefShapes2:
         return out
 
     def _sample(self, sc: Scene2, e: Expr, idx: int) -> Sample:
-        mask = np.isin(sc.instances, np.array(e.targets, np.int64) + 1) if e.targets else \
-            np.zeros(sc.instances.shape, bool)
+        mask = (
+            np.isin(sc.instances, np.array(e.targets, np.int64) + 1)
+            if e.targets
+            else np.zeros(sc.instances.shape, bool)
+        )
         tags = {**e.tags, "targets": list(e.targets), "n_targets": len(e.targets), "background": sc.background}
-        return Sample(image=sc.image, mask=mask.astype(np.uint8), expression=e.text, type=e.type,
-                      exists=bool(e.targets), instances=sc.instances, source=f"refshapes2:{self.split}:{idx}",
-                      tags=tags)
+        return Sample(
+            image=sc.image,
+            mask=mask.astype(np.uint8),
+            expression=e.text,
+            type=e.type,
+            exists=bool(e.targets),
+            instances=sc.instances,
+            source=f"refshapes2:{self.split}:{idx}",
+            tags=tags,
+        )
 
     def scene_samples(self, i: int, k: int) -> list[Sample]:
         """k samples (different expressions) on scene i."""
@@ -804,8 +909,9 @@ class RefShapes2:
             yield self[i]
 
 
-def render_video(path: str, seed: int = 0, frames: int = 90, fps: int = 15, size: int = 320,
-                 n_objects: int = 5) -> list[Obj]:
+def render_video(
+    path: str, seed: int = 0, frames: int = 90, fps: int = 15, size: int = 320, n_objects: int = 5
+) -> list[Obj]:
     """v2 demo video: shapes moving over a held-out v2 background; a red circle and a second circle are
     always present (so "the red circle" and "both circles" have targets). The objects of every frame go to
     ``<path>.objects.json`` as with v1's :func:`ssp.data.refshapes.render_video`."""
@@ -828,16 +934,24 @@ def render_video(path: str, seed: int = 0, frames: int = 90, fps: int = 15, size
     try:
         for _ in range(frames):
             img, _ = render_scene(objs, bg)
-            track.append([{"colour": o.colour, "shape": o.shape, "x": round(o.x, 2), "y": round(o.y, 2),
-                           "r": round(o.r, 2)} for o in objs])
+            track.append(
+                [
+                    {"colour": o.colour, "shape": o.shape, "x": round(o.x, 2), "y": round(o.y, 2), "r": round(o.r, 2)}
+                    for o in objs
+                ]
+            )
             writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
             for o, (vx, vy) in zip(objs, vel):
                 o.x = min(max(o.x + vx, o.r * 1.3), size - o.r * 1.3)
                 o.y = min(max(o.y + vy, o.r * 1.3), size - o.r * 1.3)
-            vel = [(-vx if not o.r * 1.3 < o.x < size - o.r * 1.3 - 1 else vx,
-                    -vy if not o.r * 1.3 < o.y < size - o.r * 1.3 - 1 else vy) for o, (vx, vy) in zip(objs, vel)]
+            vel = [
+                (
+                    -vx if not o.r * 1.3 < o.x < size - o.r * 1.3 - 1 else vx,
+                    -vy if not o.r * 1.3 < o.y < size - o.r * 1.3 - 1 else vy,
+                )
+                for o, (vx, vy) in zip(objs, vel)
+            ]
     finally:
         writer.release()
     Path(f"{path}.objects.json").write_text(json.dumps({"size": size, "fps": fps, "frames": track}))
     return objs
-

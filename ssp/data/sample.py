@@ -1,4 +1,5 @@
 """One referring-segmentation sample, the unit every data source yields."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,8 +1,10 @@
 """Data specs used on the command line: ``refshapes:SPLIT``, ``refshapes2:SPLIT`` (RefShapes v2),
 ``refcoco:ROOT:DATASET:SPLITBY:SPLIT`` or ``grefcoco:ROOT:SPLIT``."""
+
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from ..errors import SSPError
 from .sample import Sample
@@ -20,8 +22,10 @@ class Dataset(Protocol):
 def _refcoco_parts(spec: str, rest: str) -> Sequence[str]:
     parts: Sequence[str] = rest.rsplit(":", 3)
     if len(parts) != 4 or not all(parts):
-        raise SSPError(f"bad data spec {spec!r}: expected refcoco:ROOT:DATASET:SPLITBY:SPLIT, "
-                       "e.g. refcoco:/data/refer:refcoco:unc:val")
+        raise SSPError(
+            f"bad data spec {spec!r}: expected refcoco:ROOT:DATASET:SPLITBY:SPLIT, "
+            "e.g. refcoco:/data/refer:refcoco:unc:val"
+        )
     return parts
 
 

@@ -15,10 +15,12 @@ Batches (:class:`StepBatches`):
   process r of W takes every W-th ref, so W processes with B images each see exactly the refs of one process
   with W*B images.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -57,8 +59,9 @@ def has_no_target(source: Any) -> bool:
 class TrainUnits(Dataset):
     """``units[(i, epoch)]`` -> :class:`Unit` (RefShapes scene i, or ref i of a RefCOCO / gRefCOCO split)."""
 
-    def __init__(self, source: Any, size: int, mean: Sequence[float], k: int, augment: AugmentParams | None,
-                 seed: int = 0):
+    def __init__(
+        self, source: Any, size: int, mean: Sequence[float], k: int, augment: AugmentParams | None, seed: int = 0
+    ):
         self.source, self.size, self.k, self.augment, self.seed = source, size, k, augment, seed
         self.pad = pad_value(tuple(mean))  # type: ignore[arg-type]
         self.refshapes = isinstance(source, (RefShapes, RefShapes2))  # same scene_samples(i, k) interface
@@ -70,8 +73,11 @@ class TrainUnits(Dataset):
 
     def _letterbox(self, image: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         img, _ = letterbox(image, self.size, self.pad)
-        out = np.stack([letterbox(m, self.size, (0, 0, 0), cv2.INTER_NEAREST)[0] for m in masks]) if len(masks) \
+        out = (
+            np.stack([letterbox(m, self.size, (0, 0, 0), cv2.INTER_NEAREST)[0] for m in masks])
+            if len(masks)
             else np.zeros((0, self.size, self.size), np.uint8)
+        )
         return img, out
 
     def __getitem__(self, key: tuple[int, int]) -> Unit:
@@ -79,8 +85,13 @@ class TrainUnits(Dataset):
         if self.refshapes:
             ss = self.source.scene_samples(i, self.k)
             if not ss:
-                return Unit(np.zeros((self.size, self.size, 3), np.uint8), np.zeros((0, self.size, self.size),
-                            np.uint8), [], [], [])
+                return Unit(
+                    np.zeros((self.size, self.size, 3), np.uint8),
+                    np.zeros((0, self.size, self.size), np.uint8),
+                    [],
+                    [],
+                    [],
+                )
             img, masks = self._letterbox(ss[0].image, np.stack([s.mask for s in ss]))
             return Unit(img, masks, [s.expression for s in ss], [bool(s.exists) for s in ss], [s.type for s in ss])
         rng = np.random.default_rng([self.seed, epoch, i, 7])
@@ -122,17 +133,30 @@ def collate_units(units: list[Unit], mean: Sequence[float], std: Sequence[float]
 class StepBatches(Sampler):
     """Per-process unit keys for every micro-batch of steps ``start .. steps-1`` (see the module docstring)."""
 
-    def __init__(self, n_units: int, batch: int, steps: int, start: int = 0, accum: int = 1, world: int = 1,
-                 rank: int = 0, seed: int = 0, refshapes: bool = False):
+    def __init__(
+        self,
+        n_units: int,
+        batch: int,
+        steps: int,
+        start: int = 0,
+        accum: int = 1,
+        world: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+        refshapes: bool = False,
+    ):
         self.n, self.b, self.steps, self.start, self.accum = n_units, batch, steps, start, accum
         self.world, self.rank, self.seed, self.refshapes = world, rank, seed, refshapes
         if not refshapes:
-            self.dist = DistributedSampler(range(n_units), num_replicas=world, rank=rank, shuffle=True, seed=seed,
-                                           drop_last=True)
+            self.dist = DistributedSampler(
+                range(n_units), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True
+            )
             self.per_epoch = (n_units // world) // batch
             if self.per_epoch == 0:
-                raise SSPError(f"the training data has {n_units} refs, fewer than one global batch "
-                               f"({batch} images x {world} processes); lower --images-per-batch")
+                raise SSPError(
+                    f"the training data has {n_units} refs, fewer than one global batch "
+                    f"({batch} images x {world} processes); lower --images-per-batch"
+                )
         self._epoch: int = -1
         self._order: list[int] = []
 
@@ -142,7 +166,7 @@ class StepBatches(Sampler):
     def keys(self, step: int, micro: int) -> list[tuple[int, int]]:
         """Unit keys of one micro-batch of this process."""
         if self.refshapes:
-            g = (step + self.seed * 10 ** 6) * self.accum + micro
+            g = (step + self.seed * 10**6) * self.accum + micro
             base = g * self.b * self.world + self.rank * self.b
             return [(base + j, 0) for j in range(self.b)]
         g = step * self.accum + micro

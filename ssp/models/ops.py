@@ -10,10 +10,11 @@ equal to them.
 :func:`use_implementations` swaps in other implementations for a scope (the converter uses it to emit
 ``ssp::`` custom nodes for the plugin flavour) without this package knowing about ONNX.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -109,8 +110,10 @@ def _cell_sum(x: torch.Tensor, cell: int) -> torch.Tensor:
 def _check(x: torch.Tensor, q: torch.Tensor, cell: int) -> None:
     h, w = int(q.shape[-2]), int(q.shape[-1])
     if q.shape[1] != 9 or h % cell or w % cell or tuple(x.shape[-2:]) != (h, w):
-        raise ValueError(f"superpixel op: Q must be (B,9,H,W) with H, W divisible by cell={cell} and X of the same "
-                         f"H, W; got X {tuple(x.shape)}, Q {tuple(q.shape)}")
+        raise ValueError(
+            f"superpixel op: Q must be (B,9,H,W) with H, W divisible by cell={cell} and X of the same "
+            f"H, W; got X {tuple(x.shape)}, Q {tuple(q.shape)}"
+        )
 
 
 def superpixel_aggregate(x: torch.Tensor, q: torch.Tensor, cell: int, eps: float = 1e-8) -> torch.Tensor:
@@ -150,8 +153,10 @@ def superpixel_propagate(z: torch.Tensor, q: torch.Tensor, cell: int) -> torch.T
     """
     h, w = z.shape[-2], z.shape[-1]
     if q.shape[1] != 9 or tuple(q.shape[-2:]) != (h * cell, w * cell):
-        raise ValueError(f"superpixel_propagate: Q must be (B,9,h*cell,w*cell) for Z {tuple(z.shape)} and "
-                         f"cell={cell}; got Q {tuple(q.shape)}")
+        raise ValueError(
+            f"superpixel_propagate: Q must be (B,9,h*cell,w*cell) for Z {tuple(z.shape)} and "
+            f"cell={cell}; got Q {tuple(q.shape)}"
+        )
     if "superpixel_propagate" in _OVERRIDES:
         return _OVERRIDES["superpixel_propagate"](z, q, cell)
     return _propagate_cells(z, q, cell)

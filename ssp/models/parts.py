@@ -1,5 +1,6 @@
 """The named SSP parts (paper modules) as sub-module paths of :class:`~ssp.models.ssp.SSP`: one mapping
 for parameter counts (`ssp summary`), FLOPs (`ssp convert info`) and benchmarks."""
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -12,8 +13,17 @@ PARTS: dict[str, tuple[str, ...]] = {
     "text_encoder": ("text",),
     "backbone": ("image.backbone",),
     "superpixel_net": ("image.spixel",),
-    "image_neck": ("image.lat32", "image.lat16", "image.lat8", "image.lat4", "image.td4", "image.smooth4",
-                   "image.smooth8", "image.stem2", "image.stem1"),
+    "image_neck": (
+        "image.lat32",
+        "image.lat16",
+        "image.lat8",
+        "image.lat4",
+        "image.td4",
+        "image.smooth4",
+        "image.smooth8",
+        "image.stem2",
+        "image.stem1",
+    ),
     "PWT": ("decoder.pwt", "decoder.coarse", "decoder.pix_coord"),
     "SWT": ("decoder.swt", "decoder.sp_in", "decoder.sp_coord", "decoder.rel_z", "decoder.rel_s", "decoder.rel_w"),
     "EPT": ("decoder.ept", "decoder.ept_norm", "decoder.prior"),

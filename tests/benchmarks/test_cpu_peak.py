@@ -2,6 +2,7 @@
 /proc/cpuinfo texts of Zen 4, Zen 5 (server and mobile), Zen 3, Intel with two and with one 512-bit FMA unit, Intel
 AVX2 and a Jetson AGX Orin (Cortex-A78AE). Expected values are the vendors' / reviewers' unit counts worked by hand
 (units x lanes x 2), not read from the code."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,8 +46,14 @@ def test_jetson_agx_orin_cortex_a78ae_has_two_128bit_neon_pipes():
     """12 x Cortex-A78AE (CPU part 0xd42) at 2.2 GHz: 2 NEON pipes x 4 lanes x 2 = 16 FLOP/cycle, 422 GFLOP/s. The
     aarch64 cpuinfo has no clock (it comes from cpufreq on the device; given here) and no core id."""
     p = cpu_peak((CPUINFO / "jetson_agx_orin.txt").read_text(), ghz=2.2)
-    assert (p.microarch, p.isa, p.fma_units, p.vector_bits, p.flops_per_cycle, p.cores) == \
-        ("Cortex-A78AE", "NEON", 2, 128, 16, 12)
+    assert (p.microarch, p.isa, p.fma_units, p.vector_bits, p.flops_per_cycle, p.cores) == (
+        "Cortex-A78AE",
+        "NEON",
+        2,
+        128,
+        16,
+        12,
+    )
     assert p.gflops == pytest.approx(12 * 2.2 * 16)
 
 

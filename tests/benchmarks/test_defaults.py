@@ -1,6 +1,7 @@
 """The default gets the speed: the one ONNX Runtime session factory sets the fastest measured options unless told
 otherwise (intra-op spinning off, one thread per physical core, ORT_ENABLE_ALL), every option is a parameter, the
 Segmenter's three sessions all get them, and `ssp run` prints what runs."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ import os
 
 import numpy as np
 import pytest
-
 from helpers import assert_ok, run_ssp
+
 from ssp_edge.sdk.backends.onnxruntime import create_session, physical_cores, session_options
 from ssp_edge.sdk.errors import SDKError
 
@@ -51,9 +52,15 @@ def test_session_defaults_are_the_measured_fastest():
 def test_every_session_option_is_a_parameter(tmp_path):
     import onnxruntime as ort
 
-    sess = create_session(_add_model(), threads=1, spinning=True, graph_optimization="basic", mem_arena=False,
-                          config_entries={"session.inter_op.allow_spinning": "0"},
-                          profile_prefix=str(tmp_path / "prof"))
+    sess = create_session(
+        _add_model(),
+        threads=1,
+        spinning=True,
+        graph_optimization="basic",
+        mem_arena=False,
+        config_entries={"session.inter_op.allow_spinning": "0"},
+        profile_prefix=str(tmp_path / "prof"),
+    )
     so = sess.get_session_options()
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     assert so.get_session_config_entry("session.inter_op.allow_spinning") == "0"
@@ -81,13 +88,40 @@ def test_segmenter_sessions_get_the_defaults_and_ssp_run_prints_them(lite_bundle
     seg.close()
     video = tmp_path / "v.mp4"
     render_video(str(video), frames=3)
-    r = assert_ok(run_ssp("run", "--bundle", str(lite_bundle), "--source", str(video), "--prompt", "the red circle",
-                          "--backend", "onnxruntime", "--json", "--no-stdin"))
+    r = assert_ok(
+        run_ssp(
+            "run",
+            "--bundle",
+            str(lite_bundle),
+            "--source",
+            str(video),
+            "--prompt",
+            "the red circle",
+            "--backend",
+            "onnxruntime",
+            "--json",
+            "--no-stdin",
+        )
+    )
     cfg = json.loads(r.stdout.strip().splitlines()[-1])["config"]
     assert cfg["backend"] == "onnxruntime" and cfg["precision"] == "fp32" and cfg["threads"] == physical_cores()
     assert cfg["options"]["session.intra_op.allow_spinning"] == "0"
     assert cfg["options"]["graph_optimization"] == "all"
-    r = assert_ok(run_ssp("run", "--bundle", str(lite_bundle), "--source", str(video), "--prompt", "the red circle",
-                          "--backend", "onnxruntime", "--threads", "1", "--no-stdin"))
+    r = assert_ok(
+        run_ssp(
+            "run",
+            "--bundle",
+            str(lite_bundle),
+            "--source",
+            str(video),
+            "--prompt",
+            "the red circle",
+            "--backend",
+            "onnxruntime",
+            "--threads",
+            "1",
+            "--no-stdin",
+        )
+    )
     assert "backend: onnxruntime fp32, 1 threads" in r.stderr
     assert "onnxruntime fp32, 1 threads" in r.stdout and "session.intra_op.allow_spinning=0" in r.stdout

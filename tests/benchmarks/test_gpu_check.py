@@ -1,6 +1,7 @@
 """`make gpu-check` without a GPU: its CUDA source (the plugin kernels + the C-ABI launcher) compiles with nvcc for
 sm_90 (an H200's architecture), a dry run prints one JSON with every section, and its kernel cases are the host
 tests'. The GPU sections themselves run only on a GPU machine (ARCHITECTURE.md §9)."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,13 @@ SECTIONS = ["environment", "build", "kernels", "timing", "forward", "training"]
 
 
 def _run(*args: str, timeout: int = 600) -> dict:
-    r = subprocess.run([sys.executable, "-m", "ssp_edge.benchmarks.gpu_check", *args], cwd=REPO, capture_output=True,
-                       text=True, timeout=timeout)
+    r = subprocess.run(
+        [sys.executable, "-m", "ssp_edge.benchmarks.gpu_check", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
     return json.loads(r.stdout)
 
@@ -65,9 +71,13 @@ def test_sections_can_be_added(monkeypatch):
     def broken(run):
         raise ValueError("boom")
 
-    rep = gpu_check.run_checks(gpu_check.Run(dry_run=True), [("training", training), ("broken", broken),
-                                                               ("fine", lambda run: {"x": 1})])
+    rep = gpu_check.run_checks(
+        gpu_check.Run(dry_run=True), [("training", training), ("broken", broken), ("fine", lambda run: {"x": 1})]
+    )
     assert rep["sections"]["training"]["status"] == "skipped" and rep["sections"]["fine"] == {
-        "x": 1, "status": "ok", "seconds": rep["sections"]["fine"]["seconds"]}
+        "x": 1,
+        "status": "ok",
+        "seconds": rep["sections"]["fine"]["seconds"],
+    }
     assert rep["sections"]["broken"]["status"] == "error" and "boom" in rep["sections"]["broken"]["error"]
     assert not rep["ok"]

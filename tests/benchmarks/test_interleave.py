@@ -1,6 +1,7 @@
 """The bench's method: interleaved rounds. A machine whose speed changes during the run (a neighbour's burst, a clock
 drop) must slow every row alike, so ratios between rows stay what the rows' own costs make them. Checked with a
 fake clock (exact) and, end to end, with fake backends inside real Segmenters through ``run_bench``."""
+
 from __future__ import annotations
 
 import time
@@ -31,8 +32,10 @@ class Machine:
 def _runners(m: Machine) -> dict:
     # row cost = per-frame work + per-prompt work (ms), like an image encoder + a decoder batch
     costs = {"fast": (2.0, 1.0), "slow": (6.0, 2.0), "mid": (3.0, 1.5)}
-    return {name: (lambda a, b: lambda k: (m.work(a + b * k), {"image_encoder": a})[1])(a, b)
-            for name, (a, b) in costs.items()}
+    return {
+        name: (lambda a, b: lambda k: (m.work(a + b * k), {"image_encoder": a})[1])(a, b)
+        for name, (a, b) in costs.items()
+    }
 
 
 def test_a_slow_phase_lands_on_every_row_alike():
@@ -70,7 +73,7 @@ def test_every_cell_runs_once_per_round_in_a_new_order():
     seen: list[tuple[str, int]] = []
     runners = {n: (lambda n: lambda k: (seen.append((n, k)), {})[1])(n) for n in ("a", "b", "c")}
     interleave(runners, (1, 4), rounds=5, warmup=1, seed=0)
-    rounds = [seen[i:i + 6] for i in range(0, len(seen), 6)]
+    rounds = [seen[i : i + 6] for i in range(0, len(seen), 6)]
     assert len(rounds) == 6 and all(sorted(r) == sorted((n, k) for n in "abc" for k in (1, 4)) for r in rounds)
     assert len({tuple(r) for r in rounds}) > 1  # shuffled
 
@@ -103,8 +106,10 @@ class FakeBackend:
         if graph != "text_encoder":
             k = dims.get("expressions", 0)
             time.sleep((self.base_ms if graph == "image_encoder" else self.per_prompt_ms * k) / 1e3 * self._load())
-        return {t.name: np.zeros([dims.get(s, 1) if isinstance(s, str) else s for s in t.shape], np.float32)
-                for t in e.outputs}
+        return {
+            t.name: np.zeros([dims.get(s, 1) if isinstance(s, str) else s for s in t.shape], np.float32)
+            for t in e.outputs
+        }
 
     def close(self):
         pass
@@ -119,8 +124,10 @@ def test_run_bench_interleaves_real_segmenters(lite_bundle, tmp_path, monkeypatc
     b = Bundle.open(lite_bundle)
 
     def candidates(bundle, s, frame, prompts):
-        return [("pytorch", "fp32", lambda: FakeBackend(bundle, 16.0, 4.0), "", ""),
-                ("onnxruntime", "fp32", lambda: FakeBackend(bundle, 8.0, 2.0), "", "")]
+        return [
+            ("pytorch", "fp32", lambda: FakeBackend(bundle, 16.0, 4.0), "", ""),
+            ("onnxruntime", "fp32", lambda: FakeBackend(bundle, 8.0, 2.0), "", ""),
+        ]
 
     monkeypatch.setattr(bench, "_candidates", candidates)
     monkeypatch.setattr(bench, "_flops", lambda bundle: None)

@@ -1,6 +1,7 @@
 """``ssp bench --layers``: per-op-type and per-node tables (JSON + Markdown) and a PNG from ONNX Runtime's profiler
 (OpenVINO's PERF_COUNT when installed); the TensorRT path through an IProfiler on the backend's execution contexts,
 checked with the TensorRT test doubles (tests/plugins/trt_doubles.py), and trtexec's exported profile parsed."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import assert_ok, run_ssp
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
@@ -29,8 +29,19 @@ def _consistent(p: dict) -> None:
 
 @pytest.mark.slow
 def test_bench_layers_on_onnxruntime(lite_bundle, tmp_path):
-    r = assert_ok(run_ssp("bench", str(lite_bundle), "--quick", "--layers", "--only", "onnxruntime fp32", "--json",
-                          "--out-dir", str(tmp_path)))
+    r = assert_ok(
+        run_ssp(
+            "bench",
+            str(lite_bundle),
+            "--quick",
+            "--layers",
+            "--only",
+            "onnxruntime fp32",
+            "--json",
+            "--out-dir",
+            str(tmp_path),
+        )
+    )
     res = json.loads(r.stdout.strip().splitlines()[-1])
     data = json.loads((tmp_path / "layers.json").read_text())
     prof = data["onnxruntime fp32"]
@@ -69,6 +80,7 @@ def test_openvino_perf_counters(lite_bundle):
 
 # ---- TensorRT: IProfiler on the backend's execution contexts, with the test doubles
 
+
 def _doubles():
     path = Path(__file__).parents[1] / "plugins" / "trt_doubles.py"
     spec = importlib.util.spec_from_file_location("trt_doubles", path)
@@ -97,8 +109,15 @@ def test_tensorrt_layers_through_iprofiler(monkeypatch, tmp_path):
     class Inspector:
         def get_engine_information(self, fmt):
             assert fmt == "JSON"
-            return json.dumps({"Layers": [{"Name": "conv1 + relu", "LayerType": "CaskConvolution"},
-                                          {"Name": "matmul_qk", "LayerType": "CaskGemmMatrixMultiply"}, "softmax"]})
+            return json.dumps(
+                {
+                    "Layers": [
+                        {"Name": "conv1 + relu", "LayerType": "CaskConvolution"},
+                        {"Name": "matmul_qk", "LayerType": "CaskGemmMatrixMultiply"},
+                        "softmax",
+                    ]
+                }
+            )
 
     monkeypatch.setattr(trt, "IProfiler", IProfiler, raising=False)
     monkeypatch.setattr(trt, "LayerInformationFormat", LayerInformationFormat, raising=False)
@@ -120,8 +139,19 @@ def test_tensorrt_layers_through_iprofiler(monkeypatch, tmp_path):
     from ssp_edge.sdk.backends.tensorrt import TensorRTBackend
     from ssp_edge.sdk.bundle import Bundle, EngineEntry, Manifest
 
-    b = Bundle.create(tmp_path / "b", Manifest(config={}, input_size=320, mean=[0.5] * 3, std=[0.5] * 3,
-                                                max_tokens=20, thresholds={}, source={}, dynamic_axes={}))
+    b = Bundle.create(
+        tmp_path / "b",
+        Manifest(
+            config={},
+            input_size=320,
+            mean=[0.5] * 3,
+            std=[0.5] * 3,
+            max_tokens=20,
+            thresholds={},
+            source={},
+            dynamic_axes={},
+        ),
+    )
     for g in ("text_encoder", "image_encoder", "mask_decoder"):
         e = EngineEntry(g, "portable", "fp32", f"{g}.engine", "10.3.0.26", "8.7", f"{g}.onnx", None)
         (b.root / e.file).write_bytes(e.file.encode())
@@ -131,8 +161,7 @@ def test_tensorrt_layers_through_iprofiler(monkeypatch, tmp_path):
     d.LOG.clear()
     prof = tensorrt_layers(be, feeds, runs=4, warmup=2)["image_encoder"]
     assert prof.runs == 4 and prof.node_ms == pytest.approx(LAYER_MS)  # per run: the warm-up runs left out
-    assert prof.node_type == {"conv1 + relu": "CaskConvolution", "matmul_qk": "CaskGemmMatrixMultiply",
-                              "softmax": "?"}
+    assert prof.node_type == {"conv1 + relu": "CaskConvolution", "matmul_qk": "CaskGemmMatrixMultiply", "softmax": "?"}
     assert not [c for c in d.LOG if c[0] in ("cudaStreamBeginCapture", "cudaGraphLaunch")]  # no CUDA graph
     runner = be._runners["image_encoder"]
     assert runner.use_graph and runner.context.profiler is None  # restored
@@ -144,16 +173,33 @@ def test_trtexec_profile_and_layer_info_are_parsed(tmp_path):
     --exportLayerInfo with --profilingVerbosity=detailed writes {"Layers": [{"Name", "LayerType", ...}]}."""
     from ssp_edge.benchmarks.layers import parse_trtexec
 
-    (tmp_path / "p.json").write_text(json.dumps([
-        {"count": 100},
-        {"name": "conv1 + relu", "timeMs": 25.0, "averageMs": 0.25, "medianMs": 0.24, "percentage": 28.6},
-        {"name": "matmul_qk", "timeMs": 50.0, "averageMs": 0.5, "medianMs": 0.5, "percentage": 57.1},
-        {"name": "softmax", "timeMs": 12.5, "averageMs": 0.125, "medianMs": 0.12, "percentage": 14.3}]))
-    (tmp_path / "l.json").write_text(json.dumps({"Layers": [
-        {"Name": "conv1 + relu", "LayerType": "CaskConvolution"}, {"Name": "matmul_qk", "LayerType": "Gemm"},
-        {"Name": "softmax", "LayerType": "Softmax"}], "Bindings": ["image", "out"]}))
+    (tmp_path / "p.json").write_text(
+        json.dumps(
+            [
+                {"count": 100},
+                {"name": "conv1 + relu", "timeMs": 25.0, "averageMs": 0.25, "medianMs": 0.24, "percentage": 28.6},
+                {"name": "matmul_qk", "timeMs": 50.0, "averageMs": 0.5, "medianMs": 0.5, "percentage": 57.1},
+                {"name": "softmax", "timeMs": 12.5, "averageMs": 0.125, "medianMs": 0.12, "percentage": 14.3},
+            ]
+        )
+    )
+    (tmp_path / "l.json").write_text(
+        json.dumps(
+            {
+                "Layers": [
+                    {"Name": "conv1 + relu", "LayerType": "CaskConvolution"},
+                    {"Name": "matmul_qk", "LayerType": "Gemm"},
+                    {"Name": "softmax", "LayerType": "Softmax"},
+                ],
+                "Bindings": ["image", "out"],
+            }
+        )
+    )
     p = parse_trtexec(tmp_path / "p.json", tmp_path / "l.json")
     assert p.runs == 100 and p.total_ms == pytest.approx(0.875)
-    assert [(r.op_type, round(r.share, 3)) for r in p.by_type()] == [("Gemm", 0.571), ("CaskConvolution", 0.286),
-                                                                      ("Softmax", 0.143)]
+    assert [(r.op_type, round(r.share, 3)) for r in p.by_type()] == [
+        ("Gemm", 0.571),
+        ("CaskConvolution", 0.286),
+        ("Softmax", 0.143),
+    ]
     assert parse_trtexec(tmp_path / "p.json").node_type["softmax"] == "?"  # without layer info: names only

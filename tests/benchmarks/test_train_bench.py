@@ -1,6 +1,7 @@
 """The training benchmark reports samples/s (and steps/s, peak memory, finite losses) for ssp_lite and
 ssp_paper through the trainer's own step (small inputs here to keep it short; the shipped settings run 320 /
 480 px)."""
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,16 @@ from ssp_edge.ssp.train_bench import train_steps
 
 @pytest.mark.slow
 def test_train_bench_reports_samples_per_second_for_both_configs(tmp_path):
-    res = run_train_bench("cpu", "bf16", tmp_path, progress=False,
-                          settings=[("ssp_lite", 1, 1, 2, 0, {"input_size": 96}),
-                                    ("ssp_paper", 1, 1, 2, 0, {"input_size": 96,
-                                                               "backbone_config": {"window_size": 3}})])
+    res = run_train_bench(
+        "cpu",
+        "bf16",
+        tmp_path,
+        progress=False,
+        settings=[
+            ("ssp_lite", 1, 1, 2, 0, {"input_size": 96}),
+            ("ssp_paper", 1, 1, 2, 0, {"input_size": 96, "backbone_config": {"window_size": 3}}),
+        ],
+    )
     assert [r["config"] for r in res["rows"]] == ["ssp_lite", "ssp_paper"]
     for r in res["rows"]:
         assert r["samples_per_s"] > 0 and r["steps_per_s"] > 0 and r["peak_memory_mb"] > 0

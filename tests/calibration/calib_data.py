@@ -1,4 +1,5 @@
 """Test data for tests/calibration: a folder of images plus a JSONL file of expressions."""
+
 from __future__ import annotations
 
 import json

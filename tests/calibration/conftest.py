@@ -1,4 +1,5 @@
 """tests/calibration: its helper modules (calib_data) importable from the test modules."""
+
 from __future__ import annotations
 
 import sys

@@ -1,6 +1,7 @@
 """`ssp calibrate` end to end on the shipped checkpoint's bundle (small sample counts; the 512 / 500 run is
 measured separately): manifest entries, graphs TensorRT accepts (read from the files), INT8 / FP16 outputs
 against the FP32 graphs, the report, and bad input that leaves the bundle untouched."""
+
 from __future__ import annotations
 
 import json
@@ -14,18 +15,22 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, numpy_helper
-
 from calib_data import write_jsonl_set
 from helpers import REPO, assert_one_line_error, run_ssp
+from onnx import TensorProto, numpy_helper
 
 
 def run_calibrate(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     """`ssp calibrate ...` once the entry point is registered, `python -m ssp_edge.calibration.cli` before."""
     if any(ep.name == "calibrate" for ep in entry_points(group="ssp_edge.commands")):
         return run_ssp("calibrate", *args, timeout=timeout)
-    return subprocess.run([sys.executable, "-m", "ssp_edge.calibration.cli", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "ssp_edge.calibration.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _copy_bundle(src: Path, dst: Path) -> Path:
@@ -35,12 +40,27 @@ def _copy_bundle(src: Path, dst: Path) -> Path:
 
 
 def _snapshot(d: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(d)): (p.read_bytes() if p.name == "manifest.json" else b"")
-            for p in sorted(d.rglob("*"))}
+    return {str(p.relative_to(d)): (p.read_bytes() if p.name == "manifest.json" else b"") for p in sorted(d.rglob("*"))}
 
 
-QUICK = ["--samples", "6", "--prompts", "2", "--sensitivity-samples", "2", "--sensitivity-candidates", "3",
-         "--keep-fp32", "1", "--eval-samples", "12", "--error-samples", "1", "--latency-runs", "2"]
+QUICK = [
+    "--samples",
+    "6",
+    "--prompts",
+    "2",
+    "--sensitivity-samples",
+    "2",
+    "--sensitivity-candidates",
+    "3",
+    "--keep-fp32",
+    "1",
+    "--eval-samples",
+    "12",
+    "--error-samples",
+    "1",
+    "--latency-runs",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +114,14 @@ def test_manifest_lists_the_new_graphs(calibrated):
     assert ("text_encoder", "portable", "int8") not in have  # stays FP32: runs once per prompt, cached
     assert have[("mask_decoder", "plugin", "int8")].custom_ops == have[("mask_decoder", "plugin", "fp32")].custom_ops
     # the portable flavour in TensorRT's plan too (what `ssp convert build --precision int8` builds from)
-    trt = {g.name: g for g in bundle.manifest.graphs if (g.flavour, g.precision, g.qdq_plan) == ("portable", "int8",
-                                                                                                "tensorrt")}
-    assert {g: e.file for g, e in trt.items()} == {g: f"{g}.portable.int8.trtplan.onnx"
-                                                   for g in ("image_encoder", "mask_decoder")}
+    trt = {
+        g.name: g
+        for g in bundle.manifest.graphs
+        if (g.flavour, g.precision, g.qdq_plan) == ("portable", "int8", "tensorrt")
+    }
+    assert {g: e.file for g, e in trt.items()} == {
+        g: f"{g}.portable.int8.trtplan.onnx" for g in ("image_encoder", "mask_decoder")
+    }
     assert bundle.graph("image_encoder", "portable", "int8").qdq_plan == "onnxruntime"  # ONNX Runtime's default
     from ssp_edge.converter.trt_build import plan_sources
 
@@ -165,8 +189,9 @@ def _assert_untouched(b: Path, before: dict[str, bytes]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["empty_folder", "missing_field", "unreadable_image", "eval_without_masks",
-                                  "bad_exclude"])
+@pytest.mark.parametrize(
+    "case", ["empty_folder", "missing_field", "unreadable_image", "eval_without_masks", "bad_exclude"]
+)
 def test_bad_input_is_one_line_and_writes_nothing(lite_bundle, tmp_path, case):
     b = _copy_bundle(lite_bundle, tmp_path / "bundle")
     before = _snapshot(b)
@@ -209,8 +234,7 @@ def test_failure_after_the_graphs_leaves_the_bundle_as_it_was(lite_bundle, tmp_p
         raise RuntimeError("simulated failure while measuring")
 
     monkeypatch.setattr(pipeline, "measure", boom)
-    opts = pipeline.CalibrateOptions(data=str(data), samples=2, sensitivity_samples=0, eval_samples=0,
-                                     progress=False)
+    opts = pipeline.CalibrateOptions(data=str(data), samples=2, sensitivity_samples=0, eval_samples=0, progress=False)
     with pytest.raises(RuntimeError, match="simulated"):
         pipeline.calibrate_bundle(b, opts)
     _assert_untouched(b, before)

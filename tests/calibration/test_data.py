@@ -1,18 +1,17 @@
 """Calibration / evaluation data: the three sources, seeded sampling, disjointness, and one-line errors that
 name the input, what is wrong and the fix."""
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
-
-from ssp_edge.sdk.errors import SSPEdgeError
+from calib_data import write_jsonl_set
 
 from ssp_edge.calibration.data import open_eval, open_frames
 from ssp_edge.calibration.errors import CalibrationError
-
-from calib_data import write_jsonl_set
+from ssp_edge.sdk.errors import SSPEdgeError
 
 
 def test_jsonl_frames_group_expressions_by_image(tmp_path):

@@ -1,5 +1,6 @@
 """The FP16 pass: float32 graph I/O, LayerNormalization / Softmax / reductions kept float32 (read from the
 converted graph after ONNX shape inference), the rest float16, and ONNX Runtime CPU outputs close to FP32."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,11 +15,17 @@ F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
 
 
 def _net() -> onnx.ModelProto:
-    inits = {"w": RNG.normal(size=(16, 16)).astype(np.float32) * 0.3, "b": RNG.normal(size=16).astype(np.float32),
-             "g": np.ones(16, np.float32), "beta": np.zeros(16, np.float32),
-             "cw": RNG.normal(size=(4, 2, 3, 3)).astype(np.float32) * 0.3,
-             "scales": np.array([1, 1, 2, 2], np.float32), "roi": np.zeros(0, np.float32),
-             "axes": np.array([-1], np.int64), "big": np.array(1e6, np.float32)}
+    inits = {
+        "w": RNG.normal(size=(16, 16)).astype(np.float32) * 0.3,
+        "b": RNG.normal(size=16).astype(np.float32),
+        "g": np.ones(16, np.float32),
+        "beta": np.zeros(16, np.float32),
+        "cw": RNG.normal(size=(4, 2, 3, 3)).astype(np.float32) * 0.3,
+        "scales": np.array([1, 1, 2, 2], np.float32),
+        "roi": np.zeros(0, np.float32),
+        "axes": np.array([-1], np.int64),
+        "big": np.array(1e6, np.float32),
+    }
     nodes = [
         helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
         helper.make_node("Add", ["h", "b"], ["h2"], name="add"),
@@ -30,11 +37,13 @@ def _net() -> onnx.ModelProto:
         helper.make_node("Conv", ["img", "cw"], ["c"], name="conv", pads=[1, 1, 1, 1]),
         helper.make_node("Resize", ["c", "roi", "scales"], ["z"], name="resize", mode="nearest"),
     ]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F32, ["n", 16]),
-                                       helper.make_tensor_value_info("img", F32, [1, 2, 8, 8])],
-                          [helper.make_tensor_value_info("y2", F32, ["n", 16]),
-                           helper.make_tensor_value_info("z", F32, [1, 4, 16, 16])],
-                          [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", F32, ["n", 16]), helper.make_tensor_value_info("img", F32, [1, 2, 8, 8])],
+        [helper.make_tensor_value_info("y2", F32, ["n", 16]), helper.make_tensor_value_info("z", F32, [1, 4, 16, 16])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
     onnx.checker.check_model(m, full_check=True)
     return m
@@ -42,8 +51,10 @@ def _net() -> onnx.ModelProto:
 
 def _types(m: onnx.ModelProto) -> dict[str, int]:
     inf = onnx.shape_inference.infer_shapes(m, strict_mode=True)
-    t = {v.name: v.type.tensor_type.elem_type for v in list(inf.graph.value_info) + list(inf.graph.output)
-         + list(inf.graph.input)}
+    t = {
+        v.name: v.type.tensor_type.elem_type
+        for v in list(inf.graph.value_info) + list(inf.graph.output) + list(inf.graph.input)
+    }
     t.update({i.name: i.data_type for i in inf.graph.initializer})
     return t
 

@@ -2,6 +2,7 @@
 int8 and why, the format read straight from the initializers, the ranges it was given (not a calibrator's), what
 ONNX Runtime's optimizer makes of the graph (int8 nodes fused into integer kernels, float nodes left float), and the
 numbers against a NumPy fake quantization written here from ONNX's QuantizeLinear definition."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,31 +39,51 @@ def encoder_net() -> onnx.ModelProto:
       -> Add(residual, int8) -> Conv 32->64 -> Clip -+-> gate dw64 (float: feeds a ReduceSum) -> ``gate``
                                                      +-> Conv 64->16 -> ``feat`` (int8, graph output)
     """
-    inits = {"ws": _w(32, 3, 3, 3), "wdw0": _w(32, 1, 3, 3), "w0": _w(32, 32, 1, 1), "w1": _w(64, 32, 1, 1),
-             "wdw1": _w(64, 1, 3, 3), "w2": _w(32, 64, 1, 1), "w3": _w(64, 32, 1, 1), "wg": _w(64, 1, 3, 3),
-             "w4": _w(16, 64, 1, 1), "b4": RNG.normal(size=16).astype(np.float32), "bg": np.zeros(64, np.float32),
-             "bd": RNG.normal(size=32).astype(np.float32) * 0.1, "lo": np.array(0.0, np.float32),
-             "hi": np.array(6.0, np.float32), "ax": np.array([1], np.int64)}
+    inits = {
+        "ws": _w(32, 3, 3, 3),
+        "wdw0": _w(32, 1, 3, 3),
+        "w0": _w(32, 32, 1, 1),
+        "w1": _w(64, 32, 1, 1),
+        "wdw1": _w(64, 1, 3, 3),
+        "w2": _w(32, 64, 1, 1),
+        "w3": _w(64, 32, 1, 1),
+        "wg": _w(64, 1, 3, 3),
+        "w4": _w(16, 64, 1, 1),
+        "b4": RNG.normal(size=16).astype(np.float32),
+        "bg": np.zeros(64, np.float32),
+        "bd": RNG.normal(size=32).astype(np.float32) * 0.1,
+        "lo": np.array(0.0, np.float32),
+        "hi": np.array(6.0, np.float32),
+        "ax": np.array([1], np.int64),
+    }
     p = {"pads": [1, 1, 1, 1]}
-    nodes = [helper.make_node("Conv", ["image", "ws"], ["s"], name="stem", **p),
-             helper.make_node("Clip", ["s", "lo", "hi"], ["s6"], name="stem_clip"),
-             helper.make_node("Conv", ["s6", "wdw0", "bd"], ["d0"], name="dw32", group=32, **p),
-             helper.make_node("Conv", ["s6", "w0"], ["c0"], name="entry"),
-             helper.make_node("Conv", ["c0", "w1"], ["e1"], name="expand"),
-             helper.make_node("Clip", ["e1", "lo", "hi"], ["e1c"], name="expand_clip"),
-             helper.make_node("Conv", ["e1c", "wdw1"], ["d1"], name="dw64", group=64, **p),
-             helper.make_node("Clip", ["d1", "lo", "hi"], ["d1c"], name="dw64_clip"),
-             helper.make_node("Conv", ["d1c", "w2"], ["pr"], name="project"),
-             helper.make_node("Add", ["pr", "c0"], ["res"], name="residual"),
-             helper.make_node("Conv", ["res", "w3"], ["e2"], name="expand2"),
-             helper.make_node("Clip", ["e2", "lo", "hi"], ["e2c"], name="expand2_clip"),
-             helper.make_node("Conv", ["e2c", "wg", "bg"], ["g1"], name="gate_dw", group=64, **p),
-             helper.make_node("ReduceSum", ["g1", "ax"], ["gate"], name="gate_sum", keepdims=1),
-             helper.make_node("Conv", ["e2c", "w4", "b4"], ["feat"], name="head")]
-    return _model(nodes, [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 16])],
-                  [helper.make_tensor_value_info("feat", TensorProto.FLOAT, [1, 16, 16, 16]),
-                   helper.make_tensor_value_info("gate", TensorProto.FLOAT, [1, 1, 16, 16]),
-                   helper.make_tensor_value_info("d0", TensorProto.FLOAT, [1, 32, 16, 16])], inits)
+    nodes = [
+        helper.make_node("Conv", ["image", "ws"], ["s"], name="stem", **p),
+        helper.make_node("Clip", ["s", "lo", "hi"], ["s6"], name="stem_clip"),
+        helper.make_node("Conv", ["s6", "wdw0", "bd"], ["d0"], name="dw32", group=32, **p),
+        helper.make_node("Conv", ["s6", "w0"], ["c0"], name="entry"),
+        helper.make_node("Conv", ["c0", "w1"], ["e1"], name="expand"),
+        helper.make_node("Clip", ["e1", "lo", "hi"], ["e1c"], name="expand_clip"),
+        helper.make_node("Conv", ["e1c", "wdw1"], ["d1"], name="dw64", group=64, **p),
+        helper.make_node("Clip", ["d1", "lo", "hi"], ["d1c"], name="dw64_clip"),
+        helper.make_node("Conv", ["d1c", "w2"], ["pr"], name="project"),
+        helper.make_node("Add", ["pr", "c0"], ["res"], name="residual"),
+        helper.make_node("Conv", ["res", "w3"], ["e2"], name="expand2"),
+        helper.make_node("Clip", ["e2", "lo", "hi"], ["e2c"], name="expand2_clip"),
+        helper.make_node("Conv", ["e2c", "wg", "bg"], ["g1"], name="gate_dw", group=64, **p),
+        helper.make_node("ReduceSum", ["g1", "ax"], ["gate"], name="gate_sum", keepdims=1),
+        helper.make_node("Conv", ["e2c", "w4", "b4"], ["feat"], name="head"),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [
+            helper.make_tensor_value_info("feat", TensorProto.FLOAT, [1, 16, 16, 16]),
+            helper.make_tensor_value_info("gate", TensorProto.FLOAT, [1, 1, 16, 16]),
+            helper.make_tensor_value_info("d0", TensorProto.FLOAT, [1, 32, 16, 16]),
+        ],
+        inits,
+    )
 
 
 def attention_net() -> onnx.ModelProto:
@@ -71,19 +92,27 @@ def attention_net() -> onnx.ModelProto:
     d = 32
     inits = {k: _w(d, d) for k in ("wq", "wk", "wv", "wo")}
     inits.update({"bq": np.zeros(d, np.float32), "wt": _w(d, 1)})
-    nodes = [helper.make_node("Gemm", ["x", "wq", "bq"], ["q"], name="gemm_q"),
-             helper.make_node("Gemm", ["x", "wk"], ["k"], name="gemm_k"),
-             helper.make_node("Gemm", ["x", "wv"], ["v"], name="gemm_v"),
-             helper.make_node("Transpose", ["k"], ["kt"], name="kt", perm=[1, 0]),
-             helper.make_node("MatMul", ["q", "kt"], ["s"], name="qk"),
-             helper.make_node("Softmax", ["s"], ["p"], name="softmax", axis=-1),
-             helper.make_node("MatMul", ["p", "v"], ["a"], name="pv"),
-             helper.make_node("Gemm", ["a", "wo"], ["o"], name="gemm_o"),
-             helper.make_node("Add", ["o", "x"], ["y"], name="residual"),
-             helper.make_node("Gemm", ["y", "wt"], ["t"], name="gemm_t")]
-    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [24, d])],
-                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [24, d]),
-                   helper.make_tensor_value_info("t", TensorProto.FLOAT, [24, 1])], inits)
+    nodes = [
+        helper.make_node("Gemm", ["x", "wq", "bq"], ["q"], name="gemm_q"),
+        helper.make_node("Gemm", ["x", "wk"], ["k"], name="gemm_k"),
+        helper.make_node("Gemm", ["x", "wv"], ["v"], name="gemm_v"),
+        helper.make_node("Transpose", ["k"], ["kt"], name="kt", perm=[1, 0]),
+        helper.make_node("MatMul", ["q", "kt"], ["s"], name="qk"),
+        helper.make_node("Softmax", ["s"], ["p"], name="softmax", axis=-1),
+        helper.make_node("MatMul", ["p", "v"], ["a"], name="pv"),
+        helper.make_node("Gemm", ["a", "wo"], ["o"], name="gemm_o"),
+        helper.make_node("Add", ["o", "x"], ["y"], name="residual"),
+        helper.make_node("Gemm", ["y", "wt"], ["t"], name="gemm_t"),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [24, d])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [24, d]),
+            helper.make_tensor_value_info("t", TensorProto.FLOAT, [24, 1]),
+        ],
+        inits,
+    )
 
 
 def _session(m: onnx.ModelProto, level: str = "ORT_ENABLE_ALL", save: str | None = None) -> ort.InferenceSession:
@@ -169,8 +198,11 @@ def test_u8s8_format_read_from_the_initializers(build, feeds):
             continue
         zp, scale = init[n.input[2]], numpy_helper.to_array(init[n.input[1]])
         users = [c for c in cons.get(n.output[0], [])]
-        if n.op_type == "DequantizeLinear" and n.input[0] in init and any(
-                c.op_type in ("Conv", "Gemm") and c.input[1] == n.output[0] for c in users):
+        if (
+            n.op_type == "DequantizeLinear"
+            and n.input[0] in init
+            and any(c.op_type in ("Conv", "Gemm") and c.input[1] == n.output[0] for c in users)
+        ):
             w = init[n.input[0]]  # a weight: int8, symmetric, one scale per output channel
             assert w.data_type == TensorProto.INT8 and zp.data_type == TensorProto.INT8
             assert not numpy_helper.to_array(zp).any()
@@ -199,9 +231,10 @@ def test_onnx_runtime_fuses_the_int8_nodes_and_leaves_the_float_ones_float(tmp_p
     _session(q, "ORT_ENABLE_EXTENDED", str(opt))
     o = onnx.load(str(opt))
     convs = ("Conv", "FusedConv", "QLinearConv")
-    by_prefix = {name: [n for n in o.graph.node if n.op_type in convs and (n.name == name or
-                                                                          n.name.startswith(name + "_token"))]
-                 for name in ("stem", "dw32", "entry", "expand", "dw64", "project", "expand2", "gate_dw", "head")}
+    by_prefix = {
+        name: [n for n in o.graph.node if n.op_type in convs and (n.name == name or n.name.startswith(name + "_token"))]
+        for name in ("stem", "dw32", "entry", "expand", "dw64", "project", "expand2", "gate_dw", "head")
+    }
     for name in plan.compute:
         assert [n.op_type for n in by_prefix[name]] == ["QLinearConv"], name
     init = {t.name: t for t in o.graph.initializer}
@@ -213,8 +246,11 @@ def test_onnx_runtime_fuses_the_int8_nodes_and_leaves_the_float_ones_float(tmp_p
     nodes = {n.name: n for n in q.graph.node}
     assert nodes["dw32"].input[0] == "s6"
     barrier = next(n for n in q.graph.node if n.output[0] == nodes["gate_dw"].input[0])
-    assert barrier.op_type == "Max" and numpy_helper.to_array(
-        next(t for t in q.graph.initializer if t.name == barrier.input[1])) == np.finfo(np.float32).min
+    assert (
+        barrier.op_type == "Max"
+        and numpy_helper.to_array(next(t for t in q.graph.initializer if t.name == barrier.input[1]))
+        == np.finfo(np.float32).min
+    )
 
 
 def _fq_u8(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -235,11 +271,17 @@ def test_gemm_chain_matches_a_numpy_fake_quantization_and_fp32():
     """x -> Gemm -> Relu -> Gemm: the U8S8 graph on ONNX Runtime's integer kernels against NumPy fake quantization
     (uint8 activations, symmetric per-channel int8 weights) within a few output steps, and close to FP32."""
     inits = {"w1": _w(48, 32), "b1": RNG.normal(size=48).astype(np.float32) * 0.1, "w2": _w(48, 24)}
-    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="g1", transB=1),
-             helper.make_node("Relu", ["h"], ["r"], name="relu"),
-             helper.make_node("Gemm", ["r", "w2"], ["y"], name="g2")]
-    m = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 32])],
-               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 24])], inits)
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="g1", transB=1),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("Gemm", ["r", "w2"], ["y"], name="g2"),
+    ]
+    m = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 24])],
+        inits,
+    )
     feeds = [{"x": RNG.normal(size=(64, 32)).astype(np.float32)} for _ in range(3)]
     ranges = _minmax(m, feeds)
     plan = plan_nodes(m, min_intensity=0)

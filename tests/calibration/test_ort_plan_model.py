@@ -1,6 +1,7 @@
 """The ONNX Runtime U8S8 plan and the typed stages on the shipped checkpoint's graphs (a few calibration frames):
 which ops of the real image encoder / mask decoder run in int8, that ONNX Runtime keeps the float ones float, and
 the INT8 pipeline's masks against FP32 through the SDK."""
+
 from __future__ import annotations
 
 import cv2
@@ -22,8 +23,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def real(lite_bundle):
     bundle = Bundle.open(lite_bundle)
-    models = {g: onnx.load_model_from_string(bundle.read_bytes(bundle.graph(g, "portable", "fp32").file))
-              for g in QUANT_GRAPHS}
+    models = {
+        g: onnx.load_model_from_string(bundle.read_bytes(bundle.graph(g, "portable", "fp32").file))
+        for g in QUANT_GRAPHS
+    }
     nodes = {g: find_quant_nodes(models[g]) for g in QUANT_GRAPHS}
     o = CalibrateOptions(samples=4, prompts=2, sensitivity_samples=2, sensitivity_candidates=2, progress=False)
     feeder = Feeder(bundle)
@@ -69,8 +72,14 @@ def test_which_ops_run_in_int8(real):
     init = _init(enc)
     image_convs = [n.name for n in enc.graph.node if n.op_type == "Conv" and n.input[0] == "image"]
     assert len(image_convs) == 3 and not set(image_convs) & set(ep.compute)  # 3-channel input: float
-    dense = [n for n in enc.graph.node if n.op_type == "Conv" and n.input[1] in init
-             and init[n.input[1]].dims[1] >= 32 and not any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    dense = [
+        n
+        for n in enc.graph.node
+        if n.op_type == "Conv"
+        and n.input[1] in init
+        and init[n.input[1]].dims[1] >= 32
+        and not any(a.name == "group" and a.i > 1 for a in n.attribute)
+    ]
     assert sum(n.name in ep.compute for n in dense) >= 0.9 * len(dense)  # the backbone / neck 1x1 convs
     assert len(ep.compute) >= 55
     ops = {n.name: n.op_type for n in enc.graph.node}

@@ -1,6 +1,7 @@
 """The Q/DQ pass on small hand-built graphs: TensorRT's rules read straight from the ONNX initializers,
 and the quantized graph's numbers against a NumPy fake-quantization written here from the definition
 (symmetric int8, scale = amax / 127, zero point 0, per-channel weights)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from ssp_edge.calibration.names import UniqueNames
-from ssp_edge.calibration.qdq import (QDQEmitter, find_quant_nodes, match_excludes, qdq_violations, quantize_model,
-                                      range_keys)
+from ssp_edge.calibration.qdq import (
+    QDQEmitter,
+    find_quant_nodes,
+    match_excludes,
+    qdq_violations,
+    quantize_model,
+    range_keys,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -25,29 +32,50 @@ def _model(nodes, inputs, outputs, inits) -> onnx.ModelProto:
 
 def conv_net() -> onnx.ModelProto:
     """Conv(bias) -> Relu -> depthwise Conv -> Conv -> output; the first Conv's output also feeds an Add."""
-    inits = {"w1": RNG.normal(size=(8, 3, 3, 3)).astype(np.float32), "b1": RNG.normal(size=8).astype(np.float32),
-             "w2": RNG.normal(size=(8, 1, 3, 3)).astype(np.float32),
-             "w3": RNG.normal(size=(4, 8, 1, 1)).astype(np.float32) * 0.3}
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-             helper.make_node("Conv", ["r1", "w2"], ["c2"], name="dw", pads=[1, 1, 1, 1], group=8),
-             helper.make_node("Add", ["c2", "c1"], ["a"], name="add"),
-             helper.make_node("Conv", ["a", "w3"], ["y"], name="conv3")]
-    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 12, 12])],
-                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 12, 12])], inits)
+    inits = {
+        "w1": RNG.normal(size=(8, 3, 3, 3)).astype(np.float32),
+        "b1": RNG.normal(size=8).astype(np.float32),
+        "w2": RNG.normal(size=(8, 1, 3, 3)).astype(np.float32),
+        "w3": RNG.normal(size=(4, 8, 1, 1)).astype(np.float32) * 0.3,
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], name="dw", pads=[1, 1, 1, 1], group=8),
+        helper.make_node("Add", ["c2", "c1"], ["a"], name="add"),
+        helper.make_node("Conv", ["a", "w3"], ["y"], name="conv3"),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 12, 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 12, 12])],
+        inits,
+    )
 
 
 def matmul_net() -> onnx.ModelProto:
     """Gemm(transB=1) -> Gemm(transB=0) -> MatMul(const B) -> MatMul(activation x activation)."""
-    inits = {"g1": RNG.normal(size=(24, 16)).astype(np.float32), "gb": RNG.normal(size=24).astype(np.float32),
-             "g2": RNG.normal(size=(24, 20)).astype(np.float32), "m1": RNG.normal(size=(20, 12)).astype(np.float32)}
-    nodes = [helper.make_node("Gemm", ["x", "g1", "gb"], ["h1"], name="gemm_t", transB=1),
-             helper.make_node("Gemm", ["h1", "g2"], ["h2"], name="gemm_n"),
-             helper.make_node("MatMul", ["h2", "m1"], ["h3"], name="mm_w"),
-             helper.make_node("MatMul", ["h3", "k"], ["y"], name="mm_aa")]
-    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 16]),
-                          helper.make_tensor_value_info("k", TensorProto.FLOAT, [12, 7])],
-                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 7])], inits)
+    inits = {
+        "g1": RNG.normal(size=(24, 16)).astype(np.float32),
+        "gb": RNG.normal(size=24).astype(np.float32),
+        "g2": RNG.normal(size=(24, 20)).astype(np.float32),
+        "m1": RNG.normal(size=(20, 12)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Gemm", ["x", "g1", "gb"], ["h1"], name="gemm_t", transB=1),
+        helper.make_node("Gemm", ["h1", "g2"], ["h2"], name="gemm_n"),
+        helper.make_node("MatMul", ["h2", "m1"], ["h3"], name="mm_w"),
+        helper.make_node("MatMul", ["h3", "k"], ["y"], name="mm_aa"),
+    ]
+    return _model(
+        nodes,
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 16]),
+            helper.make_tensor_value_info("k", TensorProto.FLOAT, [12, 7]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 7])],
+        inits,
+    )
 
 
 def _run(m: onnx.ModelProto, feeds: dict, names=None) -> list[np.ndarray]:
@@ -89,8 +117,10 @@ def _qdq_nodes(m):
 @pytest.mark.parametrize("build", [conv_net, matmul_net])
 def test_tensorrt_rules_read_from_the_initializers(build):
     m = build()
-    feeds = {i.name: RNG.normal(size=[d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
-             for i in m.graph.input}
+    feeds = {
+        i.name: RNG.normal(size=[d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
+        for i in m.graph.input
+    }
     q = quantize_model(m, _ranges(m, feeds), placement="tensorrt")
     onnx.checker.check_model(q, full_check=True)
     init = {t.name: t for t in q.graph.initializer}
@@ -114,8 +144,7 @@ def test_tensorrt_rules_read_from_the_initializers(build):
             axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
             (user,) = consumers[n.output[0]]
             attrs = {a.name: a.i for a in user.attribute}
-            want = {"Conv": 0, "MatMul": len(w.dims) - 1,
-                    "Gemm": 0 if attrs.get("transB", 0) else 1}[user.op_type]
+            want = {"Conv": 0, "MatMul": len(w.dims) - 1, "Gemm": 0 if attrs.get("transB", 0) else 1}[user.op_type]
             assert axis == want and numpy_helper.to_array(init[n.input[1]]).size == w.dims[want]
     # biases stay float (TensorRT rejects int32 DequantizeLinear inputs)
     assert not [t for t in q.graph.initializer if t.data_type == TensorProto.INT32]
@@ -195,8 +224,11 @@ def test_one_emitter_one_name_allocator_never_reuses_a_name():
     wnodes, wdq = emit.weight(numpy_helper.to_array(g.initializer[0]), 0, "w1")
     emit.flush()
     names = [n.name for n in g.node] + [n.name for n in nodes + nodes2 + wnodes]
-    tensors = ([t.name for t in g.initializer] + [o for n in list(g.node) + nodes + nodes2 + wnodes for o in n.output]
-               + [i.name for i in g.input])
+    tensors = (
+        [t.name for t in g.initializer]
+        + [o for n in list(g.node) + nodes + nodes2 + wnodes for o in n.output]
+        + [i.name for i in g.input]
+    )
     assert len(set(names)) == len(names) and len(set(tensors)) == len(tensors)
     assert "x_in0_scale" not in [i for n in nodes for i in n.input]  # the node's name was taken
     assert dq != dq2 and wdq not in (dq, dq2)

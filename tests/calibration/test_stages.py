@@ -1,6 +1,7 @@
 """The typed stages of `ssp calibrate` (calibration.stages / calibration.pipeline) on hand-made values: what each
 stage's value hands to the next and writes into the report, the accuracy plan's rules (group ratio, floor,
 keep_fp32, --exclude), and the report keys the CLI and report.md read."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,15 +18,28 @@ from ssp_edge.calibration.stats import TensorHistogram, TensorRange
 
 def _stats() -> Statistics:
     return Statistics(
-        method="entropy", percentile=99.99, data="refshapes:val", frames=4, available_frames=100, prompts_per_frame=2,
-        expressions=8, seed=0,
-        tensors={"image_encoder": {"a": TensorRange(2.0, -1.0, 3.0), "b": TensorRange(5.0, 0.0, 4.0)},
-                 "mask_decoder": {"c": TensorRange(1.0, -4.0, 0.5)}},
-        range_keys={"image_encoder": {"a": ["conv1.w:in0"], "b": ["conv1.w:out", "conv2.w:in0"]},
-                    "mask_decoder": {"c": ["gemm.w:in0"]}},
+        method="entropy",
+        percentile=99.99,
+        data="refshapes:val",
+        frames=4,
+        available_frames=100,
+        prompts_per_frame=2,
+        expressions=8,
+        seed=0,
+        tensors={
+            "image_encoder": {"a": TensorRange(2.0, -1.0, 3.0), "b": TensorRange(5.0, 0.0, 4.0)},
+            "mask_decoder": {"c": TensorRange(1.0, -4.0, 0.5)},
+        },
+        range_keys={
+            "image_encoder": {"a": ["conv1.w:in0"], "b": ["conv1.w:out", "conv2.w:in0"]},
+            "mask_decoder": {"c": ["gemm.w:in0"]},
+        },
         ort_method="minmax",
-        ort_tensors={"image_encoder": {"a": TensorRange(3.0, -1.0, 3.0), "b": TensorRange(4.0, 0.0, 4.0)},
-                     "mask_decoder": {"c": TensorRange(4.0, -4.0, 0.5)}})
+        ort_tensors={
+            "image_encoder": {"a": TensorRange(3.0, -1.0, 3.0), "b": TensorRange(4.0, 0.0, 4.0)},
+            "mask_decoder": {"c": TensorRange(4.0, -4.0, 0.5)},
+        },
+    )
 
 
 def test_statistics_hand_each_plan_its_ranges():
@@ -55,23 +69,37 @@ def test_tensor_range_clips_the_extremes_to_the_threshold():
 
 def _nodes() -> dict[str, list[QuantNode]]:
     enc = [QuantNode(f"c{i}", "Conv", f"w{i}", (0,), 1, 0) for i in range(4)]
-    dec = [QuantNode("g0", "Gemm", "gw0", (0,), 1, 0), QuantNode("mm0", "MatMul", "mm0", (0, 1), None, None),
-           QuantNode("mm1", "MatMul", "mm1", (0, 1), None, None)]
+    dec = [
+        QuantNode("g0", "Gemm", "gw0", (0,), 1, 0),
+        QuantNode("mm0", "MatMul", "mm0", (0, 1), None, None),
+        QuantNode("mm1", "MatMul", "mm1", (0, 1), None, None),
+    ]
     return {"image_encoder": enc, "mask_decoder": dec}
 
 
 def _sens() -> Sensitivity:
-    ns = {"image_encoder": [NodeSensitivity("image_encoder", "c2", "Conv", "w2", 0.3, 4e-3),
-                            NodeSensitivity("image_encoder", "c0", "Conv", "w0", 0.2, 1e-3),
-                            NodeSensitivity("image_encoder", "c1", "Conv", "w1", 0.1, None)],
-          "mask_decoder": [NodeSensitivity("mask_decoder", "mm0", "MatMul", "mm0", 0.5, 2e-3),
-                           NodeSensitivity("mask_decoder", "g0", "Gemm", "gw0", 0.1, 1e-3)]}
-    gs = {"image_encoder": [GroupSensitivity("image_encoder", "Conv", 4, ["w0", "w1", "w2", "w3"], 3e-4),
-                            GroupSensitivity("image_encoder", "all", 4, [], 3e-4)],
-          "mask_decoder": [GroupSensitivity("mask_decoder", "MatMul (activation x activation)", 2, ["mm0", "mm1"],
-                                            2e-2),
-                           GroupSensitivity("mask_decoder", "Gemm (weights)", 1, ["gw0"], 1e-3),
-                           GroupSensitivity("mask_decoder", "all", 3, [], 3e-2)]}
+    ns = {
+        "image_encoder": [
+            NodeSensitivity("image_encoder", "c2", "Conv", "w2", 0.3, 4e-3),
+            NodeSensitivity("image_encoder", "c0", "Conv", "w0", 0.2, 1e-3),
+            NodeSensitivity("image_encoder", "c1", "Conv", "w1", 0.1, None),
+        ],
+        "mask_decoder": [
+            NodeSensitivity("mask_decoder", "mm0", "MatMul", "mm0", 0.5, 2e-3),
+            NodeSensitivity("mask_decoder", "g0", "Gemm", "gw0", 0.1, 1e-3),
+        ],
+    }
+    gs = {
+        "image_encoder": [
+            GroupSensitivity("image_encoder", "Conv", 4, ["w0", "w1", "w2", "w3"], 3e-4),
+            GroupSensitivity("image_encoder", "all", 4, [], 3e-4),
+        ],
+        "mask_decoder": [
+            GroupSensitivity("mask_decoder", "MatMul (activation x activation)", 2, ["mm0", "mm1"], 2e-2),
+            GroupSensitivity("mask_decoder", "Gemm (weights)", 1, ["gw0"], 1e-3),
+            GroupSensitivity("mask_decoder", "all", 3, [], 3e-2),
+        ],
+    }
     return Sensitivity(ns, gs)
 
 
@@ -101,13 +129,42 @@ def test_exclude_patterns_replace_the_sensitivity_rules():
 
 def test_quant_plan_report_keys():
     ort = OrtPlan(["c0", "add", "c1"], ["c0", "c1"], {"c2": "ONNX Runtime speed (x)"})
-    plan = QuantPlan({"image_encoder": {"w3": "--exclude"}, "mask_decoder": {}}, [
-        GraphPlan("image_encoder", "portable", "tensorrt", "image_encoder.portable.int8.trtplan.onnx", 4,
-                  ["c0", "c1", "c2"], {"c3": "--exclude"}, qdq_nodes=9),
-        GraphPlan("image_encoder", "portable", "onnxruntime", "image_encoder.portable.int8.onnx", 4, ["c0", "c1"],
-                  dict(ort.kept_float), ort, qdq_nodes=5),
-        GraphPlan("image_encoder", "plugin", "tensorrt", "image_encoder.plugin.int8.onnx", 4, ["c0", "c1", "c2"],
-                  {"c3": "--exclude"}, qdq_nodes=9)])
+    plan = QuantPlan(
+        {"image_encoder": {"w3": "--exclude"}, "mask_decoder": {}},
+        [
+            GraphPlan(
+                "image_encoder",
+                "portable",
+                "tensorrt",
+                "image_encoder.portable.int8.trtplan.onnx",
+                4,
+                ["c0", "c1", "c2"],
+                {"c3": "--exclude"},
+                qdq_nodes=9,
+            ),
+            GraphPlan(
+                "image_encoder",
+                "portable",
+                "onnxruntime",
+                "image_encoder.portable.int8.onnx",
+                4,
+                ["c0", "c1"],
+                dict(ort.kept_float),
+                ort,
+                qdq_nodes=5,
+            ),
+            GraphPlan(
+                "image_encoder",
+                "plugin",
+                "tensorrt",
+                "image_encoder.plugin.int8.onnx",
+                4,
+                ["c0", "c1", "c2"],
+                {"c3": "--exclude"},
+                qdq_nodes=9,
+            ),
+        ],
+    )
     rep = plan.to_report()
     p = rep["int8_plan"]
     assert set(p) == {"image_encoder/portable", "image_encoder/portable/tensorrt", "image_encoder/plugin"}
@@ -124,8 +181,14 @@ def test_quant_plan_report_keys():
 def test_sensitivity_and_measurement_report_keys():
     rep = _sens().to_report()
     assert set(rep) == {"sensitivity", "group_sensitivity"}
-    assert rep["sensitivity"]["image_encoder"][0] == {"graph": "image_encoder", "node": "c2", "op_type": "Conv",
-                                                      "key": "w2", "local_rel_error": 0.3, "mask_prob_mae": 4e-3}
+    assert rep["sensitivity"]["image_encoder"][0] == {
+        "graph": "image_encoder",
+        "node": "c2",
+        "op_type": "Conv",
+        "key": "w2",
+        "local_rel_error": 0.3,
+        "mask_prob_mae": 4e-3,
+    }
     assert rep["group_sensitivity"]["mask_decoder"][0]["keys"] == ["mm0", "mm1"]
     assert Sensitivity().to_report() == {"sensitivity": {}, "group_sensitivity": {}}
     m = Measurement(None, {"frames": 1, "rows": []}, {"2": {"runs": 3}})

@@ -1,5 +1,6 @@
 """Calibration statistics against independent references: NumPy maxima and percentiles, and a plain
 per-candidate loop of TensorRT's KL-divergence threshold search."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,15 @@ def kl_threshold_loop(hist: np.ndarray, width: float, levels: int = 128, start: 
     return best_i * width
 
 
-@pytest.mark.parametrize("x", [RNG.normal(size=60000), np.maximum(RNG.normal(size=60000), 0),
-                               RNG.standard_t(3, size=60000), RNG.laplace(size=60000)])
+@pytest.mark.parametrize(
+    "x",
+    [
+        RNG.normal(size=60000),
+        np.maximum(RNG.normal(size=60000), 0),
+        RNG.standard_t(3, size=60000),
+        RNG.laplace(size=60000),
+    ],
+)
 def test_entropy_threshold_equals_the_loop(x):
     h = TensorHistogram()
     h.update(x.astype(np.float32))
@@ -75,11 +83,17 @@ def test_non_finite_values_are_ignored():
 
 def test_collector_amax_equals_numpy_on_every_tensor():
     w = RNG.normal(size=(6, 4)).astype(np.float32)
-    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
-                           helper.make_node("Sigmoid", ["r"], ["y"])], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 6])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
-                          [numpy_helper.from_array(w, "w")])
+    g = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"]),
+            helper.make_node("Relu", ["h"], ["r"]),
+            helper.make_node("Sigmoid", ["r"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        [numpy_helper.from_array(w, "w")],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
     col = RangeCollector(m, ["x", "h", "r", "y"])
     xs = [RNG.normal(size=(n, 6)).astype(np.float32) * (i + 1) for i, n in enumerate((3, 7, 2))]

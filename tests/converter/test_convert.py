@@ -1,5 +1,6 @@
 """`ssp convert export | check | build | info` end to end on the shipped checkpoint (one export per
 session), plus the TensorRT build planning that needs no GPU."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -9,9 +10,9 @@ from pathlib import Path
 
 import onnx
 import pytest
+from helpers import assert_ok, assert_one_line_error, run_ssp
 
 from ssp_edge.converter.schemas import register_schemas
-from helpers import assert_ok, assert_one_line_error, run_ssp
 from ssp_edge.sdk.bundle import Bundle, sha256_file
 
 # ssp_lite by construction: one aggregation in the image encoder; one propagation and four RUS steps
@@ -80,8 +81,9 @@ def test_check_passes_for_every_graph_and_flavour(lite_bundle):
     rep = json.loads(r.stdout.strip().splitlines()[-1])
     assert rep["ok"] is True
     rows = {(x["graph"], x["flavour"]): x for x in rep["results"]}
-    assert set(rows) == {(g, f) for g in ("text_encoder", "image_encoder", "mask_decoder", "end_to_end")
-                         for f in ("plugin", "portable")}
+    assert set(rows) == {
+        (g, f) for g in ("text_encoder", "image_encoder", "mask_decoder", "end_to_end") for f in ("plugin", "portable")
+    }
     for key in (("mask_decoder", "plugin"), ("mask_decoder", "portable")):
         assert rows[key]["max_abs_diff"] <= 1e-3 and rows[key]["mask_agreement"] >= 0.999
 
@@ -119,8 +121,20 @@ def test_export_refuses_a_non_empty_folder(tmp_path):
 
 
 def test_export_refuses_a_checkpoint_of_another_config(tmp_path):
-    assert_one_line_error(run_ssp("convert", "export", "--checkpoint", "ssp_lite_refshapes", "--config", "ssp_paper",
-                                  "--out", str(tmp_path / "b")), "ssp_lite", "ssp_paper")
+    assert_one_line_error(
+        run_ssp(
+            "convert",
+            "export",
+            "--checkpoint",
+            "ssp_lite_refshapes",
+            "--config",
+            "ssp_paper",
+            "--out",
+            str(tmp_path / "b"),
+        ),
+        "ssp_lite",
+        "ssp_paper",
+    )
     assert not (tmp_path / "b").exists()
 
 
@@ -165,19 +179,32 @@ def test_build_fp32_engines_for_real(lite_bundle):  # pragma: no cover - needs a
 def test_build_with_a_missing_plugin_library_is_one_line(tmp_path):
     from ssp_edge.sdk.bundle import Manifest
 
-    b = Bundle.create(tmp_path / "b", Manifest(config={}, input_size=320, mean=[0.5] * 3, std=[0.5] * 3,
-                                                max_tokens=20, thresholds={}, source={}, dynamic_axes={}))
+    b = Bundle.create(
+        tmp_path / "b",
+        Manifest(
+            config={},
+            input_size=320,
+            mean=[0.5] * 3,
+            std=[0.5] * 3,
+            max_tokens=20,
+            thresholds={},
+            source={},
+            dynamic_axes={},
+        ),
+    )
     b.save()
-    assert_one_line_error(run_ssp("convert", "build", str(b.root), "--plugins", str(tmp_path / "libnope.so")),
-                          "libnope.so", "cmake")
+    assert_one_line_error(
+        run_ssp("convert", "build", str(b.root), "--plugins", str(tmp_path / "libnope.so")), "libnope.so", "cmake"
+    )
 
 
 @pytest.mark.slow
 def test_ssp_paper_random_init_exports_and_checks(tmp_path):
     """ssp_paper (Swin-B + BERT-base, 480x480, random init, batch 1): plugin flavour export + parity."""
     out = tmp_path / "paper"
-    assert_ok(run_ssp("convert", "export", "--config", "ssp_paper", "--flavour", "plugin", "--out", str(out),
-                      timeout=1200))
+    assert_ok(
+        run_ssp("convert", "export", "--config", "ssp_paper", "--flavour", "plugin", "--out", str(out), timeout=1200)
+    )
     assert Bundle.open(out).graph("mask_decoder", "plugin").custom_ops == EXPECTED_PLUGIN_NODES["mask_decoder"]
     r = assert_ok(run_ssp("convert", "check", str(out), "--samples", "1", "--json", timeout=900))
     rep = json.loads(r.stdout.strip().splitlines()[-1])

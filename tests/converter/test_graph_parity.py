@@ -1,19 +1,20 @@
 """The exported graphs' I/O after the per-frame / per-prompt cut (ARCHITECTURE.md §6, §8) and their parity with
 the PyTorch graph modules on several frames in one decoder batch, both flavours: the shipped (v1) checkpoint and a
 randomly initialised v2 ssp_lite (cell 8, grouped RUS, coordinates; one export each per session)."""
+
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import assert_ok, run_ssp
 
 from ssp_edge.converter.ort_ops import make_session
 from ssp_edge.sdk.bundle import Bundle
 from ssp_edge.sdk.preprocess import letterbox, normalize, pad_value
-from ssp_edge.ssp.data.refshapes import RefShapes
-from helpers import assert_ok, run_ssp
 from ssp_edge.ssp.config import config_from_json
+from ssp_edge.ssp.data.refshapes import RefShapes
 from ssp_edge.ssp.models.graphs import graph_io, graph_modules, run_graph
 from ssp_edge.ssp.models.text import Tokenizer
 
@@ -78,8 +79,9 @@ def test_no_expand_and_no_depth_to_space(bundle, flavour):
 
 def _frames(n: int, size: int, mean, std) -> np.ndarray:
     data = RefShapes("test", size=size)
-    ims = [normalize(letterbox(data.scene_samples(i, 1)[0].image, size, pad_value(mean))[0], mean, std)
-           for i in range(n)]
+    ims = [
+        normalize(letterbox(data.scene_samples(i, 1)[0].image, size, pad_value(mean))[0], mean, std) for i in range(n)
+    ]
     return np.stack(ims).astype(np.float32)
 
 
@@ -96,7 +98,8 @@ def test_multi_frame_decoder_batch_matches_pytorch_and_per_frame_runs(bundle, fl
     text = make_session(b.path(b.graph("text_encoder", flavour).file))
     image = _frames(3, man.input_size, man.mean, man.std)
     tok = Tokenizer(man.max_tokens, b.path(man.tokenizer))(
-        ["the red circle", "the blue square", "the green shape", "the leftmost shape", "the big triangle"])
+        ["the red circle", "the blue square", "the green shape", "the leftmost shape", "the big triangle"]
+    )
     ids, am = tok.input_ids.numpy(), tok.attention_mask.numpy()
     frame_index = np.array([2, 0, 1, 0, 2], np.int64)
     words, sent = text.run(["words", "sentence"], {"input_ids": ids, "attention_mask": am})
@@ -110,8 +113,13 @@ def test_multi_frame_decoder_batch_matches_pytorch_and_per_frame_runs(bundle, fl
     np.testing.assert_allclose(target, ref["target_logit"].numpy(), atol=1e-3, rtol=0)
     for f in range(3):  # the same prompts decoded with their frame alone (F = 1, frame_index zeros)
         sel = np.flatnonzero(frame_index == f)
-        one = {**{k: v[f : f + 1] for k, v in feats.items()}, "words": words[sel], "attention_mask": am[sel],
-               "sentence": sent[sel], "frame_index": np.zeros(len(sel), np.int64)}
+        one = {
+            **{k: v[f : f + 1] for k, v in feats.items()},
+            "words": words[sel],
+            "attention_mask": am[sel],
+            "sentence": sent[sel],
+            "frame_index": np.zeros(len(sel), np.int64),
+        }
         m1, t1 = dec.run(["mask_logits", "target_logit"], one)
         np.testing.assert_allclose(m1, mask[sel], atol=1e-4, rtol=0)
         np.testing.assert_allclose(t1, target[sel], atol=1e-4, rtol=0)

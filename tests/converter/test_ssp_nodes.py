@@ -1,6 +1,7 @@
 """The ``ssp::`` ONNX nodes: OpSchemas (checker, shape inference) and their ONNX Runtime reference
 implementations, against the PyTorch reference ops, parametrized over backends (NumPy functions,
 single-node ONNX graphs on ONNX Runtime) like mmdeploy's op tests."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,15 @@ from ssp_edge.ssp.models import ops as ref
 
 BACKENDS = ("numpy", "onnxruntime")
 # (batch, channels, grid h, grid w, cell): edge cells, odd grids, batch > 1, several channel counts
-CASES = [(1, 1, 1, 1, 4), (2, 3, 3, 5, 4), (1, 7, 4, 3, 2), (3, 16, 5, 5, 4), (2, 5, 2, 7, 3),
-         (1, 2, 1, 1, 8), (2, 32, 4, 3, 8)]  # cell 8: model v2's superpixel grid
+CASES = [
+    (1, 1, 1, 1, 4),
+    (2, 3, 3, 5, 4),
+    (1, 7, 4, 3, 2),
+    (3, 16, 5, 5, 4),
+    (2, 5, 2, 7, 3),
+    (1, 2, 1, 1, 8),
+    (2, 32, 4, 3, 8),
+]  # cell 8: model v2's superpixel grid
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -34,11 +42,14 @@ def _run_node(op: str, inputs: list[np.ndarray], out_shape: list[int] | None, **
     names = [f"in{i}" for i in range(len(inputs))]
     node = helper.make_node(op, names, ["out"], domain=DOMAIN, plugin_namespace="ssp", plugin_version="1", **attrs)
     graph = helper.make_graph(
-        [node], op, [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["b"] + list(x.shape[1:]))
-                     for n, x in zip(names, inputs)],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None] * 4)])
-    model = helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 18),
-                                                                   helper.make_opsetid(DOMAIN, 1)])
+        [node],
+        op,
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["b"] + list(x.shape[1:])) for n, x in zip(names, inputs)],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None] * 4)],
+    )
+    model = helper.make_model(
+        graph, ir_version=10, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(DOMAIN, 1)]
+    )
     onnx.checker.check_model(model, full_check=True)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     dims = [d.dim_param or d.dim_value for d in inferred.graph.output[0].type.tensor_type.shape.dim]
@@ -101,9 +112,15 @@ def test_replication_upsample(backend, scale, shape):
 def test_checker_rejects_node_without_required_attribute():
     register_schemas()
     node = helper.make_node("SuperpixelPropagate", ["z", "q"], ["y"], domain=DOMAIN)  # no cell
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 2, 3, 3]),
-                                            helper.make_tensor_value_info("q", TensorProto.FLOAT, [1, 9, 12, 12])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * 4)])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 2, 3, 3]),
+            helper.make_tensor_value_info("q", TensorProto.FLOAT, [1, 9, 12, 12]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * 4)],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(DOMAIN, 1)])
     with pytest.raises(onnx.checker.ValidationError, match="cell"):
         onnx.checker.check_model(model, full_check=True)
@@ -114,7 +131,10 @@ def test_plugin_scope_routes_model_ops_to_custom_ops():
     from ssp_edge.converter.torch_ops import plugin_ops
 
     rng = _rng(4)
-    x, q = torch.from_numpy(rng.standard_normal((1, 4, 8, 8)).astype(np.float32)), torch.from_numpy(_assoc(1, 8, 8, rng))
+    x, q = (
+        torch.from_numpy(rng.standard_normal((1, 4, 8, 8)).astype(np.float32)),
+        torch.from_numpy(_assoc(1, 8, 8, rng)),
+    )
     with plugin_ops():
         out = ref.superpixel_aggregate(x, q, 4)
         assert ref._OVERRIDES.get("superpixel_aggregate") is torch.ops.ssp.superpixel_aggregate

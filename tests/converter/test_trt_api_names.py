@@ -9,6 +9,7 @@ after ``import_tensorrt()`` made sure it imports) rather than passing it around 
 For names only one major has, guard them with ``hasattr(trt.BuilderFlag, "FP16")`` (mypy
 narrows on it) or list the error below.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -103,11 +104,13 @@ def test_check_accepts_correct_usage(major, tmp_path):
 
 def test_check_catches_wrong_names(major, tmp_path):
     errors = "\n".join(_check(major, [_write(tmp_path, "bad_usage.py", BAD)]))
-    for expected in ('"set_memroy_pool_limit"',  # misspelled method
-                     '"VERSION_COMPATIBEL"',  # misspelled enum member
-                     'argument "logger" in call to "OnnxParser"',  # missing constructor argument
-                     '"num_io_tensor"',  # misspelled property
-                     '"OnnxParsr"'):  # misspelled class
+    for expected in (
+        '"set_memroy_pool_limit"',  # misspelled method
+        '"VERSION_COMPATIBEL"',  # misspelled enum member
+        'argument "logger" in call to "OnnxParser"',  # missing constructor argument
+        '"num_io_tensor"',  # misspelled property
+        '"OnnxParsr"',
+    ):  # misspelled class
         assert expected in errors, f"no error about {expected}; got:\n{errors}"
     assert len(errors.splitlines()) == 5, errors
 
@@ -129,8 +132,11 @@ def test_tensorrt_uses_are_checked(major):
     except RuntimeError as exc:
         pytest.skip(str(exc))
     # entries read "path:line in function: trt.Name"
-    unchecked = [u for u in unchecked if f"{u.split(':', 1)[0]}:{u.split(' in ', 1)[1].split(':', 1)[0]}" not in DYNAMIC_OK]
+    unchecked = [
+        u for u in unchecked if f"{u.split(':', 1)[0]}:{u.split(' in ', 1)[1].split(':', 1)[0]}" not in DYNAMIC_OK
+    ]
     assert unchecked == [], (
         "mypy sees `trt` as Any at these uses, so their names are not checked; use a typed module there "
         "(`import tensorrt as trt` in the function instead of a `trt: Any` parameter), or list "
-        "'path:function' in DYNAMIC_OK:\n" + "\n".join(unchecked))
+        "'path:function' in DYNAMIC_OK:\n" + "\n".join(unchecked)
+    )

@@ -4,6 +4,7 @@ double whose enums carry the real bindings' member names, tests/plugins/trt_doub
 release/11.1 in the local mirror, or the recorded list below), all-or-nothing builds (an interrupted build leaves a
 bundle that opens as it was), the timing-cache refresh, engine import (plan header as trtexec reads it), and the
 TensorRT-plan INT8 graphs of the portable flavour."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -32,22 +33,47 @@ MIRROR = Path("/work/.mirror/NVIDIA+TensorRT/repo")
 # the flags trt_build can print, each as found in trtexec's sampleOptions.cpp (BuildOptions / ModelOptions /
 # SystemOptions / InferenceOptions parse functions) of the release: derived from the mirror, recorded here for
 # machines without it (test_recorded_trtexec_flags_match_the_sources re-derives them)
-EMITTED = {"--onnx", "--saveEngine", "--memPoolSize", "--timingCacheFile", "--skipInference", "--minShapes",
-           "--optShapes", "--maxShapes", "--stronglyTyped", "--fp16", "--noTF32", "--dynamicPlugins",
-           "--setPluginsToSerialize", "--versionCompatible", "--int8"}
+EMITTED = {
+    "--onnx",
+    "--saveEngine",
+    "--memPoolSize",
+    "--timingCacheFile",
+    "--skipInference",
+    "--minShapes",
+    "--optShapes",
+    "--maxShapes",
+    "--stronglyTyped",
+    "--fp16",
+    "--noTF32",
+    "--dynamicPlugins",
+    "--setPluginsToSerialize",
+    "--versionCompatible",
+    "--int8",
+}
 RECORDED_TRTEXEC = {
     "10.3": EMITTED,
     "11.1": EMITTED - {"--fp16", "--int8"},  # strongly typed only: trtexec 11 has no precision flags
 }
-_PARSERS = ("BaseModelOptions", "ModelOptions", "BuildOptions", "SystemOptions", "InferenceOptions",
-            "ReportingOptions", "AllOptions")  # not SafeBuilderOptions / TaskInferenceOptions (other tools)
+_PARSERS = (
+    "BaseModelOptions",
+    "ModelOptions",
+    "BuildOptions",
+    "SystemOptions",
+    "InferenceOptions",
+    "ReportingOptions",
+    "AllOptions",
+)  # not SafeBuilderOptions / TaskInferenceOptions (other tools)
 
 
 def trtexec_flags_from_source(release: str) -> set[str] | None:
     try:
-        src = subprocess.run(["git", f"--git-dir={MIRROR}", "show",
-                              f"release/{release}:samples/common/sampleOptions.cpp"],
-                             capture_output=True, text=True, timeout=60, check=True).stdout
+        src = subprocess.run(
+            ["git", f"--git-dir={MIRROR}", "show", f"release/{release}:samples/common/sampleOptions.cpp"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     flags: set[str] = set()
@@ -64,20 +90,31 @@ def trtexec_flags(release: str) -> set[str]:
 
 # ---------------------------------------------------------------------------------------------------- a small bundle
 AXES = {"frames": [1, 1, 4], "expressions": [1, 2, 8]}
-IO = {"text_encoder": ([("input_ids", ["expressions", 20], "int64")], [("words", ["expressions", 20, 8], "float32")]),
-      "image_encoder": ([("image", ["frames", 3, 32, 32], "float32")], [("f4", ["frames", 8, 8, 8], "float32")]),
-      "mask_decoder": ([("f4", [1, 8, 8, 8], "float32"), ("words", ["expressions", 20, 8], "float32")],
-                       [("mask_logits", ["expressions", 1, 32, 32], "float32")])}
+IO = {
+    "text_encoder": ([("input_ids", ["expressions", 20], "int64")], [("words", ["expressions", 20, 8], "float32")]),
+    "image_encoder": ([("image", ["frames", 3, 32, 32], "float32")], [("f4", ["frames", 8, 8, 8], "float32")]),
+    "mask_decoder": (
+        [("f4", [1, 8, 8, 8], "float32"), ("words", ["expressions", 20, 8], "float32")],
+        [("mask_logits", ["expressions", 1, 32, 32], "float32")],
+    ),
+}
 
 
 def _onnx(path: Path, qdq: bool) -> None:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
-    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
-             numpy_helper.from_array(np.array(0, np.int8), "z")]
-    nodes = ([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]), helper.make_node("DequantizeLinear",
-                                                                                            ["q", "s", "z"], ["y"])]
-             if qdq else [helper.make_node("Identity", ["x"], ["y"])])
+    inits = [
+        numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+        numpy_helper.from_array(np.array(0, np.int8), "z"),
+    ]
+    nodes = (
+        [
+            helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]),
+        ]
+        if qdq
+        else [helper.make_node("Identity", ["x"], ["y"])]
+    )
     onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits)), str(path))
 
 
@@ -85,8 +122,19 @@ def make_bundle(root: Path, fp16: bool = False, int8: str | None = "both", empty
     """Graphs of both flavours; ``int8``: None, "onnxruntime" (portable ORT plan only: an older calibration),
     "both" (plus the TensorRT-plan portable graphs); ``empty_trt_plan``: the image encoder's TensorRT plan has no
     Q/DQ node."""
-    b = Bundle.create(root, Manifest(config={}, input_size=32, mean=[0.5] * 3, std=[0.5] * 3, max_tokens=20,
-                                     thresholds={}, source={}, dynamic_axes=AXES))
+    b = Bundle.create(
+        root,
+        Manifest(
+            config={},
+            input_size=32,
+            mean=[0.5] * 3,
+            std=[0.5] * 3,
+            max_tokens=20,
+            thresholds={},
+            source={},
+            dynamic_axes=AXES,
+        ),
+    )
     (root / "tokenizer.json").write_text("{}")  # a bundle with a text encoder must list its tokenizer
     b.add_file("tokenizer.json")
 
@@ -94,8 +142,18 @@ def make_bundle(root: Path, fp16: bool = False, int8: str | None = "both", empty
         if not (root / file).exists():
             _onnx(root / file, qdq)
         ins, outs = IO[g]
-        b.add_graph(GraphEntry(g, fl, p, file, [TensorSpec(*t) for t in ins], [TensorSpec(*t) for t in outs],
-                               {"ssp::SuperpixelAggregate": 1} if custom else {}, plan))
+        b.add_graph(
+            GraphEntry(
+                g,
+                fl,
+                p,
+                file,
+                [TensorSpec(*t) for t in ins],
+                [TensorSpec(*t) for t in outs],
+                {"ssp::SuperpixelAggregate": 1} if custom else {},
+                plan,
+            )
+        )
 
     for fl in ("portable", "plugin"):
         add("text_encoder", fl, "fp32", "text_encoder.onnx")
@@ -104,11 +162,24 @@ def make_bundle(root: Path, fp16: bool = False, int8: str | None = "both", empty
             if fp16:
                 add(g, fl, "fp16", f"{g}.{fl}.fp16.onnx", custom=fl == "plugin")
             if int8:
-                add(g, fl, "int8", f"{g}.{fl}.int8.onnx", True, "tensorrt" if fl == "plugin" else "onnxruntime",
-                    custom=fl == "plugin")
+                add(
+                    g,
+                    fl,
+                    "int8",
+                    f"{g}.{fl}.int8.onnx",
+                    True,
+                    "tensorrt" if fl == "plugin" else "onnxruntime",
+                    custom=fl == "plugin",
+                )
             if int8 == "both" and fl == "portable":
-                add(g, fl, "int8", f"{g}.portable.int8.trtplan.onnx", not (empty_trt_plan and g == "image_encoder"),
-                    "tensorrt")
+                add(
+                    g,
+                    fl,
+                    "int8",
+                    f"{g}.portable.int8.trtplan.onnx",
+                    not (empty_trt_plan and g == "image_encoder"),
+                    "tensorrt",
+                )
         if fp16:
             add("text_encoder", fl, "fp16", "text_encoder.fp16.onnx")
     b.save()
@@ -141,20 +212,41 @@ def _strong(trt) -> int:
 
 # (major, precision, fp16 graphs in the bundle) -> per graph: (strongly typed, builder flags set, TF32 cleared)
 CASES = {
-    (10, "fp32", False): {"text_encoder": (False, [], True), "image_encoder": (False, [], True),
-                          "mask_decoder": (False, [], True)},
-    (10, "fp16", False): {"text_encoder": (False, [], True), "image_encoder": (False, ["FP16"], False),
-                          "mask_decoder": (False, ["FP16"], False)},
-    (10, "fp16", True): {"text_encoder": (True, [], False), "image_encoder": (True, [], False),
-                         "mask_decoder": (True, [], False)},
-    (10, "int8", False): {"text_encoder": (False, [], True), "image_encoder": (True, [], False),
-                          "mask_decoder": (True, [], False)},
-    (11, "fp32", False): {"text_encoder": (True, [], True), "image_encoder": (True, [], True),
-                          "mask_decoder": (True, [], True)},
-    (11, "fp16", True): {"text_encoder": (True, [], False), "image_encoder": (True, [], False),
-                         "mask_decoder": (True, [], False)},
-    (11, "int8", False): {"text_encoder": (True, [], True), "image_encoder": (True, [], False),
-                          "mask_decoder": (True, [], False)},
+    (10, "fp32", False): {
+        "text_encoder": (False, [], True),
+        "image_encoder": (False, [], True),
+        "mask_decoder": (False, [], True),
+    },
+    (10, "fp16", False): {
+        "text_encoder": (False, [], True),
+        "image_encoder": (False, ["FP16"], False),
+        "mask_decoder": (False, ["FP16"], False),
+    },
+    (10, "fp16", True): {
+        "text_encoder": (True, [], False),
+        "image_encoder": (True, [], False),
+        "mask_decoder": (True, [], False),
+    },
+    (10, "int8", False): {
+        "text_encoder": (False, [], True),
+        "image_encoder": (True, [], False),
+        "mask_decoder": (True, [], False),
+    },
+    (11, "fp32", False): {
+        "text_encoder": (True, [], True),
+        "image_encoder": (True, [], True),
+        "mask_decoder": (True, [], True),
+    },
+    (11, "fp16", True): {
+        "text_encoder": (True, [], False),
+        "image_encoder": (True, [], False),
+        "mask_decoder": (True, [], False),
+    },
+    (11, "int8", False): {
+        "text_encoder": (True, [], True),
+        "image_encoder": (True, [], False),
+        "mask_decoder": (True, [], False),
+    },
 }
 SOURCES = {"fp32": "{g}.{fl}.onnx", "fp16": "{g}.{fl}.fp16.onnx", "int8": "{g}.portable.int8.trtplan.onnx"}
 
@@ -168,9 +260,11 @@ def test_builder_choices_per_major_and_precision(tmp_path, monkeypatch, major, p
     built = build_engines(b.root, precision, "portable")
     seen = _per_graph(doubles.LOG)
     for g, (strong, flags, strict) in CASES[(major, precision, fp16)].items():
-        src = ("text_encoder.fp16.onnx" if fp16 and precision == "fp16" else "text_encoder.onnx") \
-            if g == "text_encoder" else SOURCES[precision if precision != "fp16" or fp16 else "fp32"].format(
-                g=g, fl="portable")
+        src = (
+            ("text_encoder.fp16.onnx" if fp16 and precision == "fp16" else "text_encoder.onnx")
+            if g == "text_encoder"
+            else SOURCES[precision if precision != "fp16" or fp16 else "fp32"].format(g=g, fl="portable")
+        )
         assert src in seen, (g, sorted(seen))
         got = seen[src]
         assert got["network"] == (_strong(trt) if strong else 0), (g, got)
@@ -242,9 +336,16 @@ def test_recorded_trtexec_flags_match_the_sources():
 
 
 @pytest.mark.parametrize("strongly,release", [(False, "10.3"), (True, "11.1")])
-@pytest.mark.parametrize("precision,fp16,flavour", [("fp32", False, "portable"), ("fp16", False, "portable"),
-                                                    ("fp16", True, "plugin"), ("int8", False, "portable"),
-                                                    ("int8", False, "plugin")])
+@pytest.mark.parametrize(
+    "precision,fp16,flavour",
+    [
+        ("fp32", False, "portable"),
+        ("fp16", False, "portable"),
+        ("fp16", True, "plugin"),
+        ("int8", False, "portable"),
+        ("int8", False, "plugin"),
+    ],
+)
 def test_printed_trtexec_lines(tmp_path, strongly, release, precision, fp16, flavour):
     from ssp_edge.converter.trt_build import BuildError, planned_commands
 
@@ -394,8 +495,19 @@ def test_import_from_the_command_line(tmp_path):
     b = make_bundle(tmp_path / "b")
     eng = tmp_path / "t.engine"
     eng.write_bytes(doubles.plan("11.1.0.7"))
-    r = run_ssp("convert", "build", str(b.root), "--import", str(eng), "--graph", "text_encoder", "--precision",
-                "fp32", "--compute-capability", "9.0")
+    r = run_ssp(
+        "convert",
+        "build",
+        str(b.root),
+        "--import",
+        str(eng),
+        "--graph",
+        "text_encoder",
+        "--precision",
+        "fp32",
+        "--compute-capability",
+        "9.0",
+    )
     assert r.returncode == 0, r.stderr
     assert "TensorRT 11.1.0.7, sm_90" in r.stdout
     man = json.loads((b.root / "manifest.json").read_text())
@@ -406,11 +518,31 @@ def test_info_says_which_plan_each_int8_graph_carries(tmp_path):
     from ssp_edge.converter.info import _plan, format_info
 
     b = make_bundle(tmp_path / "b")
-    graphs = [{"name": g.name, "flavour": g.flavour, "precision": g.precision, "file": g.file, "mbytes": 0.0,
-               "custom_ops": g.custom_ops, "qdq_plan": _plan(g)} for g in b.manifest.graphs]
+    graphs = [
+        {
+            "name": g.name,
+            "flavour": g.flavour,
+            "precision": g.precision,
+            "file": g.file,
+            "mbytes": 0.0,
+            "custom_ops": g.custom_ops,
+            "qdq_plan": _plan(g),
+        }
+        for g in b.manifest.graphs
+    ]
     cost = {"parameters": 1, "flops": 1, "graphs": {}, "parts": {}}
-    text = format_info({"bundle": "b", "config": "c", "input_size": 32, "max_tokens": 20, "source": {},
-                        "graphs": graphs, "engines": [], "cost": cost})
+    text = format_info(
+        {
+            "bundle": "b",
+            "config": "c",
+            "input_size": 32,
+            "max_tokens": 20,
+            "source": {},
+            "graphs": graphs,
+            "engines": [],
+            "cost": cost,
+        }
+    )
     rows = [ln for ln in text.splitlines() if " int8 " in ln]
     assert len(rows) == 6
     assert sum("Q/DQ plan: TensorRT" in r for r in rows) == 4 and sum("ONNX Runtime CPU" in r for r in rows) == 2

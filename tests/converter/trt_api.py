@@ -21,6 +21,7 @@ members, classes, methods, wrong keyword/argument counts. ``unchecked_uses`` fin
 Nothing here ever calls into TensorRT: the placeholders return null pointers, so the
 imported module is only good for introspection.
 """
+
 from __future__ import annotations
 
 import ast
@@ -79,8 +80,9 @@ _SYSTEM_VERSIONS = ("GLIBC", "GLIBCXX", "CXXABI", "GCC")
 _NV_LIB = re.compile(r"lib(nv[A-Za-z0-9_]*)\.so\.(\d+)")
 
 
-def _run(cmd: list[str], what: str, *, env: dict[str, str] | None = None, cwd: Path | None = None,
-         timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def _run(
+    cmd: list[str], what: str, *, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     try:
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -145,9 +147,23 @@ def _build(major: int, work: Path) -> None:
     wheel_dir = work / f"wheel-cp{sys.version_info[0]}{sys.version_info[1]}"
     wheels = sorted(wheel_dir.glob("*.whl")) if wheel_dir.is_dir() else []
     if not wheels:
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-              "--disable-pip-version-check", "--no-input", "-d", str(wheel_dir), f"{dist}=={version}"],
-             f"pip download {dist}=={version}", timeout=300)
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-d",
+                str(wheel_dir),
+                f"{dist}=={version}",
+            ],
+            f"pip download {dist}=={version}",
+            timeout=300,
+        )
         wheels = sorted(wheel_dir.glob("*.whl"))
         if not wheels:
             raise RuntimeError(f"pip download {dist}=={version} produced no wheel")
@@ -161,7 +177,9 @@ def _build(major: int, work: Path) -> None:
             zf.extractall(unpacked)
     except zipfile.BadZipFile as exc:
         raise RuntimeError(f"{wheels[-1].name} is not a valid wheel: {exc}") from exc
-    top = next((unpacked / n for n in ("tensorrt_bindings", "tensorrt") if (unpacked / n / "__init__.py").is_file()), None)
+    top = next(
+        (unpacked / n for n in ("tensorrt_bindings", "tensorrt") if (unpacked / n / "__init__.py").is_file()), None
+    )
     if top is None:
         raise RuntimeError(f"{wheels[-1].name} holds no tensorrt_bindings/ or tensorrt/ package")
     pkg = work / "pkg"
@@ -175,7 +193,9 @@ def _build(major: int, work: Path) -> None:
     needed_libs, symbols, symbol_versions = _scan_extension(exts[0], major)
     libs = work / "libs"
     env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = os.pathsep.join([str(libs)] + [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p])
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        [str(libs)] + [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+    )
     env["PYTHONPATH"] = str(pkg)
     env.pop("PYTHONHOME", None)
     probe = [sys.executable, "-c", "import tensorrt, sys; sys.stdout.write(tensorrt.__version__)"]
@@ -189,7 +209,11 @@ def _build(major: int, work: Path) -> None:
         missing_lib = re.search(r"(lib[A-Za-z0-9_]+\.so\.\d+): cannot open shared object file", err)
         if missing_sym and missing_sym.group(1) not in symbols:
             symbols[missing_sym.group(1)] = "nvinfer"
-        elif missing_lib and _NV_LIB.fullmatch(missing_lib.group(1)) and _NV_LIB.fullmatch(missing_lib.group(1)).group(1) not in needed_libs:
+        elif (
+            missing_lib
+            and _NV_LIB.fullmatch(missing_lib.group(1))
+            and _NV_LIB.fullmatch(missing_lib.group(1)).group(1) not in needed_libs
+        ):
             needed_libs.append(_NV_LIB.fullmatch(missing_lib.group(1)).group(1))
         else:
             tail = "\n".join(err.strip().splitlines()[-10:])
@@ -198,7 +222,11 @@ def _build(major: int, work: Path) -> None:
         raise RuntimeError(f"importing the TensorRT {major} bindings still fails after adding 20 placeholders")
     imported = proc.stdout.strip()
     (work / "placeholders.txt").write_text(
-        "".join(f"lib{lib}.so.{major}: {' '.join(sorted(s for s, l in symbols.items() if l == lib))}\n" for lib in needed_libs))
+        "".join(
+            f"lib{lib}.so.{major}: {' '.join(sorted(s for s, owner in symbols.items() if owner == lib))}\n"
+            for lib in needed_libs
+        )
+    )
 
     # 4. stubs, written to a temporary folder and moved in place once they check out. First with
     # the C++ types pybind11 could not name printed as-is (repaired to the stub's classes), and if
@@ -208,9 +236,22 @@ def _build(major: int, work: Path) -> None:
     for as_is in (True, False):
         if tmp.exists():
             shutil.rmtree(tmp)
-        _run([sys.executable, "-m", "pybind11_stubgen", "--ignore-all-errors", "-o", str(tmp), "tensorrt",
-              *(["--print-invalid-expressions-as-is"] if as_is else [])],
-             f"pybind11-stubgen on TensorRT {imported}", env=env, cwd=work, timeout=300)
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pybind11_stubgen",
+                "--ignore-all-errors",
+                "-o",
+                str(tmp),
+                "tensorrt",
+                *(["--print-invalid-expressions-as-is"] if as_is else []),
+            ],
+            f"pybind11-stubgen on TensorRT {imported}",
+            env=env,
+            cwd=work,
+            timeout=300,
+        )
         pyis = sorted((tmp / "tensorrt").rglob("*.pyi"))
         if not pyis:
             raise RuntimeError(f"pybind11-stubgen wrote no stubs for TensorRT {imported}")
@@ -219,7 +260,9 @@ def _build(major: int, work: Path) -> None:
             for pyi, text in texts.items():
                 ast.parse(text, filename=str(pyi))
         except SyntaxError as exc:
-            problem = f"stub {exc.filename} line {exc.lineno} for TensorRT {imported} does not parse after repair: {exc.msg}"
+            problem = (
+                f"stub {exc.filename} line {exc.lineno} for TensorRT {imported} does not parse after repair: {exc.msg}"
+            )
             continue
         for pyi, text in texts.items():
             pyi.write_text(text)
@@ -245,7 +288,9 @@ def _scan_extension(ext: Path, major: int) -> tuple[list[str], dict[str, str], d
     symbol_versions: dict[str, str] = {}
     versions: dict[str, set[str]] = {}  # library -> version nodes the extension needs from it
     if shutil.which("readelf"):
-        out = subprocess.run(["readelf", "-d", "-V", "--wide", str(ext)], check=False, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["readelf", "-d", "-V", "--wide", str(ext)], check=False, capture_output=True, text=True
+        ).stdout
         for m in re.finditer(r"\(NEEDED\)\s+Shared library: \[(lib[^\]]+)\]", out):
             nv = _NV_LIB.fullmatch(m.group(1))
             if nv and int(nv.group(2)) == major and nv.group(1) not in needed:
@@ -262,8 +307,12 @@ def _scan_extension(ext: Path, major: int) -> tuple[list[str], dict[str, str], d
             if nm and current:
                 versions.setdefault(current, set()).add(nm.group(1))
     if shutil.which("nm"):
-        out = subprocess.run(["nm", "-D", "--undefined-only", "--with-symbol-versions", str(ext)],
-                             check=False, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["nm", "-D", "--undefined-only", "--with-symbol-versions", str(ext)],
+            check=False,
+            capture_output=True,
+            text=True,
+        ).stdout
         for line in out.splitlines():
             parts = line.split()
             if len(parts) != 2 or parts[0] != "U":
@@ -292,15 +341,18 @@ def _looks_like_tensorrt(name: str) -> bool:
     return bool(re.search(r"Infer|Plugin|OnnxParser|Nv|nvinfer|Safe|Dispatch|Lean", name))
 
 
-def _compile_placeholders(libs: Path, major: int, needed: list[str], symbols: dict[str, str],
-                          symbol_versions: dict[str, str]) -> None:
+def _compile_placeholders(
+    libs: Path, major: int, needed: list[str], symbols: dict[str, str], symbol_versions: dict[str, str]
+) -> None:
     libs.mkdir(parents=True, exist_ok=True)
     for lib in needed:
         names = sorted(s for s, owner in symbols.items() if owner == lib)
         src = libs / f"{lib}.c"
-        src.write_text("/* placeholder: TensorRT factory symbols that return null */\n"
-                       + "".join(f"void *{n}(void) {{ return 0; }}\n" for n in names)
-                       + ("" if names else "int placeholder_empty_library;\n"))
+        src.write_text(
+            "/* placeholder: TensorRT factory symbols that return null */\n"
+            + "".join(f"void *{n}(void) {{ return 0; }}\n" for n in names)
+            + ("" if names else "int placeholder_empty_library;\n")
+        )
         soname = f"lib{lib}.so.{major}"
         cmd = ["gcc", "-shared", "-fPIC", "-O0", "-o", str(libs / soname), f"-Wl,-soname,{soname}", str(src)]
         nodes = sorted({symbol_versions[n] for n in names if n in symbol_versions})
@@ -308,7 +360,9 @@ def _compile_placeholders(libs: Path, major: int, needed: list[str], symbols: di
             script = libs / f"{lib}.map"
             body = []
             for v in nodes:
-                members = [n for n in names if symbol_versions.get(n) == v or (v == nodes[0] and n not in symbol_versions)]
+                members = [
+                    n for n in names if symbol_versions.get(n) == v or (v == nodes[0] and n not in symbol_versions)
+                ]
                 body.append(f"{v} {{ global: {' '.join(n + ';' for n in members)} }};\n")
             script.write_text("".join(body))
             cmd.append(f"-Wl,--version-script={script}")
@@ -411,16 +465,27 @@ def _mypy(major: int, paths: list[str], cwd: Path) -> list[tuple[str, int, str, 
     if not config.is_file() or config.read_text() != wanted:
         config.write_text(wanted)
     cmd = [
-        sys.executable, "-m", "mypy",
+        sys.executable,
+        "-m",
+        "mypy",
         # only the given files and the tensorrt stubs: other imports become Any
-        "--follow-imports=skip", "--no-site-packages", "--ignore-missing-imports",
+        "--follow-imports=skip",
+        "--no-site-packages",
+        "--ignore-missing-imports",
         "--check-untyped-defs",  # also look inside functions without annotations
-        "--no-error-summary", "--show-error-codes", "--no-color-output", "--hide-error-context",
-        "--show-absolute-path", "--config-file", str(config),
+        "--no-error-summary",
+        "--show-error-codes",
+        "--no-color-output",
+        "--hide-error-context",
+        "--show-absolute-path",
+        "--config-file",
+        str(config),
         # no incremental cache: mypy would replay a cached module's errors under the path it had
         # then (same module name, same content, e.g. a sample under another tmp_path) -- and
         # reading the stubs' cache saves only ~1 s
-        "--no-incremental", "--cache-dir", os.devnull,
+        "--no-incremental",
+        "--cache-dir",
+        os.devnull,
         *paths,
     ]
     try:
@@ -457,8 +522,11 @@ def check_modules(major: int, modules: list[Path]) -> list[str]:
     mypy cannot run.
     """
     paths = _abs_paths(modules)
-    return [f"{path}:{line}: error: {msg}  [{code}]" for path, line, code, msg in _mypy(major, paths, ROOT)
-            if path in paths and code in KEPT_CODES]
+    return [
+        f"{path}:{line}: error: {msg}  [{code}]"
+        for path, line, code, msg in _mypy(major, paths, ROOT)
+        if path in paths and code in KEPT_CODES
+    ]
 
 
 CANARY = "__unchecked_canary"
@@ -486,8 +554,14 @@ def unchecked_uses(major: int, modules: list[Path], alias: str = "trt") -> list[
             uses = []
             out = []
             for k, tok in enumerate(toks):
-                if (tok.type == tokenize.NAME and k >= 2 and toks[k - 1].string == "." and toks[k - 2].string == alias
-                        and toks[k - 2].type == tokenize.NAME and (k < 3 or toks[k - 3].string != ".")):
+                if (
+                    tok.type == tokenize.NAME
+                    and k >= 2
+                    and toks[k - 1].string == "."
+                    and toks[k - 2].string == alias
+                    and toks[k - 2].type == tokenize.NAME
+                    and (k < 3 or toks[k - 3].string != ".")
+                ):
                     uses.append((tok.start[0], tok.string))
                     tok = tok._replace(string=tok.string + CANARY)
                 out.append(tok)
@@ -499,8 +573,11 @@ def unchecked_uses(major: int, modules: list[Path], alias: str = "trt") -> list[
                     (tmp / d / "__init__.py").touch()
             copy.write_text(tokenize.untokenize(out))
             copies[str(copy)] = (str(rel) if Path(path).is_relative_to(ROOT) else path, uses)
-        flagged = {(p, line, m.group(1)) for p, line, code, msg in _mypy(major, list(copies), tmp)
-                   if (m := re.search(r'"(\w+)' + CANARY + '"', msg))}
+        flagged = {
+            (p, line, m.group(1))
+            for p, line, code, msg in _mypy(major, list(copies), tmp)
+            if (m := re.search(r'"(\w+)' + CANARY + '"', msg))
+        }
         result = []
         for copy, (shown, uses) in copies.items():
             funcs = _enclosing_functions(Path(copy).read_text())
@@ -513,6 +590,7 @@ def unchecked_uses(major: int, modules: list[Path], alias: str = "trt") -> list[
 def _enclosing_functions(src: str) -> dict[int, str]:
     """line -> name of the innermost function around it."""
     out: dict[int, str] = {}
+
     def visit(node: ast.AST, name: str) -> None:
         for child in ast.iter_child_nodes(node):
             inner = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else name
@@ -520,5 +598,6 @@ def _enclosing_functions(src: str) -> dict[int, str]:
                 for ln in range(child.lineno, (child.end_lineno or child.lineno) + 1):
                     out[ln] = inner
             visit(child, inner)
+
     visit(ast.parse(src), "<module>")
     return out

@@ -16,6 +16,7 @@
 Build folders are kept under build/plugins-test/ (git-ignored), so a re-run only rebuilds what changed.
 Skipped with the reason when nvcc, cmake or the headers are missing.
 """
+
 from __future__ import annotations
 
 import glob
@@ -94,9 +95,23 @@ def configure(name: str, *defs: str, check: bool = True) -> tuple[Path, subproce
     build = BUILD_ROOT / name
     cache = build / "CMakeCache.txt"
     gen = ["-G", "Ninja"] if NINJA and not cache.exists() else []
-    cfg = subprocess.run([CMAKE, "-S", str(PLUGINS), "-B", str(build), *gen, f"-DCMAKE_CUDA_COMPILER={NVCC}",
-                          "-DSSP_WERROR=ON", "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON", *defs],
-                         capture_output=True, text=True, timeout=300)
+    cfg = subprocess.run(
+        [
+            CMAKE,
+            "-S",
+            str(PLUGINS),
+            "-B",
+            str(build),
+            *gen,
+            f"-DCMAKE_CUDA_COMPILER={NVCC}",
+            "-DSSP_WERROR=ON",
+            "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
+            *defs,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if check:
         assert cfg.returncode == 0, f"cmake configure failed:\n{cfg.stdout}\n{cfg.stderr}"
     return build, cfg
@@ -104,8 +119,9 @@ def configure(name: str, *defs: str, check: bool = True) -> tuple[Path, subproce
 
 def configure_and_build(name: str, targets: list[str], *defs: str) -> tuple[Path, str]:
     build, cfg = configure(name, *defs)
-    bld = subprocess.run([CMAKE, "--build", str(build), "--target", *targets, "-j", "2"], capture_output=True,
-                         text=True, timeout=1500)
+    bld = subprocess.run(
+        [CMAKE, "--build", str(build), "--target", *targets, "-j", "2"], capture_output=True, text=True, timeout=1500
+    )
     assert bld.returncode == 0, f"cmake --build failed:\n{bld.stdout[-8000:]}\n{bld.stderr[-8000:]}"
     return build, cfg.stdout + cfg.stderr
 
@@ -142,8 +158,11 @@ def exported(lib: Path) -> set[str]:
 
 
 HEADERS = header_sets()
-needs_headers = pytest.mark.skipif(not HEADERS, reason="no TensorRT headers: set TENSORRT_INCLUDE_DIR or fetch them "
-                                                       "into third_party/tensorrt-<ver>/include (make trt-headers)")
+needs_headers = pytest.mark.skipif(
+    not HEADERS,
+    reason="no TensorRT headers: set TENSORRT_INCLUDE_DIR or fetch them "
+    "into third_party/tensorrt-<ver>/include (make trt-headers)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +171,12 @@ def main_build() -> tuple[Path, str, Path]:
     if not HEADERS:
         pytest.skip("no TensorRT headers (make trt-headers)")
     inc = HEADERS[-1]
-    build, log = configure_and_build(f"trt-{inc.parent.name}", ["ssp_trt_plugins", "ssp_trt_plugins_autoreg"],
-                                     f"-DTENSORRT_INCLUDE_DIR={inc}", *cuda_defs(inc))
+    build, log = configure_and_build(
+        f"trt-{inc.parent.name}",
+        ["ssp_trt_plugins", "ssp_trt_plugins_autoreg"],
+        f"-DTENSORRT_INCLUDE_DIR={inc}",
+        *cuda_defs(inc),
+    )
     return build, log, inc
 
 
@@ -162,8 +185,9 @@ def test_kernels_compile_for_every_arch():
     """The `ssp_kernels` target (no TensorRT needed) compiles all .cu files for every supported listed arch."""
     if HEADERS:  # the library build compiles the same kernels: reuse it
         inc = HEADERS[-1]
-        build, log = configure_and_build(f"trt-{inc.parent.name}", ["ssp_kernels"], f"-DTENSORRT_INCLUDE_DIR={inc}",
-                                         *cuda_defs(inc))
+        build, log = configure_and_build(
+            f"trt-{inc.parent.name}", ["ssp_kernels"], f"-DTENSORRT_INCLUDE_DIR={inc}", *cuda_defs(inc)
+        )
     else:
         build, log = configure_and_build("kernels", ["ssp_kernels"], "-DSSP_BUILD_TESTS=OFF")
     assert (build / "libssp_kernels.a").is_file()
@@ -198,9 +222,11 @@ def test_library_exports_loads_and_says_what_it_was_built_with(main_build):
     assert exported(lib) == ENTRY_POINTS
     m = re.search(r"TensorRT headers (\d+\.\d+\.\d+\.\d+)", log)
     assert m, log
-    probe = ("import ctypes, sys; so = ctypes.CDLL(sys.argv[1]); so.sspPluginsBuildInfo.restype = ctypes.c_char_p; "
-             "n = ctypes.c_int32(0); so.getCreators.restype = ctypes.c_void_p; "
-             "ok = so.getCreators(ctypes.byref(n)); print(so.sspPluginsBuildInfo().decode()); print(n.value, bool(ok))")
+    probe = (
+        "import ctypes, sys; so = ctypes.CDLL(sys.argv[1]); so.sspPluginsBuildInfo.restype = ctypes.c_char_p; "
+        "n = ctypes.c_int32(0); so.getCreators.restype = ctypes.c_void_p; "
+        "ok = so.getCreators(ctypes.byref(n)); print(so.sspPluginsBuildInfo().decode()); print(n.value, bool(ok))"
+    )
     r = subprocess.run([sys.executable, "-c", probe, str(lib)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     info, creators = r.stdout.strip().splitlines()
@@ -292,19 +318,40 @@ def _fake_nvinfer(tmp: Path, include: Path) -> Path:
     src = tmp / "fake_nvinfer.cpp"
     src.write_text(FAKE_NVINFER)
     out = tmp / f"libnvinfer.so.{major}"
-    cands = [Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include", Path("/usr/local/cuda/include"),
-             Path(NVCC).resolve().parents[1] / "include"]
+    cands = [
+        Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include",
+        Path("/usr/local/cuda/include"),
+        Path(NVCC).resolve().parents[1] / "include",
+    ]
     cuda = next((c for c in cands if (c / "cuda_runtime_api.h").is_file()), PLUGINS / "tests" / "stub_cuda")
-    r = subprocess.run([CXX, "-std=c++17", "-shared", "-fPIC", "-O0", "-isystem", str(include), "-isystem", str(cuda),
-                        f"-Wl,-soname,libnvinfer.so.{major}", str(src), "-o", str(out)], capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [
+            CXX,
+            "-std=c++17",
+            "-shared",
+            "-fPIC",
+            "-O0",
+            "-isystem",
+            str(include),
+            "-isystem",
+            str(cuda),
+            f"-Wl,-soname,libnvinfer.so.{major}",
+            str(src),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return out
 
 
 def _probe(fake: Path | str, lib: Path, mode: str) -> dict:
-    r = subprocess.run([sys.executable, "-c", PROBE, str(fake), str(lib), mode], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", PROBE, str(fake), str(lib), mode], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     return {**eval(r.stdout.strip().splitlines()[-1]), "stderr": r.stderr}  # noqa: S307 - our own probe's dict
 
@@ -331,12 +378,26 @@ def test_autoreg_library_registers_on_load(main_build, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("include", [pytest.param(h, id=h.parent.name) for h in HEADERS[:-1]] or [pytest.param(
-    None, marks=pytest.mark.skip(reason="fewer than two TensorRT header sets (make trt-headers fetches 10.3 and "
-                                        "11.1)"))])
+@pytest.mark.parametrize(
+    "include",
+    [pytest.param(h, id=h.parent.name) for h in HEADERS[:-1]]
+    or [
+        pytest.param(
+            None,
+            marks=pytest.mark.skip(
+                reason="fewer than two TensorRT header sets (make trt-headers fetches 10.3 and 11.1)"
+            ),
+        )
+    ],
+)
 def test_library_builds_against_the_other_headers(include):
-    build, _ = configure_and_build(f"trt-{include.parent.name}-sm75", ["ssp_trt_plugins", "ssp_trt_plugins_autoreg"],
-                                   f"-DTENSORRT_INCLUDE_DIR={include}", "-DSSP_CUDA_ARCHS=75", *cuda_defs(include))
+    build, _ = configure_and_build(
+        f"trt-{include.parent.name}-sm75",
+        ["ssp_trt_plugins", "ssp_trt_plugins_autoreg"],
+        f"-DTENSORRT_INCLUDE_DIR={include}",
+        "-DSSP_CUDA_ARCHS=75",
+        *cuda_defs(include),
+    )
     assert exported(build / "libssp_trt_plugins.so") == ENTRY_POINTS
     assert exported(build / "libssp_trt_plugins_autoreg.so") == AUTOREG_ENTRY_POINTS
 
@@ -348,8 +409,9 @@ def test_cuda_major_must_match_tensorrts():
     mismatched = [h for h in HEADERS if (13 if header_major(h) >= 11 else 12) != nvcc_major()]
     if not mismatched:
         pytest.skip(f"every header set's default CUDA major matches this nvcc ({nvcc_major()})")
-    _, cfg = configure("cuda-major-check", f"-DTENSORRT_INCLUDE_DIR={mismatched[0]}", "-DSSP_CUDA_ARCHS=75",
-                       check=False)
+    _, cfg = configure(
+        "cuda-major-check", f"-DTENSORRT_INCLUDE_DIR={mismatched[0]}", "-DSSP_CUDA_ARCHS=75", check=False
+    )
     assert cfg.returncode != 0
     text = " ".join((cfg.stdout + cfg.stderr).split())
     assert "packages are built for CUDA" in text and "-DSSP_TENSORRT_CUDA_MAJOR=" in text, text[-2000:]

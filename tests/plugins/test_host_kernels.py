@@ -12,6 +12,7 @@ changes the last float32 bit at most).
 test_mutants_are_caught rebuilds the harness from copies of the headers with one sign or index broken and checks
 that the comparison then fails, so these tests cannot pass on wrong math.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from helpers import REPO
+
 from ssp_edge.ssp.models import ops
 
 PLUGINS = REPO / "plugins"
@@ -37,8 +38,18 @@ FP32_TOL = dict(rtol=2e-5, atol=2e-6)
 
 
 def _compile(src_root: Path, out: Path) -> Path:
-    cmd = [CXX, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off",
-           str(src_root / "tests" / "host_harness.cpp"), "-o", str(out)]
+    cmd = [
+        CXX,
+        "-std=c++17",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-ffp-contract=off",
+        str(src_root / "tests" / "host_harness.cpp"),
+        "-o",
+        str(out),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, f"host harness did not compile:\n{' '.join(cmd)}\n{r.stderr}"
     return out
@@ -61,8 +72,9 @@ class Runner:
             np.ascontiguousarray(a, dtype=np_dtype).tofile(p)
             paths.append(str(p))
         out = self.work / "out.bin"
-        r = subprocess.run([str(self.exe), op, dtype, *map(str, params), *paths, str(out)], capture_output=True,
-                           text=True, timeout=120)
+        r = subprocess.run(
+            [str(self.exe), op, dtype, *map(str, params), *paths, str(out)], capture_output=True, text=True, timeout=120
+        )
         assert r.returncode == 0, r.stderr
         return np.fromfile(out, dtype=np_dtype).reshape(out_shape)
 
@@ -85,23 +97,25 @@ def _check_fp16(out: np.ndarray, ref: np.ndarray) -> None:
     out32 = out.astype(np.float32)
     bound = np.abs(ref) * 2.0**-10 + 1e-5
     bad = np.abs(out32 - ref) > bound
-    assert not bad.any(), (f"{bad.sum()} of {bad.size} fp16 outputs off; worst |diff| "
-                           f"{np.abs(out32 - ref).max():.3g} at {np.unravel_index(np.argmax(np.abs(out32 - ref)), ref.shape)}")
+    assert not bad.any(), (
+        f"{bad.sum()} of {bad.size} fp16 outputs off; worst |diff| "
+        f"{np.abs(out32 - ref).max():.3g} at {np.unravel_index(np.argmax(np.abs(out32 - ref)), ref.shape)}"
+    )
 
 
 # shapes: (B, C, H, W, cell) with H, W multiples of cell; 1x1, 1xN and Nx1 grids are all edge / corner cells
 AGG_SHAPES = [
-    (1, 1, 2, 2, 2),     # a single cell: every neighbour is outside
+    (1, 1, 2, 2, 2),  # a single cell: every neighbour is outside
     (1, 3, 3, 3, 3),
-    (2, 3, 12, 8, 4),    # batch > 1, 3x2 grid
-    (1, 5, 9, 15, 3),    # odd sizes, cell 3
+    (2, 3, 12, 8, 4),  # batch > 1, 3x2 grid
+    (1, 5, 9, 15, 3),  # odd sizes, cell 3
     (3, 2, 6, 10, 2),
-    (1, 4, 4, 16, 4),    # one row of cells
-    (2, 1, 20, 4, 4),    # one column of cells
-    (1, 2, 5, 7, 1),     # cell 1
+    (1, 4, 4, 16, 4),  # one row of cells
+    (2, 1, 20, 4, 4),  # one column of cells
+    (1, 2, 5, 7, 1),  # cell 1
     (2, 16, 16, 16, 4),  # more channels
-    (1, 2, 8, 8, 8),     # cell 8 (model v2), a single cell
-    (2, 3, 16, 24, 8),   # cell 8, 2x3 grid
+    (1, 2, 8, 8, 8),  # cell 8 (model v2), a single cell
+    (2, 3, 16, 24, 8),  # cell 8, 2x3 grid
     (1, 32, 40, 40, 8),  # cell 8, v2's 32 stride-4 channels on a 5x5 grid
 ]
 
@@ -149,10 +163,23 @@ def test_aggregate_eps_and_empty_cells(run, eps):
         assert not out[0].any()
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1, 2), (2, 3, 3, 2, 4), (1, 5, 3, 5, 3), (3, 2, 4, 4, 2),
-                                   (1, 4, 1, 6, 4), (2, 2, 5, 1, 3), (1, 3, 2, 3, 1), (2, 16, 4, 4, 4),
-                                   (1, 1, 1, 1, 8), (2, 3, 2, 3, 8), (1, 18, 5, 5, 8)],  # cell 8: model v2
-                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (1, 1, 1, 1, 2),
+        (2, 3, 3, 2, 4),
+        (1, 5, 3, 5, 3),
+        (3, 2, 4, 4, 2),
+        (1, 4, 1, 6, 4),
+        (2, 2, 5, 1, 3),
+        (1, 3, 2, 3, 1),
+        (2, 16, 4, 4, 4),
+        (1, 1, 1, 1, 8),
+        (2, 3, 2, 3, 8),
+        (1, 18, 5, 5, 8),
+    ],  # cell 8: model v2
+    ids=lambda s: "x".join(map(str, s)),
+)
 def test_propagate_fp32(run, shape):
     b, c, h, w, cell = shape
     rng = np.random.default_rng(hash(shape) % 2**32)
@@ -255,12 +282,37 @@ def test_half_conversion_matches_ieee(run, tmp_path):
     """float32 -> binary16 is round-to-nearest-even (numpy's astype) on every tricky class of input; binary16 ->
     float32 is exact for all 65536 bit patterns."""
     rng = np.random.default_rng(11)
-    special = np.array([0.0, -0.0, 1.0, -1.0, 65504.0, 65519.99, 65520.0, -65520.0, 1e6, np.inf, -np.inf,
-                        2.0**-14, 2.0**-24, 2.0**-25, 2.0**-25 * 1.0000001, 2.0**-26, 3 * 2.0**-25, 1e-10,
-                        2.0**-14 - 2.0**-25, 1 + 2.0**-11, 1 + 3 * 2.0**-11, 1 + 2.0**-11 + 2.0**-20, 2049.0, 2051.0],
-                       dtype=np.float32)
+    special = np.array(
+        [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            65504.0,
+            65519.99,
+            65520.0,
+            -65520.0,
+            1e6,
+            np.inf,
+            -np.inf,
+            2.0**-14,
+            2.0**-24,
+            2.0**-25,
+            2.0**-25 * 1.0000001,
+            2.0**-26,
+            3 * 2.0**-25,
+            1e-10,
+            2.0**-14 - 2.0**-25,
+            1 + 2.0**-11,
+            1 + 3 * 2.0**-11,
+            1 + 2.0**-11 + 2.0**-20,
+            2049.0,
+            2051.0,
+        ],
+        dtype=np.float32,
+    )
     # exact ties between two halves (round half to even) across the normal and subnormal ranges
-    halves = rng.integers(0, 0x7bff, 2000).astype(np.uint16).view(np.float16).astype(np.float32)
+    halves = rng.integers(0, 0x7BFF, 2000).astype(np.uint16).view(np.float16).astype(np.float32)
     nxt = (halves.astype(np.float16).view(np.uint16) + 1).view(np.float16).astype(np.float32)
     ties = ((halves.astype(np.float64) + nxt) / 2).astype(np.float32)
     wide = (rng.standard_normal(20000) * np.exp2(rng.uniform(-30, 18, 20000))).astype(np.float32)
@@ -291,8 +343,12 @@ def test_half_conversion_matches_ieee(run, tmp_path):
 def test_bad_arguments_are_refused(run, tmp_path):
     x = np.zeros((1, 1, 4, 4), np.float32)
     q = np.zeros((1, 9, 4, 4), np.float32)
-    for params, why in [((1, 1, 4, 4, 3, "1e-8"), "multiples of cell"), ((1, 1, 4, 4, 0, "1e-8"), "cell >= 1"),
-                        ((1, 1, 4, 4, 2, "-1"), "eps >= 0"), ((1, 2, 4, 4, 2, "1e-8"), "expected")]:
+    for params, why in [
+        ((1, 1, 4, 4, 3, "1e-8"), "multiples of cell"),
+        ((1, 1, 4, 4, 0, "1e-8"), "cell >= 1"),
+        ((1, 1, 4, 4, 2, "-1"), "eps >= 0"),
+        ((1, 2, 4, 4, 2, "1e-8"), "expected"),
+    ]:
         with pytest.raises(AssertionError, match=why):
             run("aggregate", "f32", params, [x, q], (1, 1, 2, 2))
     with pytest.raises(AssertionError, match="scale in"):
@@ -345,4 +401,6 @@ def test_mutants_are_caught(tmp_path):
                 src, dst = root / "f.bin", root / "h.bin"
                 ties.tofile(src)
                 subprocess.run([str(run.exe), "f2h", str(src), str(dst)], check=True)
-                np.testing.assert_array_equal(np.fromfile(dst, dtype=np.uint16), ties.astype(np.float16).view(np.uint16))
+                np.testing.assert_array_equal(
+                    np.fromfile(dst, dtype=np.uint16), ties.astype(np.float16).view(np.uint16)
+                )

@@ -1,6 +1,7 @@
 """plugins/ops.json is the one spec of the ssp:: ops: the C++ creators (names, version, namespace, fields, which are
 required, defaults, accepted values), the converter's ONNX schemas and torch op schemas, and the SDK's constants
 are all held against it here."""
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,19 @@ def creators(tmp_path_factory) -> list[dict]:
     SOURCES, cuda_include = pc.SOURCES, pc.cuda_include
 
     exe = tmp_path_factory.mktemp("dump") / "plugin_class_test"
-    cmd = [CXX, "-std=c++17", "-O0", "-isystem", str(heads[-1]), "-isystem", str(cuda_include()),
-           *[str(REPO / "plugins" / s) for s in SOURCES], "-ldl", "-o", str(exe)]
+    cmd = [
+        CXX,
+        "-std=c++17",
+        "-O0",
+        "-isystem",
+        str(heads[-1]),
+        "-isystem",
+        str(cuda_include()),
+        *[str(REPO / "plugins" / s) for s in SOURCES],
+        "-ldl",
+        "-o",
+        str(exe),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     out = subprocess.run([str(exe), "--dump-creators"], capture_output=True, text=True, timeout=60, check=True).stdout
@@ -103,11 +115,14 @@ def test_torch_ops_follow_the_spec():
     for op in SPEC["ops"]:
         schema = getattr(torch.ops.ssp, op["torch_name"]).default._schema
         args = [(a.name, str(a.type)) for a in schema.arguments]
-        assert args == [(n.lower(), "Tensor") for n in op["inputs"]] + [(a["name"], kinds[a["type"]])
-                                                                         for a in op["attributes"]]
+        assert args == [(n.lower(), "Tensor") for n in op["inputs"]] + [
+            (a["name"], kinds[a["type"]]) for a in op["attributes"]
+        ]
         values = [1] * len(op["attributes"])
         assert list(torch_ops._attrs(op["torch_name"], *values)) == [a["name"] for a in op["attributes"]] + [
-            "plugin_namespace", "plugin_version"]
+            "plugin_namespace",
+            "plugin_version",
+        ]
 
 
 def test_sdk_constants_follow_the_spec():
@@ -115,4 +130,5 @@ def test_sdk_constants_follow_the_spec():
 
     assert plugins.PLUGIN_NAMES == tuple(o["name"] for o in SPEC["ops"])
     assert [(a.name, a.type, a.default) for a in plugins.OPS[0].attributes] == [
-        (a["name"], a["type"], a["default"]) for a in SPEC["ops"][0]["attributes"]]
+        (a["name"], a["type"], a["default"]) for a in SPEC["ops"][0]["attributes"]
+    ]

@@ -6,6 +6,7 @@ through a test IExprBuilder (dynamic batch), output types, supportsFormatCombina
 onShapeChange checks, enqueue's hand-off to the launchers, clone / attachToContext, the getFieldsToSerialize ->
 createPlugin round trip, and that bad attributes give nullptr with a logged reason.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,16 +16,20 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO
 
 PLUGINS = REPO / "plugins"
 CXX = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-SOURCES = ["tests/plugin_class_test.cpp", "tests/launch_stubs.cpp", "common/plugin_common.cpp",
-           "common/ssp_plugin_base.cpp", "common/registration.cpp",
-           "superpixel_aggregate/superpixel_aggregate_plugin.cpp",
-           "superpixel_propagate/superpixel_propagate_plugin.cpp",
-           "replication_upsample/replication_upsample_plugin.cpp"]
+SOURCES = [
+    "tests/plugin_class_test.cpp",
+    "tests/launch_stubs.cpp",
+    "common/plugin_common.cpp",
+    "common/ssp_plugin_base.cpp",
+    "common/registration.cpp",
+    "superpixel_aggregate/superpixel_aggregate_plugin.cpp",
+    "superpixel_propagate/superpixel_propagate_plugin.cpp",
+    "replication_upsample/replication_upsample_plugin.cpp",
+]
 
 
 def trt_version(include: Path) -> str:
@@ -32,8 +37,9 @@ def trt_version(include: Path) -> str:
     text = (include / "NvInferVersion.h").read_text()
     parts = []
     for p in ("MAJOR", "MINOR", "PATCH", "BUILD"):
-        m = (re.search(rf"#define TRT_{p}_ENTERPRISE +(\d+)", text)
-             or re.search(rf"#define NV_TENSORRT_{p} +(\d+)", text))
+        m = re.search(rf"#define TRT_{p}_ENTERPRISE +(\d+)", text) or re.search(
+            rf"#define NV_TENSORRT_{p} +(\d+)", text
+        )
         parts.append(m.group(1) if m else "?")
     return ".".join(parts)
 
@@ -62,10 +68,17 @@ def cuda_include() -> Path:
 
 
 HEADERS = header_sets()
-PARAMS = [pytest.param(h, id=f"trt{trt_version(h)}") for h in HEADERS] or [pytest.param(
-    None, id="no-headers", marks=pytest.mark.skip(
-        reason="no TensorRT headers: set TENSORRT_INCLUDE_DIR or fetch them into third_party/tensorrt-<ver>/include "
-               "(plugins/README.md)"))]
+PARAMS = [pytest.param(h, id=f"trt{trt_version(h)}") for h in HEADERS] or [
+    pytest.param(
+        None,
+        id="no-headers",
+        marks=pytest.mark.skip(
+            reason="no TensorRT headers: set TENSORRT_INCLUDE_DIR or fetch them into "
+            "third_party/tensorrt-<ver>/include "
+            "(plugins/README.md)"
+        ),
+    )
+]
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +95,22 @@ def builds(tmp_path_factory) -> dict:
         while pending and len(jobs) < 2:
             inc = pending.pop(0)
             exe = out_dir / f"plugin_class_test-{trt_version(inc)}"
-            cmd = [CXX, "-std=c++17", "-O0", "-Wall", "-Wextra", "-Werror", "-isystem", str(inc), "-isystem",
-                   str(cuda), *[str(PLUGINS / s) for s in SOURCES], "-ldl", "-o", str(exe)]
+            cmd = [
+                CXX,
+                "-std=c++17",
+                "-O0",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-isystem",
+                str(inc),
+                "-isystem",
+                str(cuda),
+                *[str(PLUGINS / s) for s in SOURCES],
+                "-ldl",
+                "-o",
+                str(exe),
+            ]
             jobs[inc] = (subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), exe, cmd)
         done = next(iter(jobs))
         proc, exe, cmd = jobs.pop(done)

@@ -1,6 +1,7 @@
 """sdk.plugins: the op spec constants and how the SDK loads the library the caller chose (ctypes, RTLD_GLOBAL,
 sha256 check of the loaded bytes, one-line SDKErrors); which library is chosen, and that a bundle never chooses
 it, is tests/security/test_plugin_trust.py. Small shared libraries compiled here stand in for the plugin library."""
+
 from __future__ import annotations
 
 import ctypes
@@ -56,8 +57,12 @@ def test_op_spec_constants():
     spec = json.loads((REPO / "plugins" / "ops.json").read_text())
     assert (REPO / "sdk" / "plugin_ops.json").resolve() == (REPO / "plugins" / "ops.json").resolve()
     assert plugins.PLUGIN_NAMES == tuple(o["name"] for o in spec["ops"])
-    assert (plugins.PLUGIN_NAMESPACE, plugins.PLUGIN_VERSION, plugins.DOMAIN, plugins.LIBRARY_NAME) == \
-        (spec["plugin_namespace"], spec["plugin_version"], spec["domain"], spec["library"])
+    assert (plugins.PLUGIN_NAMESPACE, plugins.PLUGIN_VERSION, plugins.DOMAIN, plugins.LIBRARY_NAME) == (
+        spec["plugin_namespace"],
+        spec["plugin_version"],
+        spec["domain"],
+        spec["library"],
+    )
     with pytest.raises(SDKError, match="cannot be read"):
         plugins.op_spec(REPO / "nope.json")
 
@@ -109,8 +114,11 @@ def test_load_refuses_non_plugin_libraries(tmp_path):
 
 
 def test_import_is_light():
-    code = ("import sys; import ssp_edge.sdk.plugins; bad = [m for m in ('torch', 'tensorrt', 'numpy') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys; import ssp_edge.sdk.plugins; "
+        "bad = [m for m in ('torch', 'tensorrt', 'numpy') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
 
@@ -121,21 +129,29 @@ def test_build_info_of_a_library_without_it(stand_in):
 
 def test_real_library_if_built():
     """When plugins/ has been built (`cmake --build build/plugins`), the SDK loads the real library."""
-    candidates = [REPO / "build" / "plugins" / plugins.LIBRARY_NAME,
-                  *sorted((REPO / "build" / "plugins-test").glob(f"trt-*/{plugins.LIBRARY_NAME}"))]
+    candidates = [
+        REPO / "build" / "plugins" / plugins.LIBRARY_NAME,
+        *sorted((REPO / "build" / "plugins-test").glob(f"trt-*/{plugins.LIBRARY_NAME}")),
+    ]
     lib = next((c for c in candidates if c.is_file()), None)
     if lib is None:
-        pytest.skip("the plugin library is not built (cmake -S plugins -B build/plugins && cmake --build build/plugins)")
-    code = ("import sys; from ssp_edge.sdk.plugins import load_plugin_library; import ctypes; "
-            "so = load_plugin_library(sys.argv[1]); so.sspPluginsBuildInfo.restype = ctypes.c_char_p; "
-            "print(so.sspPluginsBuildInfo().decode())")
+        pytest.skip(
+            "the plugin library is not built (cmake -S plugins -B build/plugins && cmake --build build/plugins)"
+        )
+    code = (
+        "import sys; from ssp_edge.sdk.plugins import load_plugin_library; import ctypes; "
+        "so = load_plugin_library(sys.argv[1]); so.sspPluginsBuildInfo.restype = ctypes.c_char_p; "
+        "print(so.sspPluginsBuildInfo().decode())"
+    )
     r = subprocess.run([sys.executable, "-c", code, str(lib)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("ssp_trt_plugins 1; TensorRT headers ")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None,
-                    reason="tensorrt does not import here (PyPI has only its bindings); TensorRT code is not faked")
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is None,
+    reason="tensorrt does not import here (PyPI has only its bindings); TensorRT code is not faked",
+)
 def test_register_with_tensorrt_for_real():  # pragma: no cover - needs TensorRT and a built library
     lib = REPO / "build" / "plugins" / plugins.LIBRARY_NAME
     if not lib.is_file():

@@ -12,6 +12,7 @@ Load with importlib (tests/ is not a package)::
 
     spec = importlib.util.spec_from_file_location("trt_doubles", Path(__file__).parents[1] / "plugins/trt_doubles.py")
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -22,25 +23,76 @@ from typing import Any
 
 ENUMS: dict[int, dict[str, list[str]]] = {
     10: {
-        "BuilderFlag": ["BF16", "DEBUG", "DIRECT_IO", "DISABLE_COMPILATION_CACHE", "DISABLE_TIMING_CACHE",
-                        "ERROR_ON_TIMING_CACHE_MISS", "EXCLUDE_LEAN_RUNTIME", "FP16", "FP8", "GPU_FALLBACK", "INT4",
-                        "INT8", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS", "REFIT",
-                        "REFIT_IDENTICAL", "REFIT_INDIVIDUAL", "REJECT_EMPTY_ALGORITHMS", "SAFETY_SCOPE",
-                        "SPARSE_WEIGHTS", "STRIP_PLAN", "TF32", "VERSION_COMPATIBLE", "WEIGHTLESS", "WEIGHT_STREAMING"],
+        "BuilderFlag": [
+            "BF16",
+            "DEBUG",
+            "DIRECT_IO",
+            "DISABLE_COMPILATION_CACHE",
+            "DISABLE_TIMING_CACHE",
+            "ERROR_ON_TIMING_CACHE_MISS",
+            "EXCLUDE_LEAN_RUNTIME",
+            "FP16",
+            "FP8",
+            "GPU_FALLBACK",
+            "INT4",
+            "INT8",
+            "OBEY_PRECISION_CONSTRAINTS",
+            "PREFER_PRECISION_CONSTRAINTS",
+            "REFIT",
+            "REFIT_IDENTICAL",
+            "REFIT_INDIVIDUAL",
+            "REJECT_EMPTY_ALGORITHMS",
+            "SAFETY_SCOPE",
+            "SPARSE_WEIGHTS",
+            "STRIP_PLAN",
+            "TF32",
+            "VERSION_COMPATIBLE",
+            "WEIGHTLESS",
+            "WEIGHT_STREAMING",
+        ],
         "NetworkDefinitionCreationFlag": ["EXPLICIT_BATCH", "STRONGLY_TYPED"],
-        "MemoryPoolType": ["DLA_GLOBAL_DRAM", "DLA_LOCAL_DRAM", "DLA_MANAGED_SRAM", "TACTIC_DRAM",
-                           "TACTIC_SHARED_MEMORY", "WORKSPACE"],
+        "MemoryPoolType": [
+            "DLA_GLOBAL_DRAM",
+            "DLA_LOCAL_DRAM",
+            "DLA_MANAGED_SRAM",
+            "TACTIC_DRAM",
+            "TACTIC_SHARED_MEMORY",
+            "WORKSPACE",
+        ],
         "TensorIOMode": ["INPUT", "NONE", "OUTPUT"],
     },
     11: {
-        "BuilderFlag": ["DEBUG", "DIRECT_IO", "DISABLE_COMPILATION_CACHE", "DISABLE_TIMING_CACHE",
-                        "DISTRIBUTIVE_INDEPENDENCE", "EDITABLE_TIMING_CACHE", "ERROR_ON_TIMING_CACHE_MISS",
-                        "EXCLUDE_LEAN_RUNTIME", "GPU_FALLBACK", "MONITOR_MEMORY", "REFIT", "REFIT_IDENTICAL",
-                        "REFIT_INDIVIDUAL", "SAFETY_SCOPE", "SPARSE_WEIGHTS", "STRICT_NANS", "STRIP_PLAN", "TF32",
-                        "VERSION_COMPATIBLE", "WEIGHT_STREAMING"],
+        "BuilderFlag": [
+            "DEBUG",
+            "DIRECT_IO",
+            "DISABLE_COMPILATION_CACHE",
+            "DISABLE_TIMING_CACHE",
+            "DISTRIBUTIVE_INDEPENDENCE",
+            "EDITABLE_TIMING_CACHE",
+            "ERROR_ON_TIMING_CACHE_MISS",
+            "EXCLUDE_LEAN_RUNTIME",
+            "GPU_FALLBACK",
+            "MONITOR_MEMORY",
+            "REFIT",
+            "REFIT_IDENTICAL",
+            "REFIT_INDIVIDUAL",
+            "SAFETY_SCOPE",
+            "SPARSE_WEIGHTS",
+            "STRICT_NANS",
+            "STRIP_PLAN",
+            "TF32",
+            "VERSION_COMPATIBLE",
+            "WEIGHT_STREAMING",
+        ],
         "NetworkDefinitionCreationFlag": ["PREFER_AOT_PYTHON_PLUGINS", "PREFER_JIT_PYTHON_PLUGINS", "STRONGLY_TYPED"],
-        "MemoryPoolType": ["DLA_GLOBAL_DRAM", "DLA_LOCAL_DRAM", "DLA_MANAGED_SRAM", "TACTIC_DRAM",
-                           "TACTIC_SHARED_MEMORY", "WORKSPACE"],
+        "MemoryPoolType": [
+            "DLA_GLOBAL_DRAM",
+            "DLA_LOCAL_DRAM",
+            "DLA_MANAGED_SRAM",
+            "TACTIC_DRAM",
+            "TACTIC_SHARED_MEMORY",
+            "WORKSPACE",
+        ],
         "TensorIOMode": ["INPUT", "NONE", "OUTPUT"],
     },
 }
@@ -77,8 +129,7 @@ class Options:
         self.interrupt_build_of: set[str] = set()  # ... raises KeyboardInterrupt
         self.foreign_cache = b"FOREIGN"  # timing caches starting with this are rejected (another GPU)
         self.capture_fails = False  # execute_async_v3 returns False while the stream captures
-        self.io: list[tuple[str, str, tuple[int, ...]]] = [("image", "INPUT", (1, 3, 4, 4)),
-                                                            ("out", "OUTPUT", (1, 2))]
+        self.io: list[tuple[str, str, tuple[int, ...]]] = [("image", "INPUT", (1, 3, 4, 4)), ("out", "OUTPUT", (1, 2))]
 
 
 OPTIONS = Options()
@@ -198,7 +249,7 @@ class _Builder:
 
 # ---------------------------------------------------------------------------------------------------------- runtime
 class _Context:
-    def __init__(self, engine: "_Engine"):
+    def __init__(self, engine: _Engine):
         self.engine = engine
         self.shapes = {n: s for n, _, s in engine.io}
 

@@ -1,5 +1,6 @@
 """Every sample runs headless on the demo video, and its output is checked against where the referred
 object really is (the video's per-frame object list)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -12,7 +13,6 @@ import urllib.request
 
 import cv2
 import pytest
-
 from helpers import REPO
 
 SAMPLES = REPO / "samples"
@@ -30,8 +30,9 @@ def video(tmp_path_factory):
 
 
 def _run(script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SAMPLES / script), *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(SAMPLES / script), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _load(name: str, path):
@@ -54,8 +55,19 @@ def test_image_demo_box_covers_the_red_circle(lite_bundle, video, tmp_path):
     cap.release()
     img, out = tmp_path / "f.png", tmp_path / "overlay.png"
     cv2.imwrite(str(img), frame)
-    r = _run("image_demo.py", "--bundle", str(lite_bundle), "--image", str(img), "--prompt", "the red circle",
-             "--out", str(out), "--backend", "onnxruntime")
+    r = _run(
+        "image_demo.py",
+        "--bundle",
+        str(lite_bundle),
+        "--image",
+        str(img),
+        "--prompt",
+        "the red circle",
+        "--out",
+        str(out),
+        "--backend",
+        "onnxruntime",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[0])
     x0, y0, x1, y1 = res["box_xyxy"]
@@ -66,8 +78,19 @@ def test_image_demo_box_covers_the_red_circle(lite_bundle, video, tmp_path):
 @pytest.mark.slow
 def test_camera_demo_headless_writes_the_overlay(lite_bundle, video, tmp_path):
     out = tmp_path / "cam.mp4"
-    r = _run("camera_demo.py", "--bundle", str(lite_bundle), "--source", str(video[0]), "--out", str(out),
-             "--max-frames", "4", "--backend", "onnxruntime")
+    r = _run(
+        "camera_demo.py",
+        "--bundle",
+        str(lite_bundle),
+        "--source",
+        str(video[0]),
+        "--out",
+        str(out),
+        "--max-frames",
+        "4",
+        "--backend",
+        "onnxruntime",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "4 frames" in r.stdout
     cap = cv2.VideoCapture(str(out))
@@ -76,16 +99,28 @@ def test_camera_demo_headless_writes_the_overlay(lite_bundle, video, tmp_path):
 
 
 def test_camera_demo_without_a_camera_says_so(lite_bundle):
-    r = _run("camera_demo.py", "--bundle", str(lite_bundle), "--source", "7", "--out", "none",
-             "--backend", "onnxruntime")
+    r = _run(
+        "camera_demo.py", "--bundle", str(lite_bundle), "--source", "7", "--out", "none", "--backend", "onnxruntime"
+    )
     assert r.returncode == 2 and "no camera at index 7" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.slow
 def test_robot_embedding_steers_towards_the_red_circle(lite_bundle, video):
     path, reds = video
-    r = _run("robot_embedding.py", "--bundle", str(lite_bundle), "--source", str(path), "--max-frames", str(FRAMES),
-             "--budget-ms", "10000", "--backend", "onnxruntime")
+    r = _run(
+        "robot_embedding.py",
+        "--bundle",
+        str(lite_bundle),
+        "--source",
+        str(path),
+        "--max-frames",
+        str(FRAMES),
+        "--budget-ms",
+        "10000",
+        "--backend",
+        "onnxruntime",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     targets = [json.loads(line) for line in r.stdout.strip().splitlines()]
     assert len(targets) == FRAMES
@@ -127,8 +162,12 @@ def test_web_demo_serves_page_stream_status_and_prompts(lite_bundle, video, tmp_
         with urllib.request.urlopen(base + "/stream.mjpg", timeout=60) as s:
             head = s.read(200)
         assert head.startswith(b"--frame") and b"image/jpeg" in head
-        req = urllib.request.Request(base + "/prompt", data=json.dumps({"prompts": ["the blue square"]}).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+        req = urllib.request.Request(
+            base + "/prompt",
+            data=json.dumps({"prompts": ["the blue square"]}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         assert json.loads(urllib.request.urlopen(req, timeout=30).read())["prompts"] == ["the blue square"]
         deadline = time.time() + 120
         while time.time() < deadline and state.prompts != ["the blue square"]:
@@ -139,17 +178,29 @@ def test_web_demo_serves_page_stream_status_and_prompts(lite_bundle, video, tmp_
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(bad, timeout=30)
         assert e.value.code == 415
-        empty = urllib.request.Request(base + "/prompt", data=b'{"prompts": ["  "]}', method="POST",
-                                       headers={"Content-Type": "application/json"})
+        empty = urllib.request.Request(
+            base + "/prompt", data=b'{"prompts": ["  "]}', method="POST", headers={"Content-Type": "application/json"}
+        )
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(empty, timeout=30)
         assert e.value.code == 400 and "empty" in json.loads(e.value.read())["error"]
         chromium = shutil.which("chromium") or shutil.which("chromium-browser")
         if chromium:  # a real browser renders the page (Debian's chromium, when installed)
             shot = tmp_path / "page.png"
-            subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                            "--window-size=800,700", "--virtual-time-budget=3000", base + "/"],
-                           capture_output=True, timeout=120)
+            subprocess.run(
+                [
+                    chromium,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    f"--screenshot={shot}",
+                    "--window-size=800,700",
+                    "--virtual-time-budget=3000",
+                    base + "/",
+                ],
+                capture_output=True,
+                timeout=120,
+            )
             assert shot.is_file() and cv2.imread(str(shot)) is not None
     finally:
         state.stop.set()

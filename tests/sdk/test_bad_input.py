@@ -1,5 +1,6 @@
 """Bad input to the SDK, each with a test: frames of every odd kind, prompts that are empty, huge or
 non-ASCII, missing bundle files, a live source that disconnects, the end of a file."""
+
 from __future__ import annotations
 
 import shutil
@@ -18,13 +19,16 @@ def seg(lite_bundle):
     return Segmenter.open(lite_bundle, backend="onnxruntime")
 
 
-@pytest.mark.parametrize("frame, match", [
-    (None, "frame is None"),
-    (np.zeros((0, 10, 3), np.uint8), "empty"),
-    (np.zeros((10, 10, 3), np.float32), "dtype float32"),
-    (np.zeros((10, 10, 5), np.uint8), "5 channels"),
-    ("not an image", "numpy array"),
-])
+@pytest.mark.parametrize(
+    "frame, match",
+    [
+        (None, "frame is None"),
+        (np.zeros((0, 10, 3), np.uint8), "empty"),
+        (np.zeros((10, 10, 3), np.float32), "dtype float32"),
+        (np.zeros((10, 10, 5), np.uint8), "5 channels"),
+        ("not an image", "numpy array"),
+    ],
+)
 def test_unusable_frames_are_clear_errors(seg, frame, match):
     with pytest.raises(SDKError, match=match):
         seg.segment(frame, ["the red circle"])

@@ -1,4 +1,5 @@
 """sdk.bundle: manifest round trip, sha256 verification, clear errors; importable without torch."""
+
 from __future__ import annotations
 
 import json
@@ -6,16 +7,23 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import REPO
+
 from ssp_edge.sdk.bundle import FORMAT, MANIFEST, Bundle, EngineEntry, GraphEntry, Manifest, TensorSpec, sha256_file
 from ssp_edge.sdk.errors import BundleError
 
 
 def _manifest() -> Manifest:
-    return Manifest(config={"name": "ssp_lite"}, input_size=320, mean=[0.5] * 3, std=[0.5] * 3, max_tokens=20,
-                    thresholds={"mask": 0.5, "exists": 0.5}, source={"checkpoint": "x"},
-                    dynamic_axes={"frames": [1, 1, 4], "expressions": [1, 4, 16]})
+    return Manifest(
+        config={"name": "ssp_lite"},
+        input_size=320,
+        mean=[0.5] * 3,
+        std=[0.5] * 3,
+        max_tokens=20,
+        thresholds={"mask": 0.5, "exists": 0.5},
+        source={"checkpoint": "x"},
+        dynamic_axes={"frames": [1, 1, 4], "expressions": [1, 4, 16]},
+    )
 
 
 @pytest.fixture
@@ -24,9 +32,16 @@ def bundle(tmp_path):
     (b.root / "g.onnx").write_bytes(b"graph bytes")
     (b.root / "tokenizer.json").write_text("{}")
     b.add_file("tokenizer.json")
-    b.add_graph(GraphEntry("image_encoder", "portable", "fp32", "g.onnx", [TensorSpec("image", ["frames", 3, 320, 320],
-                                                                                     "float32")],
-                           [TensorSpec("q", ["frames", 9, 80, 80], "float32")]))
+    b.add_graph(
+        GraphEntry(
+            "image_encoder",
+            "portable",
+            "fp32",
+            "g.onnx",
+            [TensorSpec("image", ["frames", 3, 320, 320], "float32")],
+            [TensorSpec("q", ["frames", 9, 80, 80], "float32")],
+        )
+    )
     (b.root / "e.engine").write_bytes(b"engine")
     b.add_engine(EngineEntry("image_encoder", "portable", "fp16", "e.engine", "10.3.0", "8.7", "g.onnx"))
     b.save()
@@ -84,6 +99,8 @@ def test_manifest_write_is_atomic_and_replaces(bundle):
 
 
 def test_sdk_bundle_imports_without_torch():
-    code = ("import sys, ssp_edge.sdk.bundle, ssp_edge.sdk.signing, ssp_edge.sdk.errors; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, ssp_edge.sdk.bundle, ssp_edge.sdk.signing, ssp_edge.sdk.errors; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

@@ -1,4 +1,5 @@
 """The `ssp` dispatcher: subcommands from entry points, one-line errors for bad input."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,11 @@ def test_unknown_config_is_one_line():
 
 
 def test_unknown_backbone_is_one_line():
-    assert_one_line_error(run_ssp("summary", "--config", "ssp_lite", "--set", "backbone=resnet9", "--no-forward"),
-                          "resnet9", "efficientnet_lite0")
+    assert_one_line_error(
+        run_ssp("summary", "--config", "ssp_lite", "--set", "backbone=resnet9", "--no-forward"),
+        "resnet9",
+        "efficientnet_lite0",
+    )
 
 
 def test_missing_checkpoint_is_one_line():
@@ -35,8 +39,9 @@ def test_corrupt_checkpoint_is_one_line(tmp_path):
 
 def test_refcoco_root_with_missing_files_is_one_line(tmp_path, tiny_checkpoint):
     (tmp_path / "refcoco").mkdir()
-    r = run_ssp("eval", "--checkpoint", str(tiny_checkpoint), "--data", f"refcoco:{tmp_path}:refcoco:unc:val",
-                "--limit", "1")
+    r = run_ssp(
+        "eval", "--checkpoint", str(tiny_checkpoint), "--data", f"refcoco:{tmp_path}:refcoco:unc:val", "--limit", "1"
+    )
     assert_one_line_error(r, "refs(unc).p")
 
 
@@ -52,7 +57,18 @@ def test_eval_json_on_a_small_checkpoint(tiny_checkpoint):
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 1
     out = json.loads(lines[0])
-    for k in ("n", "oIoU", "mIoU", "prec@0.5", "prec@0.6", "prec@0.7", "prec@0.8", "prec@0.9", "N-acc", "T-acc",
-              "by_type"):
+    for k in (
+        "n",
+        "oIoU",
+        "mIoU",
+        "prec@0.5",
+        "prec@0.6",
+        "prec@0.7",
+        "prec@0.8",
+        "prec@0.9",
+        "N-acc",
+        "T-acc",
+        "by_type",
+    ):
         assert k in out
     assert out["n"] == 4

@@ -1,6 +1,7 @@
 """Every cuda-python runtime name the TensorRT backend uses exists, and calls pass the number of
 arguments the bindings take: checked by reading our code (AST) against the installed cuda-python, so
 API drift is caught without a GPU (the calls themselves need a driver)."""
+
 from __future__ import annotations
 
 import ast
@@ -8,7 +9,6 @@ import inspect
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO
 
 MODULES = [REPO / "sdk" / "backends" / "tensorrt.py", REPO / "sdk" / "cuda.py"]
@@ -77,8 +77,10 @@ def test_cuda_runtime_names_and_arity():
 def test_the_check_catches_wrong_names_and_arity(tmp_path):
     rt = pytest.importorskip("cuda.bindings.runtime", reason="cuda-python is not installed")
     bad = tmp_path / "bad.py"
-    bad.write_text("def f(self, rt):\n    self.rt.cudaStreamCreat()\n    rt.cudaMemcpyKind.cudaMemcpyHostToDevic\n"
-                   "    self.rt.cudaEventRecord(1, 2, 3)\n    self.rt.cudaStreamCreate()\n")
+    bad.write_text(
+        "def f(self, rt):\n    self.rt.cudaStreamCreat()\n    rt.cudaMemcpyKind.cudaMemcpyHostToDevic\n"
+        "    self.rt.cudaEventRecord(1, 2, 3)\n    self.rt.cudaStreamCreate()\n"
+    )
     checked, problems = find_problems([bad], rt)
     text = "\n".join(problems)
     assert "cudaStreamCreat" in text and "cudaMemcpyHostToDevic" in text

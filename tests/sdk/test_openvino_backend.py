@@ -2,6 +2,7 @@
 mmdeploy's backend-parametrized op tests): every graph run on each backend, compared with the PyTorch reference the
 bundle was exported from; OpenVINO FP32 also against ONNX Runtime directly; bf16 only as an opt-in precision with a
 stated bound; feeds checked by name; model bytes taken from Bundle.read_bytes (hash-checked)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -12,8 +13,9 @@ import pytest
 from ssp_edge.sdk.errors import SDKError
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
-needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="OpenVINO is not installed "
-                                                             "(pip install 'ssp-edge[openvino]')")
+needs_openvino = pytest.mark.skipif(
+    not HAS_OPENVINO, reason="OpenVINO is not installed (pip install 'ssp-edge[openvino]')"
+)
 BACKENDS = ["onnxruntime", pytest.param("openvino", marks=needs_openvino)]
 
 

@@ -1,6 +1,7 @@
 """Options defined once (sdk.options): the shared flags have the same name, default and help on every command that
 takes them, `ssp run` has --plugins; the dispatcher lists a command unavailable only for a missing optional
 dependency, and an ImportError inside a command's own code stays a bug with its traceback."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,8 +11,15 @@ import pytest
 from ssp_edge.sdk import cli
 from ssp_edge.sdk.options import backend_kwargs
 
-SHARED = ("--threads", "--providers", "--plugins", "--trust-bundle-plugins", "--allow-engine-host-code",
-          "--verify-key", "--json")
+SHARED = (
+    "--threads",
+    "--providers",
+    "--plugins",
+    "--trust-bundle-plugins",
+    "--allow-engine-host-code",
+    "--verify-key",
+    "--json",
+)
 
 
 def _subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -34,19 +42,38 @@ def _flags(p: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 
 def test_shared_flags_mean_the_same_on_every_command():
     cmds = _commands()
-    assert {"run", "bench", "eval", "calibrate", "serve", "convert check", "convert build", "convert info",
-            "convert triton"} <= set(cmds)
+    assert {
+        "run",
+        "bench",
+        "eval",
+        "calibrate",
+        "serve",
+        "convert check",
+        "convert build",
+        "convert info",
+        "convert triton",
+    } <= set(cmds)
     ref = _flags(cmds["run"])
     for flag in SHARED:
         assert flag in ref, flag
         for name, p in cmds.items():
             a = _flags(p).get(flag)
             if a is not None:
-                assert (a.help, a.default, a.choices, type(a)) == (ref[flag].help, ref[flag].default,
-                                                                    ref[flag].choices, type(ref[flag])), (name, flag)
-    for name in ("run", "bench", "eval", "serve"):  # commands that open a bundle on a backend take every native-code flag
-        assert {"--plugins", "--trust-bundle-plugins", "--allow-engine-host-code", "--verify-key"} <= \
-            set(_flags(cmds[name])), name
+                assert (a.help, a.default, a.choices, type(a)) == (
+                    ref[flag].help,
+                    ref[flag].default,
+                    ref[flag].choices,
+                    type(ref[flag]),
+                ), (name, flag)
+    for name in (
+        "run",
+        "bench",
+        "eval",
+        "serve",
+    ):  # commands that open a bundle on a backend take every native-code flag
+        assert {"--plugins", "--trust-bundle-plugins", "--allow-engine-host-code", "--verify-key"} <= set(
+            _flags(cmds[name])
+        ), name
     assert "--plugins" in _flags(cmds["convert build"]) and "--threads" in _flags(cmds["calibrate"])
     assert _flags(cmds["run"])["--backend"].choices == ("auto", "tensorrt", "onnxruntime", "openvino")
     assert _flags(cmds["eval"])["--backend"].choices == ("auto", "tensorrt", "onnxruntime", "openvino", "pytorch")
@@ -54,13 +81,39 @@ def test_shared_flags_mean_the_same_on_every_command():
 
 def test_parsed_flags_become_segmenter_open_arguments():
     args = cli.build_parser().parse_args(
-        ["run", "--bundle", "b", "--source", "0", "--prompt", "x", "--backend", "onnxruntime", "--precision", "int8",
-         "--threads", "2", "--providers", "CUDAExecutionProvider, CPUExecutionProvider", "--plugins", "lib.so",
-         "--trust-bundle-plugins", "--verify-key", "pub.pem"])
+        [
+            "run",
+            "--bundle",
+            "b",
+            "--source",
+            "0",
+            "--prompt",
+            "x",
+            "--backend",
+            "onnxruntime",
+            "--precision",
+            "int8",
+            "--threads",
+            "2",
+            "--providers",
+            "CUDAExecutionProvider, CPUExecutionProvider",
+            "--plugins",
+            "lib.so",
+            "--trust-bundle-plugins",
+            "--verify-key",
+            "pub.pem",
+        ]
+    )
     assert backend_kwargs(args) == {
-        "backend": "onnxruntime", "precision": "int8", "threads": 2,
-        "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"], "plugin_lib": "lib.so",
-        "trust_bundle_plugins": True, "allow_engine_host_code": False, "verify_key": "pub.pem"}
+        "backend": "onnxruntime",
+        "precision": "int8",
+        "threads": 2,
+        "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        "plugin_lib": "lib.so",
+        "trust_bundle_plugins": True,
+        "allow_engine_host_code": False,
+        "verify_key": "pub.pem",
+    }
 
 
 class _EP:

@@ -1,4 +1,5 @@
 """sdk.overlay: labels stay readable (outline aligned with the coloured text) and masks are tinted."""
+
 from __future__ import annotations
 
 import numpy as np

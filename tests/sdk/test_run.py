@@ -1,5 +1,6 @@
 """`ssp run` and the video pipeline on a rendered RefShapes video: outputs written, the mask lands on the
 referred object, bad sources give one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from helpers import assert_ok, assert_one_line_error, run_ssp
+
 from ssp_edge.sdk.pipeline import parse_prompts, run_stream
 from ssp_edge.sdk.segmenter import Segmenter
 from ssp_edge.sdk.video import gstreamer_available, open_sink, open_source
@@ -28,9 +29,27 @@ def demo_video(tmp_path_factory):
 @pytest.mark.slow
 def test_ssp_run_writes_video_frame_and_summary(lite_bundle, demo_video, tmp_path):
     out, png = tmp_path / "out.mp4", tmp_path / "frame.png"
-    r = assert_ok(run_ssp("run", "--bundle", str(lite_bundle), "--source", str(demo_video), "--prompt",
-                          "the red circle", "--prompt", "the blue square", "--out", str(out), "--save-frame", str(png),
-                          "--backend", "onnxruntime", "--json", "--no-stdin"))
+    r = assert_ok(
+        run_ssp(
+            "run",
+            "--bundle",
+            str(lite_bundle),
+            "--source",
+            str(demo_video),
+            "--prompt",
+            "the red circle",
+            "--prompt",
+            "the blue square",
+            "--out",
+            str(out),
+            "--save-frame",
+            str(png),
+            "--backend",
+            "onnxruntime",
+            "--json",
+            "--no-stdin",
+        )
+    )
     s = json.loads(r.stdout.strip().splitlines()[-1])
     assert s["frames"] == FRAMES and s["fps"] > 0 and s["backend"] == "onnxruntime"
     for stage in ("preprocess", "image_encoder", "mask_decoder", "postprocess", "total"):
@@ -78,17 +97,19 @@ def test_image_folder_source_and_folder_sink(lite_bundle, tmp_path):
 
 def test_bad_sources_are_one_line(lite_bundle, tmp_path):
     b = str(lite_bundle)
-    assert_one_line_error(run_ssp("run", "--bundle", b, "--source", str(tmp_path / "nope.mp4"), "--prompt", "x"),
-                          "nope.mp4", "not found")
+    assert_one_line_error(
+        run_ssp("run", "--bundle", b, "--source", str(tmp_path / "nope.mp4"), "--prompt", "x"), "nope.mp4", "not found"
+    )
     assert_one_line_error(run_ssp("run", "--bundle", b, "--source", "7", "--prompt", "x"), "no camera at index 7")
     assert_one_line_error(run_ssp("run", "--bundle", b, "--source", str(tmp_path), "--prompt", "x"), "has no images")
-    assert_one_line_error(run_ssp("run", "--bundle", str(tmp_path), "--source", "0", "--prompt", "x"),
-                          "manifest.json")
+    assert_one_line_error(run_ssp("run", "--bundle", str(tmp_path), "--source", "0", "--prompt", "x"), "manifest.json")
     if not gstreamer_available():
-        assert_one_line_error(run_ssp("run", "--bundle", b, "--source", "csi://0", "--prompt", "x"), "GStreamer",
-                              "JetPack")
-    assert_one_line_error(run_ssp("run", "--bundle", b, "--source", str(tmp_path), "--prompt", "x", "--out",
-                                  "x.txt"), "x.txt")
+        assert_one_line_error(
+            run_ssp("run", "--bundle", b, "--source", "csi://0", "--prompt", "x"), "GStreamer", "JetPack"
+        )
+    assert_one_line_error(
+        run_ssp("run", "--bundle", b, "--source", str(tmp_path), "--prompt", "x", "--out", "x.txt"), "x.txt"
+    )
 
 
 def test_parse_prompts():

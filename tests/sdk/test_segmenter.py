@@ -1,5 +1,6 @@
 """sdk.Segmenter on ONNX Runtime against the PyTorch reference, the tokenizer against transformers',
 the prompt cache, bad input, and no torch anywhere in the runtime path."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,8 +9,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
 from helpers import REPO
+
 from ssp_edge.sdk.errors import SDKError
 from ssp_edge.sdk.segmenter import Segmenter
 
@@ -98,9 +99,21 @@ def _expressions() -> list[str]:
 
     data = RefShapes("test")
     out = [s.expression for i in range(60) for s in data.scene_samples(i, 4)]
-    out += ["the red circle, left of the blue one!", "Was ist das? Der rote Kreis.", "le carré à gauche — oui",
-            "東京の赤い丸", "emoji 🙂 circle", "  leading and trailing  ", "UPPER case Words", "it's the one (2nd)",
-            "a " * 30, "", "naïve café déjà vu", "tab\tseparated\nnewline", "quotes \"double\" and 'single'"]
+    out += [
+        "the red circle, left of the blue one!",
+        "Was ist das? Der rote Kreis.",
+        "le carré à gauche — oui",
+        "東京の赤い丸",
+        "emoji 🙂 circle",
+        "  leading and trailing  ",
+        "UPPER case Words",
+        "it's the one (2nd)",
+        "a " * 30,
+        "",
+        "naïve café déjà vu",
+        "tab\tseparated\nnewline",
+        "quotes \"double\" and 'single'",
+    ]
     return out
 
 
@@ -133,8 +146,10 @@ def test_long_prompt_warns_once(lite_bundle):
 
 
 def test_runtime_path_never_imports_torch(lite_bundle):
-    code = ("import sys, numpy as np; from ssp_edge.sdk.segmenter import Segmenter; "
-            f"s = Segmenter.open(r'{lite_bundle}', backend='auto'); "
-            "r = s.segment(np.zeros((120, 160, 3), np.uint8), ['the blue square']); "
-            "assert r[0].mask.shape == (120, 160); assert 'torch' not in sys.modules, 'torch was imported'")
+    code = (
+        "import sys, numpy as np; from ssp_edge.sdk.segmenter import Segmenter; "
+        f"s = Segmenter.open(r'{lite_bundle}', backend='auto'); "
+        "r = s.segment(np.zeros((120, 160, 3), np.uint8), ['the blue square']); "
+        "assert r[0].mask.shape == (120, 160); assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=300)

@@ -2,6 +2,7 @@
 frames in one image-encoder call give each frame's own results, graphs are fed by the manifest's names (a decoder
 input nothing produces is refused at open), device-resident features are not decoded after their buffers were
 reused, and the PyTorch backend's frame_index batch equals one decoder batch per frame."""
+
 from __future__ import annotations
 
 import cv2
@@ -56,8 +57,8 @@ def test_several_frames_in_one_call_equal_one_call_each(seg):
     assert feats.frames == 3 and feats.tensors["f16"].shape[0] == 3  # one image-encoder batch
     same = seg.decode(feats, seg.encode_prompts(PROMPTS))  # the same prompts on every frame
     assert [r.frame for r in same] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-    own = seg.decode(feats, [seg.encode_prompts(PROMPTS[:i + 1]) for i in range(3)])  # prompts per frame
-    assert [(r.frame, r.prompt) for r in own] == [(f, p) for f in range(3) for p in PROMPTS[:f + 1]]
+    own = seg.decode(feats, [seg.encode_prompts(PROMPTS[: i + 1]) for i in range(3)])  # prompts per frame
+    assert [(r.frame, r.prompt) for r in own] == [(f, p) for f in range(3) for p in PROMPTS[: f + 1]]
     for f, frame in enumerate(frames):
         alone = seg.segment(frame, PROMPTS)
         for a, b in zip([r for r in same if r.frame == f], alone):
@@ -123,8 +124,14 @@ class _Dev:
 
 def test_a_decoder_input_nothing_produces_is_refused_at_open(seg):
     dec = seg.entries["mask_decoder"]
-    odd = GraphEntry(dec.name, dec.flavour, dec.precision, dec.file,
-                     [*dec.inputs, TensorSpec("skip_projection", [1, 8, 20, 20], "float32")], dec.outputs)
+    odd = GraphEntry(
+        dec.name,
+        dec.flavour,
+        dec.precision,
+        dec.file,
+        [*dec.inputs, TensorSpec("skip_projection", [1, 8, 20, 20], "float32")],
+        dec.outputs,
+    )
     with pytest.raises(SDKError, match="mask_decoder input 'skip_projection' is neither an image_encoder output"):
         Segmenter(seg.bundle, _Wrapped(seg.backend, {**seg.entries, "mask_decoder": odd}))
 
@@ -167,8 +174,13 @@ def test_pytorch_frame_index_batch_equals_one_batch_per_frame():
     feeds = ref.decoder_feeds(feats, encs)
     assert feeds["frame_index"].tolist() == [0, 0, 1, 1, 2] and feeds["words"].shape[0] == 5
     got = ref.decode(feats, encs)
-    assert [(r.frame, r.prompt) for r in got] == [(0, PROMPTS[0]), (0, PROMPTS[1]), (1, PROMPTS[1]),
-                                                   (1, PROMPTS[2]), (2, PROMPTS[0])]
+    assert [(r.frame, r.prompt) for r in got] == [
+        (0, PROMPTS[0]),
+        (0, PROMPTS[1]),
+        (1, PROMPTS[1]),
+        (1, PROMPTS[2]),
+        (2, PROMPTS[0]),
+    ]
     for f, frame in enumerate(frames):
         for a, b in zip([r for r in got if r.frame == f], ref.segment(frame, list(encs[f].prompts))):
             _same(a, b, atol=1e-4)

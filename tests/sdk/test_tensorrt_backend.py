@@ -1,6 +1,7 @@
 """TensorRT backend: engine selection by TensorRT's compatibility rules (runs anywhere), the backend's logic (CUDA
 graphs as trtexec does them, the host-code opt-in, name-keyed outputs) against test doubles of TensorRT and
 cuda-python, and real engines where TensorRT and a GPU exist (skipped with the reason elsewhere)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -15,8 +16,19 @@ HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
 
 def _bundle(tmp_path, engines):
-    b = Bundle.create(tmp_path / "b", Manifest(config={}, input_size=320, mean=[0.5] * 3, std=[0.5] * 3,
-                                                max_tokens=20, thresholds={}, source={}, dynamic_axes={}))
+    b = Bundle.create(
+        tmp_path / "b",
+        Manifest(
+            config={},
+            input_size=320,
+            mean=[0.5] * 3,
+            std=[0.5] * 3,
+            max_tokens=20,
+            thresholds={},
+            source={},
+            dynamic_axes={},
+        ),
+    )
     for e in engines:
         (b.root / e.file).write_bytes(e.file.encode())
         b.add_engine(e)
@@ -24,9 +36,20 @@ def _bundle(tmp_path, engines):
 
 
 def _set(precision, version, cc, flavour="portable", vc=False):
-    return [EngineEntry(g, flavour, precision, f"{g}.{flavour}.{precision}.{version}.{cc}.{vc}.engine", version, cc,
-                        f"{g}.onnx", "libssp_trt_plugins.so" if flavour == "plugin" else None, version_compatible=vc)
-            for g in ("text_encoder", "image_encoder", "mask_decoder")]
+    return [
+        EngineEntry(
+            g,
+            flavour,
+            precision,
+            f"{g}.{flavour}.{precision}.{version}.{cc}.{vc}.engine",
+            version,
+            cc,
+            f"{g}.onnx",
+            "libssp_trt_plugins.so" if flavour == "plugin" else None,
+            version_compatible=vc,
+        )
+        for g in ("text_encoder", "image_encoder", "mask_decoder")
+    ]
 
 
 def test_engines_chosen_for_this_tensorrt_and_gpu(tmp_path):
@@ -34,8 +57,9 @@ def test_engines_chosen_for_this_tensorrt_and_gpu(tmp_path):
 
     b = _bundle(tmp_path, _set("fp16", "10.3.0", "8.7") + _set("int8", "10.3.0", "8.7") + _set("fp16", "11.1.0", "8.9"))
     chosen = select_engines(b, "10.3.0.26", "8.7", None)  # default preference: fp16
-    assert {e.precision for e in chosen.values()} == {"fp16"} and all(e.compute_capability == "8.7"
-                                                                      for e in chosen.values())
+    assert {e.precision for e in chosen.values()} == {"fp16"} and all(
+        e.compute_capability == "8.7" for e in chosen.values()
+    )
     assert {e.precision for e in select_engines(b, "10.3.0", "8.7", "int8").values()} == {"int8"}
     assert {e.tensorrt_version for e in select_engines(b, "11.1.0.5", "8.9", None).values()} == {"11.1.0"}
 
@@ -44,8 +68,11 @@ def test_mismatch_is_refused_with_the_rule_and_the_rebuild_command(tmp_path):
     from ssp_edge.sdk.backends.tensorrt import select_engines
 
     b = _bundle(tmp_path, _set("fp16", "10.3.0", "8.7"))
-    with pytest.raises(SDKError, match=r"sm_87.*architecture they were built for.*ssp convert build .* "
-                                       r"--precision fp16"):
+    with pytest.raises(
+        SDKError,
+        match=r"sm_87.*architecture they were built for.*ssp convert build .* "
+        r"--precision fp16",
+    ):
         select_engines(b, "10.3.0", "9.0", None)  # another GPU
     with pytest.raises(SDKError, match="exact TensorRT version that built it.*ssp convert build"):
         select_engines(b, "11.0.0", "8.7", None)  # another TensorRT
@@ -84,8 +111,13 @@ def test_engine_compatibility_rules(tmp_path, built, runtime, vc, ok):
     if ok:
         assert len(select_engines(b, runtime, "8.7", None)) == 3
     else:
-        rule = "same or a later" if vc and built.split(".")[0] == runtime.split(".")[0] else \
-            "only on TensorRT" if vc else "exact TensorRT version"
+        rule = (
+            "same or a later"
+            if vc and built.split(".")[0] == runtime.split(".")[0]
+            else "only on TensorRT"
+            if vc
+            else "exact TensorRT version"
+        )
         with pytest.raises(SDKError, match=rule):
             select_engines(b, runtime, "8.7", None)
 
@@ -93,8 +125,11 @@ def test_engine_compatibility_rules(tmp_path, built, runtime, vc, ok):
 def test_exact_engines_preferred_over_version_compatible_ones(tmp_path):
     from ssp_edge.sdk.backends.tensorrt import select_engines
 
-    b = _bundle(tmp_path, _set("fp16", "10.3.0.26", "8.7", vc=True) + [
-        EngineEntry("mask_decoder", "portable", "fp16", "md.exact.engine", "10.7.0.23", "8.7", "m.onnx")])
+    b = _bundle(
+        tmp_path,
+        _set("fp16", "10.3.0.26", "8.7", vc=True)
+        + [EngineEntry("mask_decoder", "portable", "fp16", "md.exact.engine", "10.7.0.23", "8.7", "m.onnx")],
+    )
     chosen = select_engines(b, "10.7.0.23", "8.7", None)
     assert chosen["mask_decoder"].file == "md.exact.engine" and chosen["image_encoder"].version_compatible
 
@@ -122,6 +157,7 @@ def test_plugin_engines_need_a_chosen_library_else_portable(tmp_path):
 
 # ---- the backend's logic with test doubles of TensorRT and cuda-python (tests/plugins/trt_doubles.py)
 
+
 def _doubles():
     import importlib.util
     from pathlib import Path
@@ -145,8 +181,19 @@ def _backend_bundle(tmp_path, vc=False):
 
 
 def _captures(log):
-    return [c for c in log if c[0] in ("cudaStreamBeginCapture", "cudaGraphLaunch", "cudaGraphExecDestroy",
-                                       "cudaGraphDestroy", "execute_async_v3", "cudaStreamSynchronize")]
+    return [
+        c
+        for c in log
+        if c[0]
+        in (
+            "cudaStreamBeginCapture",
+            "cudaGraphLaunch",
+            "cudaGraphExecDestroy",
+            "cudaGraphDestroy",
+            "execute_async_v3",
+            "cudaStreamSynchronize",
+        )
+    ]
 
 
 def test_cuda_graph_as_trtexec_does_it(doubles, tmp_path):
@@ -159,8 +206,13 @@ def test_cuda_graph_as_trtexec_does_it(doubles, tmp_path):
     assert set(out) == {"out"} and out["out"].shape == (1, 2)  # keyed by the engine's output names
     first = _captures(log)
     # checked warm-up enqueue, synchronised, then the captured enqueue (thread-local mode), then the replay
-    assert [c[0] for c in first[:5]] == ["execute_async_v3", "cudaStreamSynchronize", "cudaStreamBeginCapture",
-                                         "execute_async_v3", "cudaGraphDestroy"]
+    assert [c[0] for c in first[:5]] == [
+        "execute_async_v3",
+        "cudaStreamSynchronize",
+        "cudaStreamBeginCapture",
+        "execute_async_v3",
+        "cudaGraphDestroy",
+    ]
     assert first[0][1] == "plain" and first[2][1] == 1 and first[3][1] == "capturing"
     assert [c[0] for c in first[5:]] == ["cudaGraphLaunch", "cudaStreamSynchronize"]
     log.clear()
@@ -190,8 +242,12 @@ def test_cuda_graph_capture_failure_falls_back_to_plain_enqueue(doubles, tmp_pat
         for _ in range(3):
             be.run("image_encoder", {"image": np.ones((1, 3, 4, 4), np.float32)})
     assert out["out"].shape == (1, 2)
-    log = [c for c in doubles.LOG if c[0] in ("cudaStreamBeginCapture", "cudaGraphLaunch", "cudaGetLastError",
-                                               "execute_async_v3", "cudaGraphInstantiate")]
+    log = [
+        c
+        for c in doubles.LOG
+        if c[0]
+        in ("cudaStreamBeginCapture", "cudaGraphLaunch", "cudaGetLastError", "execute_async_v3", "cudaGraphInstantiate")
+    ]
     # one capture attempt, its error cleared, the frame run by a plain enqueue, later frames plain too
     assert [c[0] for c in log].count("cudaStreamBeginCapture") == 1
     assert "cudaGraphLaunch" not in [c[0] for c in log] and "cudaGraphInstantiate" not in [c[0] for c in log]
@@ -231,12 +287,24 @@ def test_constructor_signature_follows_the_contract():
     from ssp_edge.sdk.backends.tensorrt import TensorRTBackend
 
     sig = inspect.signature(TensorRTBackend.__init__)
-    assert list(sig.parameters) == ["self", "bundle", "precision", "plugin_lib", "trust_bundle_plugins",
-                                    "allow_engine_host_code", "cuda_graph"]
-    assert all(sig.parameters[n].kind is inspect.Parameter.KEYWORD_ONLY
-               for n in ("plugin_lib", "trust_bundle_plugins", "allow_engine_host_code", "cuda_graph"))
-    assert [sig.parameters[n].default for n in ("trust_bundle_plugins", "allow_engine_host_code", "cuda_graph")] == \
-        [False, False, True]
+    assert list(sig.parameters) == [
+        "self",
+        "bundle",
+        "precision",
+        "plugin_lib",
+        "trust_bundle_plugins",
+        "allow_engine_host_code",
+        "cuda_graph",
+    ]
+    assert all(
+        sig.parameters[n].kind is inspect.Parameter.KEYWORD_ONLY
+        for n in ("plugin_lib", "trust_bundle_plugins", "allow_engine_host_code", "cuda_graph")
+    )
+    assert [sig.parameters[n].default for n in ("trust_bundle_plugins", "allow_engine_host_code", "cuda_graph")] == [
+        False,
+        False,
+        True,
+    ]
 
 
 @pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed: the real tests below run")

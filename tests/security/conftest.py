@@ -1,4 +1,5 @@
 """tests/security: its helper module (sec_helpers) importable, and a small synthetic bundle per test."""
+
 from __future__ import annotations
 
 import sys

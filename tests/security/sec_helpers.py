@@ -1,5 +1,6 @@
 """Helpers of tests/security: small synthetic bundles (no ONNX needed to test the trust checks) and a loader for
 the web demo sample."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,21 +15,43 @@ REPO = Path(__file__).resolve().parents[2]
 
 def make_bundle(root: Path) -> Path:
     """A bundle of four small files: tokenizer, two graphs, one engine (all listed and hashed)."""
-    man = Manifest(config={"name": "ssp_lite"}, input_size=320, mean=[0.5] * 3, std=[0.5] * 3, max_tokens=20,
-                   thresholds={"mask": 0.5, "exists": 0.5}, source={"checkpoint": "x"},
-                   dynamic_axes={"frames": [1, 1, 4], "expressions": [1, 4, 16]}, vocab_size=30522)
+    man = Manifest(
+        config={"name": "ssp_lite"},
+        input_size=320,
+        mean=[0.5] * 3,
+        std=[0.5] * 3,
+        max_tokens=20,
+        thresholds={"mask": 0.5, "exists": 0.5},
+        source={"checkpoint": "x"},
+        dynamic_axes={"frames": [1, 1, 4], "expressions": [1, 4, 16]},
+        vocab_size=30522,
+    )
     b = Bundle.create(root, man)
     (root / "tokenizer.json").write_text("{}")
     b.add_file("tokenizer.json")
     (root / "g.onnx").write_bytes(b"graph bytes")
-    b.add_graph(GraphEntry("image_encoder", "portable", "fp32", "g.onnx",
-                           [TensorSpec("image", ["frames", 3, 320, 320], "float32")],
-                           [TensorSpec("q", ["frames", 9, 80, 80], "float32")]))
+    b.add_graph(
+        GraphEntry(
+            "image_encoder",
+            "portable",
+            "fp32",
+            "g.onnx",
+            [TensorSpec("image", ["frames", 3, 320, 320], "float32")],
+            [TensorSpec("q", ["frames", 9, 80, 80], "float32")],
+        )
+    )
     (root / "sub").mkdir()
     (root / "sub" / "t.onnx").write_bytes(b"text graph")
-    b.add_graph(GraphEntry("text_encoder", "portable", "fp32", "sub/t.onnx",
-                           [TensorSpec("input_ids", ["expressions", 20], "int64")],
-                           [TensorSpec("words", ["expressions", 20, 128], "float32")]))
+    b.add_graph(
+        GraphEntry(
+            "text_encoder",
+            "portable",
+            "fp32",
+            "sub/t.onnx",
+            [TensorSpec("input_ids", ["expressions", 20], "int64")],
+            [TensorSpec("words", ["expressions", 20, 128], "float32")],
+        )
+    )
     (root / "e.engine").write_bytes(b"engine")
     b.add_engine(EngineEntry("image_encoder", "portable", "fp16", "e.engine", "10.3.0", "8.7", "g.onnx"))
     b.save()

@@ -1,5 +1,6 @@
 """Malformed and hostile manifests: every one is a BundleError naming the field (never AttributeError,
 TypeError, MemoryError or a NaN that silently breaks scores), and property-based fuzzing of the same."""
+
 from __future__ import annotations
 
 import copy
@@ -8,8 +9,8 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from sec_helpers import make_bundle, read_manifest, write_manifest
+
 from ssp_edge.sdk.bundle import MANIFEST, Bundle
 from ssp_edge.sdk.errors import BundleError
 
@@ -28,16 +29,19 @@ def _mutate(data: dict, path: tuple, value: object) -> dict:
     return d
 
 
-@pytest.mark.parametrize("doc, match", [
-    ("[]", "must be a JSON object"),
-    ("null", "must be a JSON object"),
-    ('"a string"', "must be a JSON object"),
-    ("42", "must be a JSON object"),
-    ("{", "not valid JSON"),
-    ("\xff\xfe", "not valid JSON"),
-    ('{"input_size": ' + "9" * 5000 + "}", "not valid JSON"),  # beyond int digit limits
-    ("[" * 100000 + "]" * 100000, "not valid JSON"),  # nesting that would overflow the parser's recursion
-])
+@pytest.mark.parametrize(
+    "doc, match",
+    [
+        ("[]", "must be a JSON object"),
+        ("null", "must be a JSON object"),
+        ('"a string"', "must be a JSON object"),
+        ("42", "must be a JSON object"),
+        ("{", "not valid JSON"),
+        ("\xff\xfe", "not valid JSON"),
+        ('{"input_size": ' + "9" * 5000 + "}", "not valid JSON"),  # beyond int digit limits
+        ("[" * 100000 + "]" * 100000, "not valid JSON"),  # nesting that would overflow the parser's recursion
+    ],
+)
 def test_not_a_manifest_document(mini, doc, match):
     (mini / MANIFEST).write_bytes(doc.encode("latin-1"))
     with pytest.raises(BundleError, match=match):
@@ -47,10 +51,10 @@ def test_not_a_manifest_document(mini, doc, match):
 CASES = [
     (("files",), ["tokenizer.json"], r"'files' must be a JSON object, got list"),
     (("input_size",), "abc", r"'input_size' must be an integer"),
-    (("input_size",), 10 ** 12, r"'input_size' must be an integer in \[16, 8192\]"),
+    (("input_size",), 10**12, r"'input_size' must be an integer in \[16, 8192\]"),
     (("input_size",), True, r"'input_size' must be an integer"),
     (("input_size",), 320.0, r"'input_size' must be an integer"),
-    (("max_tokens",), 10 ** 12, r"'max_tokens' must be an integer in \[2, 4096\]"),
+    (("max_tokens",), 10**12, r"'max_tokens' must be an integer in \[2, 4096\]"),
     (("max_tokens",), 1, r"'max_tokens' must be an integer in"),
     (("max_tokens",), None, r"'max_tokens' must be an integer"),
     (("std",), [0, 0, 0], r"'std\[0\]' must be in"),
@@ -62,7 +66,7 @@ CASES = [
     (("thresholds",), [0.5], r"'thresholds' must be a JSON object"),
     (("dynamic_axes", "expressions"), [1, 4], r"'dynamic_axes.expressions' must be \[min, opt, max\]"),
     (("dynamic_axes", "expressions"), [4, 1, 16], r"min <= opt <= max"),
-    (("dynamic_axes", "expressions"), [1, 4, 10 ** 9], r"'dynamic_axes.expressions\[2\]' must be an integer"),
+    (("dynamic_axes", "expressions"), [1, 4, 10**9], r"'dynamic_axes.expressions\[2\]' must be an integer"),
     (("dynamic_axes",), None, r"'dynamic_axes' must be a JSON object"),
     (("graphs",), {"a": 1}, r"'graphs' must be a JSON list"),
     (("graphs", 0), "g.onnx", r"'graphs\[0\]' must be a JSON object"),
@@ -90,8 +94,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("path, value, match", CASES, ids=[".".join(map(str, c[0])) + f"={c[1]!r}"[:30]
-                                                            for c in CASES])
+@pytest.mark.parametrize("path, value, match", CASES, ids=[".".join(map(str, c[0])) + f"={c[1]!r}"[:30] for c in CASES])
 def test_bad_field_names_the_field(mini, path, value, match):
     write_manifest(mini, _mutate(read_manifest(mini), path, value))
     with pytest.raises(BundleError, match=match):
@@ -129,7 +132,7 @@ def test_huge_manifest_is_refused_without_parsing(mini):
 
 def test_save_refuses_to_write_a_manifest_that_would_not_open(mini):
     b = Bundle.open(mini)
-    b.manifest.input_size = 10 ** 12
+    b.manifest.input_size = 10**12
     with pytest.raises(BundleError, match="input_size"):
         b.save()
     assert Bundle.open(mini).manifest.input_size == 320  # the file on disk is unchanged
@@ -137,10 +140,15 @@ def test_save_refuses_to_write_a_manifest_that_would_not_open(mini):
 
 # ------------------------------------------------------------------------------------------- fuzzing
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=12) | st.sampled_from(["../x", "/etc/passwd", "g.onnx", "sub/t.onnx", "a/../b", "C:/x"]),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+    | st.sampled_from(["../x", "/etc/passwd", "g.onnx", "sub/t.onnx", "a/../b", "C:/x"]),
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
-    max_leaves=12)
+    max_leaves=12,
+)
 
 
 def _paths(d: object, prefix: tuple = ()) -> list[tuple]:

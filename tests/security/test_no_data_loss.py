@@ -1,5 +1,6 @@
 """No data loss: `export --force` replaces only a bundle or an empty folder; writes are atomic with ordinary
 modes; `ssp calibrate` killed (SIGKILL) at any commit point leaves a bundle that opens and verifies."""
+
 from __future__ import annotations
 
 import json
@@ -12,16 +13,18 @@ import sys
 import textwrap
 
 import pytest
-
 from helpers import REPO, assert_one_line_error, run_ssp
 from sec_helpers import make_bundle
+
 from ssp_edge.sdk.bundle import MANIFEST, Bundle
 from ssp_edge.sdk.fsio import KILL_ENV, atomic_write_bytes
 
 
 def _snapshot(d):
-    return {str(p.relative_to(d)): (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns)
-            for p in sorted(d.rglob("*"))}
+    return {
+        str(p.relative_to(d)): (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns)
+        for p in sorted(d.rglob("*"))
+    }
 
 
 def test_export_force_refuses_a_folder_of_other_files_and_leaves_it_untouched(tmp_path):
@@ -111,8 +114,13 @@ def test_manifest_save_killed_before_the_rename_keeps_the_old_manifest(tmp_path)
         b.manifest.created_by = "half-written"
         b.save()
     """)
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, KILL_ENV: "write:manifest.json"},
-                       capture_output=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**os.environ, KILL_ENV: "write:manifest.json"},
+        capture_output=True,
+        timeout=60,
+    )
     assert r.returncode == -signal.SIGKILL
     assert (b / MANIFEST).read_bytes() == before
     Bundle.open(b)  # the leftover temporary file is ignored
@@ -133,17 +141,40 @@ def test_checkpoint_save_is_atomic(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- calibrate kill points
-CALIBRATE = ["--data", "refshapes:val", "--samples", "2", "--prompts", "1", "--sensitivity-samples", "0",
-             "--keep-fp32", "0", "--eval-samples", "0", "--error-samples", "1", "--latency-runs", "1",
-             "--no-trt-plan-eval", "--no-fp16"]
+CALIBRATE = [
+    "--data",
+    "refshapes:val",
+    "--samples",
+    "2",
+    "--prompts",
+    "1",
+    "--sensitivity-samples",
+    "0",
+    "--keep-fp32",
+    "0",
+    "--eval-samples",
+    "0",
+    "--error-samples",
+    "1",
+    "--latency-runs",
+    "1",
+    "--no-trt-plan-eval",
+    "--no-fp16",
+]
 
 
 def _calibrate(bundle, seed: int, kill: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != KILL_ENV}
     if kill:
         env[KILL_ENV] = kill
-    return subprocess.run([sys.executable, "-m", "ssp_edge.sdk.cli", "calibrate", str(bundle), *CALIBRATE,
-                           "--seed", str(seed)], cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "ssp_edge.sdk.cli", "calibrate", str(bundle), *CALIBRATE, "--seed", str(seed)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
 
 
 def _int8_shas(b: Bundle) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """Paths in a bundle: every file the SDK reads is listed, hashed and inside the folder (symlinks resolved);
 the files map is never an oracle for files outside; a file swapped after open is refused."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,8 +9,8 @@ import os
 import shutil
 
 import pytest
-
 from sec_helpers import read_manifest, write_manifest
+
 from ssp_edge.sdk.bundle import MANIFEST, Bundle
 from ssp_edge.sdk.errors import BundleError
 
@@ -18,8 +19,21 @@ def _sha(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
 
 
-@pytest.mark.parametrize("rel", ["/etc/hostname", "../outside.onnx", "sub/../g.onnx", "./g.onnx", "sub//t.onnx",
-                                 "sub\\t.onnx", "C:/x.onnx", "", "g.onnx/", "a\x00b"])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "/etc/hostname",
+        "../outside.onnx",
+        "sub/../g.onnx",
+        "./g.onnx",
+        "sub//t.onnx",
+        "sub\\t.onnx",
+        "C:/x.onnx",
+        "",
+        "g.onnx/",
+        "a\x00b",
+    ],
+)
 def test_graph_file_must_be_a_normalised_relative_path(mini, rel):
     data = read_manifest(mini)
     data["graphs"][0]["file"] = rel
@@ -68,8 +82,11 @@ def test_files_map_is_no_oracle_for_outside_files(mini, tmp_path):
     outside = tmp_path / "secret.txt"
     outside.write_bytes(b"secret")
     errors = []
-    for target, digest in ((outside, _sha(b"secret")), (tmp_path / "missing.txt", _sha(b"secret")),
-                           (outside, "0" * 64)):
+    for target, digest in (
+        (outside, _sha(b"secret")),
+        (tmp_path / "missing.txt", _sha(b"secret")),
+        (outside, "0" * 64),
+    ):
         link = mini / "peek"
         if link.is_symlink():
             link.unlink()

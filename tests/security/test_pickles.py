@@ -1,5 +1,6 @@
 """The RefCOCO refs unpickler: no globals, linear in the file size (shared references stay shared), caps on
 objects and depth, and a clear SSPError for anything else."""
+
 from __future__ import annotations
 
 import pickle
@@ -37,8 +38,15 @@ def test_shared_references_load_in_linear_time(tmp_path):
 
 def test_python2_byte_strings_are_decoded_and_sharing_kept(tmp_path):
     shared = b"caf\xc3\xa9"
-    refs = [{b"ref_id": 1, b"ann_id": 2, b"image_id": 3, b"split": b"train",
-             b"sentences": [{b"sent": shared, b"raw": shared, b"latin": b"\xe9t\xe9"}]}]
+    refs = [
+        {
+            b"ref_id": 1,
+            b"ann_id": 2,
+            b"image_id": 3,
+            b"split": b"train",
+            b"sentences": [{b"sent": shared, b"raw": shared, b"latin": b"\xe9t\xe9"}],
+        }
+    ]
     p = tmp_path / "refs.p"
     p.write_bytes(pickle.dumps(refs, protocol=3))
     s = load_refs(p)[0]["sentences"][0]
@@ -73,11 +81,14 @@ def test_file_size_cap(tmp_path, monkeypatch):
         load_refs(_write(tmp_path, _refs(["x" * 200])))
 
 
-@pytest.mark.parametrize("payload, match", [
-    (b"cos\nsystem\n(S'echo pwned'\ntR.", "global os.system is not allowed"),
-    (b"\x80\x02]q\x00(K\x01", "not a plain-data refs pickle"),  # truncated
-    (b"", "not a plain-data refs pickle"),
-])
+@pytest.mark.parametrize(
+    "payload, match",
+    [
+        (b"cos\nsystem\n(S'echo pwned'\ntR.", "global os.system is not allowed"),
+        (b"\x80\x02]q\x00(K\x01", "not a plain-data refs pickle"),  # truncated
+        (b"", "not a plain-data refs pickle"),
+    ],
+)
 def test_globals_and_corrupt_pickles_are_refused(tmp_path, payload, match):
     p = tmp_path / "refs.p"
     p.write_bytes(payload)

@@ -8,6 +8,7 @@ The stand-in library is compiled here with gcc; its load constructor appends a l
 $SSP_TEST_MARKER, so "loaded" means its code ran. Each case runs the real ``TensorRTBackend`` constructor in a fresh
 process, with test doubles of TensorRT and cuda-python (tests/plugins/trt_doubles.py) standing in for the GPU.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,13 +69,29 @@ def libs(tmp_path_factory) -> dict[str, Path]:
     return {"evil": _compile(d, "libevil.so", "evil"), "good": _compile(d, "libgood.so", "good")}
 
 
-def _bundle(root: Path, plugin_library: str, files: dict[str, Path] | None = None,
-            hashed: dict[str, Path] | None = None, symlinks: dict[str, Path] | None = None) -> Path:
+def _bundle(
+    root: Path,
+    plugin_library: str,
+    files: dict[str, Path] | None = None,
+    hashed: dict[str, Path] | None = None,
+    symlinks: dict[str, Path] | None = None,
+) -> Path:
     """A bundle of plugin-flavour fp16 engines (TensorRT 10.3.0.26, sm_87) naming ``plugin_library``; ``files``
     copied in and listed with their sha256, ``hashed`` listed with the sha256 of another file, ``symlinks`` listed
     links to files outside."""
-    b = Bundle.create(root, Manifest(config={}, input_size=32, mean=[0.5] * 3, std=[0.5] * 3, max_tokens=20,
-                                     thresholds={}, source={}, dynamic_axes={}))
+    b = Bundle.create(
+        root,
+        Manifest(
+            config={},
+            input_size=32,
+            mean=[0.5] * 3,
+            std=[0.5] * 3,
+            max_tokens=20,
+            thresholds={},
+            source={},
+            dynamic_axes={},
+        ),
+    )
     (root / "tokenizer.json").write_text("{}")  # a bundle with a text encoder must list its tokenizer
     b.add_file("tokenizer.json")
     for g in ("text_encoder", "image_encoder", "mask_decoder"):
@@ -99,8 +116,21 @@ def _open(bundle: Path, marker: Path, env: dict[str, str] | None = None, **kwarg
     e = {k: v for k, v in os.environ.items() if k != "SSP_PLUGIN_LIB"}
     e.update(env or {})
     e["SSP_TEST_MARKER"] = str(marker)
-    r = subprocess.run([sys.executable, "-c", RUNNER, str(REPO / "tests" / "plugins" / "trt_doubles.py"), str(bundle),
-                        json.dumps(kwargs)], capture_output=True, text=True, timeout=120, cwd=REPO, env=e)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RUNNER,
+            str(REPO / "tests" / "plugins" / "trt_doubles.py"),
+            str(bundle),
+            json.dumps(kwargs),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=e,
+    )
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -119,10 +149,15 @@ def _variants(tmp: Path, libs: dict[str, Path]) -> dict[str, Path]:
         "absolute": _bundle(tmp / "absolute", str(evil)),
         "dotdot": _bundle(tmp / "b" / "dotdot", "../../outside/libssp_trt_plugins.so"),
         "unlisted": _bundle(tmp / "unlisted", "libssp_trt_plugins.so"),
-        "swapped_rehashed": _bundle(tmp / "swapped_rehashed", "libssp_trt_plugins.so",
-                                    files={"libssp_trt_plugins.so": libs["evil"]}),
-        "swapped": _bundle(tmp / "swapped", "libssp_trt_plugins.so", files={"libssp_trt_plugins.so": libs["evil"]},
-                           hashed={"libssp_trt_plugins.so": libs["good"]}),
+        "swapped_rehashed": _bundle(
+            tmp / "swapped_rehashed", "libssp_trt_plugins.so", files={"libssp_trt_plugins.so": libs["evil"]}
+        ),
+        "swapped": _bundle(
+            tmp / "swapped",
+            "libssp_trt_plugins.so",
+            files={"libssp_trt_plugins.so": libs["evil"]},
+            hashed={"libssp_trt_plugins.so": libs["good"]},
+        ),
         "symlinked": _bundle(tmp / "symlinked", "libssp_trt_plugins.so", symlinks={"libssp_trt_plugins.so": evil}),
     }
     shutil.copyfile(libs["evil"], v["unlisted"] / "libssp_trt_plugins.so")  # lies in the folder, not in files
@@ -130,8 +165,13 @@ def _variants(tmp: Path, libs: dict[str, Path]) -> dict[str, Path]:
 
 
 #: variants whose manifest or files Bundle.open itself refuses (the words its error must contain)
-REFUSED_AT_OPEN = {"absolute": "relative path", "dotdot": "relative path", "swapped": "sha256",
-                   "symlinked": "outside", "unlisted": "not listed"}
+REFUSED_AT_OPEN = {
+    "absolute": "relative path",
+    "dotdot": "relative path",
+    "swapped": "sha256",
+    "symlinked": "outside",
+    "unlisted": "not listed",
+}
 
 
 def test_no_bundle_variant_loads_native_code_without_the_opt_in(tmp_path, libs):
@@ -171,20 +211,37 @@ def test_the_bytes_checked_are_the_bytes_loaded(tmp_path, libs):
     hashed, and dlopened from a sealed in-memory copy."""
     bundle = _bundle(tmp_path / "b", "libssp_trt_plugins.so", files={"libssp_trt_plugins.so": libs["good"]})
     marker = tmp_path / "m"
-    code = RUNNER.replace("    b = Bundle.open(sys.argv[2])\n",
-                          "    b = Bundle.open(sys.argv[2])\n    import shutil\n"
-                          f"    shutil.copyfile({str(libs['evil'])!r}, Path(sys.argv[2]) / 'libssp_trt_plugins.so')\n")
+    code = RUNNER.replace(
+        "    b = Bundle.open(sys.argv[2])\n",
+        "    b = Bundle.open(sys.argv[2])\n    import shutil\n"
+        f"    shutil.copyfile({str(libs['evil'])!r}, Path(sys.argv[2]) / 'libssp_trt_plugins.so')\n",
+    )
     e = {k: v for k, v in os.environ.items() if k != "SSP_PLUGIN_LIB"}
     e["SSP_TEST_MARKER"] = str(marker)
-    r = subprocess.run([sys.executable, "-c", code, str(REPO / "tests" / "plugins" / "trt_doubles.py"), str(bundle),
-                        json.dumps({"trust_bundle_plugins": True})], capture_output=True, text=True, timeout=120,
-                       cwd=REPO, env=e)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(REPO / "tests" / "plugins" / "trt_doubles.py"),
+            str(bundle),
+            json.dumps({"trust_bundle_plugins": True}),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=e,
+    )
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert not res["ok"] and "sha256" in res["error"] and _marks(marker) == []
     # untouched, the trusted copy loads; TensorRT is handed the sealed copy's path, not the bundle file
     marker2 = tmp_path / "m2"
-    res = _open(_bundle(tmp_path / "c", "libssp_trt_plugins.so", files={"libssp_trt_plugins.so": libs["good"]}),
-                marker2, trust_bundle_plugins=True)
+    res = _open(
+        _bundle(tmp_path / "c", "libssp_trt_plugins.so", files={"libssp_trt_plugins.so": libs["good"]}),
+        marker2,
+        trust_bundle_plugins=True,
+    )
     assert res["ok"] and _marks(marker2) == ["good"]
     assert all(p.startswith("/proc/self/fd/") or "ssp-plugins-" in p for p in res["loaded"]), res["loaded"]
 

@@ -1,6 +1,7 @@
 """A Segmenter under careless or hostile callers: prompts that are not text, cache sizes that cannot hold one
 frame's prompts, frames too large to process, huge frames with small masks, and one Segmenter shared by threads
 (each thread's results carry its own prompts; set_prompts during segment never breaks a call)."""
+
 from __future__ import annotations
 
 import threading
@@ -29,16 +30,20 @@ def _scene() -> tuple[np.ndarray, list[str]]:
 
 # ----------------------------------------------------------------------------- prompts
 
-@pytest.mark.parametrize("prompts, words", [
-    ([None], ["prompt 0", "NoneType", "not str"]),
-    ([42], ["prompt 0", "int", "not str"]),
-    ([b"x"], ["prompt 0", "bytes", "not str"]),
-    (["the red circle", 3.5], ["prompt 1", "float"]),
-    (["ok", ["nested"]], ["prompt 1", "list"]),
-    (b"the red circle", ["list of strings", "bytes"]),
-    (42, ["list of strings", "int"]),
-    (None, None),  # segment(prompts=None) with no default prompts
-])
+
+@pytest.mark.parametrize(
+    "prompts, words",
+    [
+        ([None], ["prompt 0", "NoneType", "not str"]),
+        ([42], ["prompt 0", "int", "not str"]),
+        ([b"x"], ["prompt 0", "bytes", "not str"]),
+        (["the red circle", 3.5], ["prompt 1", "float"]),
+        (["ok", ["nested"]], ["prompt 1", "list"]),
+        (b"the red circle", ["list of strings", "bytes"]),
+        (42, ["list of strings", "int"]),
+        (None, None),  # segment(prompts=None) with no default prompts
+    ],
+)
 def test_prompts_that_are_not_text_are_one_clear_error(seg, prompts, words):
     frame = np.zeros((32, 32, 3), np.uint8)
     fresh = Segmenter(seg.bundle, seg.backend)  # no default prompts
@@ -54,6 +59,7 @@ def test_prompts_that_are_not_text_are_one_clear_error(seg, prompts, words):
 
 
 # ----------------------------------------------------------------------------- cache_size
+
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "8", None])
 def test_cache_size_must_be_a_whole_number_of_at_least_one(lite_bundle, bad):
@@ -75,6 +81,7 @@ def test_cache_size_below_one_frames_prompts_is_raised_to_the_frame_limit(seg):
 
 
 # ----------------------------------------------------------------------------- frame size, mask size
+
 
 def test_a_frame_over_max_frame_pixels_is_refused_before_any_work(seg):
     assert DEFAULT_MAX_FRAME_PIXELS == 50_000_000 and seg.max_frame_pixels == DEFAULT_MAX_FRAME_PIXELS
@@ -124,6 +131,7 @@ def test_mask_size_returns_smaller_masks_that_match_the_full_size_ones(seg):
 
 
 # ----------------------------------------------------------------------------- threads
+
 
 @pytest.mark.slow
 def test_four_threads_share_one_segmenter_each_with_its_own_prompts(seg):

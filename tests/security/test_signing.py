@@ -1,13 +1,14 @@
 """Signed bundles: a detached Ed25519 signature (the `cryptography` package) over manifest.json, which hashes
 every file. The right key opens; a changed byte in any file, a wrong key, no or a garbage signature is refused."""
+
 from __future__ import annotations
 
 import stat
 import sys
 
 import pytest
-
 from helpers import run_ssp
+
 from ssp_edge.sdk.bundle import MANIFEST, Bundle
 from ssp_edge.sdk.errors import BundleError, SDKError
 from ssp_edge.sdk.signing import PUBKEY_ENV, SIGNATURE, generate_keypair, sign_bundle
@@ -126,8 +127,9 @@ def test_missing_cryptography_is_a_clear_error(signed, keys, monkeypatch):
 def test_cli_keygen_and_sign(mini, tmp_path):
     r = run_ssp("convert", "keygen", "--out", str(tmp_path / "k"))
     assert r.returncode == 0, r.stderr
-    r = run_ssp("convert", "sign", str(mini), "--key", str(tmp_path / "k.pem"), "--check-key",
-                str(tmp_path / "k.pub.pem"))
+    r = run_ssp(
+        "convert", "sign", str(mini), "--key", str(tmp_path / "k.pem"), "--check-key", str(tmp_path / "k.pub.pem")
+    )
     assert r.returncode == 0, r.stderr
     assert Bundle.open(mini, verify_key=tmp_path / "k.pub.pem").signed
     r = run_ssp("convert", "sign", str(mini), "--key", str(tmp_path / "k.pub.pem"))

@@ -1,5 +1,6 @@
 """Tokenizer vs text graph: the manifest records the text graph's vocabulary size at export; a tokenizer whose
 ids can exceed it is refused (BundleError) before any id reaches ONNX Runtime."""
+
 from __future__ import annotations
 
 import json
@@ -41,9 +42,15 @@ def test_tokenizer_beyond_the_vocabulary_is_refused(tok_bytes, vocab):
         Tokenizer(tok_bytes, 20, vocab_size=vocab)
 
 
-@pytest.mark.parametrize("kwargs, match", [({"max_tokens": 1}, "max_tokens"), ({"max_tokens": "20"}, "max_tokens"),
-                                           ({"max_tokens": 20, "vocab_size": 0}, "vocab_size"),
-                                           ({"max_tokens": 20, "vocab_size": 2.5}, "vocab_size")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"max_tokens": 1}, "max_tokens"),
+        ({"max_tokens": "20"}, "max_tokens"),
+        ({"max_tokens": 20, "vocab_size": 0}, "vocab_size"),
+        ({"max_tokens": 20, "vocab_size": 2.5}, "vocab_size"),
+    ],
+)
 def test_tokenizer_options_are_checked(tok_bytes, kwargs, match):
     with pytest.raises(SDKError, match=match):
         Tokenizer(tok_bytes, **kwargs)

@@ -1,6 +1,7 @@
 """Video source lifecycle with scripted captures: close() interrupts the back-off and joins the capture thread,
 each capture is released exactly once, a read() exception ends the source with its reason, and the no-frame
 timeout never fires while a reconnect is still being tried."""
+
 from __future__ import annotations
 
 import threading
@@ -21,7 +22,7 @@ class Script:
 
     def __init__(self, behave):
         self.behave = behave  # (capture number, read number) -> "frame" | "fail" | "raise" | "block"
-        self.opened: list["FakeCapture"] = []
+        self.opened: list[FakeCapture] = []
         self.unblock = threading.Event()
         self.lock = threading.Lock()
 
@@ -69,6 +70,7 @@ def script(monkeypatch):
         s = Script(behave)
         monkeypatch.setattr(video.cv2, "VideoCapture", s.factory)
         return s
+
     return install
 
 
@@ -123,8 +125,15 @@ def test_a_read_exception_ends_the_source_with_its_reason(script, monkeypatch):
 def test_no_frame_timeout_does_not_fire_while_reconnecting(script):
     start = time.monotonic()
     # capture 0 drops at once; captures 1.. fail to open for 1.2 s; then frames flow again
-    s = script(lambda cap, read: ("closed" if read == -1 and cap > 0 and time.monotonic() - start < 1.2 else
-                                  "fail" if cap == 0 and read >= 1 else "frame"))
+    s = script(
+        lambda cap, read: (
+            "closed"
+            if read == -1 and cap > 0 and time.monotonic() - start < 1.2
+            else "fail"
+            if cap == 0 and read >= 1
+            else "frame"
+        )
+    )
     src = VideoSource(URI, reconnect_attempts=20, reconnect_delay=0.1, max_backoff=0.2, frame_timeout=0.4)
     try:
         frames = [src.read() for _ in range(3)]
@@ -151,7 +160,11 @@ def test_reconnect_window_and_options(script):
         assert src.reconnect_window == pytest.approx(0.5 + 1.0 + 1.5 + 1.5)
     finally:
         src.close()
-    for kwargs, match in (({"frame_timeout": -1}, "frame_timeout"), ({"reconnect_attempts": "x"}, "reconnect_attempts"),
-                          ({"reconnect_delay": float("nan")}, "reconnect_delay"), ({"queue_size": 0}, "queue_size")):
+    for kwargs, match in (
+        ({"frame_timeout": -1}, "frame_timeout"),
+        ({"reconnect_attempts": "x"}, "reconnect_attempts"),
+        ({"reconnect_delay": float("nan")}, "reconnect_delay"),
+        ({"queue_size": 0}, "queue_size"),
+    ):
         with pytest.raises(SDKError, match=match):
             VideoSource(URI, **kwargs)

@@ -1,6 +1,7 @@
 """The web demo on loopback, attacked: body cap, JSON only, Host / Origin allowlist, token, read timeouts,
 half-open connections, prompt validation, a processing loop that survives errors, security headers; and
 property-based fuzzing of requests (every answer a 2xx or 4xx, never a 5xx, a dropped connection or a hang)."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from sec_helpers import load_web_demo
+
 from ssp_edge.sdk.errors import SDKError
 
 web = load_web_demo()
@@ -49,8 +50,10 @@ class Live:
                 out += chunk
 
     def post(self, body: bytes, ctype: str = "application/json", extra: str = "", **kw) -> tuple[int, dict, bytes]:
-        req = (f"POST /prompt HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nContent-Type: {ctype}\r\n"
-               f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
+        req = (
+            f"POST /prompt HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\n{extra}\r\n"
+        ).encode() + body
         return parse(self.raw(req, **kw))
 
     def drain(self) -> list:
@@ -127,14 +130,18 @@ def test_one_mib_body_is_413(live):
 @pytest.mark.parametrize("length, code", [("-1", 400), ("3000000000", 413), ("1e3", 400), ("12, 12", 400)])
 def test_bad_content_length_is_answered_at_once(live, length, code):
     t0 = time.monotonic()
-    resp = live.raw(f"POST /prompt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {length}\r\n\r\n".encode())
+    resp = live.raw(
+        f"POST /prompt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n".encode()
+    )
     assert parse(resp)[0] == code and time.monotonic() - t0 < 0.9
 
 
 def test_chunked_or_missing_length_is_411(live):
-    resp = live.raw(b"POST /prompt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    resp = live.raw(
+        b"POST /prompt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    )
     assert parse(resp)[0] == 411
     resp = live.raw(b"POST /prompt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\r\n")
     assert parse(resp)[0] == 411
@@ -142,25 +149,29 @@ def test_chunked_or_missing_length_is_411(live):
 
 def test_slow_body_times_out_with_408(live):
     t0 = time.monotonic()
-    resp = live.raw(b"POST /prompt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: 100\r\n\r\n{")
+    resp = live.raw(
+        b"POST /prompt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )
     assert parse(resp)[0] == 408 and time.monotonic() - t0 < 3
 
 
-@pytest.mark.parametrize("body, reason", [
-    (json.dumps({"prompts": ["p"] * 17}), "17 prompts is more than this bundle's limit of 16"),
-    ('{"prompts": "abc"}', '"prompts" must be a list of strings, got str'),
-    ('{"prompts": [null]}', "prompt 0 must be a string, got NoneType"),
-    ('{"prompts": [42]}', "prompt 0 must be a string, got int"),
-    ('{"prompts": ["ok", "  "]}', "prompt 1 is empty"),
-    ('{"prompts": []}', '"prompts" is empty'),
-    (json.dumps({"prompts": ["x" * 201]}), "prompt 0 is 201 characters long"),
-    ('{"prompts": ["a\\u0000b"]}', "control characters"),
-    ('{"prompts": ["a"], "cmd": 1}', "unknown field(s) 'cmd'"),
-    ('["the red cup"]', "must be a JSON object"),
-    ("{not json", "not JSON"),
-    (b'{"prompts": ["\xff"]}', "not JSON"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (json.dumps({"prompts": ["p"] * 17}), "17 prompts is more than this bundle's limit of 16"),
+        ('{"prompts": "abc"}', '"prompts" must be a list of strings, got str'),
+        ('{"prompts": [null]}', "prompt 0 must be a string, got NoneType"),
+        ('{"prompts": [42]}', "prompt 0 must be a string, got int"),
+        ('{"prompts": ["ok", "  "]}', "prompt 1 is empty"),
+        ('{"prompts": []}', '"prompts" is empty'),
+        (json.dumps({"prompts": ["x" * 201]}), "prompt 0 is 201 characters long"),
+        ('{"prompts": ["a\\u0000b"]}', "control characters"),
+        ('{"prompts": ["a"], "cmd": 1}', "unknown field(s) 'cmd'"),
+        ('["the red cup"]', "must be a JSON object"),
+        ("{not json", "not JSON"),
+        (b'{"prompts": ["\xff"]}', "not JSON"),
+    ],
+)
 def test_bad_prompts_are_400_with_the_reason_and_change_nothing(live, body, reason):
     code, _, out = live.post(body if isinstance(body, bytes) else body.encode())
     assert code == 400 and reason in json.loads(out)["error"]
@@ -264,8 +275,9 @@ def test_processing_survives_bad_prompts_and_frame_errors(frames_dir):
 
 def test_processing_retries_a_source_that_fails(tmp_path):
     state = web.DemoState(["x"])
-    t = threading.Thread(target=web.process, args=(FakeSegmenter(), str(tmp_path / "gone"), state, True, 0.05),
-                         daemon=True)
+    t = threading.Thread(
+        target=web.process, args=(FakeSegmenter(), str(tmp_path / "gone"), state, True, 0.05), daemon=True
+    )
     t.start()
     time.sleep(0.3)
     assert t.is_alive() and "not found" in state.error
@@ -278,19 +290,40 @@ def test_processing_retries_a_source_that_fails(tmp_path):
 _token = st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=":"), min_size=1, max_size=12)
 _value = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
 _header = st.one_of(
-    st.tuples(st.sampled_from(["Content-Type", "Origin", "Content-Length", "Transfer-Encoding", "Host", "Cookie",
-                               "X-SSP-Token", "Sec-Fetch-Site", "Connection", "Expect"]), _value),
-    st.tuples(_token, _value))
-_prompt_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=30),
-                            lambda kids: st.lists(kids, max_size=20) | st.dictionaries(st.text(max_size=8), kids,
-                                                                                        max_size=3), max_leaves=25)
+    st.tuples(
+        st.sampled_from(
+            [
+                "Content-Type",
+                "Origin",
+                "Content-Length",
+                "Transfer-Encoding",
+                "Host",
+                "Cookie",
+                "X-SSP-Token",
+                "Sec-Fetch-Site",
+                "Connection",
+                "Expect",
+            ]
+        ),
+        _value,
+    ),
+    st.tuples(_token, _value),
+)
+_prompt_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda kids: st.lists(kids, max_size=20) | st.dictionaries(st.text(max_size=8), kids, max_size=3),
+    max_leaves=25,
+)
 
 
 @st.composite
 def requests(draw):
     method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "get", "POST "]))
-    path = draw(st.sampled_from(["/", "/prompt", "/status", "/frame.jpg", "/app.js", "/%00", "/../../etc/passwd",
-                                 "//x", "/prompt?x=1", "*"]))
+    path = draw(
+        st.sampled_from(
+            ["/", "/prompt", "/status", "/frame.jpg", "/app.js", "/%00", "/../../etc/passwd", "//x", "/prompt?x=1", "*"]
+        )
+    )
     headers = draw(st.lists(_header, max_size=5))
     if draw(st.booleans()):
         headers.insert(0, ("Host", draw(st.sampled_from(["127.0.0.1", "localhost:1", "evil.example", "[::1]:80", ""]))))
@@ -324,13 +357,18 @@ def test_fuzzed_requests_get_2xx_or_4xx(fuzz_server, req, caplog):
 
 
 def test_truncated_requests_and_expect_continue(live):
-    resp = live.raw(b"POST /prompt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: 50\r\n\r\n{\"prompts\"", close_write=True)
+    resp = live.raw(
+        b"POST /prompt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 50\r\n\r\n{"prompts"',
+        close_write=True,
+    )
     assert parse(resp)[0] == 400 and b"ended before its Content-Length" in resp
     assert parse(live.raw(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n", close_write=True))[0] == 400
     body = b'{"prompts": ["the cup"]}'
-    resp = live.raw(b"POST /prompt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nExpect: "
-                    b"100-continue\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    resp = live.raw(
+        b"POST /prompt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nExpect: "
+        b"100-continue\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
     assert resp.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK") and live.drain() == [["the cup"]]
 
 
@@ -345,8 +383,12 @@ def test_real_demo_refuses_17_prompts_then_applies_a_valid_one_to_the_next_frame
     base = f"http://127.0.0.1:{server.server_address[1]}"
 
     def post(prompts):
-        req = urllib.request.Request(base + "/prompt", data=json.dumps({"prompts": prompts}).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            base + "/prompt",
+            data=json.dumps({"prompts": prompts}).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 return r.status, json.loads(r.read())

@@ -1,4 +1,5 @@
 """Serving tests: tests/serving on sys.path (triton_env, remote_client), shared frames."""
+
 from __future__ import annotations
 
 import sys

@@ -1,5 +1,6 @@
 """One camera client process for the serving tests and benchmark: RemoteSegmenter over FRAMES (npz), masks and
 scores saved to OUT (npz). Usage: remote_client.py URL FRAMES.npz OUT.npz PROMPT [PROMPT ...]"""
+
 from __future__ import annotations
 
 import sys

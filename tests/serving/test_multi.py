@@ -2,12 +2,13 @@
 camera, one image-encoder run per round, per-camera FPS from `ssp run --source A --source B`, and the (frame, prompt)
 decoder batch for graphs that take a ``frame_index`` (a stand-in decoder over ONNX Runtime, against per-frame
 decoding)."""
+
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
-
 from helpers import assert_ok, assert_one_line_error, run_ssp
 
 from ssp_edge.sdk.multi import frame_groups, run_sources, segment_frames
@@ -76,16 +77,46 @@ def test_one_segmenter_many_sources_matches_one_per_camera(lite_bundle, videos, 
 
 
 def test_ssp_run_several_sources_reports_per_camera_fps(lite_bundle, videos, tmp_path):
-    r = assert_ok(run_ssp("run", "--bundle", str(lite_bundle), "--source", videos[0], "--source", videos[1],
-                          "--prompt", "the red circle", "--backend", "onnxruntime", "--no-stdin", "--json",
-                          "--out", str(tmp_path / "cam{i}.mp4")))
+    r = assert_ok(
+        run_ssp(
+            "run",
+            "--bundle",
+            str(lite_bundle),
+            "--source",
+            videos[0],
+            "--source",
+            videos[1],
+            "--prompt",
+            "the red circle",
+            "--backend",
+            "onnxruntime",
+            "--no-stdin",
+            "--json",
+            "--out",
+            str(tmp_path / "cam{i}.mp4"),
+        )
+    )
     s = json.loads(r.stdout.strip().splitlines()[-1])
     assert [c["source"] for c in s["cameras"]] == videos[:2]
     assert [c["frames"] for c in s["cameras"]] == [3, 3] and s["rounds"] == 3
     assert all(c["fps"] > 0 for c in s["cameras"]) and s["fps"] > 0
     assert (tmp_path / "cam0.mp4").stat().st_size > 0 and (tmp_path / "cam1.mp4").stat().st_size > 0
-    assert_one_line_error(run_ssp("run", "--bundle", str(lite_bundle), "--source", videos[0], "--source",
-                                  videos[1], "--prompt", "x", "--out", str(tmp_path / "one.mp4")), "{i}")
+    assert_one_line_error(
+        run_ssp(
+            "run",
+            "--bundle",
+            str(lite_bundle),
+            "--source",
+            videos[0],
+            "--source",
+            videos[1],
+            "--prompt",
+            "x",
+            "--out",
+            str(tmp_path / "one.mp4"),
+        ),
+        "{i}",
+    )
 
 
 class FrameIndexBackend:
@@ -118,9 +149,13 @@ def test_segment_frames_decodes_frame_prompt_pairs_in_one_batch(lite_bundle, cam
     frames = list(camera_frames[:3])
     many = [f"shape {i}" for i in range(7)]
     for prompts, image_batches, calls in (
-            ([["the red circle", "the blue square"], ["the red circle"], PROMPTS + ["the green triangle"]],
-             [3], [[0, 0, 1, 2, 2, 2]]),
-            ([many, many, many], [2, 1], [[0] * 7 + [1] * 7, [0] * 7])):  # 21 pairs > 16: two groups
+        (
+            [["the red circle", "the blue square"], ["the red circle"], PROMPTS + ["the green triangle"]],
+            [3],
+            [[0, 0, 1, 2, 2, 2]],
+        ),
+        ([many, many, many], [2, 1], [[0] * 7 + [1] * 7, [0] * 7]),
+    ):  # 21 pairs > 16: two groups
         be.image_batches.clear()
         be.decoder_calls.clear()
         got = segment_frames(seg, frames, [seg.encode_prompts(ps) for ps in prompts])

@@ -1,6 +1,7 @@
 """samples/ros2_msgs.py (the ROS 2 node's message conversion) against rosbags' sensor_msgs/Image and CDR
 serialisation, and against rosbags-image's decoder as an independent reference. The node itself needs rclpy,
 which is not installable from PyPI (ROS 2 comes from a ROS distribution's apt packages): that test skips."""
+
 from __future__ import annotations
 
 import json
@@ -10,11 +11,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from helpers import REPO
 
 rosbags = pytest.importorskip("rosbags", reason="rosbags is in the dev extra (pip install -e '.[dev]')")
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg  # noqa: E402
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore  # noqa: E402
 
 sys.path.insert(0, str(REPO / "samples"))
 import ros2_msgs  # noqa: E402
@@ -45,8 +45,12 @@ def frame():
 def test_8bit_frames_roundtrip_through_cdr(frame, encoding, pad):
     import cv2
 
-    src = {"bgr8": frame, "rgb8": frame[:, :, ::-1], "bgra8": cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA),
-           "mono8": frame[:, :, 1]}[encoding]
+    src = {
+        "bgr8": frame,
+        "rgb8": frame[:, :, ::-1],
+        "bgra8": cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA),
+        "mono8": frame[:, :, 1],
+    }[encoding]
     src = np.ascontiguousarray(src)
     ch = 1 if src.ndim == 2 else src.shape[2]
     msg = ros2_msgs.array_to_image(src, encoding, HEADER, make, step=53 * ch + pad)
@@ -75,8 +79,11 @@ def test_matches_rosbags_image_decoder(frame):
     """rosbags-image reads data as dense rows (it ignores ``step``), so it is the reference for unpadded messages;
     padded rows are checked byte by byte above."""
     ri = pytest.importorskip("rosbags.image", reason="rosbags-image is in the dev extra")
-    for enc, src in (("bgr8", frame), ("rgb8", np.ascontiguousarray(frame[:, :, ::-1])),
-                     ("mono8", np.ascontiguousarray(frame[:, :, 0]))):
+    for enc, src in (
+        ("bgr8", frame),
+        ("rgb8", np.ascontiguousarray(frame[:, :, ::-1])),
+        ("mono8", np.ascontiguousarray(frame[:, :, 0])),
+    ):
         msg = cdr_roundtrip(ros2_msgs.array_to_image(src, enc, HEADER, make))
         assert np.array_equal(ros2_msgs.image_to_array(msg), ri.message_to_cvimage(msg))
         if enc != "mono8":
@@ -98,11 +105,17 @@ def test_masks_labels_and_bad_messages():
     labels = ros2_msgs.image_to_array(ros2_msgs.label_image([m, m2], HEADER, make))
     assert labels[3, 4] == 1 and labels[6, 9] == 2 and labels[4, 6] == 1 and labels[0, 0] == 0  # first prompt wins
     with pytest.raises(ValueError, match="encoding"):
-        ros2_msgs.image_to_array(Image(header=HEADER, height=1, width=1, encoding="yuv422", is_bigendian=0, step=2,
-                                       data=np.zeros(2, np.uint8)))
+        ros2_msgs.image_to_array(
+            Image(
+                header=HEADER, height=1, width=1, encoding="yuv422", is_bigendian=0, step=2, data=np.zeros(2, np.uint8)
+            )
+        )
     with pytest.raises(ValueError, match="too small"):
-        ros2_msgs.image_to_array(Image(header=HEADER, height=2, width=4, encoding="bgr8", is_bigendian=0, step=12,
-                                       data=np.zeros(20, np.uint8)))
+        ros2_msgs.image_to_array(
+            Image(
+                header=HEADER, height=2, width=4, encoding="bgr8", is_bigendian=0, step=12, data=np.zeros(20, np.uint8)
+            )
+        )
 
 
 VISION_MSGS = {  # vision_msgs 4.x (Humble) definitions, registered into rosbags' type store
@@ -111,9 +124,9 @@ VISION_MSGS = {  # vision_msgs 4.x (Humble) definitions, registered into rosbags
     "vision_msgs/msg/BoundingBox2D": "vision_msgs/Pose2D center\nfloat64 size_x\nfloat64 size_y\n",
     "vision_msgs/msg/ObjectHypothesis": "string class_id\nfloat64 score\n",
     "vision_msgs/msg/ObjectHypothesisWithPose": "vision_msgs/ObjectHypothesis hypothesis\n"
-                                                "geometry_msgs/PoseWithCovariance pose\n",
+    "geometry_msgs/PoseWithCovariance pose\n",
     "vision_msgs/msg/Detection2D": "std_msgs/Header header\nvision_msgs/ObjectHypothesisWithPose[] results\n"
-                                   "vision_msgs/BoundingBox2D bbox\nstring id\n",
+    "vision_msgs/BoundingBox2D bbox\nstring id\n",
     "vision_msgs/msg/Detection2DArray": "std_msgs/Header header\nvision_msgs/Detection2D[] detections\n",
 }
 
@@ -131,8 +144,11 @@ def test_detections_from_a_real_frame(lite_bundle, tmp_path):
     circle = next(o for o in truth if o["colour"] == "red" and o["shape"] == "circle")
     with open_source(str(video)) as src:
         bgr = next(iter(src)).image
-    msg = cdr_roundtrip(ros2_msgs.array_to_image(np.ascontiguousarray(bgr[:, :, ::-1]), "rgb8", HEADER, make,
-                                                 step=bgr.shape[1] * 3 + 16))
+    msg = cdr_roundtrip(
+        ros2_msgs.array_to_image(
+            np.ascontiguousarray(bgr[:, :, ::-1]), "rgb8", HEADER, make, step=bgr.shape[1] * 3 + 16
+        )
+    )
     with Segmenter.open(lite_bundle, backend="onnxruntime") as seg:
         results = seg.segment(ros2_msgs.image_to_bgr(msg), ["the red circle", "the purple star"])
     dets = ros2_msgs.detections(results)
@@ -148,10 +164,13 @@ def test_detections_from_a_real_frame(lite_bundle, tmp_path):
         types.update(get_types_from_msg(text, name))
     typestore.register(types)
     t = typestore.types
-    ns = SimpleNamespace(**{n.rsplit("/", 1)[1]: t[n] for n in VISION_MSGS},
-                         PoseWithCovariance=t["geometry_msgs/msg/PoseWithCovariance"],
-                         Pose=t["geometry_msgs/msg/Pose"], Point=t["geometry_msgs/msg/Point"],
-                         Quaternion=t["geometry_msgs/msg/Quaternion"])
+    ns = SimpleNamespace(
+        **{n.rsplit("/", 1)[1]: t[n] for n in VISION_MSGS},
+        PoseWithCovariance=t["geometry_msgs/msg/PoseWithCovariance"],
+        Pose=t["geometry_msgs/msg/Pose"],
+        Point=t["geometry_msgs/msg/Point"],
+        Quaternion=t["geometry_msgs/msg/Quaternion"],
+    )
     arr = ros2_msgs.fill_detection_array(dets, HEADER, ns)
     name = "vision_msgs/msg/Detection2DArray"
     back = typestore.deserialize_cdr(typestore.serialize_cdr(arr, name), name)
@@ -162,11 +181,17 @@ def test_detections_from_a_real_frame(lite_bundle, tmp_path):
 
 
 def test_node_without_rclpy_says_what_it_needs():
-    r = subprocess.run([sys.executable, str(REPO / "samples" / "ros2_node.py"), "--bundle", "x"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, str(REPO / "samples" / "ros2_node.py"), "--bundle", "x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     try:
         import rclpy  # noqa: F401
     except ImportError:
         assert r.returncode == 2 and "needs ROS 2 (rclpy" in r.stderr
-        pytest.skip("rclpy is not installable here (ROS 2 comes from a ROS distribution's apt packages, not PyPI): "
-                    "the node itself runs only where ROS 2 is installed; its message conversion is tested above")
+        pytest.skip(
+            "rclpy is not installable here (ROS 2 comes from a ROS distribution's apt packages, not PyPI): "
+            "the node itself runs only where ROS 2 is installed; its message conversion is tested above"
+        )

@@ -1,5 +1,6 @@
 """`ssp serve` (PyTriton, from the serve venv) on 127.0.0.1 answers RemoteSegmenter with the local Segmenter's
 masks over HTTP and gRPC; a token, when set, is required; binding another address without one is refused."""
+
 from __future__ import annotations
 
 import os
@@ -9,7 +10,6 @@ import time
 
 import numpy as np
 import pytest
-
 from helpers import assert_one_line_error, run_ssp
 
 pytest.importorskip("tritonclient.http", reason="tritonclient is in the dev extra (pip install -e '.[dev]')")
@@ -55,13 +55,33 @@ def test_ssp_serve_answers_remote_segmenter_like_local(lite_bundle, camera_frame
     ports = [triton_env.free_port() for _ in range(3)]
     log = open(tmp_path / "serve.log", "wb")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([str(py.parent / "ssp"), "serve", str(lite_bundle), "--backend", "onnxruntime",
-                             "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port",
-                             str(ports[2]), "--token", "s3cret"], stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [
+            str(py.parent / "ssp"),
+            "serve",
+            str(lite_bundle),
+            "--backend",
+            "onnxruntime",
+            "--http-port",
+            str(ports[0]),
+            "--grpc-port",
+            str(ports[1]),
+            "--metrics-port",
+            str(ports[2]),
+            "--token",
+            "s3cret",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+        cwd=tmp_path,
+    )
     try:
-        remotes = [RemoteSegmenter.open(f"http://127.0.0.1:{ports[0]}", token="s3cret", retry_for=180.0),
-                   RemoteSegmenter.open(f"grpc://127.0.0.1:{ports[1]}", token="s3cret", retry_for=60.0)]
+        remotes = [
+            RemoteSegmenter.open(f"http://127.0.0.1:{ports[0]}", token="s3cret", retry_for=180.0),
+            RemoteSegmenter.open(f"grpc://127.0.0.1:{ports[1]}", token="s3cret", retry_for=60.0),
+        ]
         with Segmenter.open(lite_bundle, backend="onnxruntime") as local:
             local.set_prompts(PROMPTS)
             for frame in camera_frames[:6]:

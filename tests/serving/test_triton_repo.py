@@ -1,5 +1,6 @@
 """`ssp convert triton`: every config.pbtxt parses into tritonclient's ModelConfig, and its names, dtypes, dims and
 batching match the bundle's manifest (checked against the manifest's specs here, not against the writer's code)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +10,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from helpers import assert_ok, run_ssp
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient is in the dev extra (pip install -e '.[dev]')")
@@ -47,9 +47,15 @@ def check_segment(repo: Path, bundle: Bundle) -> None:
     cfg = parse(repo / "ssp_segment" / "config.pbtxt")
     assert cfg.backend == "python" and cfg.max_batch_size == 0
     assert [(t.name, t.data_type, list(t.dims)) for t in cfg.input] == [
-        ("image", mc.TYPE_UINT8, [-1, -1, 3]), ("prompts", mc.TYPE_STRING, [-1])]
+        ("image", mc.TYPE_UINT8, [-1, -1, 3]),
+        ("prompts", mc.TYPE_STRING, [-1]),
+    ]
     assert [(t.name, t.data_type) for t in cfg.output] == [
-        ("mask", mc.TYPE_UINT8), ("prob", mc.TYPE_FP32), ("score", mc.TYPE_FP32), ("exists", mc.TYPE_BOOL)]
+        ("mask", mc.TYPE_UINT8),
+        ("prob", mc.TYPE_FP32),
+        ("score", mc.TYPE_FP32),
+        ("exists", mc.TYPE_BOOL),
+    ]
     params = {k: v.string_value for k, v in cfg.parameters.items()}
     man = bundle.manifest
     assert float(params["mask_threshold"]) == man.thresholds["mask"]
@@ -64,8 +70,7 @@ def check_segment(repo: Path, bundle: Bundle) -> None:
 @pytest.mark.parametrize("platform", ["onnxruntime", "python"])
 def test_onnx_platforms_match_manifest(lite_bundle, tmp_path, platform):
     repo = tmp_path / "repo"
-    r = assert_ok(run_ssp("convert", "triton", str(lite_bundle), "--out", str(repo), "--platform", platform,
-                          "--json"))
+    r = assert_ok(run_ssp("convert", "triton", str(lite_bundle), "--out", str(repo), "--platform", platform, "--json"))
     info = json.loads(r.stdout)
     assert info["models"] == ["ssp_text_encoder", "ssp_image_encoder", "ssp_mask_decoder", "ssp_segment"]
     assert info["plugin_library"] is None  # the portable graphs: no native code to load
@@ -104,8 +109,9 @@ def _bundle_with_engines(src: Path, dst: Path) -> Bundle:
             name = f"{g}.fp16.plugin.trt10.3.sm{cc.replace('.', '')}.engine"
             (dst / name).write_bytes(f"placeholder {name}".encode())
             prof = {"frames": [1, 1, 2]} if g == "image_encoder" else {"expressions": [1, 4, 16]}
-            b.add_engine(EngineEntry(g, "plugin", "fp16", name, "10.3.0", cc, entry.file, "libssp_trt_plugins.so",
-                                     prof))
+            b.add_engine(
+                EngineEntry(g, "plugin", "fp16", name, "10.3.0", cc, entry.file, "libssp_trt_plugins.so", prof)
+            )
     for g in ("text_encoder", "image_encoder", "mask_decoder"):
         name = f"{g}.fp32.portable.trt10.3.sm87.engine"
         (dst / name).write_bytes(b"placeholder")
@@ -135,8 +141,9 @@ def test_tensorrt_platform_engines_per_compute_capability(lite_bundle, tmp_path)
         assert cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
     check_segment(repo, bundle)
     # portable engines: no plugin library, one compute capability
-    r = assert_ok(run_ssp("convert", "triton", str(bundle.root), "--out", str(repo), "--force", "--flavour",
-                          "portable", "--json"))
+    r = assert_ok(
+        run_ssp("convert", "triton", str(bundle.root), "--out", str(repo), "--force", "--flavour", "portable", "--json")
+    )
     info = json.loads(r.stdout)
     assert info["plugin_library"] is None and info["precision"] == "fp32"
     assert dict(parse(repo / "ssp_mask_decoder" / "config.pbtxt").cc_model_filenames) == {"8.7": "model_sm87.plan"}
@@ -146,12 +153,20 @@ def test_tensorrt_platform_engines_per_compute_capability(lite_bundle, tmp_path)
 def test_errors_are_one_line(lite_bundle, tmp_path):
     from helpers import assert_one_line_error
 
-    assert_one_line_error(run_ssp("convert", "triton", str(lite_bundle), "--out", str(tmp_path / "r")),
-                          "no TensorRT engines", "--platform onnxruntime")
+    assert_one_line_error(
+        run_ssp("convert", "triton", str(lite_bundle), "--out", str(tmp_path / "r")),
+        "no TensorRT engines",
+        "--platform onnxruntime",
+    )
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("keep")
-    assert_one_line_error(run_ssp("convert", "triton", str(lite_bundle), "--out", str(tmp_path / "busy"),
-                                  "--platform", "python"), "not empty", "--force")
+    assert_one_line_error(
+        run_ssp("convert", "triton", str(lite_bundle), "--out", str(tmp_path / "busy"), "--platform", "python"),
+        "not empty",
+        "--force",
+    )
     assert (tmp_path / "busy" / "x").read_text() == "keep"
-    assert_one_line_error(run_ssp("convert", "triton", str(tmp_path / "nope"), "--out", str(tmp_path / "r2"),
-                                  "--platform", "python"), "not a folder")
+    assert_one_line_error(
+        run_ssp("convert", "triton", str(tmp_path / "nope"), "--out", str(tmp_path / "r2"), "--platform", "python"),
+        "not a folder",
+    )

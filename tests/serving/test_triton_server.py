@@ -2,6 +2,7 @@
 standing in for the engines), on 127.0.0.1 only: 4 concurrent client processes get the local Segmenter's masks,
 each prompt is encoded once (cache statistics), bad requests get errors while the server keeps serving, and a
 killed + restarted server is reconnected to. Every loop is bounded; every server is killed at the end."""
+
 from __future__ import annotations
 
 import subprocess
@@ -61,9 +62,20 @@ def test_four_clients_match_local_and_encode_each_prompt_once(repo, server, came
     for i in range(4):  # 4 camera processes, 20 frames each, at once
         prompts = COMMON + [EXTRA[i % 2]]
         outs.append((tmp_path / f"client{i}.npz", prompts))
-        procs.append(subprocess.Popen([sys.executable, str(HERE / "remote_client.py"),
-                                       server.grpc_url if i % 2 else server.http_url, str(tmp_path / "frames.npz"),
-                                       str(outs[-1][0]), *prompts], stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(HERE / "remote_client.py"),
+                    server.grpc_url if i % 2 else server.http_url,
+                    str(tmp_path / "frames.npz"),
+                    str(outs[-1][0]),
+                    *prompts,
+                ],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]
@@ -109,11 +121,13 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(server, camera_fra
         return c.infer("ssp_segment", [a, b])
 
     frame = camera_frames[0]
-    bad = [(frame[:, :, 0], COMMON),  # (H, W): no channel axis
-           (np.zeros((48, 64, 4), np.uint8), COMMON),  # 4 channels
-           (frame.astype(np.float32), COMMON),  # float image
-           (frame, [f"shape {i}" for i in range(17)]),  # more prompts than the decoder takes
-           (frame, ["   "])]  # empty prompt
+    bad = [
+        (frame[:, :, 0], COMMON),  # (H, W): no channel axis
+        (np.zeros((48, 64, 4), np.uint8), COMMON),  # 4 channels
+        (frame.astype(np.float32), COMMON),  # float image
+        (frame, [f"shape {i}" for i in range(17)]),  # more prompts than the decoder takes
+        (frame, ["   "]),
+    ]  # empty prompt
     for image, prompts in bad:
         with pytest.raises(InferenceServerException):
             request(image, prompts)
@@ -133,8 +147,10 @@ def test_server_killed_and_restarted_clients_reconnect(repo, camera_frames, loca
 
     ports = (triton_env.free_port(), triton_env.free_port(), triton_env.free_port())
     s = triton_env.start_tritonserver(repo, tmp_path / "a.log", ports)
-    clients = [RemoteSegmenter(f"http://127.0.0.1:{ports[0]}", COMMON, retry_for=120.0, timeout=30.0),
-               RemoteSegmenter(f"grpc://127.0.0.1:{ports[1]}", COMMON, retry_for=120.0, timeout=30.0)]
+    clients = [
+        RemoteSegmenter(f"http://127.0.0.1:{ports[0]}", COMMON, retry_for=120.0, timeout=30.0),
+        RemoteSegmenter(f"grpc://127.0.0.1:{ports[1]}", COMMON, retry_for=120.0, timeout=30.0),
+    ]
     restarted: dict = {}
     try:
         for c in clients:

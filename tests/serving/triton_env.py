@@ -4,6 +4,7 @@ unchanged (a stamp file), and the real ``tritonserver`` that wheel bundles, star
 
 Every server started here binds 127.0.0.1, is killed at the end of its test, and every request loop is bounded.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,8 +39,13 @@ def serve_python() -> Path:
         shutil.rmtree(VENV)
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, timeout=300)
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "-e", f"{REPO}[runtime,serve]"], capture_output=True,
-                       text=True, timeout=1500, env=env)
+    r = subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", "-e", f"{REPO}[runtime,serve]"],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env=env,
+    )
     if r.returncode != 0:
         raise RuntimeError(f"cannot create the serve venv {VENV}: {r.stderr[-3000:]}")
     _stamp().touch()
@@ -47,8 +53,13 @@ def serve_python() -> Path:
 
 
 def site_packages(py: Path) -> Path:
-    out = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                         capture_output=True, text=True, check=True, timeout=120).stdout.strip()
+    out = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.strip()
     return Path(out)
 
 
@@ -61,8 +72,10 @@ def tritonserver_dir(py: Path) -> Path:
         return dst
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(dist, dst, ignore=shutil.ignore_patterns("python_backend_stubs", "__pycache__"))
-    shutil.copy(dist / "python_backend_stubs" / PYVER / "triton_python_backend_stub",
-                dst / "backends" / "python" / "triton_python_backend_stub")
+    shutil.copy(
+        dist / "python_backend_stubs" / PYVER / "triton_python_backend_stub",
+        dst / "backends" / "python" / "triton_python_backend_stub",
+    )
     return dst
 
 
@@ -110,17 +123,29 @@ class Server:
             self.proc.wait(timeout=30)
 
 
-def start_tritonserver(repo: Path, log: Path, ports: tuple[int, int, int] | None = None,
-                       timeout: float = 180.0) -> Server:
+def start_tritonserver(
+    repo: Path, log: Path, ports: tuple[int, int, int] | None = None, timeout: float = 180.0
+) -> Server:
     """tritonserver on 127.0.0.1 with the response cache, waiting (bounded) until every model is ready."""
     py = serve_python()
     ts = tritonserver_dir(py)
     http, grpc, metrics = ports or (free_port(), free_port(), free_port())
-    cmd = [str(ts / "bin" / "tritonserver"), f"--model-repository={repo}", f"--backend-directory={ts / 'backends'}",
-           f"--cache-directory={ts / 'caches'}", "--cache-config=local,size=67108864", "--allow-gpu-metrics=false",
-           "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
-           f"--http-port={http}", f"--grpc-port={grpc}", f"--metrics-port={metrics}", "--exit-timeout-secs=5",
-           "--log-verbose=0"]
+    cmd = [
+        str(ts / "bin" / "tritonserver"),
+        f"--model-repository={repo}",
+        f"--backend-directory={ts / 'backends'}",
+        f"--cache-directory={ts / 'caches'}",
+        "--cache-config=local,size=67108864",
+        "--allow-gpu-metrics=false",
+        "--http-address=127.0.0.1",
+        "--grpc-address=127.0.0.1",
+        "--metrics-address=127.0.0.1",
+        f"--http-port={http}",
+        f"--grpc-port={grpc}",
+        f"--metrics-port={metrics}",
+        "--exit-timeout-secs=5",
+        "--log-verbose=0",
+    ]
     f = open(log, "ab")
     proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=server_env(py), start_new_session=True)
     server = Server(proc, http, grpc, metrics, log)

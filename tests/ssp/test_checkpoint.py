@@ -1,5 +1,6 @@
 """Checkpoints: safetensors + config JSON round trip, packaged text-encoder exclusion, clear SSPErrors for
 another config, corrupt / missing files and unknown config names."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,9 @@ def small_ckpt(tmp_path_factory):
     model = build_model(cfg)
     _perturb(model, 1)
     model.eval()
-    path = save_checkpoint(model, cfg, tmp_path_factory.mktemp("ckpt") / "small.safetensors",
-                           extra={"epoch": 3, "note": "unit test"})
+    path = save_checkpoint(
+        model, cfg, tmp_path_factory.mktemp("ckpt") / "small.safetensors", extra={"epoch": 3, "note": "unit test"}
+    )
     return cfg, model, path
 
 

@@ -1,5 +1,6 @@
 """RefShapes (determinism, splits, type coverage, masks, and the meaning of every expression checked by an
 independent little interpreter) and letterbox / unletterbox."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,20 @@ import cv2
 import numpy as np
 import pytest
 
-from ssp_edge.ssp.data.refshapes import (COLOURS, POSITIVE_TYPES, SHAPES, TYPES, Obj, RefShapes, _gen_attribute,
-                                _gen_no_target, _gen_ordinal, _gen_position, _gen_relation, render_scene)
+from ssp_edge.ssp.data.refshapes import (
+    COLOURS,
+    POSITIVE_TYPES,
+    SHAPES,
+    TYPES,
+    Obj,
+    RefShapes,
+    _gen_attribute,
+    _gen_no_target,
+    _gen_ordinal,
+    _gen_position,
+    _gen_relation,
+    render_scene,
+)
 from ssp_edge.ssp.data.transforms import letterbox, normalize, unletterbox
 from ssp_edge.ssp.errors import SSPError
 
@@ -20,10 +33,22 @@ _SIZE_WORDS = {"small": "small", "little": "small", "tiny": "small", "big": "big
 _SHAPE_WORDS = {s: s for s in SHAPES} | {"box": "square", "disc": "circle"}
 _ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2}
 _RELATIONS = [  # phrase -> meaning, longest phrases first so "to the left of" wins over "left of"
-    ("to the left of", "left"), ("on the left of", "left"), ("to the right of", "right"),
-    ("on the right of", "right"), ("higher than", "above"), ("closest to", "near"), ("next to", "near"),
-    ("left of", "left"), ("right of", "right"), ("above", "above"), ("over", "above"), ("beneath", "below"),
-    ("below", "below"), ("under", "below"), ("beside", "near"), ("near", "near"),
+    ("to the left of", "left"),
+    ("on the left of", "left"),
+    ("to the right of", "right"),
+    ("on the right of", "right"),
+    ("higher than", "above"),
+    ("closest to", "near"),
+    ("next to", "near"),
+    ("left of", "left"),
+    ("right of", "right"),
+    ("above", "above"),
+    ("over", "above"),
+    ("beneath", "below"),
+    ("below", "below"),
+    ("under", "below"),
+    ("beside", "near"),
+    ("near", "near"),
 ]
 
 
@@ -46,22 +71,37 @@ def parse_np(text: str) -> tuple[str | None, str | None, str | None]:
 
 def matching(objs: list[Obj], desc) -> list[int]:
     size, colour, shape = desc
-    return [i for i, o in enumerate(objs)
-            if (size is None or o.size == size) and (colour is None or o.colour == colour)
-            and (shape is None or o.shape == shape)]
+    return [
+        i
+        for i, o in enumerate(objs)
+        if (size is None or o.size == size)
+        and (colour is None or o.colour == colour)
+        and (shape is None or o.shape == shape)
+    ]
 
 
 def _direction(words: list[str]) -> str:
-    found = {d for d, keys in {"left": {"left", "leftmost"}, "right": {"right", "rightmost"},
-                               "top": {"top", "topmost", "highest"},
-                               "bottom": {"bottom", "bottommost", "lowest"}}.items() if keys & set(words)}
+    found = {
+        d
+        for d, keys in {
+            "left": {"left", "leftmost"},
+            "right": {"right", "rightmost"},
+            "top": {"top", "topmost", "highest"},
+            "bottom": {"bottom", "bottommost", "lowest"},
+        }.items()
+        if keys & set(words)
+    }
     assert len(found) == 1, words
     return found.pop()
 
 
 def _sort_key(objs: list[Obj], direction: str):
-    return {"left": lambda i: objs[i].x, "right": lambda i: -objs[i].x,
-            "top": lambda i: objs[i].y, "bottom": lambda i: -objs[i].y}[direction]
+    return {
+        "left": lambda i: objs[i].x,
+        "right": lambda i: -objs[i].x,
+        "top": lambda i: objs[i].y,
+        "bottom": lambda i: -objs[i].y,
+    }[direction]
 
 
 def check_meaning(expr: str, typ: str, t: int | None, objs: list[Obj], size: int) -> None:
@@ -84,7 +124,7 @@ def check_meaning(expr: str, typ: str, t: int | None, objs: list[Obj], size: int
         assert t in group and len(group) >= 2, expr
         k = [v for w, v in _ORDINALS.items() if w in words]
         assert len(k) == 1, expr
-        after_from = words[words.index("from") + 1:]
+        after_from = words[words.index("from") + 1 :]
         order = sorted(group, key=_sort_key(objs, _direction(after_from)))
         assert order[k[0]] == t, expr
     elif typ == "relation":
@@ -99,13 +139,13 @@ def check_meaning(expr: str, typ: str, t: int | None, objs: list[Obj], size: int
             off = abs((o.x - p.x) * vy - (o.y - p.y) * vx) / math.hypot(vx, vy)
             assert 0 < along < 1 and off < 0.15 * size, expr
             return
-        for phrase, rel in _RELATIONS:
+        for phrase, rel in _RELATIONS:  # noqa: B007 (rel is read after the break)
             m = re.search(rf"\b{phrase}\b", expr)
             if m:
                 break
         else:
             raise AssertionError(f"no relation word in {expr!r}")
-        head, tail = expr[:m.start()], expr[m.end():]
+        head, tail = expr[: m.start()], expr[m.end() :]
         anchors = matching(objs, parse_np(tail))
         assert len(anchors) == 1, expr  # the anchor is named unambiguously
         a = anchors[0]
@@ -232,15 +272,27 @@ def test_scene_samples_mean_what_they_say():
 
 def _row_scene() -> list[Obj]:
     """Hand-built scene: a row of red circles, a blue square above the middle, a small green star below."""
-    return [Obj("red", "circle", "small", 40, 160, 16), Obj("red", "circle", "small", 110, 160, 16),
-            Obj("red", "circle", "big", 200, 160, 32), Obj("red", "circle", "small", 280, 160, 16),
-            Obj("blue", "square", "big", 200, 60, 32), Obj("green", "star", "small", 200, 260, 16)]
+    return [
+        Obj("red", "circle", "small", 40, 160, 16),
+        Obj("red", "circle", "small", 110, 160, 16),
+        Obj("red", "circle", "big", 200, 160, 32),
+        Obj("red", "circle", "small", 280, 160, 16),
+        Obj("blue", "square", "big", 200, 60, 32),
+        Obj("green", "star", "small", 200, 260, 16),
+    ]
 
 
-@pytest.mark.parametrize("gen,typ", [
-    (lambda o, r: _gen_attribute(o, r), "attribute"), (lambda o, r: _gen_position(o, r, 320), "position"),
-    (lambda o, r: _gen_ordinal(o, r, 320), "ordinal"), (lambda o, r: _gen_relation(o, r, 320), "relation"),
-    (lambda o, r: _gen_no_target(o, r), "no_target")], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "gen,typ",
+    [
+        (lambda o, r: _gen_attribute(o, r), "attribute"),
+        (lambda o, r: _gen_position(o, r, 320), "position"),
+        (lambda o, r: _gen_ordinal(o, r, 320), "ordinal"),
+        (lambda o, r: _gen_relation(o, r, 320), "relation"),
+        (lambda o, r: _gen_no_target(o, r), "no_target"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
 def test_generators_on_a_hand_built_scene(gen, typ):
     objs = _row_scene()
     results = [gen(objs, np.random.default_rng(seed)) for seed in range(400)]
@@ -313,8 +365,8 @@ def test_letterbox_round_trip_of_a_mask(h, w):
     # the content is centred and keeps the aspect ratio; the rest is padding
     assert max(lb.width, lb.height) == 320 and abs(lb.width / lb.height - w / h) < 0.02
     assert lb.left == (320 - lb.width) // 2 and lb.top == (320 - lb.height) // 2
-    assert boxed[:lb.top].sum() == 0 and boxed[lb.top + lb.height:].sum() == 0
-    assert boxed[:, :lb.left].sum() == 0 and boxed[:, lb.left + lb.width:].sum() == 0
+    assert boxed[: lb.top].sum() == 0 and boxed[lb.top + lb.height :].sum() == 0
+    assert boxed[:, : lb.left].sum() == 0 and boxed[:, lb.left + lb.width :].sum() == 0
     back = unletterbox(boxed, lb)
     assert back.shape == (h, w)
     assert _iou(back > 0.5, mask > 0) > 0.98

@@ -1,12 +1,12 @@
 """`ssp eval --bundle` evaluates what users deploy through the same Segmenter stages as `ssp eval --checkpoint`:
 the same JSON keys; on the PyTorch backend the same numbers as the checkpoint, on ONNX Runtime within 0.005 mIoU;
 bad combinations are one-line errors."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-
 from helpers import assert_ok, assert_one_line_error, run_ssp
 
 N = 24
@@ -44,11 +44,16 @@ def test_bundle_on_onnxruntime_tracks_the_checkpoint(lite_bundle, checkpoint_eva
 
 
 def test_backend_options_need_a_bundle():
-    assert_one_line_error(run_ssp("eval", "--checkpoint", "ssp_lite_refshapes", "--backend", "onnxruntime",
-                                  "--limit", "1"), "--bundle")
+    assert_one_line_error(
+        run_ssp("eval", "--checkpoint", "ssp_lite_refshapes", "--backend", "onnxruntime", "--limit", "1"), "--bundle"
+    )
 
 
 @pytest.mark.slow
 def test_int8_on_an_uncalibrated_bundle_says_how(lite_bundle):
-    assert_one_line_error(run_ssp("eval", "--bundle", str(lite_bundle), "--backend", "onnxruntime", "--precision",
-                                  "int8", "--limit", "1"), "ssp calibrate")
+    assert_one_line_error(
+        run_ssp(
+            "eval", "--bundle", str(lite_bundle), "--backend", "onnxruntime", "--precision", "int8", "--limit", "1"
+        ),
+        "ssp calibrate",
+    )

@@ -1,6 +1,7 @@
 """FLOPs accounting (ssp/flops.py) against hand counts from the layer shapes, its per-frame / per-prompt split along
 the deployment graphs, and issue 19's acceptance: v2 ssp_lite <= 3.3 GFLOPs per frame and prompt (image encoder +
 decoder, 320x320), the RUS decoder no dearer than the bilinear decoder at equal width."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,10 @@ from ssp_edge.ssp.config import SSPConfig, get_config
 from ssp_edge.ssp.flops import decoder_block_table, model_cost
 from ssp_edge.ssp.models.ssp import build_model
 
-CONFIGS = {"v2": lambda d: get_config("ssp_lite", pretrained=False, decoder=d),
-           "v1": lambda d: SSPConfig(pretrained=False, decoder=d)}
+CONFIGS = {
+    "v2": lambda d: get_config("ssp_lite", pretrained=False, decoder=d),
+    "v1": lambda d: SSPConfig(pretrained=False, decoder=d),
+}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,7 @@ def _block_flops(cfg: SSPConfig, stride: int) -> tuple[int, int]:
     hw = (s // stride) ** 2
     low = hw // 4
     fuse_k = 3 if i < 2 else 1
-    fuse = 2 * cout * cout * fuse_k ** 2 * hw
+    fuse = 2 * cout * cout * fuse_k**2 * hw
     extra = 1 + cfg.prior_channels if stride == 4 else 0  # prompt-dependent skip channels at stride 4
     frame_skip, prompt_skip = 2 * (skip - extra) * cout * hw, 2 * extra * cout * hw
     if cfg.decoder == "bilinear":
@@ -56,11 +59,11 @@ def test_decoder_blocks_cost_what_their_layers_say(costs, dec):
         frame, prompt = _block_flops(cfg, stride)
         got = cost.blocks[f"stride{stride}"]
         assert (got["frame_flops"], got["prompt_flops"]) == (frame, prompt), stride
-    assert cost.blocks["head"]["prompt_flops"] == 2 * cfg.decoder_channels[-1] * cfg.input_size ** 2
+    assert cost.blocks["head"]["prompt_flops"] == 2 * cfg.decoder_channels[-1] * cfg.input_size**2
 
 
 def test_the_graphs_split_per_frame_and_per_prompt_work(costs):
-    for (name, dec), (cfg, c) in costs.items():
+    for (_name, dec), (_cfg, c) in costs.items():
         assert c.graphs["image_encoder"]["flops"] == c.frame_flops
         assert c.graphs["mask_decoder"]["flops"] == c.prompt_flops
         assert sum(g["flops"] for g in c.graphs.values()) == c.flops

@@ -14,6 +14,7 @@ something in the image.
 
 Only the texts are generated (no rendering), so thousands of expressions take seconds.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,13 @@ from ssp_edge.ssp.data.refshapes2 import TYPES, RefShapes2
 MAX_TEXT_ONLY_ACC = 0.60
 RATE = 0.5  # the balanced test sample
 
-_CONTENT = (set(COLOURS) | {"small", "little", "tiny", "big", "large"} | set(SHAPES) | {s + "s" for s in SHAPES}
-            | {"box", "boxes", "disc", "discs", "round", "shape", "shapes", "object", "objects", "one", "ones"})
+_CONTENT = (
+    set(COLOURS)
+    | {"small", "little", "tiny", "big", "large"}
+    | set(SHAPES)
+    | {s + "s" for s in SHAPES}
+    | {"box", "boxes", "disc", "discs", "round", "shape", "shapes", "object", "objects", "one", "ones"}
+)
 
 
 def skeleton(text: str) -> str:
@@ -39,8 +45,18 @@ def skeleton(text: str) -> str:
     return " ".join(w for i, w in enumerate(words) if not (w == "_" and i and words[i - 1] == "_"))
 
 
-_DIRECTION_WORDS = {"left", "right", "top", "bottom", "leftmost", "rightmost", "topmost", "bottommost", "highest",
-                    "lowest"}
+_DIRECTION_WORDS = {
+    "left",
+    "right",
+    "top",
+    "bottom",
+    "leftmost",
+    "rightmost",
+    "topmost",
+    "bottommost",
+    "highest",
+    "lowest",
+}
 _ORDINAL_SPELLING = {"1st": "first", "2nd": "second", "3rd": "third"}
 
 
@@ -83,8 +99,11 @@ def test_text_only_baseline_cannot_tell_whether_a_target_exists(train_texts, tes
     acc = float((pred == y).mean())
     assert len(test_texts) >= 3600 and abs(y.mean() - 0.5) < 1e-9
     assert acc <= MAX_TEXT_ONLY_ACC, acc
-    by_type = {t: float((pred[m] == y[m]).mean()) for t in TYPES
-               if (m := np.array([typ == t for _, typ, _ in test_texts])).sum() >= 250}
+    by_type = {
+        t: float((pred[m] == y[m]).mean())
+        for t in TYPES
+        if (m := np.array([typ == t for _, typ, _ in test_texts])).sum() >= 250
+    }
     assert set(by_type) == set(TYPES), by_type
     assert max(by_type.values()) <= MAX_TEXT_ONLY_ACC + 0.02, by_type
 

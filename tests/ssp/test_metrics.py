@@ -1,6 +1,7 @@
 """SegMeter on hand-computed cases: oIoU vs mIoU, Prec@X, N-acc / T-acc / gIoU on no-target samples, by_type;
 the boundary F-score (hand-computed squares and a brute-force second implementation), multi-target gIoU,
 GRES metrics per type and per tag."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +15,7 @@ SHAPE = (20, 20)
 def _first(n: int, start: int = 0) -> np.ndarray:
     """A (20, 20) uint8 mask whose flattened pixels start..start+n-1 are set."""
     m = np.zeros(SHAPE[0] * SHAPE[1], np.uint8)
-    m[start:start + n] = 1
+    m[start : start + n] = 1
     return m.reshape(SHAPE)
 
 
@@ -124,7 +125,7 @@ def test_bool_and_uint8_masks_agree():
 
 def _square(top: int, left: int, side: int = 6, shape=(12, 12)) -> np.ndarray:
     m = np.zeros(shape, np.uint8)
-    m[top:top + side, left:left + side] = 1
+    m[top : top + side, left : left + side] = 1
     return m
 
 
@@ -158,6 +159,7 @@ def test_boundary_f_on_hand_computed_squares():
 
 def _boundary_f_brute(pred: np.ndarray, gt: np.ndarray, tol: float) -> float:
     """A second implementation: boundary pixels by explicit 4-neighbour tests, distances by brute force."""
+
     def boundary(m):
         m = m.astype(bool)
         pad = np.pad(m, 1)
@@ -234,8 +236,11 @@ def test_per_type_gres_metrics_and_tags():
     # multi-target gIoU: the expressions with >= 2 targets (their IoUs), not the no-target one
     assert s["gIoU_multi_target"] == pytest.approx(0.85 / 2) and s["multi_target"]["n"] == 2
     # the old keys are unchanged: by_type is mIoU over target expressions
-    assert s["by_type"] == {"multi": pytest.approx(0.425), "ordinal": pytest.approx(0.75),
-                            "position": pytest.approx(0.875)}
+    assert s["by_type"] == {
+        "multi": pytest.approx(0.425),
+        "ordinal": pytest.approx(0.75),
+        "position": pytest.approx(0.875),
+    }
 
 
 def test_multi_type_counts_as_multi_target_without_tags():

@@ -3,6 +3,7 @@ K-expression broadcasting, ssp_paper at 480x480, and EfficientNet-Lite0 against 
 
 Models: ``ssp_lite`` (v2: cell 8, 4 SWT layers, grouped RUS, coordinates) with both decoders and the v1 architecture
 (``SSPConfig()`` defaults: what the shipped checkpoint's stored config JSON builds)."""
+
 from __future__ import annotations
 
 import copy
@@ -28,9 +29,12 @@ def _tokens(cfg, texts=EXPRESSIONS):
     return tok.input_ids, tok.attention_mask
 
 
-LITE_VARIANTS = {"v2-rus": lambda: get_config("ssp_lite"),
-                 "v2-bilinear": lambda: get_config("ssp_lite", decoder="bilinear"),
-                 "v2-words": lambda: get_config("ssp_lite", relevance="words"), "v1-rus": lambda: SSPConfig()}
+LITE_VARIANTS = {
+    "v2-rus": lambda: get_config("ssp_lite"),
+    "v2-bilinear": lambda: get_config("ssp_lite", decoder="bilinear"),
+    "v2-words": lambda: get_config("ssp_lite", relevance="words"),
+    "v1-rus": lambda: SSPConfig(),
+}
 
 
 @pytest.fixture(scope="module", params=list(LITE_VARIANTS))
@@ -53,11 +57,24 @@ def test_dataclass_defaults_are_v1_and_named_configs_v2():
     """A checkpoint's stored config JSON lacks the v2 keys: the dataclass defaults must build v1 exactly."""
     v1 = SSPConfig()
     assert (v1.cell, v1.swt_layers, v1.spixel_net, v1.rus_form, v1.pos_encoding, v1.token_coords, v1.relevance) == (
-        4, 2, "dilated", "dense", "sine8", False, "sentence")
+        4,
+        2,
+        "dilated",
+        "dense",
+        "sine8",
+        False,
+        "sentence",
+    )
     for name in ("ssp_lite", "ssp_paper"):
         c = get_config(name)
         assert (c.cell, c.swt_layers, c.spixel_net, c.rus_form, c.pos_encoding, c.token_coords) == (
-            8, 4, "pyramid", "grouped", "multiscale", True)
+            8,
+            4,
+            "pyramid",
+            "grouped",
+            "multiscale",
+            True,
+        )
     assert get_config("ssp_lite").grid == 10 and get_config("ssp_paper").grid == 15
 
 
@@ -90,7 +107,8 @@ def test_ssp_lite_per_module_shapes(lite):
     with torch.no_grad():
         feats = model.image.backbone(image)
         assert [tuple(f.shape) for f in feats] == [
-            (b, ch, s // st, s // st) for ch, st in zip(model.image.backbone.channels, (2, 4, 8, 16, 32))]
+            (b, ch, s // st, s // st) for ch, st in zip(model.image.backbone.channels, (2, 4, 8, 16, 32))
+        ]
         q = model.image.spixel(image)
         assert q.shape == (b, 9, s // 4, s // 4)
         torch.testing.assert_close(q.sum(1), torch.ones(b, s // 4, s // 4))
@@ -189,8 +207,9 @@ def test_frame_index_serves_several_frames_in_one_decoder_batch(lite):
         feats = model.image(images)
         got = model.decoder.forward_all(*feats, words, am, sent, frame_index)
         for i, f in enumerate(frame_index.tolist()):
-            one = model.decoder.forward_all(*(t[f : f + 1] for t in feats), words[i : i + 1], am[i : i + 1],
-                                            sent[i : i + 1])
+            one = model.decoder.forward_all(
+                *(t[f : f + 1] for t in feats), words[i : i + 1], am[i : i + 1], sent[i : i + 1]
+            )
             for a, b in zip(got, one):
                 torch.testing.assert_close(a[i : i + 1], b, rtol=1e-4, atol=1e-4)
         with pytest.raises(ValueError, match="frame_index"):
@@ -217,11 +236,15 @@ def test_graph_modules_are_the_graph_io_table(lite):
     torch.manual_seed(6)
     with torch.no_grad():
         text = run_graph(mods["text_encoder"], "text_encoder", {"input_ids": ids, "attention_mask": am})
-        img = run_graph(mods["image_encoder"], "image_encoder", {"image": torch.randn(2, 3, cfg.input_size,
-                                                                                     cfg.input_size)})
+        img = run_graph(
+            mods["image_encoder"], "image_encoder", {"image": torch.randn(2, 3, cfg.input_size, cfg.input_size)}
+        )
         assert list(img) == list(feats) and all(v.shape[0] == 2 for v in img.values())
-        out = run_graph(mods["mask_decoder"], "mask_decoder",
-                        {**img, **text, "attention_mask": am, "frame_index": torch.tensor([1, 0, 1])})
+        out = run_graph(
+            mods["mask_decoder"],
+            "mask_decoder",
+            {**img, **text, "attention_mask": am, "frame_index": torch.tensor([1, 0, 1])},
+        )
     assert out["mask_logits"].shape == (3, 1, cfg.input_size, cfg.input_size) and out["target_logit"].shape == (3,)
     with pytest.raises(KeyError, match="frame_index"):
         run_graph(mods["mask_decoder"], "mask_decoder", {**img, **text, "attention_mask": am})
@@ -244,8 +267,9 @@ def test_shipped_checkpoint_forward_equals_the_model_as_trained():
     assert set(own) == set(stored) and all(own[k].shape == stored[k].shape for k in own)
     data = RefShapes("test", size=cfg.input_size)
     groups = [data.scene_samples(i, 3) for i in range(2)]
-    image = torch.stack([torch.from_numpy(np.ascontiguousarray(g[0].image)).permute(2, 0, 1).float() / 255 * 2 - 1
-                         for g in groups])
+    image = torch.stack(
+        [torch.from_numpy(np.ascontiguousarray(g[0].image)).permute(2, 0, 1).float() / 255 * 2 - 1 for g in groups]
+    )
     ids, am = _tokens(cfg, [s.expression for g in groups for s in g])
     frame_index = torch.tensor([0, 0, 0, 1, 1, 1])
     with torch.no_grad():
@@ -262,8 +286,11 @@ def test_shipped_checkpoint_forward_equals_the_model_as_trained():
         # and through the deployment graph modules, as exported
         mods = graph_modules(model)
         img = run_graph(mods["image_encoder"], "image_encoder", {"image": image})
-        out = run_graph(mods["mask_decoder"], "mask_decoder", {**img, "words": words, "attention_mask": am,
-                                                               "sentence": sent, "frame_index": frame_index})
+        out = run_graph(
+            mods["mask_decoder"],
+            "mask_decoder",
+            {**img, "words": words, "attention_mask": am, "sentence": sent, "frame_index": frame_index},
+        )
     torch.testing.assert_close(out["mask_logits"], got[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out["target_logit"], got[1], rtol=1e-5, atol=1e-5)
 
@@ -323,14 +350,15 @@ def paper():
     return cfg, build_model(cfg).eval()
 
 
-
 @pytest.mark.slow
 def test_ssp_paper_parameter_count(paper):
     _, model = paper
     n = sum(p.numel() for p in model.parameters())
     n_text = sum(p.numel() for p in model.text.encoder.parameters())
     n_backbone = sum(p.numel() for p in model.image.backbone.swin.parameters())
-    print(f"ssp_paper parameters: {n:,} (BERT-base {n_text:,}, Swin-B {n_backbone:,}, rest {n - n_text - n_backbone:,})")
+    print(
+        f"ssp_paper parameters: {n:,} (BERT-base {n_text:,}, Swin-B {n_backbone:,}, rest {n - n_text - n_backbone:,})"
+    )
     # BERT-base without pooler ~108.9M, Swin-B without head ~87M, the SSP modules a few million
     assert 105e6 < n_text < 112e6
     assert 85e6 < n_backbone < 90e6
@@ -344,8 +372,9 @@ def test_swin_b_backbone_strides_and_channels(paper):
     x = torch.randn(1, 3, 480, 480)
     with torch.no_grad():
         feats = bb(x)
-    assert [tuple(f.shape) for f in feats] == [(1, c, 480 // s, 480 // s)
-                                               for c, s in zip(bb.channels, (2, 4, 8, 16, 32))]
+    assert [tuple(f.shape) for f in feats] == [
+        (1, c, 480 // s, 480 // s) for c, s in zip(bb.channels, (2, 4, 8, 16, 32))
+    ]
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """The three SSP custom ops (ARCHITECTURE.md §3b) against naive loops written from the contract, and the
 RUS / bilinear decoder blocks against references assembled by hand from their own layers."""
+
 from __future__ import annotations
 
 import copy
@@ -70,8 +71,9 @@ def ref_replication_upsample_loop(x: np.ndarray, g: np.ndarray, yy: np.ndarray, 
     b_, c_, h, w = x.shape
     out = np.zeros((b_, c_, h * s, w * s), np.float64)
     for b, c, y, xx in itertools.product(range(b_), range(c_), range(h * s), range(w * s)):
-        out[b, c, y, xx] = (x[b, c, y // s, xx // s] * g[b, 0, y, xx]
-                            + yy[b, c * s * s + (y % s) * s + (xx % s), y // s, xx // s])
+        out[b, c, y, xx] = (
+            x[b, c, y // s, xx // s] * g[b, 0, y, xx] + yy[b, c * s * s + (y % s) * s + (xx % s), y // s, xx // s]
+        )
     return out
 
 
@@ -140,7 +142,7 @@ def test_aggregate_one_hot_direction_and_out_of_grid(k):
     for i, j in itertools.product(range(h), range(w)):
         si, sj = i - dy, j - dx
         if 0 <= si < h and 0 <= sj < w:
-            block = x[0, :, si * cell:(si + 1) * cell, sj * cell:(sj + 1) * cell]
+            block = x[0, :, si * cell : (si + 1) * cell, sj * cell : (sj + 1) * cell]
             # den = cell * cell, so eps = 1e-8 perturbs the mean by ~2.5e-9 relative
             np.testing.assert_allclose(z[0, :, i, j], block.mean(axis=(1, 2)), rtol=1e-7, atol=1e-12)
         else:
@@ -310,8 +312,10 @@ def test_bilinear_block_equals_hand_built_reference():
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("kind,form,block", [("rus", "dense", RUSBlock), ("rus", "grouped", GroupedRUSBlock),
-                                             ("bilinear", "dense", BilinearBlock)])
+@pytest.mark.parametrize(
+    "kind,form,block",
+    [("rus", "dense", RUSBlock), ("rus", "grouped", GroupedRUSBlock), ("bilinear", "dense", BilinearBlock)],
+)
 def test_up_decoder_goes_from_stride_16_to_stride_1(kind, form, block):
     torch.manual_seed(2)
     channels, skips = (16, 8, 8, 4), (12, 10, 6, 3)
@@ -363,8 +367,9 @@ def test_is_overridden_only_inside_use_implementations():
 
 def _original_rus(blk: RUSBlock, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
     s = blk.scale
-    up = (blk.sr(x).repeat_interleave(s, 2).repeat_interleave(s, 3) * torch.sigmoid(blk.gate(skip))
-          + F.pixel_shuffle(blk.cr(x), s))
+    up = blk.sr(x).repeat_interleave(s, 2).repeat_interleave(s, 3) * torch.sigmoid(blk.gate(skip)) + F.pixel_shuffle(
+        blk.cr(x), s
+    )
     return blk.fuse(up + blk.skip(skip))
 
 
@@ -495,8 +500,7 @@ def test_grouped_rus_split_in_frame_and_prompt_terms_equals_the_block_on_the_who
     whole = torch.cat([frame.expand(3, -1, -1, -1), extra], 1)
     sr = ref_blk.sr(x)
     proj = ref_blk.skip(whole)
-    want = ref_blk.fuse(ref_replication_upsample_torch(sr, torch.sigmoid(ref_blk.gate(proj)),
-                                                       ref_blk.cr(sr), 2) + proj)
+    want = ref_blk.fuse(ref_replication_upsample_torch(sr, torch.sigmoid(ref_blk.gate(proj)), ref_blk.cr(sr), 2) + proj)
     gate, fproj = blk.frame_terms(frame, prompt_channels=3)
     assert gate is None and fproj.shape == (1, cout, 6, 10)
     got = blk.step(x, *blk.prompt_terms((gate, fproj), extra))

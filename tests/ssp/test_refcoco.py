@@ -3,6 +3,7 @@
 Reference masks are made independently of the loader: rectangles by numpy slicing, RLE by a small
 column-major run encoder and a COCO compressed-string encoder written here from the pycocotools spec.
 """
+
 from __future__ import annotations
 
 import json
@@ -115,18 +116,29 @@ def sent(i: int, text: str) -> dict:
 
 def ref(ref_id: int, ann_id: int, image_id: int, split: str, texts: list[str]) -> dict:
     sents = [sent(ref_id * 10 + k, t) for k, t in enumerate(texts)]
-    return {"ref_id": ref_id, "ann_id": ann_id, "image_id": image_id, "split": split, "sentences": sents,
-            "category_id": 1, "sent_ids": [s["sent_id"] for s in sents],
-            "file_name": f"COCO_train2014_{image_id:012d}_{ann_id}.png"}
+    return {
+        "ref_id": ref_id,
+        "ann_id": ann_id,
+        "image_id": image_id,
+        "split": split,
+        "sentences": sents,
+        "category_id": 1,
+        "sent_ids": [s["sent_id"] for s in sents],
+        "file_name": f"COCO_train2014_{image_id:012d}_{ann_id}.png",
+    }
 
 
-UNC = [ref(10, 1, 1, "train", ["left box", "the square on the left"]),
-       ref(11, 2, 2, "val", ["man in red", "guy with red shirt", "person on the right"]),
-       ref(12, 3, 3, "testA", ["big stripe"]),
-       ref(13, 3, 3, "val", ["the café sign"])]
-GOOGLE = [ref(20, 1, 1, "train", ["box"]),
-          ref(21, 2, 2, "val", ["red man", "red shirt"]),
-          ref(22, 3, 3, "val", ["stripe"])]
+UNC = [
+    ref(10, 1, 1, "train", ["left box", "the square on the left"]),
+    ref(11, 2, 2, "val", ["man in red", "guy with red shirt", "person on the right"]),
+    ref(12, 3, 3, "testA", ["big stripe"]),
+    ref(13, 3, 3, "val", ["the café sign"]),
+]
+GOOGLE = [
+    ref(20, 1, 1, "train", ["box"]),
+    ref(21, 2, 2, "val", ["red man", "red shirt"]),
+    ref(22, 3, 3, "val", ["stripe"]),
+]
 
 
 def image_rgb(image_id: int) -> np.ndarray:
@@ -144,15 +156,42 @@ def make_tree(root: Path, image_dir: str = "images/mscoco/images/train2014") -> 
         assert cv2.imwrite(str(idir / name), image_rgb(iid)[..., ::-1])  # cv2 writes BGR
         images.append({"id": iid, "file_name": name, "height": h, "width": w})
     anns = [
-        {"id": 1, "image_id": 1, "segmentation": [[4, 5, 14, 5, 14, 17, 4, 17]], "bbox": [4, 5, 10, 12],
-         "area": 120, "iscrowd": 0, "category_id": 1},
-        {"id": 2, "image_id": 2, "segmentation": {"size": list(SIZES[2]), "counts": rle_counts(rle_mask())},
-         "bbox": [0, 0, 28, 20], "area": int(rle_mask().sum()), "iscrowd": 1, "category_id": 1},
-        {"id": 3, "image_id": 3,
-         "segmentation": {"size": list(SIZES[3]), "counts": rle_string(rle_counts(crle_mask()))},
-         "bbox": [2, 0, 46, 40], "area": int(crle_mask().sum()), "iscrowd": 0, "category_id": 1},
-        {"id": 99, "image_id": 1, "segmentation": [[0, 0, 3, 0, 3, 3]], "bbox": [0, 0, 3, 3], "area": 4.5,
-         "iscrowd": 0, "category_id": 1},  # referenced by no ref
+        {
+            "id": 1,
+            "image_id": 1,
+            "segmentation": [[4, 5, 14, 5, 14, 17, 4, 17]],
+            "bbox": [4, 5, 10, 12],
+            "area": 120,
+            "iscrowd": 0,
+            "category_id": 1,
+        },
+        {
+            "id": 2,
+            "image_id": 2,
+            "segmentation": {"size": list(SIZES[2]), "counts": rle_counts(rle_mask())},
+            "bbox": [0, 0, 28, 20],
+            "area": int(rle_mask().sum()),
+            "iscrowd": 1,
+            "category_id": 1,
+        },
+        {
+            "id": 3,
+            "image_id": 3,
+            "segmentation": {"size": list(SIZES[3]), "counts": rle_string(rle_counts(crle_mask()))},
+            "bbox": [2, 0, 46, 40],
+            "area": int(crle_mask().sum()),
+            "iscrowd": 0,
+            "category_id": 1,
+        },
+        {
+            "id": 99,
+            "image_id": 1,
+            "segmentation": [[0, 0, 3, 0, 3, 3]],
+            "bbox": [0, 0, 3, 3],
+            "area": 4.5,
+            "iscrowd": 0,
+            "category_id": 1,
+        },  # referenced by no ref
     ]
     inst = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]}
     (ddir / "instances.json").write_text(json.dumps(inst), encoding="utf-8")
@@ -263,10 +302,18 @@ def test_splits_and_counts(root: Path) -> None:
 def test_sentences_expand_and_sample_fields(root: Path) -> None:
     ds = RefCOCO(root, "refcoco", "unc", "val")
     samples = [ds[i] for i in range(len(ds))]
-    assert [s.expression for s in samples] == ["man in red", "guy with red shirt", "person on the right",
-                                               "the café sign"]
-    assert [s.source for s in samples] == ["refcoco:refcoco:unc:val:11:110", "refcoco:refcoco:unc:val:11:111",
-                                           "refcoco:refcoco:unc:val:11:112", "refcoco:refcoco:unc:val:13:130"]
+    assert [s.expression for s in samples] == [
+        "man in red",
+        "guy with red shirt",
+        "person on the right",
+        "the café sign",
+    ]
+    assert [s.source for s in samples] == [
+        "refcoco:refcoco:unc:val:11:110",
+        "refcoco:refcoco:unc:val:11:111",
+        "refcoco:refcoco:unc:val:11:112",
+        "refcoco:refcoco:unc:val:13:130",
+    ]
     for s in samples[:3]:
         np.testing.assert_array_equal(s.mask, rle_mask())
         np.testing.assert_array_equal(s.image, image_rgb(2))  # RGB, not BGR

@@ -2,6 +2,7 @@
 checked by an independent little interpreter that reads the words and object centres, extent-aware
 ordering on hand-built layouts, stated proportions (relations, end / interior ordinals, ambiguous noun
 phrases, no-target reasons), backgrounds disjoint between splits, the data spec and the v2 demo video."""
+
 from __future__ import annotations
 
 import math
@@ -13,24 +14,49 @@ import pytest
 
 from ssp_edge.ssp.data import backgrounds as bgs
 from ssp_edge.ssp.data.refshapes import COLOURS, SHAPES, Obj
-from ssp_edge.ssp.data.refshapes2 import (RELATION_WEIGHTS, TYPES, RefShapes2, _real_ordinal, _real_position,
-                                          layout_objects)
+from ssp_edge.ssp.data.refshapes2 import (
+    RELATION_WEIGHTS,
+    TYPES,
+    RefShapes2,
+    _real_ordinal,
+    _real_position,
+    layout_objects,
+)
 from ssp_edge.ssp.data.spec import open_data
 from ssp_edge.ssp.errors import SSPError
 
 # --------------------------------------------------------------------------- an independent interpreter
 
 _SIZE = {"small": "small", "little": "small", "tiny": "small", "big": "big", "large": "big"}
-_SHAPE = {s: s for s in SHAPES} | {s + "s": s for s in SHAPES} | {"box": "square", "boxes": "square",
-                                                                  "disc": "circle", "discs": "circle"}
+_SHAPE = (
+    {s: s for s in SHAPES}
+    | {s + "s": s for s in SHAPES}
+    | {"box": "square", "boxes": "square", "disc": "circle", "discs": "circle"}
+)
 _ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2}
-_DIR_WORDS = {"left": {"left", "leftmost"}, "right": {"right", "rightmost"}, "top": {"top", "topmost", "highest"},
-              "bottom": {"bottom", "bottommost", "lowest"}}
+_DIR_WORDS = {
+    "left": {"left", "leftmost"},
+    "right": {"right", "rightmost"},
+    "top": {"top", "topmost", "highest"},
+    "bottom": {"bottom", "bottommost", "lowest"},
+}
 _RELATIONS = [  # phrase -> meaning, longest first
-    ("to the left of", "left"), ("on the left of", "left"), ("to the right of", "right"),
-    ("on the right of", "right"), ("higher than", "above"), ("closest to", "near"), ("next to", "near"),
-    ("left of", "left"), ("right of", "right"), ("above", "above"), ("over", "above"), ("beneath", "below"),
-    ("below", "below"), ("under", "below"), ("beside", "near"), ("near", "near"),
+    ("to the left of", "left"),
+    ("on the left of", "left"),
+    ("to the right of", "right"),
+    ("on the right of", "right"),
+    ("higher than", "above"),
+    ("closest to", "near"),
+    ("next to", "near"),
+    ("left of", "left"),
+    ("right of", "right"),
+    ("above", "above"),
+    ("over", "above"),
+    ("beneath", "below"),
+    ("below", "below"),
+    ("under", "below"),
+    ("beside", "near"),
+    ("near", "near"),
 ]
 
 
@@ -52,8 +78,13 @@ def parse_np(text: str) -> tuple[str | None, str | None, str | None]:
 
 def matching(objs: list[Obj], desc) -> list[int]:
     size, colour, shape = desc
-    return [i for i, o in enumerate(objs) if (size is None or o.size == size)
-            and (colour is None or o.colour == colour) and (shape is None or o.shape == shape)]
+    return [
+        i
+        for i, o in enumerate(objs)
+        if (size is None or o.size == size)
+        and (colour is None or o.colour == colour)
+        and (shape is None or o.shape == shape)
+    ]
 
 
 def _direction(words) -> str:
@@ -63,8 +94,12 @@ def _direction(words) -> str:
 
 
 def _key(objs, direction):
-    return {"left": lambda i: objs[i].x, "right": lambda i: -objs[i].x,
-            "top": lambda i: objs[i].y, "bottom": lambda i: -objs[i].y}[direction]
+    return {
+        "left": lambda i: objs[i].x,
+        "right": lambda i: -objs[i].x,
+        "top": lambda i: objs[i].y,
+        "bottom": lambda i: -objs[i].y,
+    }[direction]
 
 
 def _side(o: Obj, a: Obj, rel: str) -> bool:
@@ -97,7 +132,7 @@ def check_meaning(expr: str, typ: str, targets: tuple[int, ...], objs: list[Obj]
         group = matching(objs, parse_np(expr))
         k = [v for w, v in _ORDINALS.items() if w in words]
         assert len(k) == 1, expr
-        after = words[words.index("from") + 1:]
+        after = words[words.index("from") + 1 :]
         if not tset:
             assert len(group) <= k[0], expr
             return
@@ -144,13 +179,13 @@ def _check_relation(expr: str, tset: set[int], objs: list[Obj], size: int) -> No
             along, off = _between(objs, a_m[0], b_m[0], i, size)
             assert (0 < along < 1 and off < 0.15) == (i == t), expr
         return
-    for phrase, rel in _RELATIONS:
+    for phrase, rel in _RELATIONS:  # noqa: B007 (rel is read after the break)
         m = re.search(rf"\b{phrase}\b", expr)
         if m:
             break
     else:
         raise AssertionError(f"no relation word in {expr!r}")
-    head, tail = expr[:m.start()], expr[m.end():]
+    head, tail = expr[: m.start()], expr[m.end() :]
     anchors = matching(objs, parse_np(tail))
     if not tset and not anchors:
         return  # the anchor is missing
@@ -182,8 +217,13 @@ def test_same_split_and_index_is_deterministic():
     for i in (0, 7, 123):
         sa, sb = a[i], b[i]
         assert np.array_equal(sa.image, sb.image) and np.array_equal(sa.mask, sb.mask)
-        assert (sa.expression, sa.type, sa.exists, sa.source, sa.tags) == (sb.expression, sb.type, sb.exists,
-                                                                         sb.source, sb.tags)
+        assert (sa.expression, sa.type, sa.exists, sa.source, sa.tags) == (
+            sb.expression,
+            sb.type,
+            sb.exists,
+            sb.source,
+            sb.tags,
+        )
         e = a.text_sample(i)  # the cheap text path gives the same expression
         assert (e.text, e.type, bool(e.targets)) == (sa.expression, sa.type, sa.exists)
     ka, kb = a.scene_samples(5, 6), b.scene_samples(5, 6)
@@ -247,17 +287,26 @@ def test_scene_samples_mean_what_they_say():
 
 
 def test_the_checker_is_not_vacuous():
-    objs = [Obj("red", "circle", "small", 40, 160, 16), Obj("red", "circle", "small", 110, 160, 16),
-            Obj("red", "circle", "big", 200, 160, 32), Obj("blue", "square", "big", 200, 60, 32)]
+    objs = [
+        Obj("red", "circle", "small", 40, 160, 16),
+        Obj("red", "circle", "small", 110, 160, 16),
+        Obj("red", "circle", "big", 200, 160, 32),
+        Obj("blue", "square", "big", 200, 60, 32),
+    ]
     check_meaning("the second circle from the left", "ordinal", (1,), objs, 320)
     check_meaning("the third square from the left", "ordinal", (), objs, 320)
     check_meaning("both green stars", "multi", (), objs, 320)
     check_meaning("the two circles on the left", "multi", (0, 1), objs, 320)
     check_meaning("the big circle below the blue square", "relation", (2,), objs, 320)
     check_meaning("the square right of the big circle", "relation", (), objs, 320)
-    for bad in [("the second circle from the left", "ordinal", (2,)), ("the third circle from the left", "ordinal", ()),
-                ("all the red circles", "multi", (0, 1)), ("both red circles", "multi", ()),
-                ("the circle above the blue square", "relation", (2,)), ("the square above the big circle", "relation", ())]:
+    for bad in [
+        ("the second circle from the left", "ordinal", (2,)),
+        ("the third circle from the left", "ordinal", ()),
+        ("all the red circles", "multi", (0, 1)),
+        ("both red circles", "multi", ()),
+        ("the circle above the blue square", "relation", (2,)),
+        ("the square above the big circle", "relation", ()),
+    ]:
         with pytest.raises(AssertionError):
             check_meaning(*bad, objs, 320)
 
@@ -268,8 +317,12 @@ def test_the_checker_is_not_vacuous():
 def _stack_layout():
     """Circles 0 and 1 one above the other, 10 px apart horizontally (x extents overlap by 50 px); circle 2
     far to the right; a star far to the left (not a circle)."""
-    objs = [Obj("red", "circle", "big", 100, 100, 30), Obj("red", "circle", "big", 110, 220, 30),
-            Obj("blue", "circle", "small", 250, 160, 16), Obj("green", "star", "small", 30, 280, 16)]
+    objs = [
+        Obj("red", "circle", "big", 100, 100, 30),
+        Obj("red", "circle", "big", 110, 220, 30),
+        Obj("blue", "circle", "small", 250, 160, 16),
+        Obj("green", "star", "small", 30, 280, 16),
+    ]
     return layout_objects(objs, [0.0] * 4, 320)
 
 
@@ -419,8 +472,21 @@ def test_eval_json_on_refshapes2_reports_gres_groups(tiny_checkpoint):
     r = run_ssp("eval", "--checkpoint", str(tiny_checkpoint), "--data", "refshapes2:test", "--limit", "6", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    for k in ("n", "oIoU", "mIoU", "gIoU", "prec@0.9", "N-acc", "T-acc", "by_type", "bF@2px", "gIoU_multi_target",
-              "multi_target", "by_type_gres", "by_tag"):
+    for k in (
+        "n",
+        "oIoU",
+        "mIoU",
+        "gIoU",
+        "prec@0.9",
+        "N-acc",
+        "T-acc",
+        "by_type",
+        "bF@2px",
+        "gIoU_multi_target",
+        "multi_target",
+        "by_type_gres",
+        "by_tag",
+    ):
         assert k in out, k
     assert out["n"] == 6 and sum(g["n"] for g in out["by_type_gres"].values()) == 6
     types = {RefShapes2("test").text_sample(i).type for i in range(6)}

@@ -1,5 +1,6 @@
 """The shipped ssp_lite_refshapes checkpoint re-evaluated on a fixed 100-sample RefShapes test slice must
 reproduce the numbers recorded when it was shipped (ssp/checkpoints/ssp_lite_refshapes.eval.json)."""
+
 from __future__ import annotations
 
 import json

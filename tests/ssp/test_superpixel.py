@@ -1,12 +1,18 @@
 """The superpixel nets (v1 dilated, v2 pyramid): output contract, receptive field measured by gradients, and the
 superpixel quality measures (hard labels, boundary recall, achievable segmentation accuracy) on hand-made maps."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ssp_edge.ssp.models.superpixel import (PyramidSuperpixelNet, SuperpixelNet, achievable_accuracy,
-                                            boundary_recall, superpixel_labels)
+from ssp_edge.ssp.models.superpixel import (
+    PyramidSuperpixelNet,
+    SuperpixelNet,
+    achievable_accuracy,
+    boundary_recall,
+    superpixel_labels,
+)
 
 
 @pytest.mark.parametrize("net_cls", [SuperpixelNet, PyramidSuperpixelNet])

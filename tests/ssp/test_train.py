@@ -1,6 +1,7 @@
 """`ssp train` on a small random-init config: the grounding phase trains exactly the layers before the
 upsampling decoder, the full phase continues from its weights, runs resume from their saved state,
 and the grounding split of the decoder gives the same outputs as the full forward pass."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,18 @@ def _cfg():
 
 
 def _opt(out, **kw) -> TrainOptions:
-    base = dict(out=str(out), steps=2, images_per_batch=2, exprs_per_image=3, spixel_steps=1, warmup=1,
-                val_every=1, val_samples=4, amp="off", tensorboard=False)
+    base = dict(
+        out=str(out),
+        steps=2,
+        images_per_batch=2,
+        exprs_per_image=3,
+        spixel_steps=1,
+        warmup=1,
+        val_every=1,
+        val_samples=4,
+        amp="off",
+        tensorboard=False,
+    )
     return TrainOptions(**{**base, **kw})
 
 
@@ -33,8 +44,11 @@ def _init_weights(cfg, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def _changed(before: dict, after: dict, prefix: str) -> list[str]:
-    return [k for k in before if k.startswith(prefix) and before[k].is_floating_point()
-            and not torch.equal(before[k], after[k])]
+    return [
+        k
+        for k in before
+        if k.startswith(prefix) and before[k].is_floating_point() and not torch.equal(before[k], after[k])
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Training data: gRefCOCO union masks / no-target refs, letterboxed units from photos of several sizes,
 augmentation (flip swaps left/right, the zoom keeps the target), and the batch sampler's split over
 processes (W processes x B images = one process x W*B images)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -120,8 +121,8 @@ def test_batches_of_w_processes_make_up_one_process_batch():
 
 def test_refshapes_batches_keep_the_original_scene_indices():
     # the pre-rewrite trainer read scenes (step + seed*10**6) * images_per_batch + j
-    s = StepBatches(10 ** 7, 4, steps=3, seed=2, refshapes=True)
-    assert [k for k, _ in s.keys(1, 0)] == [(1 + 2 * 10 ** 6) * 4 + j for j in range(4)]
-    two = [StepBatches(10 ** 7, 2, steps=3, world=2, rank=r, seed=2, refshapes=True) for r in range(2)]
+    s = StepBatches(10**7, 4, steps=3, seed=2, refshapes=True)
+    assert [k for k, _ in s.keys(1, 0)] == [(1 + 2 * 10**6) * 4 + j for j in range(4)]
+    two = [StepBatches(10**7, 2, steps=3, world=2, rank=r, seed=2, refshapes=True) for r in range(2)]
     assert sorted(k for t in two for k in t.keys(1, 0)) == sorted(s.keys(1, 0))
     assert has_no_target(RefShapes("train", size=64))

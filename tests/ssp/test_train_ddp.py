@@ -7,6 +7,7 @@ its half of the batch and DDP averages the gradients), i.e. float32 rounding, ~1
 their running statistics (--freeze-bn): gloo has no SyncBatchNorm, so with batch statistics each process would
 normalise over its own half of the batch (on GPUs the trainer converts to SyncBatchNorm).
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -17,17 +18,40 @@ from helpers import REPO, assert_ok, run_ssp
 
 from ssp_edge.ssp.train_log import read_csv_log
 
-TINY_SET = ["pretrained=false", "dim=32", "heads=2", "decoder_channels=[16,8,8,4]", "prior_channels=4",
-            "input_size=64"]
+TINY_SET = ["pretrained=false", "dim=32", "heads=2", "decoder_channels=[16,8,8,4]", "prior_channels=4", "input_size=64"]
 TOL = 1e-4
 KEYS = ("total", "bce", "dice", "coarse", "relevance")
 
 
 def _args(data: str, out, steps: int, images: int) -> list[str]:
     sets = [a for s in TINY_SET for a in ("--set", s)]
-    return [*sets, "--data", data, "--out", str(out), "--steps", str(steps), "--images-per-batch", str(images),
-            "--exprs-per-image", "2", "--spixel-steps", "0", "--val", "none", "--warmup", "10", "--freeze-bn",
-            "--amp", "off", "--no-tensorboard", "--seed", "5", "--augment", "on"]
+    return [
+        *sets,
+        "--data",
+        data,
+        "--out",
+        str(out),
+        "--steps",
+        str(steps),
+        "--images-per-batch",
+        str(images),
+        "--exprs-per-image",
+        "2",
+        "--spixel-steps",
+        "0",
+        "--val",
+        "none",
+        "--warmup",
+        "10",
+        "--freeze-bn",
+        "--amp",
+        "off",
+        "--no-tensorboard",
+        "--seed",
+        "5",
+        "--augment",
+        "on",
+    ]
 
 
 @pytest.mark.slow
@@ -39,12 +63,27 @@ def test_two_gloo_processes_match_one_process_and_resume(refer_root, tmp_path):
     assert_ok(run_ssp("train", "--nproc", "2", *_args(data, ddp, 2, 2)))
     first = read_csv_log(ddp / "log.csv")
     assert [int(r["step"]) for r in first] == [1, 2], "rank 0 alone writes the log"
-    assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir()), \
+    assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir()), (
         "the same files as one process: one checkpoint set, no per-rank copies"
+    )
     # resume the 2-process run with torchrun itself (warm-up covers all steps: the schedule ignores --steps)
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                        "-m", "ssp_edge.ssp.train", *_args(data, ddp, 3, 2)], cwd=REPO, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "ssp_edge.ssp.train",
+            *_args(data, ddp, 3, 2),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert_ok(r)
     rows = read_csv_log(ddp / "log.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 3]

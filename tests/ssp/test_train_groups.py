@@ -2,6 +2,7 @@
 layer-wise learning rate (EfficientNet-Lite0 and Swin), the text encoder's own group when unfrozen, the frozen
 exists head without no-target data; and every trainable parameter gets a gradient from one step (DDP without
 find_unused_parameters relies on it)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,8 +50,9 @@ def test_layer_wise_rates_by_stage(lite):
 
 
 def test_swin_text_and_exists_groups():
-    cfg = get_config("ssp_paper", **{**TINY, "pretrained": False}, backbone_config=SWIN, text_config=BERT,
-                     freeze_text=False)
+    cfg = get_config(
+        "ssp_paper", **{**TINY, "pretrained": False}, backbone_config=SWIN, text_config=BERT, freeze_text=False
+    )
     model = build_model(cfg)
     opt = TrainOptions(layer_decay=0.8, text_lr=2e-5)
     _set_trainable(model, cfg, opt, train_exists=False)
@@ -59,7 +61,7 @@ def test_swin_text_and_exists_groups():
     groups = {g["name"]: g for g in param_groups(model, opt)}
     assert groups["text"]["lr"] == 2e-5 and len(groups["text"]["params"]) == len(list(model.text.encoder.parameters()))
     assert [n for n in groups if n.startswith("backbone.")] == [f"backbone.stage{s}" for s in (4, 3, 2, 1, 0)]
-    assert groups["backbone.stage0"]["lr"] == pytest.approx(opt.backbone_lr * 0.8 ** 4)
+    assert groups["backbone.stage0"]["lr"] == pytest.approx(opt.backbone_lr * 0.8**4)
 
 
 @pytest.mark.parametrize("which", ["lite", "paper_unfrozen"])

@@ -1,5 +1,6 @@
 """`ssp train` options are generated from TrainOptions (no hand copy); `--set` is validated against SSPConfig
 (unknown key: nearest keys; wrong type: the expected type); `--device cuda` without a GPU is one line."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,28 +32,74 @@ def test_every_option_comes_from_a_dataclass_field_with_its_help():
         assert f.metadata["help"], f"{f.name} has no help text"
         assert f.metadata["help"] in by_dest[f.name].help
     text = _parser().format_help()
-    for flag in ("--images-per-batch", "--accum", "--amp", "--device", "--save-every", "--keep-best", "--no-resume",
-                 "--time-budget", "--ground-only", "--layer-decay", "--nproc"):
+    for flag in (
+        "--images-per-batch",
+        "--accum",
+        "--amp",
+        "--device",
+        "--save-every",
+        "--keep-best",
+        "--no-resume",
+        "--time-budget",
+        "--ground-only",
+        "--layer-decay",
+        "--nproc",
+    ):
         assert flag in text
 
 
 def test_parsed_options_round_trip_and_defaults_match_the_dataclass():
     args = _parser().parse_args([])
     assert options_from_args(args) == TrainOptions()
-    args = _parser().parse_args(["--steps", "7", "--no-resume", "--amp", "off", "--type-weights", '{"attribute": 1}',
-                                 "--time-budget", "2.5", "--ground-only", "--no-bf16"])
+    args = _parser().parse_args(
+        [
+            "--steps",
+            "7",
+            "--no-resume",
+            "--amp",
+            "off",
+            "--type-weights",
+            '{"attribute": 1}',
+            "--time-budget",
+            "2.5",
+            "--ground-only",
+            "--no-bf16",
+        ]
+    )
     opt = options_from_args(args)
-    assert (opt.steps, opt.resume, opt.amp, opt.type_weights, opt.time_budget_min, opt.ground_only) == \
-        (7, False, "off", {"attribute": 1}, 2.5, True)
+    assert (opt.steps, opt.resume, opt.amp, opt.type_weights, opt.time_budget_min, opt.ground_only) == (
+        7,
+        False,
+        "off",
+        {"attribute": 1},
+        2.5,
+        True,
+    )
 
 
 def test_set_values_are_typed_by_sspconfig():
-    got = parse_config_overrides(["input_size=256", "decoder=bilinear", "freeze_text=false",
-                                  "decoder_channels=[8,8,8,8]", "backbone_weights=/w/swin",
-                                  'backbone_config={"depths": [1, 1, 1, 1]}', "eps=1e-6", "text_weights=none"])
-    assert got == {"input_size": 256, "decoder": "bilinear", "freeze_text": False, "decoder_channels": (8, 8, 8, 8),
-                   "backbone_weights": "/w/swin", "backbone_config": {"depths": [1, 1, 1, 1]}, "eps": 1e-6,
-                   "text_weights": None}
+    got = parse_config_overrides(
+        [
+            "input_size=256",
+            "decoder=bilinear",
+            "freeze_text=false",
+            "decoder_channels=[8,8,8,8]",
+            "backbone_weights=/w/swin",
+            'backbone_config={"depths": [1, 1, 1, 1]}',
+            "eps=1e-6",
+            "text_weights=none",
+        ]
+    )
+    assert got == {
+        "input_size": 256,
+        "decoder": "bilinear",
+        "freeze_text": False,
+        "decoder_channels": (8, 8, 8, 8),
+        "backbone_weights": "/w/swin",
+        "backbone_config": {"depths": [1, 1, 1, 1]},
+        "eps": 1e-6,
+        "text_weights": None,
+    }
     with pytest.raises(SSPError, match="nearest: input_size"):
         parse_config_overrides(["inputsize=3"])
     with pytest.raises(SSPError, match="must be an integer"):
@@ -75,7 +122,9 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path):
     with pytest.raises(SSPError, match="no CUDA GPU"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
-    assert_one_line_error(run_ssp("train", "--device", "cuda", "--out", str(tmp_path / "r"), "--steps", "1"),
-                          "--device cuda", "no CUDA GPU")
-    assert_one_line_error(run_ssp("train", "--amp", "fp16", "--device", "cpu", "--out", str(tmp_path / "r")),
-                          "fp16")
+    assert_one_line_error(
+        run_ssp("train", "--device", "cuda", "--out", str(tmp_path / "r"), "--steps", "1"),
+        "--device cuda",
+        "no CUDA GPU",
+    )
+    assert_one_line_error(run_ssp("train", "--amp", "fp16", "--device", "cpu", "--out", str(tmp_path / "r")), "fp16")

@@ -1,6 +1,7 @@
 """`ssp train` on the tiny refer / grefer data sets (photos of several sizes): a few steps, resume, logs (CSV,
 curves PNG), keep-best and save-every checkpoints, `ssp eval` on both; the exists head trains only on data
 with no-target expressions; the text encoder fine-tunes exactly when freeze_text=false."""
+
 from __future__ import annotations
 
 import json
@@ -18,16 +19,36 @@ from ssp_edge.ssp.options import TrainOptions
 from ssp_edge.ssp.train import train
 from ssp_edge.ssp.train_log import read_csv_log
 
-TINY_SET = ["pretrained=false", "dim=32", "heads=2", "decoder_channels=[16,8,8,4]", "prior_channels=4",
-            "input_size=64"]
+TINY_SET = ["pretrained=false", "dim=32", "heads=2", "decoder_channels=[16,8,8,4]", "prior_channels=4", "input_size=64"]
 TINY = dict(pretrained=False, dim=32, heads=2, decoder_channels=(16, 8, 8, 4), prior_channels=4, input_size=64)
 
 
 def _train_cmd(data: str, out, steps: int, *extra: str) -> list[str]:
     sets = [a for s in TINY_SET for a in ("--set", s)]
-    return ["train", *sets, "--data", data, "--out", str(out), "--steps", str(steps), "--images-per-batch", "2",
-            "--exprs-per-image", "2", "--spixel-steps", "0", "--val-every", "2", "--val-samples", "6", "--warmup", "1",
-            "--no-tensorboard", *extra]
+    return [
+        "train",
+        *sets,
+        "--data",
+        data,
+        "--out",
+        str(out),
+        "--steps",
+        str(steps),
+        "--images-per-batch",
+        "2",
+        "--exprs-per-image",
+        "2",
+        "--spixel-steps",
+        "0",
+        "--val-every",
+        "2",
+        "--val-samples",
+        "6",
+        "--warmup",
+        "1",
+        "--no-tensorboard",
+        *extra,
+    ]
 
 
 def _eval(ckpt, data: str) -> dict:
@@ -57,8 +78,19 @@ def test_refcoco_trains_resumes_and_evaluates(refer_root, grefer_root, tmp_path)
     assert g["n_no_target"] > 0 and g["N-acc"] is not None and g["thresholds"]["exists"] == 0.0
     # deployed, a checkpoint without a trained exists head calls every prompt present (manifest exists = 0)
     bundle = tmp_path / "bundle"
-    assert_ok(run_ssp("convert", "export", "--checkpoint", str(out / "final.safetensors"), "--out", str(bundle),
-                      "--flavour", "portable", "--no-simplify"))
+    assert_ok(
+        run_ssp(
+            "convert",
+            "export",
+            "--checkpoint",
+            str(out / "final.safetensors"),
+            "--out",
+            str(bundle),
+            "--flavour",
+            "portable",
+            "--no-simplify",
+        )
+    )
     assert json.loads((bundle / "manifest.json").read_text())["thresholds"]["exists"] == 0.0
     from ssp_edge.sdk.segmenter import Segmenter
 
@@ -92,8 +124,9 @@ def test_grefcoco_trains_the_exists_head_and_reports_gres_metrics(grefer_root, t
     assert res["n_no_target"] == 4 and res["n_target"] == 8  # 2 images x (2 + 2 target, 2 no-target sentences)
     for k in ("gIoU", "cIoU", "N-acc", "T-acc"):
         assert 0.0 <= res[k] <= 1.0, k
-    r = assert_ok(run_ssp("eval", "--checkpoint", str(out / "final.safetensors"), "--data",
-                          f"grefcoco:{grefer_root}:val"))
+    r = assert_ok(
+        run_ssp("eval", "--checkpoint", str(out / "final.safetensors"), "--data", f"grefcoco:{grefer_root}:val")
+    )
     assert "cIoU" in r.stdout and "N-acc" in r.stdout
 
 
@@ -101,15 +134,28 @@ def test_grefcoco_trains_the_exists_head_and_reports_gres_metrics(grefer_root, t
 @pytest.mark.parametrize("freeze", [False, True])
 def test_text_encoder_fine_tunes_only_when_unfrozen(refer_root, tmp_path, freeze):
     cfg = get_config("ssp_lite", **TINY, freeze_text=freeze)
-    opt = TrainOptions(out=str(tmp_path / "t"), data=f"refcoco:{refer_root}:refcoco:unc:train", val="none", steps=1,
-                       images_per_batch=2, exprs_per_image=2, spixel_steps=0, warmup=1, amp="off", tensorboard=False,
-                       text_lr=1e-3)
+    opt = TrainOptions(
+        out=str(tmp_path / "t"),
+        data=f"refcoco:{refer_root}:refcoco:unc:train",
+        val="none",
+        steps=1,
+        images_per_batch=2,
+        exprs_per_image=2,
+        spixel_steps=0,
+        warmup=1,
+        amp="off",
+        tensorboard=False,
+        text_lr=1e-3,
+    )
     final = train(cfg, opt)
     torch.manual_seed(0)
     init = build_model(cfg).state_dict()
     after = load_file(str(final))
-    changed = [k for k in init if k.startswith("text.encoder.") and init[k].is_floating_point()
-               and not torch.equal(init[k], after[k])]
+    changed = [
+        k
+        for k in init
+        if k.startswith("text.encoder.") and init[k].is_floating_point() and not torch.equal(init[k], after[k])
+    ]
     if freeze:
         assert not changed
     else:

@@ -5,6 +5,7 @@ within 1e-5 in float32. This pins batch composition, sampling, losses, optimizer
 Runs under bf16 autocast get 2e-3 relative: the model's faster formulations (one ConvTranspose for channel
 replication + depth-to-space, one Resize for nearest replication) are exact in float32 but round differently
 in bfloat16 (8 bits of mantissa, ~4e-3 per operation)."""
+
 from __future__ import annotations
 
 import json

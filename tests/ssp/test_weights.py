@@ -1,6 +1,7 @@
 """`--set backbone_weights=DIR` / `text_weights=DIR`: tiny Hugging Face folders saved here (SwinModel, BertModel,
 BertForMaskedLM, v4-style Swin key names, another Swin window) load into swin_b / bert_base with tiny config
 overrides, compared tensor by tensor with the saved models; a wrong folder is a one-line error naming the key."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,9 +32,11 @@ def folders(tmp_path_factory):
     mlm = BertForMaskedLM(BertConfig(**BERT))
     mlm.save_pretrained(root / "bert_mlm")
     SwinModel(SwinConfig(image_size=64, **{**SWIN, "window_size": 4}), add_pooling_layer=False).save_pretrained(
-        root / "swin_w4")
+        root / "swin_w4"
+    )
     SwinModel(SwinConfig(image_size=64, **{**SWIN, "depths": [1, 1, 2, 1]}), add_pooling_layer=False).save_pretrained(
-        root / "swin_deeper")
+        root / "swin_deeper"
+    )
     # transformers 4 named Swin's attention weights attention.self.query / output.dense / intermediate.dense
     sd = load_file(str(root / "swin" / "model.safetensors"))
     v4 = {}
@@ -76,8 +79,10 @@ def test_heads_prefixes_v4_names_and_other_windows(folders):
     bb = model.image.backbone
     rep = load_part_weights(bb, root / "swin_v4.safetensors", "backbone")
     assert rep.dropped == 1  # the classifier
-    assert torch.equal(bb.state_dict()["swin.encoder.layers.0.blocks.0.attention.q_proj.weight"],
-                       swin_sd["encoder.layers.0.blocks.0.attention.q_proj.weight"])
+    assert torch.equal(
+        bb.state_dict()["swin.encoder.layers.0.blocks.0.attention.q_proj.weight"],
+        swin_sd["encoder.layers.0.blocks.0.attention.q_proj.weight"],
+    )
     rep = load_part_weights(bb, root / "swin_w4", "backbone")  # window 4 -> 2: bias tables resized
     assert rep.adapted and all(k.endswith("relative_position_bias_table") for k in rep.adapted)
 
@@ -106,7 +111,25 @@ def test_mismatched_folders_name_the_first_bad_key(folders, tmp_path):
 
 def test_wrong_folder_is_one_line_on_the_command_line(folders, tmp_path):
     root = folders[0]
-    r = run_ssp("train", "--config", "ssp_paper", "--set", "input_size=64", "--set", f"backbone_config={SWIN}".replace(
-        "'", '"'), "--set", f"backbone_weights={root / 'swin_deeper'}", "--out", str(tmp_path / "r"), "--steps", "1",
-        "--spixel-steps", "0", "--data", "refshapes:train", "--val", "none")
+    r = run_ssp(
+        "train",
+        "--config",
+        "ssp_paper",
+        "--set",
+        "input_size=64",
+        "--set",
+        f"backbone_config={SWIN}".replace("'", '"'),
+        "--set",
+        f"backbone_weights={root / 'swin_deeper'}",
+        "--out",
+        str(tmp_path / "r"),
+        "--steps",
+        "1",
+        "--spixel-steps",
+        "0",
+        "--data",
+        "refshapes:train",
+        "--val",
+        "none",
+    )
     assert_one_line_error(r, "backbone weights", "unexpected key")
