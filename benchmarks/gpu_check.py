@@ -49,30 +49,12 @@ KERNELS = [
 LAUNCHER = "tests/gpu_check_launcher.cu"
 BUDGET_S = 360.0  # the whole run
 
-# the host tests' cases (tests/plugins/test_host_kernels.py; tests/benchmarks/test_gpu_check.py keeps them equal)
-AGG_CASES = [
-    (1, 1, 2, 2, 2),
-    (1, 3, 3, 3, 3),
-    (2, 3, 12, 8, 4),
-    (1, 5, 9, 15, 3),
-    (3, 2, 6, 10, 2),
-    (1, 4, 4, 16, 4),
-    (2, 1, 20, 4, 4),
-    (1, 2, 5, 7, 1),
-    (2, 16, 16, 16, 4),
-]  # (B, C, H, W, cell)
-PROP_CASES = [
-    (1, 1, 1, 1, 2),
-    (2, 3, 3, 2, 4),
-    (1, 5, 3, 5, 3),
-    (3, 2, 4, 4, 2),
-    (1, 4, 1, 6, 4),
-    (2, 2, 5, 1, 3),
-    (1, 3, 2, 3, 1),
-    (2, 16, 4, 4, 4),
-]  # (B, C, h, w, cell)
-UPS_CASES = [(1, 1, 1, 1), (2, 3, 3, 5), (1, 2, 4, 1), (3, 1, 2, 2), (1, 8, 5, 3)]  # (B, C, h, w) x scale 2, 4, 8
-FP32_TOL = dict(rtol=2e-5, atol=2e-6)
+# the host tests' cases and tolerance (tests/plugins/test_host_kernels.py reads the same file)
+_CASES = json.loads((PLUGINS / "tests" / "kernel_cases.json").read_text())
+AGG_CASES = [tuple(c) for c in _CASES["aggregate"]]  # (B, C, H, W, cell)
+PROP_CASES = [tuple(c) for c in _CASES["propagate"]]  # (B, C, h, w, cell)
+UPS_CASES = [tuple(c) for c in _CASES["upsample"]]  # (B, C, h, w) x scale 2, 4, 8
+FP32_TOL = dict(_CASES["fp32_tol"])
 
 
 class Skip(Exception):

@@ -15,6 +15,7 @@ that the comparison then fails, so these tests cannot pass on wrong math.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -34,7 +35,9 @@ REF = ops.REFERENCE
 
 pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++ / $CXX) to build the host harness")
 
-FP32_TOL = dict(rtol=2e-5, atol=2e-6)
+# the cases and tolerance benchmarks/gpu_check.py runs on a GPU too: one file
+CASES = json.loads((PLUGINS / "tests" / "kernel_cases.json").read_text())
+FP32_TOL = CASES["fp32_tol"]
 
 
 def _compile(src_root: Path, out: Path) -> Path:
@@ -103,21 +106,9 @@ def _check_fp16(out: np.ndarray, ref: np.ndarray) -> None:
     )
 
 
-# shapes: (B, C, H, W, cell) with H, W multiples of cell; 1x1, 1xN and Nx1 grids are all edge / corner cells
-AGG_SHAPES = [
-    (1, 1, 2, 2, 2),  # a single cell: every neighbour is outside
-    (1, 3, 3, 3, 3),
-    (2, 3, 12, 8, 4),  # batch > 1, 3x2 grid
-    (1, 5, 9, 15, 3),  # odd sizes, cell 3
-    (3, 2, 6, 10, 2),
-    (1, 4, 4, 16, 4),  # one row of cells
-    (2, 1, 20, 4, 4),  # one column of cells
-    (1, 2, 5, 7, 1),  # cell 1
-    (2, 16, 16, 16, 4),  # more channels
-    (1, 2, 8, 8, 8),  # cell 8 (model v2), a single cell
-    (2, 3, 16, 24, 8),  # cell 8, 2x3 grid
-    (1, 32, 40, 40, 8),  # cell 8, v2's 32 stride-4 channels on a 5x5 grid
-]
+AGG_SHAPES = [tuple(c) for c in CASES["aggregate"]]  # (B, C, H, W, cell)
+PROP_SHAPES = [tuple(c) for c in CASES["propagate"]]  # (B, C, h, w, cell)
+UPS_SHAPES = [tuple(c) for c in CASES["upsample"]]  # (B, C, h, w)
 
 
 @pytest.mark.parametrize("shape", AGG_SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -165,19 +156,7 @@ def test_aggregate_eps_and_empty_cells(run, eps):
 
 @pytest.mark.parametrize(
     "shape",
-    [
-        (1, 1, 1, 1, 2),
-        (2, 3, 3, 2, 4),
-        (1, 5, 3, 5, 3),
-        (3, 2, 4, 4, 2),
-        (1, 4, 1, 6, 4),
-        (2, 2, 5, 1, 3),
-        (1, 3, 2, 3, 1),
-        (2, 16, 4, 4, 4),
-        (1, 1, 1, 1, 8),
-        (2, 3, 2, 3, 8),
-        (1, 18, 5, 5, 8),
-    ],  # cell 8: model v2
+    PROP_SHAPES,
     ids=lambda s: "x".join(map(str, s)),
 )
 def test_propagate_fp32(run, shape):
@@ -218,9 +197,6 @@ def test_propagate_each_neighbour_direction(run, k):
             i, j = y // cell + dy, x // cell + dx
             expect = z[0, 1, i, j] if 0 <= i < h and 0 <= j < w else 0
             assert out[0, 1, y, x] == expect
-
-
-UPS_SHAPES = [(1, 1, 1, 1), (2, 3, 3, 5), (1, 2, 4, 1), (3, 1, 2, 2), (1, 8, 5, 3)]
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
