@@ -263,7 +263,7 @@ def trtexec_command(
     return " ".join(shlex.quote(a) for a in args)
 
 
-def _load_plugins(logger: trt.ILogger, plugin_lib: str | None) -> str:
+def _load_plugins(logger: "trt.ILogger", plugin_lib: str | None) -> str:
     """Load and register the plugin library the caller chose; its sspPluginsBuildInfo() (or "")."""
     import tensorrt as trt
 
@@ -277,7 +277,7 @@ def _load_plugins(logger: trt.ILogger, plugin_lib: str | None) -> str:
     return plugin_build_info(lib)
 
 
-def _timing_cache(config: trt.IBuilderConfig, cache_bytes: bytes, notes: list[str]) -> trt.ITimingCache:
+def _timing_cache(config: "trt.IBuilderConfig", cache_bytes: bytes, notes: list[str]) -> "trt.ITimingCache":
     """The bundle's cache when this builder accepts it, else a new one (Polygraphy's CreateConfig sets it with
     ignore_mismatch=False; a rejected cache is dropped, never written back)."""
     cache = None
@@ -297,7 +297,7 @@ def _timing_cache(config: trt.IBuilderConfig, cache_bytes: bytes, notes: list[st
 
 
 def _build_one(
-    logger: trt.ILogger,
+    logger: "trt.ILogger",
     bundle: Bundle,
     plan: GraphPlan,
     plugin_path: str | None,

@@ -32,6 +32,7 @@ import torch
 
 from .config import SSPConfig, get_config
 from .errors import SSPError
+from .train import flush_denormals as _flush_denormals
 
 __all__ = [
     "Phase",
@@ -426,6 +427,7 @@ class _SpixelHolder(torch.nn.Module):
 # ----------------------------------------------------------------------------- training-step times
 
 
+@_flush_denormals()  # as the trainer (and reset after)
 def step_times(
     configs: dict[str, SSPConfig],
     sizes: Sequence[int] = (256, 320),
@@ -440,7 +442,6 @@ def step_times(
     from .options import TrainOptions
     from .train import Runtime, _set_trainable, _Step, _train_mode, param_groups
 
-    torch.set_flush_denormal(True)
     out: dict[str, Any] = {"threads": torch.get_num_threads(), "steps": steps}
     for name, base in configs.items():
         for size in sizes:

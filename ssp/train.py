@@ -30,7 +30,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -63,7 +63,27 @@ from .models.weights import load_pretrained_parts
 from .options import TrainOptions
 from .train_log import TrainLog, plot_curves
 
-__all__ = ["TrainOptions", "Runtime", "train", "main", "resolve_device", "pretrain_spixel", "param_groups"]
+__all__ = [
+    "TrainOptions",
+    "Runtime",
+    "train",
+    "main",
+    "resolve_device",
+    "pretrain_spixel",
+    "param_groups",
+    "flush_denormals",
+]
+
+
+@contextlib.contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Denormals flushed to zero while training (denormal gradients slow CPU backward passes several times),
+    then PyTorch's default (off) again: the flag is process-wide CPU state other code in the process relies on."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 # ----------------------------------------------------------------------------- devices and processes
@@ -430,7 +450,8 @@ def train(cfg: SSPConfig, opt: TrainOptions) -> Path:
     """Train and return the path of ``final.safetensors`` in ``opt.out``."""
     rt = _runtime(opt)
     try:
-        return _train(cfg, opt, rt)
+        with flush_denormals():
+            return _train(cfg, opt, rt)
     finally:
         if rt.distributed and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -438,7 +459,6 @@ def train(cfg: SSPConfig, opt: TrainOptions) -> Path:
 
 def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
     torch.manual_seed(opt.seed)
-    torch.set_flush_denormal(True)  # denormal gradients slow CPU backward passes by several times
     run = Path(opt.out)
     ds = open_data(opt.data, cfg.input_size)  # cheap checks (data present) before the model is built
     if isinstance(ds, RefShapes):

@@ -21,6 +21,7 @@ import torch
 from .config import SSPConfig, get_config
 from .errors import SSPError
 from .options import TrainOptions
+from .train import flush_denormals as _flush_denormals
 
 __all__ = [
     "train_steps",
@@ -79,6 +80,7 @@ def _batch(cfg: SSPConfig, rng: np.random.Generator, images: int, exprs: int, de
     }
 
 
+@_flush_denormals()  # as the trainer (and reset after)
 def train_steps(
     config: str | SSPConfig = "ssp_lite",
     steps: int = 50,
@@ -101,7 +103,6 @@ def train_steps(
     cfg, note = _bench_config(config, **overrides)
     opt = TrainOptions(amp=amp, images_per_batch=images_per_batch, exprs_per_image=exprs_per_image)
     torch.manual_seed(0)
-    torch.set_flush_denormal(True)  # as the trainer: denormal gradients slow CPU backward passes by several times
     t_build = time.perf_counter()
     model = build_model(cfg)
     _set_trainable(model, cfg, opt)

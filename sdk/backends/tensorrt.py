@@ -182,7 +182,7 @@ class DeviceTensor:
 class _EngineRunner:
     """One engine: context, stream, device + pinned host buffers at the profile's maximum shapes."""
 
-    def __init__(self, runtime: trt.Runtime, data: bytes, name: str, cuda_graph: bool):
+    def __init__(self, runtime: "trt.Runtime", data: bytes, name: str, cuda_graph: bool):
         import tensorrt as trt
 
         self.rt = cudart()

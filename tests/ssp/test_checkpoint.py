@@ -63,7 +63,8 @@ def small_ckpt(tmp_path_factory):
 
 def test_small_config_passes_validation():
     cfg = _small_cfg()
-    assert cfg.dim == 32 and cfg.decoder_channels == (16, 8, 8, 4) and cfg.grid == 8
+    assert cfg.dim == 32 and cfg.decoder_channels == (16, 8, 8, 4)
+    assert cfg.cell == 8 and cfg.grid == 4  # v2: 128 px -> a 32x32 stride-4 map in 8x8 cells
 
 
 def test_round_trip_gives_identical_outputs(small_ckpt):

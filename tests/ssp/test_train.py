@@ -107,3 +107,13 @@ def test_ground_matches_the_full_forward_pass():
     torch.testing.assert_close(g.target, out.target_logit)
     torch.testing.assert_close(g.coarse, out.coarse_logits)
     torch.testing.assert_close(g.relevance, out.relevance_logits)
+
+
+def test_training_leaves_denormals_as_it_found_them(ground_run):
+    """The trainer flushes denormals while it runs (CPU speed) and turns that off again: the flag is process-wide
+    (numpy and hypothesis in the same process failed on it)."""
+    import numpy as np
+
+    tiny = np.array([1e-40], dtype=np.float32)  # a float32 denormal: zero when flushed
+    assert float((tiny * np.float32(1.0))[0]) != 0.0
+    assert float((torch.tensor([1e-40]) * 1.0)[0]) != 0.0
