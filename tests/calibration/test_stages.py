@@ -113,8 +113,9 @@ def test_accuracy_plan_rules():
     # group_ratio 0: off; a group below the noise floor never counts
     assert set(excluded_nodes(_nodes(), _sens(), CalibrateOptions(keep_fp32=0, group_ratio=0))["mask_decoder"]) == set()
     quiet = _sens()
-    quiet.groups["mask_decoder"][0].mask_prob_mae = 4e-4  # 4x the next group, but under the 5e-4 noise floor
-    quiet.groups["mask_decoder"][1].mask_prob_mae = 1e-4
+    # 4x the next group, but under the 5e-3 floor (ssp_lite's image convolutions measured 1e-3: int8 there was harmless)
+    quiet.groups["mask_decoder"][0].mask_prob_mae = 4e-3
+    quiet.groups["mask_decoder"][1].mask_prob_mae = 1e-3
     assert excluded_nodes(_nodes(), quiet, CalibrateOptions(keep_fp32=0))["mask_decoder"] == {}
     # no sensitivity pass: nothing excluded
     assert excluded_nodes(_nodes(), Sensitivity(), CalibrateOptions()) == {"image_encoder": {}, "mask_decoder": {}}
