@@ -43,6 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exists-threshold", type=float, default=None, help="default: the bundle's tuned value")
     p.add_argument("--save-frame", default=None, metavar="PNG", help="also save the last overlaid frame")
     p.add_argument("--no-stdin", action="store_true", help="do not read new prompts from stdin")
+    p.add_argument(
+        "--camera-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="several --source on ONNX Runtime: threads that segment a round's frames at once, each run on "
+        "cores / N threads (0: one per physical core, at most one per source; 1: one image-encoder batch per "
+        "round, as on TensorRT)",
+    )
     add_json_arg(p)
     add_backend_args(p)
     add_native_code_args(p)

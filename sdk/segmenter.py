@@ -22,6 +22,7 @@ of each prompt, so the prompts of several frames share one decoder batch.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
@@ -328,6 +329,7 @@ class Segmenter:
         plugin_lib: str | None = None,
         trust_bundle_plugins: bool = False,
         allow_engine_host_code: bool = False,
+        callers: int = 1,
         verify_key: Any = None,
         mask_threshold: float | None = None,
         exists_threshold: float | None = None,
@@ -336,7 +338,8 @@ class Segmenter:
         mask_size: int | None = None,
     ) -> Segmenter:
         """Open a bundle folder (verified against its manifest's sha256; against ``verify_key``, an Ed25519 public
-        key, when given) on a backend (see :func:`ssp_edge.sdk.backends.open_backend`)."""
+        key, when given) on a backend (see :func:`ssp_edge.sdk.backends.open_backend`; ``callers``: threads that
+        will call it at once, e.g. camera workers, so ONNX Runtime sizes its sessions' thread pools for them)."""
         cls._check_options(cache_size, max_frame_pixels, mask_size, 1)  # cheap checks before loading anything
         b = open_bundle(bundle, verify_key)
         be = open_backend(
@@ -348,6 +351,7 @@ class Segmenter:
             plugin_lib=plugin_lib,
             trust_bundle_plugins=trust_bundle_plugins,
             allow_engine_host_code=allow_engine_host_code,
+            callers=callers,
         )
         try:
             return cls(
@@ -478,8 +482,19 @@ class Segmenter:
         t0 = time.perf_counter()
         feeds, lbs = self.image_feeds(frames)
         pre = _ms(t0)
-        with self._lock:
+        with self._runs():
             return self._run_image(feeds, lbs, pre)
+
+    @property
+    def runs_concurrently(self) -> bool:
+        """Whether threads may run this Segmenter's graphs at once (its backend's ``concurrent_runs``: ONNX
+        Runtime). Prompt state and the encoding cache are locked either way; otherwise the graphs run one at a
+        time (TensorRT contexts and device buffers, OpenVINO infer requests)."""
+        return bool(getattr(self.backend, "concurrent_runs", False))
+
+    def _runs(self) -> contextlib.AbstractContextManager[Any]:
+        """The lock graph runs take: none on a backend that takes concurrent runs, else the Segmenter's lock."""
+        return contextlib.nullcontext() if self.runs_concurrently else self._lock
 
     def _run_image(self, feeds: dict[str, np.ndarray], lbs: tuple[Letterbox, ...], pre_ms: float) -> ImageFeatures:
         # features may stay on the device unless the decoder needs them one frame at a time (host slices)
@@ -487,8 +502,10 @@ class Segmenter:
         t0 = time.perf_counter()
         out = self.backend.run("image_encoder", feeds, to_host=not keep)
         ms = _ms(t0)
-        self._generation += 1
-        return ImageFeatures(dict(out), lbs, {"preprocess": pre_ms, "image_encoder": ms}, self._generation, id(self))
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+        return ImageFeatures(dict(out), lbs, {"preprocess": pre_ms, "image_encoder": ms}, generation, id(self))
 
     # ---- decoder
     def _per_frame(
@@ -555,7 +572,7 @@ class Segmenter:
         """Masks for ``encodings`` (the same for every frame, or one per frame) on ``features``; all prompts of a
         frame in one decoder batch. Results are frame-major (``Result.frame``), prompts in their given order."""
         encs = self._per_frame(features, encodings)
-        with self._lock:
+        with self._runs():
             batches, outs, ms = self._run_decoder(features, encs)
         text_ms = sum({id(e): e.text_encoder_ms for e in encs}.values())
         return self._results(features, encs, batches, outs, text_ms, ms)
@@ -563,7 +580,7 @@ class Segmenter:
     def _run_decoder(
         self, features: ImageFeatures, encs: list[PromptEncodings]
     ) -> tuple[list[tuple[list[int], dict]], list[dict[str, Any]], float]:
-        """Run the decoder batches (caller holds the lock): (batches, their outputs, decoder ms)."""
+        """Run the decoder batches (caller holds :meth:`_runs`): (batches, their outputs, decoder ms)."""
         if features.on_device and (features.owner != id(self) or features.generation != self._generation):
             raise SDKError(
                 "these image features were left on the device and a later encode_image call has reused "
@@ -623,7 +640,8 @@ class Segmenter:
     # ---- composed
     def segment(self, frame_bgr: np.ndarray, prompts: Sequence[str] | None = None) -> list[Result]:
         """Masks for every prompt on one BGR frame: ``prompts`` for this call only, else those of
-        :meth:`set_prompts`. encode_prompts + encode_image + decode, the graphs under one lock."""
+        :meth:`set_prompts`. encode_prompts + encode_image + decode; the graphs under one lock unless the backend
+        takes concurrent runs (:attr:`runs_concurrently`)."""
         clean = self._clean_prompts(prompts) if prompts is not None else self._prompts
         if not clean:
             raise SDKError("no prompts: call set_prompts(['the red circle']) or pass prompts=[...]")
@@ -632,6 +650,7 @@ class Segmenter:
         pre = _ms(t0)
         with self._lock:
             enc = self._encode(clean)
+        with self._runs():  # the image features of this call stay this call's: no other encode in between
             feats = self._run_image(feeds, lbs, pre)
             batches, outs, ms = self._run_decoder(feats, [enc])
         return self._results(feats, [enc], batches, outs, enc.text_encoder_ms, ms)

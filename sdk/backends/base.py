@@ -25,7 +25,8 @@ class Backend(Protocol):
     may stay on the device (opaque handles with ``shape`` and ``dtype`` that another ``run`` accepts as feeds).
 
     A backend may also have ``entries: dict[str, GraphEntry]``: the graph it runs for each name, whose tensor names
-    the Segmenter matches (see :func:`graph_entries`)."""
+    the Segmenter matches (see :func:`graph_entries`), and ``concurrent_runs: bool``: True when ``run`` may be called
+    from several threads at once (ONNX Runtime's sessions); absent means False and the Segmenter serializes runs."""
 
     name: str
     precisions: dict[str, str]  # graph -> precision actually used
@@ -84,18 +85,25 @@ def open_backend(
     plugin_lib: str | None = None,
     trust_bundle_plugins: bool = False,
     allow_engine_host_code: bool = False,
+    callers: int = 1,
 ) -> Backend:
     """``auto`` picks TensorRT when it imports, a GPU is present and the bundle has a matching engine, else ONNX
     Runtime; ``openvino`` (an optional extra) runs the portable graphs on OpenVINO's CPU plugin, also in bf16.
     ``plugin_lib`` / ``trust_bundle_plugins`` / ``allow_engine_host_code``: native code the TensorRT
     backend may load, only by the caller's explicit choice (see the TensorRT backend). ``threads`` 0: one per
-    physical core (ONNX Runtime, OpenVINO; the session options are :func:`.onnxruntime.create_session`'s)."""
+    physical core (ONNX Runtime, OpenVINO; the session options are :func:`.onnxruntime.create_session`'s).
+    ``callers``: how many threads will run graphs at once (one per camera worker). ONNX Runtime takes concurrent
+    runs, so with ``threads`` 0 each run gets the physical cores / ``callers`` (at least 1): on 2 cores two
+    single-threaded runs at once beat one two-threaded run at a time (4 cameras: 42.4 vs 33.0 frames/s). Backends that
+    serialize runs (TensorRT, OpenVINO) ignore it."""
     if backend not in BACKENDS:
         raise SDKError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if precision is not None and precision not in PRECISIONS:
         raise SDKError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise SDKError(f"threads must be a whole number >= 0 (0: one per physical core), got {threads!r}")
+    if isinstance(callers, bool) or not isinstance(callers, int) or callers < 1:
+        raise SDKError(f"callers must be a whole number >= 1 (threads that run graphs at once), got {callers!r}")
     if backend == "openvino":
         if providers:
             raise SDKError(
@@ -127,6 +135,8 @@ def open_backend(
             return TensorRTBackend(bundle, precision, plugin_lib=plugin_lib, **opt_in)
         if backend == "tensorrt":
             raise SDKError(reason)
-    from .onnxruntime import OnnxRuntimeBackend
+    from .onnxruntime import OnnxRuntimeBackend, physical_cores
 
+    if threads == 0 and callers > 1:
+        threads = max(1, physical_cores() // callers)
     return OnnxRuntimeBackend(bundle, precision or "fp32", providers, threads)

@@ -160,6 +160,8 @@ class OnnxRuntimeBackend:
     """The bundle's graphs of one flavour on ONNX Runtime; ``run`` takes and returns tensors by the manifest's names."""
 
     name = "onnxruntime"
+    #: InferenceSession.run is thread-safe: several camera workers may run graphs at once (sdk/multi.py)
+    concurrent_runs = True
 
     def __init__(
         self,

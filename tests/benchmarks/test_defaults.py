@@ -86,6 +86,15 @@ def test_segmenter_sessions_get_the_defaults_and_ssp_run_prints_them(lite_bundle
         assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
         assert so.intra_op_num_threads == physical_cores()
     seg.close()
+    # callers: threads that run graphs at once (camera workers) share the cores; explicit threads win
+    for callers, threads, want in ((2, 0, max(1, physical_cores() // 2)), (2, 3, 3), (physical_cores() * 4, 0, 1)):
+        seg = Segmenter.open(lite_bundle, callers=callers, threads=threads)
+        assert seg.runs_concurrently
+        assert {s.get_session_options().intra_op_num_threads for s in seg.backend._sessions.values()} == {want}
+        seg.close()
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(SDKError, match="callers must be"):
+            Segmenter.open(lite_bundle, callers=bad)
     video = tmp_path / "v.mp4"
     render_video(str(video), frames=3)
     r = assert_ok(

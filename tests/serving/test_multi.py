@@ -76,6 +76,59 @@ def test_one_segmenter_many_sources_matches_one_per_camera(lite_bundle, videos, 
     assert summary["frames"] == 3 * n and all(c["fps"] > 0 for c in summary["cameras"])
 
 
+class ConcurrentBackend(CountingBackend):
+    """A backend that takes concurrent runs; the first two image-encoder runs wait for each other at a barrier,
+    so the test fails (BrokenBarrierError after 20 s) unless the two camera workers really run at once."""
+
+    concurrent_runs = True
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        import threading
+
+        self.barrier = threading.Barrier(2, timeout=20)
+        self.lock = threading.Lock()
+        self.waits = 0
+
+    def run(self, graph, feeds, to_host=True):
+        with self.lock:
+            wait = graph == "image_encoder" and self.waits < 2
+            self.waits += wait
+            self.runs[graph] = self.runs.get(graph, 0) + 1
+            if graph == "image_encoder":
+                self.image_batches.append(len(feeds["image"]))
+        if wait:
+            self.barrier.wait()
+        return self.inner.run(graph, feeds, to_host)
+
+
+def test_camera_workers_run_frames_at_once_and_match_one_segmenter_per_camera(lite_bundle, videos):
+    n = 3
+    seg = Segmenter.open(lite_bundle, backend="onnxruntime", callers=2)
+    assert seg.runs_concurrently and seg.backend.describe()["threads"] >= 1
+    spy = ConcurrentBackend(seg.backend)
+    seg.backend = spy
+    got: dict[int, list] = {i: [] for i in range(n)}
+    sources = [open_source(v) for v in videos[:n]]
+    stats = run_sources(seg, sources, PROMPTS, on_frame=lambda i, f, res, shown: got[i].append(res), workers=2)
+    for s in sources:
+        s.close()
+    assert stats.rounds == 3 and [c.frames for c in stats.cameras] == [3] * n
+    assert spy.image_batches == [1] * (3 * n)  # each frame on its own, in the workers
+    assert spy.runs["mask_decoder"] == 3 * n and spy.runs["text_encoder"] == 1  # prompts encoded once for all
+    ref = Segmenter.open(lite_bundle, backend="onnxruntime")
+    ref.set_prompts(PROMPTS)
+    for i in range(n):
+        with open_source(videos[i]) as src:
+            for k, frame in enumerate(src):
+                res = got[i][k]
+                assert [r.prompt for r in res] == PROMPTS
+                for a, b in zip(res, ref.segment(frame.image)):
+                    assert np.array_equal(a.mask, b.mask) and abs(a.score - b.score) < 1e-5
+    with pytest.raises(Exception, match="workers must be"):
+        run_sources(seg, [], PROMPTS, workers=0)
+
+
 def test_ssp_run_several_sources_reports_per_camera_fps(lite_bundle, videos, tmp_path):
     r = assert_ok(
         run_ssp(
@@ -97,6 +150,9 @@ def test_ssp_run_several_sources_reports_per_camera_fps(lite_bundle, videos, tmp
         )
     )
     s = json.loads(r.stdout.strip().splitlines()[-1])
+    from ssp_edge.sdk.backends.onnxruntime import physical_cores
+
+    assert s["camera_workers"] == min(2, physical_cores())  # ONNX Runtime: camera workers by default
     assert [c["source"] for c in s["cameras"]] == videos[:2]
     assert [c["frames"] for c in s["cameras"]] == [3, 3] and s["rounds"] == 3
     assert all(c["fps"] > 0 for c in s["cameras"]) and s["fps"] > 0

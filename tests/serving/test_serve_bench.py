@@ -44,6 +44,7 @@ def test_serve_bench_reports_frames_per_second(lite_bundle):
     (m,) = out["multi"]
     assert m["cameras"] == 2 and set(m["fps_median"]) == {
         "one_segmenter_batched",
+        "one_segmenter_workers",
         "separate_segmenters_threads",
         "separate_segmenters_turns",
     }
