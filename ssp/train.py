@@ -72,6 +72,7 @@ __all__ = [
     "pretrain_spixel",
     "param_groups",
     "flush_denormals",
+    "optimizer_step",
 ]
 
 
@@ -457,6 +458,18 @@ def train(cfg: SSPConfig, opt: TrainOptions) -> Path:
             torch.distributed.destroy_process_group()
 
 
+def optimizer_step(optim: torch.optim.Optimizer, params: list[torch.Tensor], scaler: Any = None) -> None:
+    """One optimizer step after the backward passes: gradients unscaled (fp16 GradScaler), clipped to norm 1, step."""
+    if scaler is not None:
+        scaler.unscale_(optim)
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    if scaler is not None:
+        scaler.step(optim)
+        scaler.update()
+    else:
+        optim.step()
+
+
 def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
     torch.manual_seed(opt.seed)
     run = Path(opt.out)
@@ -603,14 +616,7 @@ def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n_expr += len(b["expressions"])
-        if scaler is not None:
-            scaler.unscale_(optim)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        if scaler is not None:
-            scaler.step(optim)
-            scaler.update()
-        else:
-            optim.step()
+        optimizer_step(optim, params, scaler)
         vals = {k: v / opt.accum for k, v in sums.items()}
         if rt.distributed:  # the global-batch loss: mean over processes (equal batches)
             keys = sorted(vals)

@@ -95,7 +95,7 @@ def train_steps(
     """Run ``warmup + steps`` training steps; return steps/s, samples/s (expressions), images/s, peak memory
     (CUDA: max allocated; CPU: peak RSS of the process) and whether every loss was finite."""
     from .models.ssp import build_model
-    from .train import Runtime, _set_trainable, _Step, _train_mode, param_groups, resolve_device
+    from .train import Runtime, _set_trainable, _Step, _train_mode, optimizer_step, param_groups, resolve_device
 
     dev = resolve_device(device)
     if amp == "fp16" and dev.type != "cuda":
@@ -135,14 +135,7 @@ def train_steps(
         optim.zero_grad(set_to_none=True)
         out = runner(b["image"], b["index"], b["mask"], b["exists"], hid, b["amask"], b["ids"])
         (scaler.scale(out["total"]) if scaler is not None else out["total"]).backward()
-        if scaler is not None:
-            scaler.unscale_(optim)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        if scaler is not None:
-            scaler.step(optim)
-            scaler.update()
-        else:
-            optim.step()
+        optimizer_step(optim, params, scaler)
         losses.append(float(out["total"].detach()))
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)

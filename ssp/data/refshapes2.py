@@ -26,18 +26,16 @@ Everything is a pure function of (split, index), as in v1.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..errors import SSPError
 from .backgrounds import background
-from .refshapes import COLOURS, SHAPES, SIZES, SPLITS, Obj, _polygon, render_scene
+from .refshapes import COLOURS, SHAPES, SIZES, SPLITS, Obj, _polygon, render_scene, write_moving_video
 from .sample import Sample
 
 __all__ = [
@@ -926,32 +924,5 @@ def render_video(
         if o.shape == "circle":
             o.shape = "square"
     bg, _ = background(rng, size, "demo")
-    vel = [(float(rng.uniform(-3, 3)), float(rng.uniform(-3, 3))) for _ in objs]
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
-    if not writer.isOpened():
-        raise SSPError(f"cannot write video {path!r} (OpenCV has no mp4v encoder?)")
-    track: list[list[dict]] = []
-    try:
-        for _ in range(frames):
-            img, _ = render_scene(objs, bg)
-            track.append(
-                [
-                    {"colour": o.colour, "shape": o.shape, "x": round(o.x, 2), "y": round(o.y, 2), "r": round(o.r, 2)}
-                    for o in objs
-                ]
-            )
-            writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-            for o, (vx, vy) in zip(objs, vel):
-                o.x = min(max(o.x + vx, o.r * 1.3), size - o.r * 1.3)
-                o.y = min(max(o.y + vy, o.r * 1.3), size - o.r * 1.3)
-            vel = [
-                (
-                    -vx if not o.r * 1.3 < o.x < size - o.r * 1.3 - 1 else vx,
-                    -vy if not o.r * 1.3 < o.y < size - o.r * 1.3 - 1 else vy,
-                )
-                for o, (vx, vy) in zip(objs, vel)
-            ]
-    finally:
-        writer.release()
-    Path(f"{path}.objects.json").write_text(json.dumps({"size": size, "fps": fps, "frames": track}))
+    write_moving_video(path, objs, bg, rng, frames, fps, size)
     return objs
