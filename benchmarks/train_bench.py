@@ -3,7 +3,8 @@ CPU (or a GPU with --device cuda), random backbones and synthetic batches (:func
 
     python -m ssp_edge.benchmarks.train_bench [--device cpu] [--json]     # ~3 min on a 2-core CPU
 
-Writes ``benchmarks/results/train_bench.json`` and ``train_bench.md``. On CPU ssp_paper runs 2 measured steps
+Writes ``train_bench.json`` and ``train_bench.md`` into ``--out-dir`` (``bench_results/`` under the working directory,
+as ``ssp bench``: never inside the installed package). On CPU ssp_paper runs 2 measured steps
 of 1 image x 2 expressions at 480 px (a Swin-B + BERT-base step takes tens of seconds on 2 cores); on CUDA
 both configs run the GPU-check batch sizes.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 __all__ = ["SETTINGS", "run_train_bench", "main"]
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+from .cli import DEFAULT_OUT  # "bench_results", relative to the working directory
 
 #: (config, steps, images per batch, expressions per image, warm-up steps[, config overrides]) per device kind
 SETTINGS: dict[str, list[tuple]] = {
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--amp", default="bf16", choices=("bf16", "fp16", "off"))
-    p.add_argument("--out-dir", default=str(DEFAULT_OUT))
+    p.add_argument("--out-dir", default=DEFAULT_OUT, help="output folder (relative to the working directory)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = p.parse_args(argv)
     from ssp_edge.sdk.errors import SSPEdgeError
