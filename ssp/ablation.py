@@ -35,6 +35,7 @@ from .errors import SSPError
 from .train import flush_denormals as _flush_denormals
 
 __all__ = [
+    "ARMS",
     "Phase",
     "RECIPES",
     "recipe_commands",
@@ -209,6 +210,9 @@ def _train(argv: Sequence[str]) -> Path:
 
 # ----------------------------------------------------------------------------- the decoder ablation
 
+#: the two decoders the ablation compares (``SSPConfig.decoder`` values)
+ARMS = ("rus", "bilinear")
+
 
 def _swap_decoder(src: Path, dst: Path, decoder: str, seed: int) -> Path:
     """``src``'s weights with a freshly initialised ``decoder`` upsampling decoder (seeded): the grounding phase
@@ -255,17 +259,19 @@ def _evaluate_arm(ckpt: Path, tests: Sequence[str], val: str, limit: int, val_li
 
 def ablation_table(results: dict[str, Any]) -> str:
     """Markdown: one row per decoder and test set (mIoU, Prec@0.9, bF@2px, gIoU, N-acc) plus the FLOPs."""
+    phases = ", ".join(p["name"] for p in results["phases"])
     lines = [
-        f"Recipe `{results['recipe']}` ({results['config']}), same phases, options and seeds for both decoders; "
-        f"thresholds tuned on `{results['val']}` per decoder; {results['limit']} test samples per set.",
+        f"Recipe `{results['recipe']}` ({results['config']}; phases {phases}), same phases, options and seeds for "
+        f"both decoders; thresholds tuned on `{results['val']}` per decoder; {results['limit']} test samples per set.",
         "",
-        "| decoder | test set | mIoU | Prec@0.9 | bF@2px | gIoU | N-acc | decoder GFLOPs | decoder params |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| decoder | test set | mIoU | Prec@0.9 | bF@2px | gIoU | N-acc | decoder GFLOPs | decoder params | steps |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for arm in ("rus", "bilinear"):
+    for arm in ARMS:
         r = results["arms"].get(arm)
         if not r:
             continue
+        steps = " + ".join(str(v) for v in r.get("steps_done", {}).values()) or "-"
         for spec in results["tests"]:
             m = r["eval"][spec]
 
@@ -275,7 +281,7 @@ def ablation_table(results: dict[str, Any]) -> str:
 
             lines.append(
                 f"| {arm} | `{spec}` | {f('mIoU')} | {f('prec@0.9')} | {f('bF@2px')} | {f('gIoU')} | "
-                f"{f('N-acc')} | {r['decoder_gflops']:.3f} | {r['decoder_params'] / 1e3:.0f}k |"
+                f"{f('N-acc')} | {r['decoder_gflops']:.3f} | {r['decoder_params'] / 1e3:.0f}k | {steps} |"
             )
     return "\n".join(lines)
 
@@ -290,42 +296,63 @@ def run_decoder_ablation(
     val_limit: int = 300,
     ground: str | None = None,
     readme: bool = False,
+    phases: Sequence[str] | None = None,
+    arms: Sequence[str] = ARMS,
 ) -> dict[str, Any]:
-    """Train both decoders with one recipe (shared grounding phase) and evaluate them; returns the results."""
+    """Train both decoders with one recipe (shared grounding phase) and evaluate them; returns the results.
+
+    ``phases`` picks the decoder phases each arm runs (default: all of the recipe's), so an ablation can stop at
+    an early phase to save time. ``arms`` picks the arms trained in this call; arms already in ``OUT/ablation.json``
+    from the same recipe, phases and grounding checkpoint are kept, so the two arms can run in separate calls
+    (e.g. one before and one after a release run that continues from the RUS arm)."""
     from ssp_edge.sdk.fsio import atomic_write_text
 
     from .flops import model_cost
     from .models.ssp import build_model
 
-    phases = _recipe(recipe)
+    all_phases = _recipe(recipe)
+    decoder_phases = [p for p in all_phases if p.decoder]
+    names = [p.name for p in decoder_phases]
+    chosen = list(phases) if phases else names
+    unknown = [n for n in chosen if n not in names]
+    if unknown:
+        raise SSPError(f"recipe {recipe!r} has no decoder phase {unknown[0]!r}; its decoder phases: {', '.join(names)}")
+    bad_arms = [a for a in arms if a not in ARMS]
+    if bad_arms or not arms:
+        raise SSPError(f"arms must be some of {', '.join(ARMS)}, got {', '.join(arms) or 'none'}")
+    run_phases = [p for p in decoder_phases if p.name in chosen]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    shared = [p for p in phases if not p.decoder]
     init: Path | None = Path(ground) if ground else None
     if init is None:
-        for ph in shared:
+        for ph in (p for p in all_phases if not p.decoder):
             init = _train(_argv(ph, config, out / ph.name, init, "rus"))
-    minutes_shared = (time.time() - t0) / 60
+    elif not init.is_file():
+        raise SSPError(f"--ground {init}: no such checkpoint; give the grounding phase's final.safetensors")
     results: dict[str, Any] = {
         "recipe": recipe,
         "config": config,
         "tests": list(tests),
         "val": val,
         "limit": limit,
-        "phases": [asdict(p) for p in phases],
-        "shared_minutes": round(minutes_shared, 1),
+        "ground": str(init),
+        "phases": [asdict(p) for p in all_phases if p.decoder is False or p.name in chosen],
+        "shared_minutes": round((time.time() - t0) / 60, 1),
         "arms": {},
     }
-    for arm in ("rus", "bilinear"):
+    previous = _previous_results(out / "ablation.json", results)
+    if previous is not None:
+        results["arms"] = {k: v for k, v in previous["arms"].items() if k not in arms}
+        results["shared_minutes"] = previous.get("shared_minutes", results["shared_minutes"])
+    for arm in arms:
         t1 = time.time()
         arm_dir = out / arm
-        start = _swap_decoder(init, arm_dir / "init.safetensors", arm, seed=1234) if init is not None else None
-        prev = start
-        for ph in phases:
-            if not ph.decoder:
-                continue
+        prev = _swap_decoder(init, arm_dir / "init.safetensors", arm, seed=1234) if init is not None else None
+        steps: dict[str, int | None] = {}
+        for ph in run_phases:
             prev = _train(_argv(ph, config, arm_dir / ph.name, prev, arm))
+            steps[ph.name] = _steps_done(prev)
         assert prev is not None
         cfg = get_config(config, decoder=arm, pretrained=False)
         torch.manual_seed(0)
@@ -334,6 +361,7 @@ def run_decoder_ablation(
         results["arms"][arm] = {
             "final": str(prev),
             "train_minutes": round((time.time() - t1) / 60, 1),
+            "steps_done": steps,
             "decoder_gflops": part["flops"] / 1e9,
             "decoder_params": part["parameters"],
             "eval": _evaluate_arm(prev, tests, val, limit, val_limit),
@@ -345,6 +373,27 @@ def run_decoder_ablation(
     if readme:
         _write_readme_block(table)
     return results
+
+
+def _steps_done(ckpt: Path) -> int | None:
+    """Training steps a run's final checkpoint actually took (a time budget can stop it before ``--steps``)."""
+    from .checkpoint import read_checkpoint_info
+
+    meta = read_checkpoint_info(ckpt).metadata
+    v = meta.get("steps_done", meta.get("steps"))
+    return None if v is None else int(v)
+
+
+def _previous_results(path: Path, now: dict[str, Any]) -> dict[str, Any] | None:
+    """``path``'s results when they come from the same recipe, phases, grounding weights and tests; else None."""
+    if not path.is_file():
+        return None
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    keys = ("recipe", "config", "tests", "val", "limit", "ground", "phases")
+    return old if all(old.get(k) == now[k] for k in keys) and isinstance(old.get("arms"), dict) else None
 
 
 def _write_readme_block(table: str) -> None:
@@ -512,6 +561,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--val-limit", type=int, default=300, help="validation samples for the thresholds")
     d.add_argument("--ground", default=None, help="reuse this grounding-phase checkpoint instead of training one")
     d.add_argument("--readme", action="store_true", help="write the table into ssp/checkpoints/README.md")
+    d.add_argument("--phases", nargs="+", default=None, help="decoder phases each arm runs (default: all)")
+    d.add_argument(
+        "--arms", nargs="+", default=list(ARMS), choices=ARMS, help="arms to train now (others kept from OUT)"
+    )
     r = sub.add_parser("recipe", help="print the recipe's ssp train commands (or run them)")
     r.add_argument("--recipe", default="v2", choices=list(RECIPES))
     r.add_argument("--config", default="ssp_lite")
@@ -529,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if a.cmd == "decoders":
             res = run_decoder_ablation(
-                a.out, a.recipe, a.config, a.tests, a.val, a.limit, a.val_limit, a.ground, a.readme
+                a.out, a.recipe, a.config, a.tests, a.val, a.limit, a.val_limit, a.ground, a.readme, a.phases, a.arms
             )
             print(ablation_table(res))
         elif a.cmd == "recipe":

@@ -585,7 +585,9 @@ def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
     best = float(state.get("best_mIoU", -1.0))
     recent: list[float] = []
     it = iter(loader)
+    steps_done = start
     for step in bar:
+        steps_done = step + 1
         _train_mode(model, cfg, opt)
         f = _lr_factor(step, opt.steps, opt.warmup)
         for g, lr in zip(optim.param_groups, base_lrs):
@@ -693,7 +695,7 @@ def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
     if rt.main:
         assert log is not None
         log.close()
-        save_checkpoint(model, cfg, final, {"steps": opt.steps, **meta})
+        save_checkpoint(model, cfg, final, {"steps": opt.steps, "steps_done": steps_done, **meta})
         plot_curves(run)
     if rt.distributed:
         torch.distributed.barrier()
