@@ -1,5 +1,6 @@
-"""The shipped ssp_lite_refshapes checkpoint re-evaluated on a fixed 100-sample RefShapes test slice must
-reproduce the numbers recorded when it was shipped (ssp/checkpoints/ssp_lite_refshapes.eval.json)."""
+"""The shipped ssp_lite_refshapes checkpoint re-evaluated on a fixed 100-sample slice of its primary test set
+(RefShapes v2 for a v2 checkpoint) must reproduce the numbers recorded when it was shipped
+(ssp/checkpoints/ssp_lite_refshapes.eval.json)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pytest
 import torch
 
 from ssp_edge.ssp.checkpoint import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_info
-from ssp_edge.ssp.data.refshapes import RefShapes
+from ssp_edge.ssp.data.spec import open_data
 from ssp_edge.ssp.evaluate import evaluate
+from ssp_edge.ssp.release import HEAD_SAMPLES
 
 NAME = "ssp_lite_refshapes"
 RECORD = CHECKPOINT_DIR / f"{NAME}.eval.json"
@@ -27,11 +29,14 @@ def test_shipped_checkpoint_is_small_and_self_describing():
 
 @pytest.mark.slow
 def test_shipped_checkpoint_reproduces_recorded_metrics():
-    recorded = json.loads(RECORD.read_text())["refshapes:test[:100]"]
+    record = json.loads(RECORD.read_text())
+    primary = record.get("primary", "refshapes:test")  # records written before RefShapes v2 had no "primary"
+    recorded = record[f"{primary}[:{HEAD_SAMPLES}]"]
     model, info = load_checkpoint(NAME)
+    data = open_data(primary, info.config.input_size)
     with torch.inference_mode():
-        got = evaluate(model, info.config, RefShapes("test"), limit=100, progress=False, thresholds=info.thresholds)
-    assert got["n"] == recorded["n"] == 100
+        got = evaluate(model, info.config, data, limit=HEAD_SAMPLES, progress=False, thresholds=info.thresholds)
+    assert got["n"] == recorded["n"] == HEAD_SAMPLES
     # same seeds, same weights: differences come only from float summation order across CPUs
     for key in ("mIoU", "oIoU", "prec@0.5"):
         assert got[key] == pytest.approx(recorded[key], abs=0.01), key
