@@ -184,10 +184,11 @@ class _TextCache:
 
     @torch.no_grad()
     def __call__(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        new = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        uniq = list(dict.fromkeys(texts))
+        if len(self.cache) + sum(t not in self.cache for t in uniq) > self.cap:
+            self.cache.clear()  # before choosing what to encode: this batch's texts are all encoded again
+        new = [t for t in uniq if t not in self.cache]
         if new:
-            if len(self.cache) + len(new) > self.cap:
-                self.cache.clear()
             t = self.tok(new)
             hid = self.model.text.encoder(t.input_ids.to(self.device), t.attention_mask.to(self.device)).float().cpu()
             for i, s in enumerate(new):

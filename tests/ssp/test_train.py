@@ -117,3 +117,27 @@ def test_training_leaves_denormals_as_it_found_them(ground_run):
     tiny = np.array([1e-40], dtype=np.float32)  # a float32 denormal: zero when flushed
     assert float((tiny * np.float32(1.0))[0]) != 0.0
     assert float((torch.tensor([1e-40]) * 1.0)[0]) != 0.0
+
+
+def test_text_cache_that_fills_up_still_returns_every_text_of_the_batch():
+    """A batch whose texts were partly cached when the cache hit its cap: the cap clears the cache before the
+    batch is encoded, so every text of the batch comes back (a v2 ground run once died at step 2396 with a
+    KeyError here), each equal to encoding it alone."""
+    from ssp_edge.ssp.models.text import Tokenizer
+    from ssp_edge.ssp.train import _TextCache
+
+    torch.manual_seed(0)
+    cfg = get_config("ssp_lite", pretrained=False, dim=32, heads=2, input_size=64)
+    model = build_model(cfg).eval()
+    tok = Tokenizer(cfg.max_tokens)
+    cache = _TextCache(model, tok, torch.device("cpu"), cap=3)
+    cache(["the red circle", "the blue square"])
+    batch = ["the red circle", "all of the orange stars", "both circles", "the red circle"]
+    hid, mask = cache(batch)  # 2 cached + 2 new > cap 3: cleared, then the batch is encoded
+    assert hid.shape[0] == mask.shape[0] == len(batch)
+    for i, text in enumerate(batch):
+        t = tok([text])
+        with torch.no_grad():
+            alone = model.text.encoder(t.input_ids, t.attention_mask).float()[0]
+        assert torch.equal(mask[i], t.attention_mask[0])
+        torch.testing.assert_close(hid[i], alone, atol=1e-5, rtol=1e-5)
