@@ -32,9 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle", metavar="DIR", help="bundle folder (from `ssp convert export`)")
     p.add_argument(
         "--data",
-        default="refshapes:val",
-        help="calibration data: refshapes:SPLIT, refcoco:ROOT:DATASET:SPLITBY:SPLIT, or jsonl:PATH (a JSONL "
-        'file of {"image": ..., "expression": ...} lines, image paths relative to it, or its folder)',
+        default=None,
+        help="calibration data: refshapes:SPLIT, refshapes2:SPLIT, refcoco:ROOT:DATASET:SPLITBY:SPLIT, or jsonl:PATH "
+        '(a JSONL file of {"image": ..., "expression": ...} lines, image paths relative to it, or its folder); '
+        "default: the val split of the RefShapes family the bundle's checkpoint was trained on (refshapes2:val for "
+        "the shipped one; refshapes:val when the manifest does not say)",
     )
     p.add_argument(
         "--method",
@@ -99,7 +101,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-fp16", action="store_true", help="do not write FP16 graphs")
     p.add_argument("--no-int8", action="store_true", help="do not write INT8 graphs")
-    p.add_argument("--eval-data", default="refshapes:test", help="held-out data with masks (refshapes / refcoco spec)")
+    p.add_argument(
+        "--eval-data",
+        default=None,
+        help="held-out data with masks (refshapes / refshapes2 / refcoco spec); default: the test split of the "
+        "family --data defaults to",
+    )
     p.add_argument("--eval-samples", type=int, default=500, help="held-out samples for mIoU / oIoU / Prec@X (0 skips)")
     p.add_argument(
         "--no-trt-plan-eval",

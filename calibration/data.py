@@ -3,8 +3,9 @@
 Calibration works on *frames*: one image with up to K expressions, the unit the SDK runs (the image
 encoder once, the mask decoder once with a batch of K expressions). Sources (``--data``):
 
-* ``refshapes:SPLIT`` (default ``refshapes:val``; the evaluation default ``refshapes:test`` is a disjoint
-  seed stream) - scenes drawn without replacement by a seeded permutation, K expressions per scene;
+* ``refshapes:SPLIT`` / ``refshapes2:SPLIT`` (default: the val split of the family the bundle's checkpoint was
+  trained on, :func:`default_specs`; its test split, the evaluation default, is a disjoint seed stream) - scenes
+  drawn without replacement by a seeded permutation, K expressions per scene;
 * ``refcoco:ROOT:DATASET:SPLITBY:SPLIT`` - a RefCOCO-format folder through :func:`ssp.data.spec.open_data`;
   images drawn by a seeded permutation, up to K of their referring expressions each;
 * ``jsonl:PATH`` (or a bare ``.jsonl`` path or folder) - a JSONL file of ``{"image": ..., "expression": ...}``
@@ -31,7 +32,7 @@ from ssp_edge.ssp.data.sample import Sample
 
 from .errors import CalibrationError
 
-__all__ = ["Frame", "FrameSet", "open_frames", "EvalSet", "open_eval", "read_image"]
+__all__ = ["Frame", "FrameSet", "open_frames", "EvalSet", "open_eval", "read_image", "default_specs"]
 
 
 @dataclass
@@ -95,8 +96,8 @@ def open_frames(spec: str, count: int, prompts: int = 2, seed: int = 0) -> Frame
     if prompts < 1:
         raise CalibrationError(f"--prompts must be at least 1, got {prompts}")
     kind, _, rest = spec.partition(":")
-    if kind == "refshapes":
-        return _refshapes_frames(spec, rest or "val", count, prompts, seed)
+    if kind in _REFSHAPES:
+        return _refshapes_frames(kind, rest or "val", count, prompts, seed)
     if kind == "refcoco":
         return _refcoco_frames(spec, count, prompts, seed)
     if kind == "jsonl":
@@ -105,25 +106,37 @@ def open_frames(spec: str, count: int, prompts: int = 2, seed: int = 0) -> Frame
     if p.is_dir() or p.suffix == ".jsonl":
         return _jsonl_frames(p, count, prompts, seed)
     raise CalibrationError(
-        f"--data {spec!r}: expected refshapes:SPLIT, refcoco:ROOT:DATASET:SPLITBY:SPLIT or "
+        f"--data {spec!r}: expected refshapes:SPLIT, refshapes2:SPLIT, refcoco:ROOT:DATASET:SPLITBY:SPLIT or "
         'jsonl:PATH (a JSONL file of {"image": ..., "expression": ...} lines, or a folder '
         "holding one)"
     )
 
 
-def _refshapes_frames(spec: str, split: str, count: int, prompts: int, seed: int) -> FrameSet:
-    from ssp_edge.ssp.data.refshapes import RefShapes
+#: the RefShapes families (spec prefixes); a scene's key is "FAMILY:SPLIT:SCENE"
+_REFSHAPES = ("refshapes", "refshapes2")
 
-    ds = RefShapes(split)  # SSPError (user-facing) for an unknown split
+
+def default_specs(source: dict) -> tuple[str, str]:
+    """(calibration spec, evaluation spec) for a bundle whose manifest ``source`` is given: the val and test
+    splits of the RefShapes family its checkpoint was trained on (``source["data"]``), else RefShapes v1."""
+    family = str(source.get("data") or "refshapes").partition(":")[0]
+    family = family if family in _REFSHAPES else "refshapes"
+    return f"{family}:val", f"{family}:test"
+
+
+def _refshapes_frames(kind: str, split: str, count: int, prompts: int, seed: int) -> FrameSet:
+    from ssp_edge.ssp.data.spec import open_data
+
+    ds = open_data(f"{kind}:{split}")  # SSPError (user-facing) for an unknown split
     idx = _pick(len(ds), count, seed)
 
     def load(i: int) -> Frame:
         samples = ds.scene_samples(idx[i], prompts)
         if not samples:  # pragma: no cover - every scene admits at least one expression type
             samples = [ds[idx[i]]]
-        return Frame(samples[0].image, [s.expression for s in samples], f"refshapes:{split}:{idx[i]}")
+        return Frame(samples[0].image, [s.expression for s in samples], f"{kind}:{split}:{idx[i]}")
 
-    return FrameSet(f"refshapes:{split}", [f"refshapes:{split}:{i}" for i in idx], load, len(ds))
+    return FrameSet(f"{kind}:{split}", [f"{kind}:{split}:{i}" for i in idx], load, len(ds))
 
 
 def _refcoco_index(ds) -> list[tuple[object, int]]:
@@ -272,9 +285,9 @@ def open_eval(spec: str, count: int, exclude_keys: Sequence[str] = ()) -> EvalSe
     if count < 1:
         raise CalibrationError(f"--eval-samples must be at least 1, got {count}")
     kind = spec.partition(":")[0]
-    if kind not in ("refshapes", "refcoco"):
+    if kind not in (*_REFSHAPES, "refcoco"):
         raise CalibrationError(
-            f"--eval-data {spec!r}: evaluation needs ground-truth masks; use refshapes:SPLIT "
+            f"--eval-data {spec!r}: evaluation needs ground-truth masks; use refshapes:SPLIT, refshapes2:SPLIT "
             "or refcoco:ROOT:DATASET:SPLITBY:SPLIT"
         )
     from ssp_edge.ssp.data.spec import open_data
@@ -285,6 +298,10 @@ def open_eval(spec: str, count: int, exclude_keys: Sequence[str] = ()) -> EvalSe
         split = spec.partition(":")[2] or "test"
         key_of = lambda k: f"refshapes:{split}:{k}"  # noqa: E731 - scene index = sample index
         order: Sequence = range(len(ds))
+    elif kind == "refshapes2":
+        split = spec.partition(":")[2] or "test"
+        key_of = lambda k: f"refshapes2:{split}:{ds.text_sample(k).tags['scene']}"  # noqa: E731 - its scene
+        order = range(len(ds))
     else:
         idx = _refcoco_index(ds)
         key_of = lambda k: f"coco:{idx[k][0]}"  # noqa: E731 - COCO image id, shared by all RefCOCO sets

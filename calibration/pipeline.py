@@ -34,6 +34,7 @@ report, in typed stages (:mod:`calibration.stages`):
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import time
@@ -53,7 +54,7 @@ from ssp_edge.sdk.preprocess import Letterbox
 from ssp_edge.sdk.segmenter import ImageFeatures, PromptEncodings, Segmenter
 
 from .commit import REPORT_DIR, CalibrationResult, commit, staged_bundle, staging
-from .data import EvalSet, FrameSet, open_eval, open_frames
+from .data import EvalSet, FrameSet, default_specs, open_eval, open_frames
 from .errors import CalibrationError, CalibrationWarning
 from .ort_int8 import ORT_PLAN, plan_nodes, quantize_ort, range_tensors, u8s8_violations
 from .qdq import QuantNode, find_quant_nodes, match_excludes, qdq_violations, quantize_model, range_keys
@@ -95,7 +96,7 @@ _GROUP_FLOOR = 5e-3
 
 @dataclass
 class CalibrateOptions:
-    data: str = "refshapes:val"
+    data: str | None = None  # None: the val split of the bundle's training-data family (data.default_specs)
     method: str = "entropy"  # TensorRT plan ranges
     samples: int = 512  # calibration frames
     prompts: int = 2  # expressions per frame (the decoder's batch)
@@ -109,7 +110,7 @@ class CalibrateOptions:
     min_intensity: float = 48.0  # ONNX Runtime plan: an int8 node between float nodes needs this many MACs / element
     fp16: bool = True
     int8: bool = True
-    eval_data: str = "refshapes:test"
+    eval_data: str | None = None  # None: that family's test split
     eval_samples: int = 500  # 0 skips the accuracy evaluation
     error_samples: int = 8
     trt_plan_eval: bool = True  # also evaluate the INT8 plan of the TensorRT (plugin) graphs
@@ -212,6 +213,8 @@ def calibrate_bundle(path: str | os.PathLike[str], opts: CalibrateOptions | None
     t_start = time.time()
     bundle = Bundle.open(path)
     flavours = _flavours(bundle)
+    cal_spec, eval_spec = default_specs(bundle.manifest.source)
+    o = dataclasses.replace(o, data=o.data or cal_spec, eval_data=o.eval_data or eval_spec)
     frames = open_frames(o.data, o.samples, o.prompts, o.seed)
     evalset = open_eval(o.eval_data, o.eval_samples, frames.keys) if o.eval_samples else None
     root = bundle.root.resolve()

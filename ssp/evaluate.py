@@ -136,7 +136,7 @@ def tune_thresholds(
     limit: int = 300,
     batch: int = 8,
     mask_grid: Sequence[float] = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6),
-    exists_grid: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7),
+    exists_grid: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
 ) -> dict:
     """Pick the mask / target-exists thresholds that maximise gIoU on a validation set (GRES: mIoU on
     target expressions and correct empty masks on no-target ones count alike). Returns the chosen pair

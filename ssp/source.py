@@ -37,6 +37,8 @@ def load_source(checkpoint: str | None = None, config: str | None = None, seed: 
             "sha256": sha256_file(path),
             "config": info.config.name,
         }
+        if info.metadata.get("data"):  # the training data: calibration defaults to its family's splits
+            record["data"] = str(info.metadata["data"])
         return ModelSource(model.eval(), info.config, record, info.thresholds)
     if not config:
         raise SSPError("give --checkpoint NAME_OR_PATH, or --config NAME for a randomly initialised model")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from calib_data import write_jsonl_set
 
-from ssp_edge.calibration.data import open_eval, open_frames
+from ssp_edge.calibration.data import default_specs, open_eval, open_frames
 from ssp_edge.calibration.errors import CalibrationError
 from ssp_edge.sdk.errors import SSPEdgeError
 
@@ -50,6 +50,36 @@ def test_default_calibration_and_evaluation_sets_are_disjoint():
     used = {int(k.rsplit(":", 1)[1]) for k in cal.keys}
     assert len(ev) == 40 and not used & set(ev.indices)
     assert ev.skipped == len(used & set(range(max(ev.indices) + 1)))
+
+
+def test_refshapes2_frames_and_evaluation_leave_out_the_calibration_scenes():
+    """RefShapes v2 sample k lives on scene ``tags["scene"]`` (usually k): the evaluation skips samples whose
+    scene is a calibration frame, checked against the scenes of the samples themselves."""
+    from ssp_edge.ssp.data.refshapes2 import RefShapes2
+
+    cal = open_frames("refshapes2:test", 12, prompts=2, seed=0)
+    frames = list(cal)
+    assert len(frames) == 12 and all(1 <= len(f.expressions) <= 2 for f in frames)
+    assert all(k.startswith("refshapes2:test:") for k in cal.keys)
+    ev = open_eval("refshapes2:test", 30, cal.keys)
+    ds = RefShapes2("test")
+    used = {int(k.rsplit(":", 1)[1]) for k in cal.keys}
+    scenes = {ds[k].tags["scene"] for k in ev.indices}
+    assert len(ev) == 30 and not used & scenes
+    assert ev.skipped == sum(ds[k].tags["scene"] in used for k in range(max(ev.indices) + 1))
+
+
+@pytest.mark.parametrize(
+    ("source", "specs"),
+    [
+        ({"checkpoint": "x", "data": "refshapes2:train"}, ("refshapes2:val", "refshapes2:test")),
+        ({"checkpoint": "x", "data": "refshapes:train"}, ("refshapes:val", "refshapes:test")),
+        ({"checkpoint": "x"}, ("refshapes:val", "refshapes:test")),  # bundles exported before the field
+        ({"checkpoint": "x", "data": "refcoco:/d:refcoco:unc:train"}, ("refshapes:val", "refshapes:test")),
+    ],
+)
+def test_default_specs_follow_the_checkpoint_training_data(source, specs):
+    assert default_specs(source) == specs
 
 
 def _err(spec, **kw) -> str:

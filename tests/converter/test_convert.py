@@ -68,6 +68,10 @@ def test_manifest_describes_the_bundle(lite_bundle):
     man = Bundle.open(lite_bundle).manifest
     assert man.input_size == 320 and man.max_tokens == 20 and man.config["name"] == "ssp_lite"
     assert man.source["checkpoint"] == "ssp_lite_refshapes" and len(man.source["sha256"]) == 64
+    # the training data (calibration defaults to its family's splits), from the checkpoint's own metadata
+    from ssp_edge.ssp.checkpoint import read_checkpoint_info
+
+    assert man.source.get("data") == read_checkpoint_info("ssp_lite_refshapes").metadata.get("data")
     assert 0 < man.thresholds["mask"] < 1
     for rel, digest in man.files.items():
         assert sha256_file(lite_bundle / rel) == digest
