@@ -77,6 +77,7 @@ def ship(
         cfg,
         CHECKPOINT_DIR / f"{name}.safetensors",
         {
+            **{k: info.metadata[k] for k in ("data", "exists_head") if k in info.metadata},  # what it trained on
             "thresholds": thresholds,
             "training": training,
             "threshold_tuning": {"data": f"{val}[:{th['n']}]", "gIoU": th["gIoU"]},

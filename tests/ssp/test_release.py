@@ -59,6 +59,7 @@ def test_ship_records_every_test_set_and_the_primary_head(tmp_path, monkeypatch)
     # the head record is what an independent evaluation of the written checkpoint gives
     model, info = load_checkpoint(shipped / "tiny.safetensors")
     assert info.thresholds == rec["thresholds"]
+    assert info.metadata["data"] == "refshapes2:train"  # kept: export records it, calibration defaults follow it
     with torch.inference_mode():
         again = evaluate(model, info.config, open_data("refshapes2:test", 64), limit=6, progress=False,
                          thresholds=info.thresholds)  # fmt: skip
