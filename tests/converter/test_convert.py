@@ -15,13 +15,18 @@ from helpers import assert_ok, assert_one_line_error, run_ssp
 from ssp_edge.converter.schemas import register_schemas
 from ssp_edge.sdk.bundle import Bundle, sha256_file
 
-# ssp_lite by construction: one aggregation in the image encoder; one propagation and four RUS steps
-# (strides 16 -> 8 -> 4 -> 2 -> 1) in the mask decoder
-EXPECTED_PLUGIN_NODES = {
-    "text_encoder": {},
-    "image_encoder": {"ssp::SuperpixelAggregate": 1},
-    "mask_decoder": {"ssp::SuperpixelPropagate": 1, "ssp::ReplicationUpsample": 4},
-}
+
+def expected_plugin_nodes(config: dict) -> dict[str, dict[str, int]]:
+    """ssp_lite by construction: one aggregation of features in the image encoder (v2 with token coordinates: a
+    second one, of the pixel coordinates into superpixel centroids); one propagation and four RUS steps (strides
+    16 -> 8 -> 4 -> 2 -> 1) in the mask decoder."""
+    return {
+        "text_encoder": {},
+        "image_encoder": {"ssp::SuperpixelAggregate": 2 if config.get("token_coords") else 1},
+        "mask_decoder": {"ssp::SuperpixelPropagate": 1, "ssp::ReplicationUpsample": 4},
+    }
+
+
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
 
@@ -36,13 +41,14 @@ def _node_counts(path: Path) -> dict[str, int]:
 @pytest.mark.slow
 def test_plugin_graphs_have_exactly_the_ssp_nodes_and_portable_none(lite_bundle):
     b = Bundle.open(lite_bundle)
+    expected = expected_plugin_nodes(b.manifest.config)
     seen = set()
     for g in b.manifest.graphs:
-        want = EXPECTED_PLUGIN_NODES[g.name] if g.flavour == "plugin" else {}
+        want = expected[g.name] if g.flavour == "plugin" else {}
         assert _node_counts(b.path(g.file)) == want, (g.name, g.flavour)
         assert g.custom_ops == want
         seen.add((g.name, g.flavour))
-    assert seen == {(n, f) for n in EXPECTED_PLUGIN_NODES for f in ("plugin", "portable")}
+    assert seen == {(n, f) for n in expected for f in ("plugin", "portable")}
 
 
 @pytest.mark.slow
@@ -209,7 +215,8 @@ def test_ssp_paper_random_init_exports_and_checks(tmp_path):
     assert_ok(
         run_ssp("convert", "export", "--config", "ssp_paper", "--flavour", "plugin", "--out", str(out), timeout=1200)
     )
-    assert Bundle.open(out).graph("mask_decoder", "plugin").custom_ops == EXPECTED_PLUGIN_NODES["mask_decoder"]
+    b = Bundle.open(out)
+    assert b.graph("mask_decoder", "plugin").custom_ops == expected_plugin_nodes(b.manifest.config)["mask_decoder"]
     r = assert_ok(run_ssp("convert", "check", str(out), "--samples", "1", "--json", timeout=900))
     rep = json.loads(r.stdout.strip().splitlines()[-1])
     assert rep["ok"] and all(x["max_abs_diff"] <= x["tolerance"] for x in rep["results"] if x["graph"] != "end_to_end")
