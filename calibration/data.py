@@ -112,15 +112,17 @@ def open_frames(spec: str, count: int, prompts: int = 2, seed: int = 0) -> Frame
     )
 
 
-#: the RefShapes families (spec prefixes); a scene's key is "FAMILY:SPLIT:SCENE"
+#: the RefShapes families (ssp.data.spec.REFSHAPES_FAMILIES, not imported here: this module loads without the
+#: model code); a scene's key is "FAMILY:SPLIT:SCENE"
 _REFSHAPES = ("refshapes", "refshapes2")
 
 
 def default_specs(source: dict) -> tuple[str, str]:
     """(calibration spec, evaluation spec) for a bundle whose manifest ``source`` is given: the val and test
     splits of the RefShapes family its checkpoint was trained on (``source["data"]``), else RefShapes v1."""
-    family = str(source.get("data") or "refshapes").partition(":")[0]
-    family = family if family in _REFSHAPES else "refshapes"
+    from ssp_edge.ssp.data.spec import refshapes_family
+
+    family = refshapes_family(source.get("data")) or "refshapes"
     return f"{family}:val", f"{family}:test"
 
 

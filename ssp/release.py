@@ -22,7 +22,7 @@ import torch
 from .checkpoint import CHECKPOINT_DIR, CheckpointInfo, load_checkpoint, save_checkpoint
 from .config import SSPConfig
 from .data.refshapes import render_video
-from .data.spec import open_data
+from .data.spec import open_data, refshapes_family
 from .errors import SSPError
 from .evaluate import Predictor, evaluate, tune_thresholds
 from .models.ssp import SSP
@@ -39,11 +39,9 @@ def default_specs(info: CheckpointInfo) -> tuple[str, list[str]]:
     """(validation spec, test specs) for a checkpoint: the val / test splits of the RefShapes family it was
     trained on (metadata ``data``), and for RefShapes v2 also the old RefShapes test set for comparison."""
     data = str(info.metadata.get("data", "refshapes:train"))
-    family = data.partition(":")[0]
-    if family == "refshapes2":
-        return "refshapes2:val", ["refshapes2:test", "refshapes:test"]
-    if family == "refshapes":
-        return "refshapes:val", ["refshapes:test"]
+    family = refshapes_family(data)
+    if family is not None:
+        return f"{family}:val", [f"{family}:test"] + (["refshapes:test"] if family != "refshapes" else [])
     raise SSPError(
         f"the checkpoint was trained on {data!r}; ssp.release tunes and tests on RefShapes only: "
         "pass --val and --tests with RefShapes specs (e.g. --val refshapes2:val --tests refshapes2:test)"

@@ -9,7 +9,7 @@ from typing import Protocol
 from ..errors import SSPError
 from .sample import Sample
 
-__all__ = ["Dataset", "open_data", "default_val_spec", "SPEC_HELP"]
+__all__ = ["Dataset", "open_data", "default_val_spec", "refshapes_family", "REFSHAPES_FAMILIES", "SPEC_HELP"]
 
 SPEC_HELP = "refshapes:SPLIT, refshapes2:SPLIT, refcoco:ROOT:DATASET:SPLITBY:SPLIT or grefcoco:ROOT:SPLIT"
 
@@ -60,10 +60,20 @@ def open_data(spec: str, size: int = 320) -> Dataset:
     raise SSPError(f"bad data spec {spec!r}: expected {SPEC_HELP}")
 
 
+#: the RefShapes generators (spec prefixes): v1 and v2
+REFSHAPES_FAMILIES = ("refshapes", "refshapes2")
+
+
+def refshapes_family(spec: str | None) -> str | None:
+    """The RefShapes family of a data spec (``"refshapes2:train"`` -> ``"refshapes2"``), None for other data."""
+    kind = str(spec or "").partition(":")[0]
+    return kind if kind in REFSHAPES_FAMILIES else None
+
+
 def default_val_spec(spec: str) -> str:
     """The validation split that goes with a training spec (its ``val`` split)."""
     kind, _, rest = spec.partition(":")
-    if kind in ("refshapes", "refshapes2"):
+    if refshapes_family(spec):
         return f"{kind}:val"
     if kind == "refcoco":
         root, dataset, split_by, _ = _refcoco_parts(spec, rest)
