@@ -16,7 +16,9 @@ and their prompt part (:meth:`RUSBlock.prompt_terms`) are computed apart and sum
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -30,7 +32,7 @@ from .ops import (
     replication_upsample,
 )
 
-__all__ = ["RUSBlock", "GroupedRUSBlock", "BilinearBlock", "UpDecoder", "Terms"]
+__all__ = ["RUSBlock", "GroupedRUSBlock", "BilinearBlock", "UpDecoder", "Terms", "folding"]
 
 #: (gate or None, skip projection) of one block, per frame or per prompt
 Terms = tuple[torch.Tensor | None, torch.Tensor]
@@ -119,17 +121,37 @@ class RUSBlock(nn.Module):
         return torch.relu(up + proj) if fold is not None else self.fuse(up + proj)
 
     def _fold(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """A 1x1 fusion (conv + BatchNorm with running statistics, i.e. eval mode) is one affine map per pixel,
-        ``fuse(t) = relu(W t + b)``: returns (W, b) to fold into sr, cr and the skip projection (linear in t), so
-        no full-resolution convolution runs per expression; None in training mode or for a 3x3 fusion."""
-        conv, bn = self.fuse[0], self.fuse[1]
-        if self.training or conv.kernel_size != (1, 1) or not bn.track_running_stats:
-            return None
-        a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        b = bn.bias - a * bn.running_mean
-        if conv.bias is not None:
-            b = b + a * conv.bias
-        return a[:, None] * conv.weight.flatten(1), b
+        """(W, b) of a 1x1 fusion in eval mode (:func:`_fold_fuse`), to fold into sr, cr and the skip projection."""
+        return _fold_fuse(self.fuse, self.training)
+
+
+_FOLDING: contextvars.ContextVar[bool] = contextvars.ContextVar("rus_folding", default=True)
+
+
+@contextlib.contextmanager
+def folding(enabled: bool) -> Iterator[None]:
+    """Within the scope (this thread / context), the eval-mode folds of 1x1 fusions on (the default) or off: FLOPs
+    accounting counts the layers as the architecture defines them, the same for every decoder."""
+    token = _FOLDING.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _FOLDING.reset(token)
+
+
+def _fold_fuse(fuse: nn.Sequential, training: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A 1x1 fusion (conv + BatchNorm with running statistics, i.e. eval mode) is one affine map per pixel,
+    ``fuse(t) = relu(W t + b)``: returns (W, b), which the RUS blocks fold into the linear terms before it (sr, cr
+    and the skip projection), so no full-resolution convolution runs per expression; None in training mode or for
+    a 3x3 fusion."""
+    conv, bn = fuse[0], fuse[1]
+    if training or not _FOLDING.get() or conv.kernel_size != (1, 1) or not bn.track_running_stats:
+        return None
+    a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    b = bn.bias - a * bn.running_mean
+    if conv.bias is not None:
+        b = b + a * conv.bias
+    return a[:, None] * conv.weight.flatten(1), b
 
 
 def _conv1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -152,6 +174,8 @@ class GroupedRUSBlock(nn.Module):
     with Y = the grouped conv's output: its channel c*s*s + i comes from group c // 2 (pixel_shuffle's order).
     The gate is per frame where the skip is (strides 8, 2, 1); at stride 4 the skip also carries the prompt's
     propagated prior, and the gate is computed from the prompt's complete projection (:meth:`prompt_terms`).
+    In eval mode a 1x1 fusion (strides 2 and 1) folds into the linear terms before it (:meth:`_folded`), as in
+    :class:`RUSBlock`: no convolution then runs per expression at full resolution.
     """
 
     def __init__(self, cin: int, cout: int, cskip: int, scale: int = 2, fuse_k: int = 3):
@@ -173,22 +197,58 @@ class GroupedRUSBlock(nn.Module):
         return torch.sigmoid(_conv1x1(proj, self.gate.weight, self.gate.bias))
 
     def frame_terms(self, skip: torch.Tensor, prompt_channels: int = 0) -> Terms:
-        """Skip projection of the first channels of the skip and, when the skip has no prompt channels, the gate."""
+        """Skip projection of the first channels of the skip and, when the skip has no prompt channels, the gate.
+
+        With a foldable 1x1 fusion ``relu(W t + b)`` (:meth:`_folded`) the projection comes out as ``W proj + b`` and
+        both it and the gate are one convolution of the skip each (their weights multiplied out)."""
         cf = skip.shape[1]
-        proj = F.conv2d(skip, self.skip.weight[:, :cf], self.skip.bias)
-        return (None if prompt_channels else self._gate(proj)), proj
+        ws, bs = self.skip.weight[:, :cf].flatten(1), self.skip.bias
+        folded = None if prompt_channels else self._folded()
+        if folded is None:
+            proj = F.conv2d(skip, ws[:, :, None, None], bs)
+            return (None if prompt_channels else self._gate(proj)), proj
+        w, b, _ = folded
+        wg, bg = self.gate.weight.flatten(1), self.gate.bias
+        gate = torch.sigmoid(_conv1x1(skip, (wg @ ws)[:, :, None, None], wg @ bs + bg))
+        return gate, F.conv2d(skip, (w @ ws)[:, :, None, None], w @ bs + b)
 
     def prompt_terms(self, terms: Terms, extra: torch.Tensor) -> Terms:
-        """Add the prompt-dependent skip channels ``extra`` to the projection; the gate from the sum."""
+        """Add the prompt-dependent skip channels ``extra`` to the projection; the gate from the sum (then the
+        projection as ``W proj + b`` when the 1x1 fusion folds)."""
         cf = self.skip.in_channels - extra.shape[1]
         proj = terms[1] + F.conv2d(extra, self.skip.weight[:, cf:])
-        return self._gate(proj), proj
+        gate, folded = self._gate(proj), self._folded()
+        return gate, (proj if folded is None else F.conv2d(proj, folded[0][:, :, None, None], folded[1]))
+
+    def _folded(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(W, b, D) of a foldable 1x1 fusion ``relu(W t + b)`` (eval mode), else None. W t = replicate(W sr(x)) *
+        gate + pixel_shuffle(D sr(x)) + W proj with D[o*s*s + i] = sum_c W[o, c] cr[c*s*s + i] (W mixes the channels
+        of each depth-to-space child; D is dense), so no convolution runs per expression at full resolution."""
+        fold = _fold_fuse(self.fuse, self.training)
+        if fold is None:
+            return None
+        w, b = fold
+        cr = self.cr.weight.flatten(1)  # (C'*s*s, C'/groups): made dense, zeros outside each group
+        dense = torch.block_diag(*cr.reshape(self.groups, -1, cr.shape[1]))
+        d = torch.einsum("oc,cik->oik", w, dense.reshape(w.shape[1], self.scale**2, -1)).reshape(-1, w.shape[1])
+        return w, b, d
 
     def step(self, x: torch.Tensor, gate: torch.Tensor | None, proj: torch.Tensor) -> torch.Tensor:
-        """The per-expression part: ``fuse(replicate(sr(x)) * gate + pixel_shuffle(cr(sr(x))) + proj)``."""
+        """The per-expression part: ``fuse(replicate(sr(x)) * gate + pixel_shuffle(cr(sr(x))) + proj)``; with a
+        folded 1x1 fusion ``relu(replicate(W sr(x)) * gate + pixel_shuffle(D sr(x)) + proj)``, ``proj`` then being
+        the folded projection of :meth:`frame_terms` / :meth:`prompt_terms`."""
         assert gate is not None
         s = self.scale
         sr = _conv1x1(x, self.sr.weight, self.sr.bias)
+        folded = self._folded()
+        if folded is not None:
+            w, _, d = folded
+            wsr = _conv1x1(sr, w[:, :, None, None], None)
+            if is_overridden("replication_upsample"):  # the ssp::ReplicationUpsample node, Y from the dense D
+                up = replication_upsample(wsr, gate, F.conv2d(sr, d[:, :, None, None]), s)
+            else:
+                up = nearest_replicate(wsr, s) * gate + conv_depth_to_space(sr, d[:, :, None, None], s)
+            return torch.relu(up + proj)
         if is_overridden("replication_upsample"):  # the ssp::ReplicationUpsample node
             up = replication_upsample(sr, gate, self.cr(sr), s)
         else:  # same math, every full-resolution tensor written once (Resize, grouped ConvTranspose)

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssp_edge.ssp.models.decoder import BilinearBlock, GroupedRUSBlock, RUSBlock, UpDecoder
+from ssp_edge.ssp.models.decoder import BilinearBlock, GroupedRUSBlock, RUSBlock, UpDecoder, folding
 from ssp_edge.ssp.models.ops import (
     NEIGHBOURS,
     REFERENCE,
@@ -298,13 +298,18 @@ def test_rus_block_gradients_flow_to_every_parameter():
     assert x.grad.abs().sum() > 0 and skip.grad.abs().sum() > 0
 
 
+def _eval_block_case(blk: torch.nn.Module, bn_seed: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """A block (built under the caller's seed) in float64 eval mode with random BatchNorm statistics, an input at
+    stride 2s and a skip at stride s (batch 2, 6 -> 4 channels, skip 5 channels)."""
+    blk = blk.double()
+    _randomize_bn(blk, bn_seed)
+    blk.eval()
+    return blk, torch.randn(2, 6, 3, 5, dtype=torch.float64), torch.randn(2, 5, 6, 10, dtype=torch.float64)
+
+
 def test_bilinear_block_equals_hand_built_reference():
     torch.manual_seed(1)
-    blk = BilinearBlock(6, 4, 5, 2, 3).double()
-    _randomize_bn(blk, 2)
-    blk.eval()
-    x = torch.randn(2, 6, 3, 5, dtype=torch.float64)
-    skip = torch.randn(2, 5, 6, 10, dtype=torch.float64)
+    blk, x, skip = _eval_block_case(BilinearBlock(6, 4, 5, 2, 3), 2)
     with torch.no_grad():
         got = blk(x, skip)
         up = F.interpolate(blk.proj(x), size=(6, 10), mode="bilinear", align_corners=False)
@@ -533,6 +538,26 @@ def test_grouped_rus_plugin_route_gets_the_contract_terms():
             routed = blk(x, skip)
     assert seen == [((2, 4, 3, 5), (2, 1, 6, 10), (2, 16, 3, 5))]
     torch.testing.assert_close(routed, fast, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("block", [RUSBlock, GroupedRUSBlock])
+def test_folding_off_runs_the_fusion_as_defined_with_the_same_result(block):
+    """Eval mode folds a 1x1 fusion into the linear terms; ``folding(False)`` (FLOPs accounting) runs the fusion
+    convolution as the architecture defines it: the fusion then sees the input, and the result is the same."""
+    torch.manual_seed(11)
+    blk, x, skip = _eval_block_case(block(6, 4, 5, 2, 1), 8)
+    seen = []
+    blk.fuse[0].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    with torch.no_grad():
+        folded = blk(x, skip)
+        assert seen == []  # folded: the fusion conv does not run
+        with folding(False):
+            defined = blk(x, skip)
+        assert seen == [(2, 4, 6, 10)]
+        again = blk(x, skip)  # the scope ended: folded again
+    assert len(seen) == 1
+    torch.testing.assert_close(folded, defined, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(again, folded, rtol=0, atol=0)
 
 
 def test_grouped_rus_needs_even_channels():
