@@ -21,15 +21,17 @@ from .ort_profile import frame_feeds, session_options
 
 __all__ = ["DEFAULT_VARIANTS", "OptionsResult", "compare_options", "frame_runner"]
 
-#: name -> options; "ort_default" is ONNX Runtime's own default (spinning on); "no_spin" is the SDK's default
+#: name -> options; "ort_default" is ONNX Runtime's own default (spinning always on), "sdk_default" the SDK's (spinning
+#: within a run, stopped at its end), "no_spin" the SDK's default before it (workers sleep between ops)
 DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
     "ort_default": {"spinning": None},
-    "no_spin": {"spinning": False},
-    "no_spin_1thread": {"spinning": False, "threads": 1},
-    "no_spin_extended": {"spinning": False, "level": "extended"},
-    "no_spin_no_nchwc": {"spinning": False, "nchwc": False},
-    "no_spin_no_arena": {"spinning": False, "arena": False},
-    "no_spin_iobinding": {"spinning": False, "iobinding": True},
+    "sdk_default": {"spinning": "run"},
+    "no_spin": {"spinning": "off"},
+    "1thread": {"threads": 1},
+    "extended": {"level": "extended"},
+    "no_nchwc": {"nchwc": False},
+    "no_arena": {"arena": False},
+    "iobinding": {"iobinding": True},
 }
 
 

@@ -120,15 +120,20 @@ def parse_profile(path: str | Path, skip_runs: int = 0) -> OpProfile:
 
 
 def session_options(
-    threads: int = 0, spinning: bool | None = False, level: str = "all", nchwc: bool = True, arena: bool = True
+    threads: int = 0,
+    spinning: str | bool | None = "run",
+    level: str = "all",
+    nchwc: bool = True,
+    arena: bool = True,
 ) -> dict[str, Any]:
     """Keyword arguments of the SDK's one session factory (:func:`ssp_edge.sdk.backends.onnxruntime.create_session`)
-    for one variant: ``spinning`` None is ONNX Runtime's own default (on), ``level`` disable | basic | extended |
-    all, ``nchwc`` False turns ONNX Runtime's NCHWc layout transformer off."""
+    for one variant: ``spinning`` a mode of :data:`~ssp_edge.sdk.backends.onnxruntime.SPINNING_MODES` (None: ONNX
+    Runtime's own default, ``always``), ``level`` disable | basic | extended | all, ``nchwc`` False turns ONNX
+    Runtime's NCHWc layout transformer off."""
     entries = {} if nchwc or level != "all" else {"optimization.disable_specified_optimizers": "NchwcTransformer"}
     return {
         "threads": threads,
-        "spinning": True if spinning is None else bool(spinning),
+        "spinning": "always" if spinning is None else spinning,
         "graph_optimization": level,
         "mem_arena": arena,
         "config_entries": entries,
@@ -141,7 +146,7 @@ def profile_graph(
     runs: int = 10,
     warmup: int = 3,
     threads: int = 0,
-    spinning: bool | None = False,
+    spinning: str | bool | None = "run",
     options: Mapping[str, Any] | None = None,
     providers: Any = None,
     custom_op_libraries: Any = (),

@@ -21,7 +21,9 @@ __all__ = [
     "import_onnxruntime",
     "physical_cores",
     "session_options",
+    "spinning_entries",
     "OPTIMIZATION_LEVELS",
+    "SPINNING_MODES",
 ]
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
@@ -38,6 +40,24 @@ def import_onnxruntime() -> Any:
 
 #: graph optimisation levels by name (ONNX Runtime's GraphOptimizationLevel)
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+#: intra-op spinning by name -> session config entries. ``run``: worker threads spin between the ops of a run (no
+#: sleep / wake-up per op) and stop when the run ends (``session.force_spinning_stop``), so the next session's run
+#: gets the cores; ``always``: ONNX Runtime's default (they keep spinning after the run); ``off``: they sleep
+#: between ops (each op then waits for a wake-up, slow in a virtual machine)
+SPINNING_MODES: dict[str, dict[str, str]] = {
+    "run": {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"},
+    "always": {"session.intra_op.allow_spinning": "1"},
+    "off": {"session.intra_op.allow_spinning": "0"},
+}
+
+
+def spinning_entries(spinning: str | bool) -> dict[str, str]:
+    """The session config entries of a spinning mode (:data:`SPINNING_MODES`; True = ``always``, False = ``off``)."""
+    mode = {True: "always", False: "off"}.get(spinning, spinning) if isinstance(spinning, bool) else spinning
+    if mode not in SPINNING_MODES:
+        raise SDKError(f"spinning must be one of {', '.join(SPINNING_MODES)} (or a bool), got {spinning!r}")
+    return dict(SPINNING_MODES[mode])
 
 
 def physical_cores() -> int:
@@ -70,7 +90,7 @@ def physical_cores() -> int:
 def session_options(
     *,
     threads: int = 0,
-    spinning: bool = False,
+    spinning: str | bool = "run",
     graph_optimization: str = "all",
     mem_arena: bool = True,
     config_entries: Mapping[str, str] | None = None,
@@ -84,7 +104,7 @@ def session_options(
         raise SDKError(
             f"graph_optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}, got {graph_optimization!r}"
         )
-    entries = {"session.intra_op.allow_spinning": "1" if spinning else "0"}
+    entries = spinning_entries(spinning)
     entries.update({str(k): str(v) for k, v in (config_entries or {}).items()})
     return {
         "intra_op_threads": threads or physical_cores(),
@@ -102,7 +122,7 @@ def create_session(
     providers: Sequence[str] | None = None,
     custom_op_libraries: Sequence[str] = (),
     log_severity: int = 3,
-    spinning: bool = False,
+    spinning: str | bool = "run",
     graph_optimization: str = "all",
     mem_arena: bool = True,
     config_entries: Mapping[str, str] | None = None,
@@ -111,9 +131,10 @@ def create_session(
     """An ``onnxruntime.InferenceSession`` for a model (its bytes, e.g. from :meth:`Bundle.read_bytes`, or a path).
 
     Defaults are the fastest measured on CPU (benchmarks/README.md, "Session options"): ``threads`` intra-op threads
-    (0: one per physical core of this process); ``spinning`` off (``session.intra_op.allow_spinning = 0``: the
-    Segmenter's three sessions share the cores, and a pool spinning after its run steals them from the next
-    session); ``graph_optimization`` ``all`` (disable | basic | extended | all); ``mem_arena`` on;
+    (0: one per physical core of this process); ``spinning`` ``run`` (:data:`SPINNING_MODES`: workers spin between
+    the ops of a run and stop at its end, so the Segmenter's three sessions do not steal the cores from each other
+    and no op waits for a sleeping worker); ``graph_optimization`` ``all`` (disable | basic | extended | all);
+    ``mem_arena`` on;
     ``config_entries``: further session config entries (they override the above); ``providers``: execution
     providers (default CPU; ones this onnxruntime build lacks are refused); ``custom_op_libraries``: shared
     libraries with custom-op kernels to register first; ``log_severity``: 3 = errors only; ``profile_prefix``:

@@ -1,6 +1,6 @@
 """The default gets the speed: the one ONNX Runtime session factory sets the fastest measured options unless told
-otherwise (intra-op spinning off, one thread per physical core, ORT_ENABLE_ALL), every option is a parameter, the
-Segmenter's three sessions all get them, and `ssp run` prints what runs."""
+otherwise (intra-op spinning within a run, stopped at its end; one thread per physical core; ORT_ENABLE_ALL), every
+option is a parameter, the Segmenter's three sessions all get them, and `ssp run` prints what runs."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def test_session_defaults_are_the_measured_fastest():
 
     sess = create_session(_add_model())
     so = sess.get_session_options()
-    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert so.get_session_config_entry("session.force_spinning_stop") == "1"
     assert so.intra_op_num_threads == physical_cores()
     assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert so.enable_cpu_mem_arena
@@ -70,6 +71,13 @@ def test_every_session_option_is_a_parameter(tmp_path):
     assert os.path.isfile(sess.end_profiling())
     with pytest.raises(SDKError, match="graph_optimization must be one of"):
         session_options(graph_optimization="max")
+    with pytest.raises(SDKError, match="spinning must be one of run, always, off"):
+        session_options(spinning="sometimes")
+    # the three spinning modes and the bools (True: ONNX Runtime's own default, spinning on after the run too)
+    for mode, spin, stop in (("run", "1", "1"), ("always", "1", None), (True, "1", None), ("off", "0", None)):
+        entries = session_options(spinning=mode)["config_entries"]
+        assert entries["session.intra_op.allow_spinning"] == spin and entries.get("session.force_spinning_stop") == stop
+    assert session_options(spinning=False)["config_entries"] == {"session.intra_op.allow_spinning": "0"}
     with pytest.raises(SDKError, match="threads must be"):
         session_options(threads=-1)
 
@@ -83,7 +91,8 @@ def test_segmenter_sessions_get_the_defaults_and_ssp_run_prints_them(lite_bundle
     assert seg.backend.name == "onnxruntime"
     for sess in seg.backend._sessions.values():
         so = sess.get_session_options()
-        assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert so.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+        assert so.get_session_config_entry("session.force_spinning_stop") == "1"
         assert so.intra_op_num_threads == physical_cores()
     seg.close()
     # callers: threads that run graphs at once (camera workers) share the cores; explicit threads win
@@ -114,7 +123,8 @@ def test_segmenter_sessions_get_the_defaults_and_ssp_run_prints_them(lite_bundle
     )
     cfg = json.loads(r.stdout.strip().splitlines()[-1])["config"]
     assert cfg["backend"] == "onnxruntime" and cfg["precision"] == "fp32" and cfg["threads"] == physical_cores()
-    assert cfg["options"]["session.intra_op.allow_spinning"] == "0"
+    assert cfg["options"]["session.intra_op.allow_spinning"] == "1"
+    assert cfg["options"]["session.force_spinning_stop"] == "1"
     assert cfg["options"]["graph_optimization"] == "all"
     r = assert_ok(
         run_ssp(
@@ -133,4 +143,4 @@ def test_segmenter_sessions_get_the_defaults_and_ssp_run_prints_them(lite_bundle
         )
     )
     assert "backend: onnxruntime fp32, 1 threads" in r.stderr
-    assert "onnxruntime fp32, 1 threads" in r.stdout and "session.intra_op.allow_spinning=0" in r.stdout
+    assert "onnxruntime fp32, 1 threads" in r.stdout and "session.force_spinning_stop=1" in r.stdout
