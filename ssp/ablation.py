@@ -66,8 +66,8 @@ _COMMON = {"images_per_batch": 4, "data": "refshapes2:train", "val": "refshapes2
 #: ``steptime``; see ssp/checkpoints/README.md): grounding at 256 px (v2's grounding step is ~2x cheaper than v1's,
 #: so more steps fit), then the whole model at 256 and at 320 px. The first two phases end on their step counts
 #: (about 31 and 17 minutes), so the 320 px phase gets 1500 steps under a 26-minute cap, and a last 320 px phase
-#: (950 steps, about 15 minutes, weighted towards ordinals, relations and no-target expressions) uses the rest of
-#: the 90 minutes. ``smoke`` is the same shape in minutes.
+#: (950 steps on a fresh schedule at two thirds of its learning rates, about 15 minutes) uses the rest of the 90
+#: minutes. ``smoke`` is the same shape in minutes.
 RECIPES: dict[str, list[Phase]] = {
     "v2": [
         Phase(
@@ -132,14 +132,6 @@ RECIPES: dict[str, list[Phase]] = {
                 "val_every": 475,
                 "val_samples": 150,
                 "seed": 3,
-                # more of the types v2 was weakest on after full320 (ordinal, relation, no-target)
-                "type_weights": {
-                    "attribute": 0.10,
-                    "position": 0.16,
-                    "relation": 0.28,
-                    "ordinal": 0.28,
-                    "no_target": 0.18,
-                },
             },
         ),
     ],

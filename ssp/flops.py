@@ -11,9 +11,10 @@ decoder's per-frame work (:meth:`MaskDecoder.frame_features`: skip projections, 
 ``graphs["image_encoder"]`` is the cost per frame and ``graphs["mask_decoder"]`` the cost per prompt. Every FLOP is
 attributed to the innermost module *or module method* running (the decoder blocks' ``frame_terms`` / ``step`` are
 methods, not module calls), and each part and decoder block reports its per-frame and per-prompt shares. The
-layers are counted as the architecture defines them (:func:`~.models.decoder.folding` off): the eval-mode fold of
-the RUS blocks' 1x1 fusions, which the exported graphs use, changes their arithmetic by under 0.1% (grouped RUS:
-+1.7 MFLOPs per prompt at stride 2, the same at stride 1) and is not something the bilinear decoder is given.
+layers are counted as the architecture defines them (:func:`~.models.decoder.folding` off), the same for every
+decoder: the eval-mode fold of the RUS blocks' 1x1 fusions, which the exported graphs use, changes the deployed
+arithmetic slightly (grouped v2 RUS: +1.7 MFLOPs per prompt at stride 2, +0.004 at stride 1, under 0.1% of a frame;
+dense v1 RUS: -26 MFLOPs per prompt, its decoder 0.502 -> 0.476 GFLOPs as exported).
 """
 
 from __future__ import annotations

@@ -16,7 +16,14 @@ from typing import Any
 
 from .errors import SSPError
 
-__all__ = ["TrainOptions", "AMP_MODES", "add_option_args", "options_from_args", "parse_config_overrides"]
+__all__ = [
+    "TrainOptions",
+    "AMP_MODES",
+    "V1_TRAIN_TYPE_WEIGHTS",
+    "add_option_args",
+    "options_from_args",
+    "parse_config_overrides",
+]
 
 AMP_MODES = ("bf16", "fp16", "off")
 AUGMENT_MODES = ("auto", "on", "off")
@@ -38,13 +45,19 @@ def _opt(
     return field(default=default, metadata=meta)
 
 
-def _default_type_weights() -> dict[str, float]:
-    return {"attribute": 0.14, "position": 0.22, "relation": 0.27, "ordinal": 0.23, "no_target": 0.14}
+#: RefShapes v1's training mix when --type-weights is not given (more of the types that need spatial reasoning)
+V1_TRAIN_TYPE_WEIGHTS: dict[str, float] = {
+    "attribute": 0.14,
+    "position": 0.22,
+    "relation": 0.27,
+    "ordinal": 0.23,
+    "no_target": 0.14,
+}
 
 
 @dataclass
 class TrainOptions:
-    """Hyper-parameters of `ssp train` (the shipped checkpoint's three-phase recipe is in ssp/checkpoints/README.md)."""
+    """Hyper-parameters of `ssp train` (the shipped checkpoint's four-phase recipe is in ssp/checkpoints/README.md)."""
 
     # ---- run and data
     out: str = _opt("runs/ssp_lite", "run folder (checkpoints, log.csv / log.jsonl, curves PNG, resumable state)")
@@ -110,9 +123,12 @@ class TrainOptions:
         "stride-16 and superpixel losses only (about 3x more expressions per second); "
         "continue with --init",
     )
-    type_weights: dict[str, float] = _opt(
-        help="RefShapes expression-type mix for training (JSON object): more of the types that need spatial reasoning",
-        factory=_default_type_weights,
+    type_weights: dict[str, float] | None = _opt(
+        None,
+        "RefShapes expression-type mix for training (JSON object of the generator's types; 'no_target': the share "
+        "of no-target expressions); default: RefShapes v1 "
+        + json.dumps(V1_TRAIN_TYPE_WEIGHTS)
+        + ", RefShapes v2 its generator's mix (refshapes2.TYPE_WEIGHTS, 25%% no-target); RefShapes data only",
     )
     # ---- augmentation (real photos)
     augment: str = _opt(

@@ -3,7 +3,7 @@ validation split of the data it was trained on, write the checkpoint with those 
 record in the metadata, and record the test metrics the tests re-check (``<name>.eval.json``): the full test
 slice of each test set and the first 100 samples of the first one (``primary``).
 
-    python -m ssp_edge.ssp.release runs/v2/full320/final.safetensors ssp_lite_refshapes
+    python -m ssp_edge.ssp.release runs/v2/tune320/final.safetensors ssp_lite_refshapes
 """
 
 from __future__ import annotations

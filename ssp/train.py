@@ -60,7 +60,7 @@ from .models.ssp import SSP, build_model
 from .models.superpixel import spixel_loss
 from .models.text import Tokenizer
 from .models.weights import load_pretrained_parts
-from .options import TrainOptions
+from .options import V1_TRAIN_TYPE_WEIGHTS, TrainOptions
 from .train_log import TrainLog, plot_curves
 
 __all__ = [
@@ -471,12 +471,26 @@ def optimizer_step(optim: torch.optim.Optimizer, params: list[torch.Tensor], sca
         optim.step()
 
 
+def _with_type_mix(ds: Any, opt: TrainOptions, size: int) -> Any:
+    """The training set with the expression-type mix of ``--type-weights`` (RefShapes v1 without it: its training
+    mix :data:`~.options.V1_TRAIN_TYPE_WEIGHTS`; RefShapes v2 without it: its generator's own mix); other data
+    has no generated types, so a mix for it is refused rather than ignored."""
+    if isinstance(ds, RefShapes):
+        return RefShapes(ds.split, size=size, type_weights=opt.type_weights or V1_TRAIN_TYPE_WEIGHTS)
+    if isinstance(ds, RefShapes2):
+        return ds if opt.type_weights is None else RefShapes2(ds.split, size=size, type_weights=opt.type_weights)
+    if opt.type_weights is not None:
+        raise SSPError(
+            f"--type-weights sets the expression-type mix of RefShapes data; {opt.data!r} has its own expressions: "
+            "drop --type-weights"
+        )
+    return ds
+
+
 def _train(cfg: SSPConfig, opt: TrainOptions, rt: Runtime) -> Path:
     torch.manual_seed(opt.seed)
     run = Path(opt.out)
-    ds = open_data(opt.data, cfg.input_size)  # cheap checks (data present) before the model is built
-    if isinstance(ds, RefShapes):
-        ds = RefShapes(ds.split, size=cfg.input_size, type_weights=opt.type_weights)
+    ds = _with_type_mix(open_data(opt.data, cfg.input_size), opt, cfg.input_size)  # cheap checks first
     val_spec = opt.val if opt.val is not None else default_val_spec(opt.data)
     val = None if val_spec.lower() == "none" else open_data(val_spec, cfg.input_size)
     train_exists = has_no_target(ds)

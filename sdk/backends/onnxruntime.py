@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from ..bundle import GRAPHS, Bundle, GraphEntry
 from ..errors import SDKError
 from ..io_spec import check_feeds
@@ -53,9 +55,12 @@ SPINNING_MODES: dict[str, dict[str, str]] = {
 
 
 def spinning_entries(spinning: str | bool) -> dict[str, str]:
-    """The session config entries of a spinning mode (:data:`SPINNING_MODES`; True = ``always``, False = ``off``)."""
-    mode = {True: "always", False: "off"}.get(spinning, spinning) if isinstance(spinning, bool) else spinning
-    if mode not in SPINNING_MODES:
+    """The session config entries of a spinning mode (:data:`SPINNING_MODES`); a bool (also NumPy's, or 0 / 1) is
+    the old on / off switch: True = ``always`` (ONNX Runtime's own default), False = ``off``."""
+    mode: object = spinning
+    if isinstance(spinning, (bool, int, np.bool_)) and spinning in (0, 1):
+        mode = "always" if spinning else "off"
+    if not isinstance(mode, str) or mode not in SPINNING_MODES:
         raise SDKError(f"spinning must be one of {', '.join(SPINNING_MODES)} (or a bool), got {spinning!r}")
     return dict(SPINNING_MODES[mode])
 

@@ -78,6 +78,11 @@ def test_every_session_option_is_a_parameter(tmp_path):
         entries = session_options(spinning=mode)["config_entries"]
         assert entries["session.intra_op.allow_spinning"] == spin and entries.get("session.force_spinning_stop") == stop
     assert session_options(spinning=False)["config_entries"] == {"session.intra_op.allow_spinning": "0"}
+    for old_switch, spin in ((np.bool_(True), "1"), (np.bool_(False), "0"), (1, "1"), (0, "0")):
+        assert session_options(spinning=old_switch)["config_entries"]["session.intra_op.allow_spinning"] == spin
+    for bad in (None, 2, 0.5, ["run"], {"run": 1}):
+        with pytest.raises(SDKError, match="spinning must be one of"):
+            session_options(spinning=bad)
     with pytest.raises(SDKError, match="threads must be"):
         session_options(threads=-1)
 

@@ -82,3 +82,23 @@ def test_bad_phase_arm_or_grounding_checkpoint_is_a_clear_error(tmp_path, tiny_r
     with pytest.raises(SSPError, match="no such checkpoint"):
         _run(tmp_path, tiny_recipe, ground=str(tmp_path / "missing.safetensors"))
     assert not (tmp_path / "rus").exists()
+
+
+def test_recipe_commands_parse_back_with_ssp_train_options(monkeypatch):
+    """Every recipe command is valid ``ssp train`` input, dict options as JSON objects (not Python reprs)."""
+    import argparse
+
+    from ssp_edge.ssp.cli import add_train_args
+    from ssp_edge.ssp.options import options_from_args
+
+    mix = {"ordinal": 0.5, "relation": 0.5, "no_target": 0.3}
+    phase = Phase("only", {"input_size": 64}, {"steps": 3, "type_weights": mix})
+    monkeypatch.setitem(ablation.RECIPES, "mixed", [phase])
+    for name in ("v2", "mixed"):
+        for argv in ablation.recipe_commands(name, out="runs/x"):
+            p = argparse.ArgumentParser()
+            add_train_args(p)
+            opt = options_from_args(p.parse_args(argv))
+            assert opt.out.startswith("runs/x/")
+    (argv,) = ablation.recipe_commands("mixed")
+    assert options_from_args(p.parse_args(argv)).type_weights == mix

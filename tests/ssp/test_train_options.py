@@ -128,3 +128,30 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path):
         "no CUDA GPU",
     )
     assert_one_line_error(run_ssp("train", "--amp", "fp16", "--device", "cpu", "--out", str(tmp_path / "r")), "fp16")
+
+
+def test_type_weights_reach_both_refshapes_generators_and_are_refused_elsewhere():
+    """--type-weights sets the training mix of RefShapes v1 and v2 (it was once dropped silently for v2); without it
+    v1 trains on its spatial-reasoning mix and v2 on its generator's own; other data refuses it (not ignored)."""
+    from ssp_edge.ssp.data.refshapes import RefShapes
+    from ssp_edge.ssp.data.refshapes2 import TYPE_WEIGHTS, RefShapes2
+    from ssp_edge.ssp.options import V1_TRAIN_TYPE_WEIGHTS
+    from ssp_edge.ssp.train import _with_type_mix
+
+    mix = {"ordinal": 3.0, "relation": 1.0, "no_target": 0.4}
+    v2 = _with_type_mix(RefShapes2("val", size=64), TrainOptions(type_weights=mix), 64)
+    assert v2.types == ["relation", "ordinal"] and v2.no_target_rate == 0.4
+    assert dict(zip(v2.types, v2.type_p.tolist())) == pytest.approx({"relation": 0.25, "ordinal": 0.75})
+    assert {v2[i].type for i in range(30)} == {"relation", "ordinal"}  # what the generator then draws
+    plain = RefShapes2("val", size=64)
+    assert _with_type_mix(plain, TrainOptions(), 64) is plain
+    assert set(plain.types) == {t for t, w in TYPE_WEIGHTS.items() if w > 0} and plain.no_target_rate == 0.25
+    v1 = _with_type_mix(RefShapes("val", size=64), TrainOptions(), 64)
+    want = {t: w for t, w in V1_TRAIN_TYPE_WEIGHTS.items() if t in v1.types}
+    total = sum(want.values())
+    assert dict(zip(v1.types, v1.type_p.tolist())) == pytest.approx({t: w / total for t, w in want.items()})
+    with pytest.raises(SSPError, match="unknown RefShapes v2 expression types"):
+        _with_type_mix(plain, TrainOptions(type_weights={"colour": 1.0}), 64)
+    with pytest.raises(SSPError, match="drop --type-weights"):
+        _with_type_mix(object(), TrainOptions(data="refcoco:/x:refcoco:unc:train", type_weights=mix), 64)
+    assert _with_type_mix(sentinel := object(), TrainOptions(data="refcoco:/x:refcoco:unc:train"), 64) is sentinel
