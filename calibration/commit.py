@@ -1,4 +1,5 @@
-"""The crash-safe commit of ``ssp calibrate`` (moved here unchanged from :mod:`calibration.pipeline`).
+"""The crash-safe commit of ``ssp calibrate`` (moved here from :mod:`calibration.pipeline`), which also writes the
+manifest's accuracy record.
 
 Everything is built in a staging folder beside the bundle; only when all of it succeeded are the new graphs moved
 into the bundle under names the current manifest does not use (atomic renames, so no listed file is ever
@@ -97,9 +98,16 @@ def _fresh_name(bundle: Bundle, file: str, digest: str) -> str:
 
 
 def commit(
-    bundle: Bundle, stage: Path, entries: list[GraphEntry], rep_files: dict[str, Path], report: dict[str, Any]
+    bundle: Bundle,
+    stage: Path,
+    entries: list[GraphEntry],
+    rep_files: dict[str, Path],
+    report: dict[str, Any],
+    accuracy: dict[str, Any] | None = None,
 ) -> CalibrationResult:
     """New graphs in under unused names, then the manifest (atomic), then the replaced graphs out, then the report.
+    ``accuracy`` becomes the manifest's accuracy record (None: the new graphs were not measured, so any older record
+    goes: it was about other graphs).
 
     Until the manifest is saved the old manifest and all its files are untouched; from then on every file the new
     manifest lists is in place. So an interrupt at any point leaves a bundle that opens and verifies."""
@@ -125,6 +133,7 @@ def commit(
     stale = sorted(f for f in replaced if f not in used)
     for f in stale:
         bundle.manifest.files.pop(f, None)
+    bundle.manifest.accuracy = accuracy
     bundle.save()
     kill_point("commit:saved")
     for f in stale:

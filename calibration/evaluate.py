@@ -13,9 +13,10 @@ import numpy as np
 
 from ssp_edge.sdk.backends.base import Backend
 from ssp_edge.sdk.bundle import Bundle
+from ssp_edge.sdk.manifest_schema import PRECISIONS
 from ssp_edge.ssp.metrics import THRESHOLDS, SegMeter
 
-__all__ = ["METRIC_KEYS", "accuracy", "OutputError", "output_errors", "Latency", "latency"]
+__all__ = ["METRIC_KEYS", "accuracy", "accuracy_record", "OutputError", "output_errors", "Latency", "latency"]
 
 METRIC_KEYS = ("mIoU", "oIoU", *(f"prec@{t}" for t in THRESHOLDS))
 
@@ -28,7 +29,8 @@ def accuracy(
     tick: Callable[[], None] | None = None,
     backend: Backend | None = None,
 ) -> dict:
-    """:class:`ssp.metrics.SegMeter` summary of the SDK pipeline at ``precision`` over ``samples``:
+    """:class:`ssp.metrics.SegMeter` summary of the SDK pipeline at ``precision`` over ``samples`` (with ``graphs``:
+    the precision per graph, ``files``: the file per graph):
     ``Segmenter.open(backend="onnxruntime", precision=...)`` exactly as users run it, or the same
     Segmenter over ``backend`` (e.g. graphs that are not bundle entries)."""
     from ssp_edge.sdk.segmenter import Segmenter
@@ -41,6 +43,7 @@ def accuracy(
     )
     with seg:
         used = dict(seg.backend.precisions)
+        ran = {g: e.file for g, e in getattr(seg.backend, "entries", {}).items()}
         for s in samples:
             if s.expression.strip():
                 bgr = cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR)
@@ -50,7 +53,24 @@ def accuracy(
                 tick()
     out = meter.summary()
     out["graphs"] = used
+    out["files"] = ran  # graph -> the bundle file it ran (the manifest's accuracy record hashes them)
     return out
+
+
+def accuracy_record(staged: Bundle, acc: dict | None) -> dict | None:
+    """The manifest's accuracy record (``Manifest.accuracy``) of a measurement: per precision the metrics
+    (:data:`METRIC_KEYS`) and the sha256 of the file each graph ran, so the SDK can tell whether the record is about
+    the graphs a bundle has (sdk/backends/precision_choice.py); None when nothing was measured."""
+    if not acc:
+        return None
+    metrics: dict[str, dict[str, float]] = {}
+    graphs: dict[str, dict[str, str]] = {}
+    for p in PRECISIONS:
+        if p not in acc:
+            continue
+        metrics[p] = {k: float(acc[p][k]) for k in METRIC_KEYS if np.isfinite(acc[p].get(k, np.nan))}
+        graphs[p] = {g: staged.manifest.files[f] for g, f in acc[p]["files"].items()}
+    return {"data": str(acc["data"]), "samples": int(acc["samples"]), "metrics": metrics, "graphs": graphs}
 
 
 @dataclass

@@ -261,7 +261,9 @@ def calibrate_bundle(path: str | os.PathLike[str], opts: CalibrateOptions | None
         for part in (stats.to_report(), plan.to_report(), sens.to_report(), result.to_report()):
             report.update(part)
         rep_files = write_report(stage / REPORT_DIR, report)
-        return commit(bundle, stage, entries, rep_files, report)
+        from .evaluate import accuracy_record
+
+        return commit(bundle, stage, entries, rep_files, report, accuracy_record(staged, result.accuracy))
 
 
 # ----------------------------------------------------------------------------- 1. statistics

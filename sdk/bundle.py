@@ -121,6 +121,10 @@ class Manifest:
     format: str = FORMAT
     created_by: str = ""
     vocab_size: int | None = None  # rows of the text graph's word embedding: token ids must stay below it
+    #: accuracy per precision as `ssp calibrate` measured it on a held-out set, with the sha256 of each graph it ran
+    #: (``{"data", "samples", "metrics": {precision: {metric: value}}, "graphs": {precision: {graph: sha256}}}``):
+    #: the evidence the default precision is chosen from (sdk/backends/precision_choice.py); None when unmeasured
+    accuracy: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=False, allow_nan=False) + "\n"

@@ -284,6 +284,34 @@ def _thresholds(c: _Checker, v: Any, f: str) -> dict[str, float]:
     return {c.string(k, f"{f}.<key>", 64): c.number(x, f"{f}.{k}", 0.0, 1.0) for k, x in c.obj(v, f).items()}
 
 
+def _accuracy(c: _Checker, v: Any, f: str) -> dict[str, Any] | None:
+    """``ssp calibrate``'s measured accuracy: metrics in [0, 1] and the sha256 of each graph run, per precision."""
+    if v is None:
+        return None
+    d = _exact(c, v, f, {"data", "samples", "metrics", "graphs"})
+    out: dict[str, Any] = {
+        "data": c.string(d["data"], f"{f}.data", LIMITS["text"]),
+        "samples": c.integer(d["samples"], f"{f}.samples", 0, 10_000_000),
+        "metrics": {},
+        "graphs": {},
+    }
+    for p, m in c.obj(d["metrics"], f"{f}.metrics").items():
+        p = c.choice(p, f"{f}.metrics.<key>", PRECISIONS)
+        out["metrics"][p] = {
+            c.string(k, f"{f}.metrics.{p}.<key>", 64): c.number(x, f"{f}.metrics.{p}.{k}", 0.0, 1.0)
+            for k, x in c.obj(m, f"{f}.metrics.{p}").items()
+        }
+    for p, g in c.obj(d["graphs"], f"{f}.graphs").items():
+        p = c.choice(p, f"{f}.graphs.<key>", PRECISIONS)
+        out["graphs"][p] = {
+            c.pattern(k, f"{f}.graphs.{p}.<key>", _NAME_RE, "a graph name such as 'image_encoder'"): c.pattern(
+                h, f"{f}.graphs.{p}.{k}", SHA256_RE, "a lowercase hex sha256 (64 characters)"
+            )
+            for k, h in c.obj(g, f"{f}.graphs.{p}").items()
+        }
+    return out
+
+
 _FIELDS: dict[str, Callable[[_Checker, Any, str], Any]] = {
     "format": lambda c, v, f: c.string(v, f, 128),
     "config": lambda c, v, f: c.json_value(c.obj(v, f), f),
@@ -302,6 +330,7 @@ _FIELDS: dict[str, Callable[[_Checker, Any, str], Any]] = {
     "files": _files,
     "created_by": lambda c, v, f: c.string(v, f, 256),
     "vocab_size": lambda c, v, f: None if v is None else c.integer(v, f, *LIMITS["vocab_size"]),
+    "accuracy": _accuracy,
 }
 
 

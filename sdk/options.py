@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .backends.base import BACKENDS, PRECISIONS
+from .backends.precision_choice import ACCURACY_BOUND
 
 __all__ = [
     "add_backend_args",
@@ -34,7 +35,9 @@ _HELP = {
     "engine, else ONNX Runtime), tensorrt, onnxruntime, openvino (pip install 'ssp-edge[openvino]')",
     "precision": "graph / engine precision: fp32, fp16 or int8 (fp16 / int8 need `ssp calibrate`), or bf16 (OpenVINO's "
     "CPU inference precision on the fp32 graphs; --backend openvino only); default: the best engines "
-    "TensorRT has, fp32 on ONNX Runtime and OpenVINO",
+    "TensorRT has; on ONNX Runtime's CPU provider int8 where `ssp calibrate` measured it within "
+    f"{ACCURACY_BOUND} mIoU of fp32 and the CPU has VNNI / dotprod, else fp32 (`ssp run` prints which and why); "
+    "fp32 on OpenVINO",
     "threads": "CPU threads of ONNX Runtime / OpenVINO / PyTorch intra-op parallelism (default 0: one per physical "
     "core, the fastest measured)",
     "providers": "ONNX Runtime execution providers, comma-separated in order of preference, e.g. "

@@ -338,8 +338,10 @@ class Segmenter:
         mask_size: int | None = None,
     ) -> Segmenter:
         """Open a bundle folder (verified against its manifest's sha256; against ``verify_key``, an Ed25519 public
-        key, when given) on a backend (see :func:`ssp_edge.sdk.backends.open_backend`; ``callers``: threads that
-        will call it at once, e.g. camera workers, so ONNX Runtime sizes its sessions' thread pools for them)."""
+        key, when given) on a backend (see :func:`ssp_edge.sdk.backends.open_backend`; ``precision`` None: the
+        fastest that keeps the accuracy bound, on ONNX Runtime INT8 where ``ssp calibrate`` measured it so and the CPU
+        has VNNI / dotprod, see :mod:`.backends.precision_choice`; ``callers``: threads that will call it at once,
+        e.g. camera workers, so ONNX Runtime sizes its sessions' thread pools for them)."""
         cls._check_options(cache_size, max_frame_pixels, mask_size, 1)  # cheap checks before loading anything
         b = open_bundle(bundle, verify_key)
         be = open_backend(

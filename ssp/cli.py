@@ -241,6 +241,9 @@ def _run_eval(args: argparse.Namespace) -> int:
             "backend": backend.name,
             "precisions": dict(backend.precisions),
         }
+        choice = getattr(backend, "choice", None)  # how a default precision was chosen (ONNX Runtime)
+        if choice is not None:
+            head["precision_choice"] = choice.reason
     with seg:
         summary = evaluate_segmenter(seg, data, limit=args.limit, batch=args.batch, progress=not args.json)
         summary["thresholds"] = {"mask": seg.mask_threshold, "exists": seg.exists_threshold}
@@ -267,6 +270,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.bundle:
         used = ", ".join(f"{k} {v}" for k, v in summary["precisions"].items())
         rows.insert(0, ("backend", f"{summary['backend']} ({used})"))
+        if "precision_choice" in summary:
+            rows.insert(1, ("default precision", summary["precision_choice"]))
     for k, v in rows:
         print(f"{k:>18}  {v:.4f}" if isinstance(v, float) else f"{k:>18}  {v}")
     if args.save_vis:

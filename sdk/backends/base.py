@@ -68,11 +68,13 @@ def describe_backend(backend: Any) -> dict[str, Any]:
 
 
 def format_config(d: dict[str, Any]) -> str:
-    """One line for people: ``onnxruntime fp32, 2 threads (text_encoder fp32, ...); options: k=v, ...``."""
+    """One line for people: ``onnxruntime fp32, 2 threads (text_encoder fp32, ...); options: k=v, ...`` and, where
+    the precision was left to the backend, what it chose and why."""
     graphs = ", ".join(f"{g} {p}" for g, p in d["precisions"].items())
     threads = f", {d['threads']} threads" if d.get("threads") else ""
     opts = "; ".join(f"{k}={v}" for k, v in d.get("options", {}).items())
-    return f"{d['backend']} {d['precision']}{threads} ({graphs})" + (f"; options: {opts}" if opts else "")
+    line = f"{d['backend']} {d['precision']}{threads} ({graphs})" + (f"; options: {opts}" if opts else "")
+    return line + (f"; default precision {d['precision_choice']}" if d.get("precision_choice") else "")
 
 
 def open_backend(
@@ -89,6 +91,8 @@ def open_backend(
 ) -> Backend:
     """``auto`` picks TensorRT when it imports, a GPU is present and the bundle has a matching engine, else ONNX
     Runtime; ``openvino`` (an optional extra) runs the portable graphs on OpenVINO's CPU plugin, also in bf16.
+    ``precision`` None: TensorRT's best engines; on ONNX Runtime ``auto`` (:mod:`.precision_choice`: INT8 where the
+    manifest's measured accuracy keeps the bound and the CPU has int8 dot products, else FP32); FP32 on OpenVINO.
     ``plugin_lib`` / ``trust_bundle_plugins`` / ``allow_engine_host_code``: native code the TensorRT
     backend may load, only by the caller's explicit choice (see the TensorRT backend). ``threads`` 0: one per
     physical core (ONNX Runtime, OpenVINO; the session options are :func:`.onnxruntime.create_session`'s).
@@ -139,4 +143,4 @@ def open_backend(
 
     if threads == 0 and callers > 1:
         threads = max(1, physical_cores() // callers)
-    return OnnxRuntimeBackend(bundle, precision or "fp32", providers, threads)
+    return OnnxRuntimeBackend(bundle, precision or "auto", providers, threads)

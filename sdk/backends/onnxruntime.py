@@ -16,6 +16,7 @@ import numpy as np
 from ..bundle import GRAPHS, Bundle, GraphEntry
 from ..errors import SDKError
 from ..io_spec import check_feeds
+from .precision_choice import PrecisionChoice, choose_precision, ort_entries
 
 __all__ = [
     "OnnxRuntimeBackend",
@@ -201,14 +202,17 @@ class OnnxRuntimeBackend:
         session: Mapping[str, Any] | None = None,
     ):
         """Graphs of ``flavour`` at ``precision`` (a graph without a reduced-precision version, e.g. the text
-        encoder, runs in FP32); the plugin flavour needs ``custom_op_libraries`` with the ``ssp::`` kernels;
-        ``session``: further :func:`create_session` options (``spinning``, ``graph_optimization``, ``mem_arena``,
-        ``config_entries``) for all three sessions."""
+        encoder, runs in FP32); ``auto``: the fastest precision that keeps the accuracy bound on these providers and
+        this CPU (:func:`.precision_choice.choose_precision`; :attr:`choice` says which and why); the plugin flavour
+        needs ``custom_op_libraries`` with the ``ssp::`` kernels; ``session``: further :func:`create_session`
+        options (``spinning``, ``graph_optimization``, ``mem_arena``, ``config_entries``) for all three sessions."""
+        choice = None
+        if precision == "auto":
+            choice = choose_precision(bundle, providers) if flavour == "portable" else None
+            precision = choice.precision if choice else "fp32"
         if precision != "fp32" and not any(bundle.has_graph(g, flavour, precision) for g in GRAPHS):
             bundle.graph("image_encoder", flavour, precision)  # raises: names what exists and the fix
-        entries = {}
-        for g in GRAPHS:
-            entries[g] = bundle.graph(g, flavour, precision if bundle.has_graph(g, flavour, precision) else "fp32")
+        entries = ort_entries(bundle, precision, flavour)
         self._open(
             {g: (e, bundle.read_bytes(e.file)) for g, e in entries.items()},
             bundle.manifest.dynamic_axes,
@@ -218,6 +222,7 @@ class OnnxRuntimeBackend:
             None,
             session,
         )
+        self.choice = choice
 
     @classmethod
     def from_graphs(
@@ -247,6 +252,7 @@ class OnnxRuntimeBackend:
         precisions: Mapping[str, str] | None,
         session: Mapping[str, Any] | None = None,
     ) -> None:
+        self.choice: PrecisionChoice | None = None  # how precision "auto" was resolved (set by __init__)
         self.entries: dict[str, GraphEntry] = {g: e for g, (e, _) in graphs.items()}
         self.dynamic_axes = {k: list(v) for k, v in dynamic_axes.items()}
         self.precisions: dict[str, str] = {g: e.precision for g, e in self.entries.items()}
@@ -290,6 +296,7 @@ class OnnxRuntimeBackend:
             "precisions": dict(self.precisions),
             "threads": self.options["threads"],
             "options": {k: v for k, v in self.options.items() if k != "threads"},
+            **({"precision_choice": self.choice.reason} if self.choice else {}),
         }
 
     def close(self) -> None:

@@ -183,6 +183,48 @@ def test_reduced_precision_outputs_track_fp32(calibrated, lite_bundle):
     assert agree > 0.97 and np.abs(probs["int8"] - probs["fp32"]).mean() < 0.03
 
 
+@pytest.mark.slow
+def test_accuracy_record_drives_the_default_precision(calibrated, tmp_path):
+    """The manifest records what `ssp calibrate --json` reported, for the graphs ONNX Runtime runs at each precision
+    (their sha256 from the verified files list); the default precision follows that record, and `ssp run` says so."""
+    from helpers import assert_ok
+
+    from ssp_edge.sdk.backends.precision_choice import ACCURACY_BOUND, choose_precision, int8_dot_product, ort_entries
+    from ssp_edge.sdk.bundle import Bundle
+    from ssp_edge.sdk.segmenter import Segmenter
+    from ssp_edge.ssp.data.refshapes import render_video
+
+    b, r = calibrated
+    out = json.loads(r.stdout)
+    bundle = Bundle.open(b)
+    acc = bundle.manifest.accuracy
+    assert acc["samples"] == 12 and acc["data"].startswith("refshapes")
+    for p in ("fp32", "fp16", "int8"):
+        assert acc["metrics"][p] == pytest.approx(out[p], abs=1e-12)
+        files = {g: bundle.manifest.files[e.file] for g, e in ort_entries(bundle, p).items()}
+        assert acc["graphs"][p] == files
+    assert acc["graphs"]["int8"]["image_encoder"] != acc["graphs"]["fp32"]["image_encoder"]
+    # the rule, restated from the record: INT8 when it keeps the bound and this CPU has int8 dot products
+    keeps = out["fp32"]["mIoU"] - out["int8"]["mIoU"] <= ACCURACY_BOUND
+    want = "int8" if keeps and int8_dot_product() else "fp32"
+    assert choose_precision(bundle).precision == want
+    with Segmenter.open(b) as seg:
+        assert seg.backend.precisions["image_encoder"] == want and seg.backend.precisions["mask_decoder"] == want
+    video = tmp_path / "v.mp4"
+    render_video(str(video), frames=2)
+    run = assert_ok(run_ssp("run", "--bundle", str(b), "--source", str(video), "--prompt", "a circle", "--no-stdin"))
+    assert f"default precision {want}:" in run.stdout
+    # calibrating again without evaluation drops the record: it would describe the replaced graphs
+    b2 = _copy_bundle(b, tmp_path / "again")
+    data = write_jsonl_set(tmp_path / "data", 2, 1)
+    q = list(QUICK)
+    q[q.index("--eval-samples") + 1] = "0"
+    assert run_calibrate(str(b2), "--data", f"jsonl:{data}", *q).returncode == 0
+    again = Bundle.open(b2)
+    assert again.manifest.accuracy is None
+    assert choose_precision(again).precision == "fp32" and "not measured" in choose_precision(again).reason
+
+
 def _assert_untouched(b: Path, before: dict[str, bytes]) -> None:
     assert _snapshot(b) == before
     assert not list(b.parent.glob(f".{b.name}.calibrate-*"))  # staging folder removed
