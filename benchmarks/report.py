@@ -23,13 +23,21 @@ def _targets(res: dict[str, Any]) -> list[str]:
         "fps_2_prompts": "ONNX Runtime FP32 frames/s, 2 prompts",
         "prompts_8_over_1": "8-prompt frame time / 1-prompt frame time (ONNX Runtime FP32)",
         "cpu_peak_share": "ONNX Runtime FP32 share of the CPU's FP32 peak (1 prompt)",
+        "ort_int8_over_ort_fp32": "ONNX Runtime INT8 / ONNX Runtime FP32 frame time (1 prompt)",
+        "best_fps_2_prompts": "fastest CPU configuration, frames/s with 2 prompts",
     }
     out = ["| target | measured | bound | met |", "|---|---|---|---|"]
     for k, t in (res.get("targets") or {}).items():
         v = t["value"]
         shown = "-" if v is None else (f"{100 * v:.1f}%" if k == "cpu_peak_share" else f"{v:.3g}")
         met = "-" if t["met"] is None else ("yes" if t["met"] else "**no**")
-        out.append(f"| {names.get(k, k)} | {shown} | {t['target']} | {met} |")
+        label = names.get(k, k) + (f" ({t['configuration']})" if t.get("configuration") else "")
+        out.append(f"| {label} | {shown} | {t['target']} | {met} |")
+    d = res.get("default")
+    if d:
+        fps = ", ".join(f"{v} with {p} prompt{'s' if int(p) > 1 else ''}" for p, v in d["frames_per_s"].items())
+        out += ["", f"Default configuration (`Segmenter.open(bundle)` here): {d['configuration']}, {d['reason']}"]
+        out[-1] += f"; frames/s: {fps}." if fps else " (not measured in this run)."
     return out
 
 

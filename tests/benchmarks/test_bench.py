@@ -48,7 +48,15 @@ def test_quick_bench_writes_the_three_outputs(lite_bundle, tmp_path):
         "fps_2_prompts",
         "prompts_8_over_1",
         "cpu_peak_share",
+        "ort_int8_over_ort_fp32",
+        "best_fps_2_prompts",
     }
+    assert res["targets"]["ort_int8_over_ort_fp32"]["value"] is None  # no INT8 graphs: not measured, not met
+    best = res["targets"]["best_fps_2_prompts"]  # the fastest deployed row (not the PyTorch baseline)
+    fps2 = {n: x["frames_per_s"] for n, sw in res["throughput"].items() for x in sw if x["prompts"] == 2}
+    assert best["configuration"] == "onnxruntime fp32" and best["value"] == fps2["onnxruntime fp32"]
+    assert res["default"]["configuration"] == "onnxruntime fp32"  # uncalibrated bundle: FP32, and why
+    assert "ssp calibrate" in res["default"]["reason"]
     assert res["settings"]["iters"] == 6 and res["method"].startswith("interleaved")
     md = (tmp_path / "bench.md").read_text()
     for phrase in (
@@ -60,6 +68,7 @@ def test_quick_bench_writes_the_three_outputs(lite_bundle, tmp_path):
         "physical limit",
         "Calibrated against a published TensorRT measurement",
         "Load average",
+        "Default configuration",
     ):
         assert phrase in md
     assert res["ratios"]["ort_fp32_over_pytorch"] > 0 and res["ratios"]["cached_over_uncached_text"] > 0
