@@ -35,8 +35,8 @@ def _targets(res: dict[str, Any]) -> list[str]:
         out.append(f"| {label} | {shown} | {t['target']} | {met} |")
     d = res.get("default")
     if d:
-        fps = ", ".join(f"{v} with {p} prompt{'s' if int(p) > 1 else ''}" for p, v in d["frames_per_s"].items())
-        out += ["", f"Default configuration (`Segmenter.open(bundle)` here): {d['configuration']}, {d['reason']}"]
+        fps = ", ".join(f"{v:.1f} with {p} prompt{'s' if int(p) > 1 else ''}" for p, v in d["frames_per_s"].items())
+        out += ["", f"Default configuration (`Segmenter.open(bundle)` here): {d['configuration']} ({d['reason']})"]
         out[-1] += f"; frames/s: {fps}." if fps else " (not measured in this run)."
     return out
 
