@@ -535,7 +535,7 @@ def run_bench(
         **_check(best[1] if best else None, *TARGETS["best_fps_2_prompts"]),
         "configuration": best[0] if best else None,
     }
-    result["default"] = _default_configuration(bundle, throughput)
+    result["default"] = _default_configuration(bundle, throughput, s.providers)
     if flops is None:
         result["not_measured"]["flops"] = (
             "FLOPs and parameters are counted on the PyTorch model, which is not "
@@ -570,10 +570,18 @@ def _best_cpu(throughput: Mapping[str, list[dict[str, Any]]], prompts: int) -> t
     return max(cells, key=lambda c: c[1]) if cells else None
 
 
-def _default_configuration(bundle: Bundle, throughput: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """What ``Segmenter.open(bundle)`` runs on this machine's CPU (ONNX Runtime, the default precision and why) and
-    its measured frames/s per prompt count."""
-    choice = choose_precision(bundle)
+def _default_configuration(
+    bundle: Bundle, throughput: Mapping[str, list[dict[str, Any]]], providers: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """What ``Segmenter.open(bundle)`` runs here (TensorRT where it can run the bundle, else ONNX Runtime at the
+    default precision for ``providers``, and why) and its measured frames/s per prompt count."""
+    from ssp_edge.sdk.backends.tensorrt import tensorrt_unavailable
+
+    if tensorrt_unavailable(bundle, None) is None:
+        name, reason = "tensorrt", "TensorRT imports, a GPU is present and the bundle has engines for it"
+        best = [n for n in throughput if n.startswith("tensorrt")]
+        return {"configuration": name, "reason": reason, "frames_per_s": {}, "measured_rows": best}
+    choice = choose_precision(bundle, providers)
     name = f"onnxruntime {choice.precision}"
     return {
         "configuration": name,

@@ -119,6 +119,7 @@ def bench_multi(bundle: str, cams: Sequence[np.ndarray], rounds: int = 3, thread
         for name in names[r % len(names) :] + names[: r % len(names)]:  # interleaved, rotating order
             fps[name].append(n * frames / _timed(settings[name]))
     pool.shutdown()
+    precision = one.backend.precisions.get("image_encoder")  # the default precision (INT8 on a calibrated bundle)
     for s in (one, shared, *separate):
         s.close()
     med = {k: round(statistics.median(v), 2) for k, v in fps.items()}
@@ -130,6 +131,7 @@ def bench_multi(bundle: str, cams: Sequence[np.ndarray], rounds: int = 3, thread
         "fps_median": med,
         "fps_rounds": {k: [round(x, 2) for x in v] for k, v in fps.items()},
         "camera_workers": workers,
+        "precision": precision,
         # ssp run with several sources on ONNX Runtime: camera workers
         "speedup_vs_best_separate": round(med["one_segmenter_workers"] / best_separate, 3),
         "batched_vs_best_separate": round(med["one_segmenter_batched"] / best_separate, 3),

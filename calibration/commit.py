@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ssp_edge.sdk.backends.precision_choice import record_covers
 from ssp_edge.sdk.bundle import Bundle, GraphEntry, Manifest
 from ssp_edge.sdk.errors import BundleError
 from ssp_edge.sdk.fsio import atomic_replace_file, fsync_dir, kill_point
@@ -106,12 +107,14 @@ def commit(
     accuracy: dict[str, Any] | None = None,
 ) -> CalibrationResult:
     """New graphs in under unused names, then the manifest (atomic), then the replaced graphs out, then the report.
-    ``accuracy`` becomes the manifest's accuracy record (None: the new graphs were not measured, so any older record
-    goes: it was about other graphs).
+    ``accuracy`` becomes the manifest's accuracy record. Without an INT8 measurement in it (``--no-int8``,
+    ``--eval-samples 0``) the old record stays where it still covers the graphs the bundle now has (same sha256:
+    untouched INT8 graphs keep their evidence), else it goes (it was about replaced graphs).
 
     Until the manifest is saved the old manifest and all its files are untouched; from then on every file the new
     manifest lists is in place. So an interrupt at any point leaves a bundle that opens and verifies."""
     root = bundle.root
+    old_record = bundle.manifest.accuracy
     staged = {e.file for e in entries}
     final = {f: _fresh_name(bundle, f, _file_sha256(stage / f)) for f in sorted(staged)}
     kill_point("commit:staged")
@@ -133,6 +136,8 @@ def commit(
     stale = sorted(f for f in replaced if f not in used)
     for f in stale:
         bundle.manifest.files.pop(f, None)
+    if (accuracy is None or "int8" not in accuracy["metrics"]) and record_covers(bundle, old_record):
+        accuracy = old_record
     bundle.manifest.accuracy = accuracy
     bundle.save()
     kill_point("commit:saved")

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ssp_edge.sdk.backends.precision_choice import ACCURACY_BOUND, MIN_EVAL_SAMPLES, int8_accuracy_fails
 from ssp_edge.sdk.fsio import atomic_write_bytes
 
 from .evaluate import METRIC_KEYS
@@ -146,6 +147,13 @@ def _markdown(r: dict) -> str:
                     + ("within" if d <= bound else "**over**")
                     + f" the {bound} point bound."
                 )
+        if "int8" in acc and base is not None:
+            why_not = int8_accuracy_fails(base, acc["int8"]["mIoU"], acc["samples"])
+            L.append(
+                f"- SDK default precision on ONNX Runtime (INT8 within {100 * ACCURACY_BOUND:g} points on >= "
+                f"{MIN_EVAL_SAMPLES} samples, on a CPU with int8 dot products): "
+                + ("INT8 qualifies." if why_not is None else f"FP32: {why_not}.")
+            )
         L.append("")
 
     lat = r.get("latency")

@@ -127,7 +127,10 @@ class Manifest:
     accuracy: dict[str, Any] | None = None
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=False, allow_nan=False) + "\n"
+        d = dataclasses.asdict(self)
+        if d["accuracy"] is None:  # left out when unmeasured: bundles without it stay readable by older releases
+            del d["accuracy"]
+        return json.dumps(d, indent=1, sort_keys=False, allow_nan=False) + "\n"
 
     @classmethod
     def from_dict(cls, data: Any, where: str = MANIFEST) -> Manifest:

@@ -4,7 +4,8 @@ INT8 is chosen when all of these hold, else FP32 (the reason is kept, and ``ssp 
 
 * the bundle has ONNX Runtime's INT8 plan of image_encoder and mask_decoder (``ssp calibrate`` writes it);
 * its manifest records the accuracy ``ssp calibrate`` measured (``Manifest.accuracy``) for exactly the graphs that
-  would run (same sha256), and INT8 loses at most :data:`ACCURACY_BOUND` mIoU against FP32 on that held-out set;
+  would run (same sha256), on at least :data:`MIN_EVAL_SAMPLES` held-out samples, and INT8 loses at most
+  :data:`ACCURACY_BOUND` mIoU against FP32 there;
 * the CPU has int8 dot-product instructions (x86 AVX512-VNNI / AVX-VNNI, Arm's dot product): ONNX Runtime's integer
   kernels need them to beat FP32 (measured on a 2-core Zen with VNNI: one frame, 1 prompt, 15.6 vs 17.3 ms; one
   thread per camera: 0.79x FP32's time, benchmarks/README.md);
@@ -21,10 +22,22 @@ from typing import Any
 
 from ..bundle import GRAPHS, Bundle, GraphEntry
 
-__all__ = ["ACCURACY_BOUND", "INT8_DOT_FLAGS", "PrecisionChoice", "choose_precision", "int8_dot_product", "ort_entries"]
+__all__ = [
+    "ACCURACY_BOUND",
+    "MIN_EVAL_SAMPLES",
+    "INT8_DOT_FLAGS",
+    "PrecisionChoice",
+    "choose_precision",
+    "int8_accuracy_fails",
+    "int8_dot_product",
+    "ort_entries",
+    "record_covers",
+]
 
 #: mIoU the default precision may lose against FP32 on ``ssp calibrate``'s held-out set (0.5 points)
 ACCURACY_BOUND = 0.005
+#: held-out samples below which a measured mIoU difference is noise at the scale of the bound (no evidence)
+MIN_EVAL_SAMPLES = 100
 
 #: /proc/cpuinfo flags (x86 "flags", Arm "Features") of int8 dot-product instructions ONNX Runtime's kernels use
 INT8_DOT_FLAGS = {
@@ -51,15 +64,44 @@ def ort_entries(bundle: Bundle, precision: str, flavour: str = "portable") -> di
     }
 
 
+def record_covers(bundle: Bundle, record: dict[str, Any] | None, precisions: Sequence[str] = ("fp32", "int8")) -> bool:
+    """Whether an accuracy record (``Manifest.accuracy``) measured, for each of ``precisions``, exactly the graphs
+    ONNX Runtime runs at that precision in ``bundle`` now (same sha256 per graph)."""
+    if not record or not all(p in record["metrics"] and p in record["graphs"] for p in precisions):
+        return False
+    files = bundle.manifest.files
+    return all(
+        record["graphs"][p] == {g: files.get(e.file) for g, e in ort_entries(bundle, p).items()} for p in precisions
+    )
+
+
+def int8_accuracy_fails(m32: float, m8: float, samples: int) -> str | None:
+    """Why a measured INT8 mIoU ``m8`` (FP32: ``m32``, on ``samples`` held-out samples) is no evidence for the INT8
+    default, or None when it is: at least :data:`MIN_EVAL_SAMPLES` samples and a loss of at most :data:`ACCURACY_BOUND`
+    (rounded, so a loss of exactly the bound is within it)."""
+    if samples < MIN_EVAL_SAMPLES:
+        return (
+            f"INT8 accuracy was measured on {samples} samples, fewer than the {MIN_EVAL_SAMPLES} that resolve a "
+            f"{ACCURACY_BOUND} mIoU difference (run `ssp calibrate` with --eval-samples >= {MIN_EVAL_SAMPLES})"
+        )
+    if round(m32 - m8, 9) > ACCURACY_BOUND:
+        return f"INT8 mIoU {m8:.4f} vs FP32 {m32:.4f} is outside the {ACCURACY_BOUND} bound"
+    return None
+
+
+def _read_cpuinfo() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def int8_dot_product(cpuinfo: str | None = None, machine: str | None = None, os_name: str | None = None) -> str | None:
     """The int8 dot-product extension this CPU has (a value of :data:`INT8_DOT_FLAGS`), or None. Read from
     ``cpuinfo`` (default /proc/cpuinfo); without one, Apple silicon counts (every Apple arm64 has dotprod)."""
     if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            cpuinfo = ""
+        cpuinfo = _read_cpuinfo()
     flags: set[str] = set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
@@ -91,22 +133,23 @@ def choose_precision(
     if missing:
         return fp32(f"no ONNX Runtime INT8 graph of {', '.join(missing)} (run `ssp calibrate` to add them)")
     acc: dict[str, Any] | None = bundle.manifest.accuracy
-    if not acc or not {"fp32", "int8"} <= set(acc["metrics"]) or not {"fp32", "int8"} <= set(acc["graphs"]):
+    if not acc or not all(p in acc["metrics"] and p in acc["graphs"] for p in ("fp32", "int8")):
         return fp32("INT8 accuracy was not measured (run `ssp calibrate` with --eval-samples > 0)")
-    files = bundle.manifest.files
     for p in ("fp32", "int8"):
-        ran = acc["graphs"][p]
-        now = {g: files.get(e.file) for g, e in ort_entries(bundle, p).items()}
-        if ran != now:
+        if not record_covers(bundle, acc, (p,)):
             return fp32(f"the recorded accuracy is of other {p} graphs than the bundle has now (run `ssp calibrate`)")
     m32, m8 = acc["metrics"]["fp32"].get("mIoU"), acc["metrics"]["int8"].get("mIoU")
     if m32 is None or m8 is None:
         return fp32("the recorded accuracy has no mIoU")
     where = f"{acc['data']}, {acc['samples']} samples"
-    if m32 - m8 > ACCURACY_BOUND:
-        return fp32(f"INT8 mIoU {m8:.4f} vs FP32 {m32:.4f} ({where}) is outside the {ACCURACY_BOUND} bound")
-    dot = int8_dot_product(cpuinfo)
+    why_not = int8_accuracy_fails(m32, m8, acc["samples"])
+    if why_not:
+        return fp32(f"{why_not} ({where})")
+    text = _read_cpuinfo() if cpuinfo is None else cpuinfo
+    dot = int8_dot_product(text)
     if dot is None:
+        if not text:
+            return fp32("this platform does not say whether the CPU has int8 dot products (no /proc/cpuinfo)")
         return fp32("this CPU has no int8 dot-product instructions (VNNI / dotprod): INT8 would not be faster")
     return PrecisionChoice("int8", f"int8: mIoU {m8:.4f} vs FP32 {m32:.4f} ({where}), CPU has {dot}")
 

@@ -80,12 +80,12 @@ def _bundle(root: Path, plans: tuple[str, ...] = ("onnxruntime",)) -> Bundle:
     return Bundle.open(root)
 
 
-def _record(b: Bundle, m32: float, m8: float) -> dict:
+def _record(b: Bundle, m32: float, m8: float, samples: int = 300) -> dict:
     """An accuracy record as `ssp calibrate` writes it, hashes taken from the manifest's files list."""
     files = b.manifest.files
     return {
         "data": "refshapes2:test",
-        "samples": 300,
+        "samples": samples,
         "metrics": {"fp32": {"mIoU": m32, "oIoU": m32}, "int8": {"mIoU": m8, "oIoU": m8}},
         "graphs": {p: {g: files[e.file] for g, e in ort_entries(b, p).items()} for p in ("fp32", "int8")},
     }
@@ -104,7 +104,9 @@ def test_ort_entries_prefer_the_onnxruntime_plan(tmp_path):
     assert {e[g].qdq_plan for g in ("image_encoder", "mask_decoder")} == {"onnxruntime"}
 
 
-@pytest.mark.parametrize("margin, expect", [(-0.002, "int8"), (0.0, "int8"), (0.8, "int8"), (1.2, "fp32")])
+@pytest.mark.parametrize(
+    "margin, expect", [(-0.002, "int8"), (0.0, "int8"), (0.8, "int8"), (1.0, "int8"), (1.2, "fp32")]
+)
 def test_int8_only_within_the_bound(tmp_path, margin, expect):
     """``margin`` is the INT8 loss in units of the bound (negative: INT8 scored higher)."""
     b = _bundle(tmp_path)
@@ -115,6 +117,25 @@ def test_int8_only_within_the_bound(tmp_path, margin, expect):
     assert c.reason.startswith(expect + ":") and "refshapes2:test, 300 samples" in c.reason
     if expect == "fp32":
         assert "outside the" in c.reason
+
+
+def test_too_few_samples_are_no_evidence(tmp_path):
+    from ssp_edge.sdk.backends.precision_choice import MIN_EVAL_SAMPLES
+
+    b = _bundle(tmp_path)
+    c = choose_precision(_with_record(b, _record(b, 0.8, 0.8, MIN_EVAL_SAMPLES - 1)), None, ZEN4)
+    assert c.precision == "fp32" and f"fewer than the {MIN_EVAL_SAMPLES}" in c.reason
+    assert choose_precision(_with_record(b, _record(b, 0.8, 0.8, MIN_EVAL_SAMPLES)), None, ZEN4).precision == "int8"
+
+
+def test_unreadable_cpu_flags_keep_fp32_and_say_so(tmp_path, monkeypatch):
+    from ssp_edge.sdk.backends import precision_choice as pc
+
+    b = _bundle(tmp_path)
+    b = _with_record(b, _record(b, 0.8, 0.8))
+    monkeypatch.setattr(pc.sys, "platform", "win32")
+    c = choose_precision(b, None, "")
+    assert c.precision == "fp32" and "does not say" in c.reason
 
 
 def test_int8_needs_int8_dot_products(tmp_path):
@@ -155,22 +176,45 @@ def test_a_record_of_other_graphs_is_not_evidence(tmp_path):
     assert c.precision == "fp32" and "other int8 graphs" in c.reason
 
 
-def test_backend_auto_resolves_and_says_why(tmp_path, monkeypatch):
-    """OnnxRuntimeBackend("auto") opens what choose_precision picks (sessions faked: the graphs are not ONNX)."""
+def test_a_record_of_other_fp32_graphs_is_not_evidence(tmp_path):
+    b = _bundle(tmp_path)
+    b = _with_record(b, _record(b, 0.8, 0.8))
+    (tmp_path / "image_encoder.onnx").write_bytes(b"a retrained fp32 graph")
+    b.add_file("image_encoder.onnx")
+    b.save()
+    c = choose_precision(Bundle.open(tmp_path), None, ZEN4)
+    assert c.precision == "fp32" and "other fp32 graphs" in c.reason
+
+
+@pytest.mark.parametrize("cpu, want", [(ZEN4, "int8"), (HASWELL, "fp32")])
+def test_backend_auto_resolves_and_says_why(tmp_path, monkeypatch, cpu, want):
+    """open_backend(precision=None) -> OnnxRuntimeBackend("auto") opens the precision chosen for this CPU (its
+    /proc/cpuinfo faked; sessions faked too: the graphs are not ONNX)."""
     from ssp_edge.sdk.backends import onnxruntime as ortb
-    from ssp_edge.sdk.backends.base import describe_backend, format_config
+    from ssp_edge.sdk.backends import precision_choice as pc
+    from ssp_edge.sdk.backends.base import describe_backend, format_config, open_backend
 
     monkeypatch.setattr(ortb, "create_session", lambda *a, **k: object())
+    monkeypatch.setattr(pc, "_read_cpuinfo", lambda: cpu)
     b = _bundle(tmp_path)
     b = _with_record(b, _record(b, 0.8, 0.799))
-    want = choose_precision(b)  # this machine's CPU, whichever it is
-    be = ortb.OnnxRuntimeBackend(b, "auto")
-    assert be.choice == want
-    assert be.precisions["image_encoder"] == want.precision and be.precisions["text_encoder"] == "fp32"
+    be = open_backend(b, "onnxruntime")
+    assert be.choice.precision == want and be.choice.reason.startswith(want + ":")
+    assert be.precisions["image_encoder"] == be.precisions["mask_decoder"] == want
+    assert be.precisions["text_encoder"] == "fp32"
     line = format_config(describe_backend(be))
-    assert line.endswith("default precision " + want.reason)
-    explicit = ortb.OnnxRuntimeBackend(b, "fp32")
+    assert line.endswith("default precision " + be.choice.reason)
+    explicit = open_backend(b, "onnxruntime", "fp32")
     assert explicit.choice is None and "default precision" not in format_config(describe_backend(explicit))
+
+
+def test_unmeasured_manifest_has_no_accuracy_field(tmp_path):
+    """Left out when None, so a bundle without a measurement opens in releases that predate the field."""
+    import json
+
+    b = _bundle(tmp_path)
+    assert b.manifest.accuracy is None
+    assert "accuracy" not in json.loads((tmp_path / "manifest.json").read_text())
 
 
 @pytest.mark.parametrize(
