@@ -1,13 +1,33 @@
 """Helpers shared by test modules (tests/ is on sys.path via conftest): run the `ssp` CLI in a
-subprocess, assert one-line errors, and write small random-init checkpoints."""
+subprocess, assert one-line errors, write small random-init checkpoints, and the small manifest of synthetic
+bundles."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def small_manifest(**fields: Any) -> Any:
+    """The manifest of a synthetic bundle (ssp_lite at 320, 20 tokens, 1..4 frames, 1..16 expressions); ``fields``
+    override or add Manifest fields."""
+    from ssp_edge.sdk.bundle import Manifest
+
+    base: dict[str, Any] = {
+        "config": {"name": "ssp_lite"},
+        "input_size": 320,
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "max_tokens": 20,
+        "thresholds": {"mask": 0.5, "exists": 0.5},
+        "source": {"checkpoint": "x"},
+        "dynamic_axes": {"frames": [1, 1, 4], "expressions": [1, 4, 16]},
+    }
+    return Manifest(**{**base, **fields})
 
 
 def run_ssp(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -208,8 +208,12 @@ class OnnxRuntimeBackend:
         options (``spinning``, ``graph_optimization``, ``mem_arena``, ``config_entries``) for all three sessions."""
         choice = None
         if precision == "auto":
-            choice = choose_precision(bundle, providers) if flavour == "portable" else None
-            precision = choice.precision if choice else "fp32"
+            choice = (
+                choose_precision(bundle, providers)
+                if flavour == "portable"
+                else PrecisionChoice("fp32", "fp32: the plugin flavour's INT8 graphs are TensorRT's plan")
+            )
+            precision = choice.precision
         if precision != "fp32" and not any(bundle.has_graph(g, flavour, precision) for g in GRAPHS):
             bundle.graph("image_encoder", flavour, precision)  # raises: names what exists and the fix
         entries = ort_entries(bundle, precision, flavour)

@@ -7,23 +7,14 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO
+from helpers import REPO, small_manifest
 
 from ssp_edge.sdk.bundle import FORMAT, MANIFEST, Bundle, EngineEntry, GraphEntry, Manifest, TensorSpec, sha256_file
 from ssp_edge.sdk.errors import BundleError
 
 
 def _manifest() -> Manifest:
-    return Manifest(
-        config={"name": "ssp_lite"},
-        input_size=320,
-        mean=[0.5] * 3,
-        std=[0.5] * 3,
-        max_tokens=20,
-        thresholds={"mask": 0.5, "exists": 0.5},
-        source={"checkpoint": "x"},
-        dynamic_axes={"frames": [1, 1, 4], "expressions": [1, 4, 16]},
-    )
+    return small_manifest()
 
 
 @pytest.fixture

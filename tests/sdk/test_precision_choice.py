@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import small_manifest
 
 from ssp_edge.sdk.backends.precision_choice import (
     ACCURACY_BOUND,
@@ -15,7 +16,7 @@ from ssp_edge.sdk.backends.precision_choice import (
     int8_dot_product,
     ort_entries,
 )
-from ssp_edge.sdk.bundle import Bundle, GraphEntry, Manifest, TensorSpec
+from ssp_edge.sdk.bundle import Bundle, GraphEntry, TensorSpec
 from ssp_edge.sdk.errors import BundleError
 
 ZEN4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 fma avx512f avx512bw avx512_vnni avx512_bf16\n"
@@ -55,17 +56,7 @@ def _entry(name: str, precision: str, file: str, plan: str | None = None) -> Gra
 
 def _bundle(root: Path, plans: tuple[str, ...] = ("onnxruntime",)) -> Bundle:
     """FP32 graphs of the three networks and INT8 graphs of image_encoder / mask_decoder in ``plans``."""
-    man = Manifest(
-        config={"name": "ssp_lite"},
-        input_size=320,
-        mean=[0.5] * 3,
-        std=[0.5] * 3,
-        max_tokens=20,
-        thresholds={"mask": 0.5, "exists": 0.5},
-        source={"checkpoint": "x"},
-        dynamic_axes={"frames": [1, 1, 4], "expressions": [1, 4, 16]},
-    )
-    b = Bundle.create(root, man)
+    b = Bundle.create(root, small_manifest())
     (root / "tokenizer.json").write_text("{}")
     b.add_file("tokenizer.json")
     for g in ("text_encoder", "image_encoder", "mask_decoder"):
@@ -241,3 +232,18 @@ def test_malformed_accuracy_record_names_the_field(tmp_path, record, match):
     with pytest.raises(BundleError, match=match):
         Bundle.open(tmp_path)
     del b
+
+
+def test_plugin_flavour_auto_is_fp32_and_says_why(tmp_path, monkeypatch):
+    from ssp_edge.sdk.backends import onnxruntime as ortb
+
+    monkeypatch.setattr(ortb, "create_session", lambda *a, **k: object())
+    b = _bundle(tmp_path)
+    for g in ("text_encoder", "image_encoder", "mask_decoder"):
+        e = _entry(g, "fp32", f"{g}.onnx")
+        b.add_graph(GraphEntry(e.name, "plugin", e.precision, e.file, e.inputs, e.outputs))
+    b.save()
+    b = _with_record(Bundle.open(tmp_path), _record(b, 0.8, 0.8))
+    be = ortb.OnnxRuntimeBackend(b, "auto", flavour="plugin")
+    assert be.choice.precision == "fp32" and "TensorRT's plan" in be.choice.reason
+    assert set(be.precisions.values()) == {"fp32"}

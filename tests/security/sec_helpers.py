@@ -8,25 +8,16 @@ import json
 import sys
 from pathlib import Path
 
-from ssp_edge.sdk.bundle import MANIFEST, Bundle, EngineEntry, GraphEntry, Manifest, TensorSpec
+from helpers import small_manifest
+
+from ssp_edge.sdk.bundle import MANIFEST, Bundle, EngineEntry, GraphEntry, TensorSpec
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def make_bundle(root: Path) -> Path:
     """A bundle of four small files: tokenizer, two graphs, one engine (all listed and hashed)."""
-    man = Manifest(
-        config={"name": "ssp_lite"},
-        input_size=320,
-        mean=[0.5] * 3,
-        std=[0.5] * 3,
-        max_tokens=20,
-        thresholds={"mask": 0.5, "exists": 0.5},
-        source={"checkpoint": "x"},
-        dynamic_axes={"frames": [1, 1, 4], "expressions": [1, 4, 16]},
-        vocab_size=30522,
-    )
-    b = Bundle.create(root, man)
+    b = Bundle.create(root, small_manifest(vocab_size=30522))
     (root / "tokenizer.json").write_text("{}")
     b.add_file("tokenizer.json")
     (root / "g.onnx").write_bytes(b"graph bytes")
